@@ -1,0 +1,71 @@
+"""CARLA data types, the real ones when the ``carla`` wheel is installed.
+
+The embedded world and the agents exchange route plans and controls in CARLA's
+types. Without the wheel (it is an optional extra), small stand-ins with the
+same attribute names are used, so the agents run unchanged in both.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["HAVE_CARLA", "Location", "Rotation", "Transform", "VehicleControl", "RoadOption"]
+
+try:  # pragma: no cover - depends on the environment
+    import carla as _carla
+
+    HAVE_CARLA = True
+except ImportError:  # pragma: no cover
+    _carla = None
+    HAVE_CARLA = False
+
+
+class RoadOption(enum.IntEnum):
+    """The values of CARLA's ``agents.navigation.local_planner.RoadOption``."""
+
+    VOID = -1
+    LEFT = 1
+    RIGHT = 2
+    STRAIGHT = 3
+    LANEFOLLOW = 4
+    CHANGELANELEFT = 5
+    CHANGELANERIGHT = 6
+
+
+if HAVE_CARLA:
+    Location = _carla.Location
+    Rotation = _carla.Rotation
+    Transform = _carla.Transform
+    VehicleControl = _carla.VehicleControl
+else:
+
+    @dataclass
+    class Location:  # type: ignore[no-redef]
+        x: float = 0.0
+        y: float = 0.0
+        z: float = 0.0
+
+    @dataclass
+    class Rotation:  # type: ignore[no-redef]
+        pitch: float = 0.0
+        yaw: float = 0.0
+        roll: float = 0.0
+
+    @dataclass
+    class Transform:  # type: ignore[no-redef]
+        location: Location = None  # type: ignore[assignment]
+        rotation: Rotation = None  # type: ignore[assignment]
+
+        def __post_init__(self) -> None:
+            self.location = self.location if self.location is not None else Location()
+            self.rotation = self.rotation if self.rotation is not None else Rotation()
+
+    @dataclass
+    class VehicleControl:  # type: ignore[no-redef]
+        throttle: float = 0.0
+        steer: float = 0.0
+        brake: float = 0.0
+        hand_brake: bool = False
+        reverse: bool = False
+        manual_gear_shift: bool = False
+        gear: int = 0

@@ -1,0 +1,41 @@
+"""The ``langprop`` command: a thin layer over the pipeline modules.
+
+Subcommands live in their own modules and are imported only when invoked, so
+``langprop --help`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+__all__ = ["main"]
+
+# name -> "module:attribute" of a click command or group.
+_COMMANDS: dict[str, str] = {
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _COMMANDS:
+            module_name, attr = _COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Train driving code with an LLM as the optimizer (LangProp), and run it
+    on CARLA leaderboard routes, in CARLA or in the embedded SUMO world."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
