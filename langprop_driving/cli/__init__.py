@@ -14,6 +14,16 @@ __all__ = ["main"]
 
 # name -> "module:attribute" of a click command or group.
 _COMMANDS: dict[str, str] = {
+    "demo": "langprop_driving.cli.pipeline_cmd:demo_cmd",
+    "collect": "langprop_driving.cli.pipeline_cmd:collect_cmd",
+    "train": "langprop_driving.cli.pipeline_cmd:train_cmd",
+    "dagger": "langprop_driving.cli.pipeline_cmd:dagger_cmd",
+    "evaluate": "langprop_driving.cli.evaluate_cmd:evaluate",
+    "relabel": "langprop_driving.cli.relabel_cmd:relabel",
+    "results": "langprop_driving.cli.results_cmd:results",
+    "town": "langprop_driving.cli.world_cmd:town",
+    "routes": "langprop_driving.cli.world_cmd:routes",
+    "example": "langprop_driving.cli.example_cmd:example",
 }
 
 

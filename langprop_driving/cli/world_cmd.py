@@ -1,0 +1,161 @@
+"""``langprop town ...`` and ``langprop routes ...``: towns and route files of the embedded world."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+
+__all__ = ["town", "routes"]
+
+_TOWNS_DIR_HELP = "Folder of stored towns (default: $LANGPROP_TOWNS or ./towns)."
+
+
+def _store(towns_dir: Path | None):  # -> TownStore (imported lazily: keeps `langprop --help` fast)
+    from sumo_world.towns import TownStore
+
+    return TownStore(towns_dir)
+
+
+@click.group()
+def town() -> None:
+    """Generate, import and list the towns (SUMO road networks) of the embedded world."""
+
+
+@town.command("generate")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["grid", "spider", "random"]), default="grid", show_default=True,
+              help="Network layout.")
+@click.option("--size", type=int, default=4, show_default=True,
+              help="Junctions per side (grid), arms (spider) or growth steps / 5 (random).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed (layout of random towns, all-way stops).")
+@click.option("--lanes", type=click.IntRange(1, 3), default=2, show_default=True, help="Lanes per direction.")
+@click.option("--block", "block_m", type=float, default=100.0, show_default=True, help="Block length in metres.")
+@click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
+@click.option("--overwrite", is_flag=True, help="Replace a town of the same name.")
+def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_m: float,
+                  towns_dir: Path | None, overwrite: bool) -> None:
+    """Generate the town NAME with SUMO's netgenerate (traffic lights, sidewalks, crossings, all-way stops)."""
+    from sumo_world.towns import TownError
+
+    try:
+        info = _store(towns_dir).generate(name, kind=kind, size=size, seed=seed, lanes=lanes, block_m=block_m,
+                                          overwrite=overwrite)
+    except TownError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"generated town {info.name}: {info.net_path} ({_describe(info.meta)}) "
+               f"in {info.meta.get('generate_s', 0):.2f} s")
+
+
+@town.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Town name (default: the file name, e.g. Town01).")
+@click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
+@click.option("--overwrite", is_flag=True, help="Replace a town of the same name.")
+def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool) -> None:
+    """Import a CARLA town from its OpenDRIVE FILE (.xodr), or store a SUMO net (.net.xml)."""
+    from sumo_world.towns import TownError
+
+    start = time.perf_counter()
+    try:
+        info = _store(towns_dir).import_file(file, name, overwrite=overwrite)
+    except TownError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"imported town {info.name}: {info.net_path} ({_describe(info.meta)}) "
+               f"in {time.perf_counter() - start:.2f} s")
+
+
+@town.command("list")
+@click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
+def town_list(towns_dir: Path | None) -> None:
+    """List the stored towns."""
+    store = _store(towns_dir)
+    towns = store.list()
+    if not towns:
+        click.echo(f"no towns in {store.root}; create one with `langprop town generate NAME` or "
+                   f"`langprop town import TownXX.xodr`")
+        return
+    width = max(len(t.name) for t in towns)
+    for info in towns:
+        click.echo(f"{info.name.ljust(width)}  {info.source:<10}  {_describe(info.meta)}")
+
+
+def _describe(meta: dict) -> str:
+    junctions = meta.get("junctions") or {}
+    parts = [f"{meta['kind']} size {meta['size']} seed {meta['seed']}"] if meta.get("kind") else []
+    parts.append(f"{junctions.get('traffic_light', 0)} traffic lights")
+    parts.append(f"{junctions.get('allway_stop', 0) + junctions.get('priority_stop', 0)} stop junctions")
+    parts.append(f"{meta.get('crossings', 0)} crossings")
+    return ", ".join(parts)
+
+
+@click.group()
+def routes() -> None:
+    """Make and inspect leaderboard route files."""
+
+
+@routes.command("generate")
+@click.option("--town", "town_name", required=True, help="A stored town (see `langprop town list`).")
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True, help="Number of routes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Routes XML to write.")
+@click.option("--min-length", type=float, default=150.0, show_default=True, help="Minimum route length (m).")
+@click.option("--max-length", type=float, default=600.0, show_default=True, help="Maximum route length (m).")
+@click.option("--format", "version", type=click.Choice(["1.0", "2.0"]), default="1.0", show_default=True,
+              help="Leaderboard route file format.")
+@click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
+def routes_generate(town_name: str, count: int, seed: int, out: Path, min_length: float, max_length: float,
+                    version: str, towns_dir: Path | None) -> None:
+    """Write N random valid routes in a town as a leaderboard routes file."""
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.route_planner import RoutePlanningError, random_routes
+    from sumo_world.routes import write_routes
+    from sumo_world.towns import TownError
+
+    try:
+        info = _store(towns_dir).get(town_name)
+        network = RoadNetwork.load(info.net_path)
+        made = random_routes(network, count, seed=seed, town=info.name, min_length_m=min_length,
+                             max_length_m=max_length)
+    except (TownError, RoutePlanningError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    write_routes(made, out, version=version)
+    total = sum(r.extra.get("length_m", 0.0) for r in made)
+    click.echo(f"wrote {len(made)} routes ({total / 1000:.1f} km) in {info.name} to {out}")
+
+
+@routes.command("show")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--plan/--no-plan", default=True, show_default=True,
+              help="Plan each route in its town (when the town is stored) and show the dense length.")
+@click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
+def routes_show(file: Path, plan: bool, towns_dir: Path | None) -> None:
+    """List the routes of a leaderboard routes FILE (1.0 or 2.0)."""
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.route_planner import RoutePlanningError, plan_route
+    from sumo_world.routes import RouteFileError, read_routes
+
+    try:
+        found = read_routes(file)
+    except RouteFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    store = _store(towns_dir)
+    click.echo(f"{file}: {len(found)} routes")
+    for route in found:
+        line = (f"  route {route.route_id:>4}  town {route.town:<10} {len(route.waypoints):>3} waypoints "
+                f"(format {route.extra.get('format')})")
+        if plan and route.town in store:
+            try:
+                dense = plan_route(RoadNetwork.load(store.get(route.town).net_path), route)
+                # One junction manoeuvre per run of equal non-LANEFOLLOW commands.
+                turns = Counter(c for i, c in enumerate(dense.commands) if c in ("LEFT", "RIGHT", "STRAIGHT")
+                                and (i == 0 or dense.commands[i - 1] != c))
+                line += (f"  planned {dense.length_m:.0f} m, {len(dense.points)} points, junctions: "
+                         f"{turns.get('LEFT', 0)} left, {turns.get('RIGHT', 0)} right, "
+                         f"{turns.get('STRAIGHT', 0)} straight")
+            except RoutePlanningError as exc:
+                line += f"  NOT PLANNABLE: {exc}"
+        elif plan:
+            line += "  (town not stored: not planned)"
+        click.echo(line)
