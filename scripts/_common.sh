@@ -1,0 +1,116 @@
+# Shared helpers of the scripts in this folder (sourced, not run).
+#
+# Every script checks its variables before doing anything and says exactly
+# which are missing and what each is for; `--dry-run` prints the command
+# instead of running it; `--world carla|embedded` (or $WORLD) picks CARLA or the
+# embedded SUMO world (run through the `langprop` command).
+
+SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${SCRIPTS_DIR}/.." && pwd)"
+export REPO_ROOT
+# The interpreter for the evaluator and helper snippets: it needs this package and the carla client.
+PYTHON="${PYTHON:-python3}"
+
+# die MESSAGE...: print an error to stderr and exit 2 (a usage/config error).
+die() {
+    echo "error: $*" >&2
+    exit 2
+}
+
+# is_true VALUE: 1/true/yes/on (any case) -> success.
+is_true() {
+    case "$(printf '%s' "${1:-}" | tr '[:upper:]' '[:lower:]')" in
+        1|true|yes|on) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# require_vars "NAME|what it is" ...: exit 2 listing every unset/empty NAME with its meaning.
+require_vars() {
+    local missing=() spec name what
+    for spec in "$@"; do
+        name="${spec%%|*}"
+        what="${spec#*|}"
+        if [[ -z "${!name:-}" ]]; then
+            missing+=("  ${name}: ${what}")
+        fi
+    done
+    if (( ${#missing[@]} > 0 )); then
+        {
+            echo "error: $(basename "$0"): missing environment variable(s):"
+            printf '%s\n' "${missing[@]}"
+            echo "Set them (export NAME=...) and run again; see the header of $(basename "$0")."
+        } >&2
+        exit 2
+    fi
+}
+
+# require_file NAME: the path in variable NAME must be an existing file.
+require_file() {
+    local name="$1"
+    [[ -f "${!name}" ]] || die "${name}=${!name}: no such file"
+}
+
+# require_dir NAME [SUBPATH]: the path in NAME must be a directory (containing SUBPATH).
+require_dir() {
+    local name="$1" sub="${2:-}"
+    [[ -d "${!name}" ]] || die "${name}=${!name}: no such directory"
+    if [[ -n "${sub}" && ! -e "${!name}/${sub}" ]]; then
+        die "${name}=${!name} does not look right: ${!name}/${sub} is missing"
+    fi
+}
+
+# check_world: $WORLD must be carla or embedded.
+check_world() {
+    case "${WORLD}" in
+        carla|embedded) ;;
+        *) die "unknown world '${WORLD}' (use --world carla or --world embedded)" ;;
+    esac
+}
+
+# langprop_cmd: the `langprop` command as an array in LANGPROP_CMD ($LANGPROP_BIN wins).
+langprop_cmd() {
+    if [[ -n "${LANGPROP_BIN:-}" ]]; then
+        read -r -a LANGPROP_CMD <<< "${LANGPROP_BIN}"
+    elif command -v langprop >/dev/null 2>&1; then
+        LANGPROP_CMD=(langprop)
+    elif [[ -x "${REPO_ROOT}/.venv/bin/langprop" ]]; then
+        LANGPROP_CMD=("${REPO_ROOT}/.venv/bin/langprop")
+    else
+        LANGPROP_CMD=("${PYTHON}" -c "from langprop_driving.cli import main; main()")
+    fi
+}
+
+# run_or_print CMD...: run the command, or print it (shell-quoted) with --dry-run.
+run_or_print() {
+    if is_true "${DRY_RUN:-0}"; then
+        printf '%q ' "$@"
+        echo
+    else
+        "$@"
+    fi
+}
+
+# carla_pythonpath: put the CARLA agents package, leaderboard, scenario_runner and this repo on PYTHONPATH.
+carla_pythonpath() {
+    local parts=("${CARLA_ROOT}/PythonAPI/carla" "${LEADERBOARD_ROOT}" "${SCENARIO_RUNNER_ROOT}" "${REPO_ROOT}")
+    local egg
+    # Older CARLA releases ship the client as an egg instead of the pip wheel.
+    for egg in "${CARLA_ROOT}"/PythonAPI/carla/dist/carla-*.egg; do
+        [[ -e "${egg}" ]] && parts+=("${egg}")
+    done
+    local joined
+    joined="$(IFS=:; echo "${parts[*]}")"
+    export PYTHONPATH="${joined}${PYTHONPATH:+:${PYTHONPATH}}"
+}
+
+# leaderboard_version: 2.0 when the evaluator takes --traffic-manager-port, else 1.0 ($LEADERBOARD_VERSION wins).
+leaderboard_version() {
+    if [[ -n "${LEADERBOARD_VERSION:-}" ]]; then
+        echo "${LEADERBOARD_VERSION}"
+    elif grep -q -- "--traffic-manager-port" "${LEADERBOARD_ROOT}/leaderboard/leaderboard_evaluator.py" 2>/dev/null; then
+        echo "2.0"
+    else
+        echo "1.0"
+    fi
+}

@@ -1,0 +1,113 @@
+"""Leaderboard agent that drives with the best script of a LangProp checkpoint.
+
+Use it as ``TEAM_AGENT=team_code/langprop_agent.py``; ``TEAM_CONFIG`` names the
+checkpoint (a checkpoint dir, a ``.py`` script, or a config file with
+``checkpoint: PATH``), else ``LANGPROP_CHECKPOINT`` does (see
+:mod:`team_code.config` for every key).
+
+Each tick the scene goes to ``predict_speed_and_steering(scene)``; its output is
+either the paper's ``("MOVE"|"SLOW"|"STOP", angle_deg)`` or
+``(target_speed_mps, angle_deg)``. Any exception, timeout or invalid output
+brakes fully for that tick, is logged and counted (:attr:`exception_count`),
+and the route carries on.
+
+DAgger: with ``record_dir`` (``LANGPROP_RECORD_DIR``) every tick is recorded;
+with ``dagger_beta`` (``LANGPROP_DAGGER_BETA``) the expert drives a whole route
+with that probability, drawn from ``seed`` and the route, so reruns repeat.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from typing import Any
+
+from driving.labels import DrivingLabel, PolicyAction, parse_policy_output
+from driving.scene import copy_scene
+from team_code.config import ConfigError
+from team_code.privileged_agent import BRAKE_ACTION, PrivilegedAgent, action_from_label
+
+__all__ = ["LangPropAgent", "get_entry_point", "FUNCTION_NAME"]
+
+log = logging.getLogger(__name__)
+
+FUNCTION_NAME = "predict_speed_and_steering"
+_LOG_EVERY = 100
+
+
+def get_entry_point() -> str:
+    """The leaderboard reads the agent class name from here."""
+    return "LangPropAgent"
+
+
+class LangPropAgent(PrivilegedAgent):
+    """Drives with a LangProp policy; brakes on any failure of the script."""
+
+    controller_name = "policy"
+
+    def setup(self, path_to_conf_file: str | None) -> None:
+        """Read the config and load the policy (no world access here)."""
+        super().setup(path_to_conf_file)
+        checkpoint = self.config.checkpoint
+        if checkpoint is None:
+            raise ConfigError(
+                "no LangProp checkpoint: give TEAM_CONFIG as a checkpoint dir, a .py script or a file "
+                "with 'checkpoint: PATH', or set LANGPROP_CHECKPOINT")
+        if not checkpoint.exists():
+            raise ConfigError(f"LangProp checkpoint {checkpoint} does not exist")
+        from langprop_core.inference import load_policy
+
+        self.policy = load_policy(str(checkpoint), function_name=FUNCTION_NAME,
+                                  sandbox=self.config.sandbox, timeout_s=self.config.timeout_s)
+        self.expert = None
+        self.expert_drives = False
+        self.last_exception: str | None = None
+        log.info("LangProp agent: policy %s from %s (sandbox=%s)",
+                 getattr(self.policy, "policy_id", "?"), checkpoint, self.config.sandbox)
+
+    def on_start(self) -> None:
+        """Draw, once per route, whether the expert drives it (DAgger's beta)."""
+        beta = self.config.dagger_beta
+        if beta <= 0.0:
+            return
+        key = f"{self.config.seed}:{self.route_key}"
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+        self.expert_drives = random.Random(seed).random() < beta
+        if self.expert_drives:
+            from expert import Expert
+
+            self.expert = Expert()
+        log.info("DAgger beta %.2f: %s drives route %s", beta,
+                 "the expert" if self.expert_drives else "the policy", self.route_key)
+
+    def controller_of_tick(self) -> str:
+        return "expert" if self.expert_drives else "policy"
+
+    def decide(self, scene: dict[str, Any]) -> tuple[PolicyAction, DrivingLabel | None, dict[str, Any]]:
+        if self.expert_drives:
+            label = self.expert.predict(scene)
+            return action_from_label(label), label, {}
+        try:
+            # The policy function copies too; this copy keeps the recorded scene intact
+            # even with a policy that runs in-process and edits its input.
+            action = parse_policy_output(self.policy(copy_scene(scene)))
+        except Exception as error:  # ScriptError, InvalidPolicyOutput, anything: brake, carry on
+            self.exception_count += 1
+            self.last_exception = f"{type(error).__name__}: {error}"
+            if self.exception_count % _LOG_EVERY == 1:
+                log.warning("policy failed (failure %d, tick %d): %s; braking",
+                            self.exception_count, self.n_ticks, self.last_exception)
+            return BRAKE_ACTION, None, {"policy_exception": self.last_exception[:500]}
+        return action, None, {}
+
+    def destroy(self) -> None:
+        """Flush the recording and stop the policy's worker."""
+        try:
+            super().destroy()
+        finally:
+            policy = getattr(self, "policy", None)
+            if policy is not None and hasattr(policy, "close"):
+                policy.close()
+            if getattr(self, "exception_count", 0):
+                log.warning("LangProp agent: the policy failed on %d of %d ticks",
+                            self.exception_count, self.n_ticks)
