@@ -1,0 +1,195 @@
+"""Checkpoints: one directory per module, readable scripts plus a JSON index.
+
+Layout (version 1)::
+
+    <dir>/index.json          ranked policies: id, lineage, scores, priority,
+                              optimizer, sampling params, prompt and reply
+    <dir>/scripts/<id>.py     one readable file per script
+    <dir>/trainer_state.json  (written by the trainer) where training stands
+
+Every file is written atomically (temporary file + ``os.replace``), scripts
+before the index, so a run killed at any moment leaves a loadable checkpoint.
+
+The original LangProp layout loads too: ``config.json`` holding
+``{"name", "step", "records": {"<i>": {"main": {"priority", "count",
+"avg_score", ...}}}}`` beside ``record_<i>.txt`` script files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langprop_core.policy import Policy, policy_id_for
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "Checkpoint", "CheckpointError",
+           "atomic_write_text", "atomic_write_json", "read_json", "save_checkpoint",
+           "load_checkpoint", "resolve_checkpoint_dir"]
+
+CHECKPOINT_FORMAT = "langprop-checkpoint"
+CHECKPOINT_VERSION = 1
+INDEX_FILE = "index.json"
+SCRIPTS_DIR = "scripts"
+ORIGINAL_CONFIG = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, unreadable or inconsistent; the message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    """A module's population, best first."""
+
+    module: str
+    function_name: str
+    policies: list[Policy]
+    extra: dict[str, Any] = field(default_factory=dict)
+    source_format: str = CHECKPOINT_FORMAT
+
+    @property
+    def best(self) -> Policy:
+        if not self.policies:
+            raise CheckpointError(f"checkpoint of module {self.module!r} holds no scripts")
+        return self.policies[0]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; errors name the file and position."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: "
+                              f"{exc.msg}") from None
+
+
+def save_checkpoint(directory: Path, module: str, function_name: str, policies: list[Policy],
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write the ranked ``policies``; scripts no longer in the population are removed."""
+    directory = Path(directory)
+    scripts = directory / SCRIPTS_DIR
+    scripts.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for policy in policies:
+        rel = f"{SCRIPTS_DIR}/{policy.id}.py"
+        target = directory / rel
+        if not target.is_file() or target.read_text(encoding="utf-8") != policy.source:
+            atomic_write_text(target, policy.source)
+        entries.append(policy.to_dict(include_source=False) | {"file": rel})
+    index = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "module": module,
+             "function_name": function_name, "policies": entries, "extra": extra or {}}
+    atomic_write_json(directory / INDEX_FILE, index)
+    keep = {f"{p.id}.py" for p in policies}
+    for stale in scripts.glob("*.py"):
+        if stale.name not in keep:
+            stale.unlink()
+    return directory
+
+
+def resolve_checkpoint_dir(path: Path, module: str | None = None) -> Path:
+    """The module directory for ``path``: itself, or ``path/checkpoints/<module>`` of a run dir."""
+    path = Path(path)
+    if (path / INDEX_FILE).is_file() or (path / ORIGINAL_CONFIG).is_file():
+        return path
+    for root in (path / "checkpoints", path):
+        if not root.is_dir():
+            continue
+        found = sorted(d for d in root.iterdir()
+                       if (d / INDEX_FILE).is_file() or (d / ORIGINAL_CONFIG).is_file())
+        if module is not None:
+            found = [d for d in found if d.name == module]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            names = ", ".join(d.name for d in found)
+            raise CheckpointError(f"{root}: holds several module checkpoints ({names}); "
+                                  f"name one")
+    raise CheckpointError(f"{path}: not a checkpoint directory (no {INDEX_FILE} or "
+                          f"{ORIGINAL_CONFIG}, nor a run directory with checkpoints/)")
+
+
+def load_checkpoint(path: Path, function_name: str | None = None) -> Checkpoint:
+    """Load our layout or the original LangProp one; policies come back best first."""
+    directory = resolve_checkpoint_dir(Path(path))
+    if (directory / INDEX_FILE).is_file():
+        return _load_ours(directory, function_name)
+    return _load_original(directory, function_name)
+
+
+def _load_ours(directory: Path, function_name: str | None) -> Checkpoint:
+    index_path = directory / INDEX_FILE
+    index = read_json(index_path)
+    if not isinstance(index, dict) or index.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{index_path}: not a {CHECKPOINT_FORMAT} index")
+    if int(index.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{index_path}: version {index['version']} is newer than this "
+                              f"package reads ({CHECKPOINT_VERSION}); upgrade langprop-driver")
+    policies = []
+    for i, entry in enumerate(index.get("policies", [])):
+        script = directory / entry.get("file", f"{SCRIPTS_DIR}/{entry.get('id')}.py")
+        try:
+            source = script.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CheckpointError(f"{index_path}: policies[{i}] ({entry.get('id')}) names "
+                                  f"{script}, which does not exist") from None
+        policy = Policy.from_dict(entry, source=source)
+        if function_name:
+            policy.function_name = function_name
+        policies.append(policy)
+    return Checkpoint(module=index.get("module", directory.name),
+                      function_name=function_name or index.get("function_name", ""),
+                      policies=policies, extra=index.get("extra", {}))
+
+
+def _load_original(directory: Path, function_name: str | None) -> Checkpoint:
+    config_path = directory / ORIGINAL_CONFIG
+    config = read_json(config_path)
+    records = config.get("records") if isinstance(config, dict) else None
+    if not isinstance(records, dict):
+        raise CheckpointError(f"{config_path}: no 'records' object (not a LangProp checkpoint)")
+    name = function_name or config.get("name") or directory.name
+    ranked = []
+    for key, record in records.items():
+        script = directory / f"record_{key}.txt"
+        try:
+            source = script.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CheckpointError(f"{config_path}: record {key!r} has no file {script.name}") from None
+        stats = (record or {}).get("main", {}) if isinstance(record, dict) else {}
+        priority = stats.get("priority")
+        avg = stats.get("avg_score")
+        policy = Policy(id=policy_id_for(source), source=source, function_name=name,
+                        optimizer="langprop-original", priority=priority,
+                        scores=[avg] if avg is not None else [], n_calls=int(stats.get("count", 0)))
+        ranked.append((priority if priority is not None else float("-inf"), int(key), policy))
+    # Highest priority first; the record number breaks ties as the original ranked them.
+    ranked.sort(key=lambda item: (-item[0], item[1]))
+    return Checkpoint(module=config.get("name", directory.name), function_name=name,
+                      policies=[p for _, _, p in ranked],
+                      extra={"original_step": config.get("step")}, source_format="langprop-original")

@@ -1,0 +1,1 @@
+"""Prompt templates of the thermostat example (a package so that they ship as package data)."""

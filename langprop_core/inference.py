@@ -1,0 +1,104 @@
+"""Run a trained script: the best policy of a checkpoint, or a plain ``.py`` file.
+
+No LLM is involved. Sandboxed by default (a worker process with time and
+memory limits); ``sandbox=False`` calls the compiled function in this process.
+Either way every call gets its own copy of the arguments.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import pickle
+from pathlib import Path
+from typing import Any
+
+from langprop_core.checkpoint import load_checkpoint
+from langprop_core.policy import Policy
+from langprop_core.sandbox import SandboxConfig, ScriptError, ScriptRunner, load_function
+
+__all__ = ["PolicyFunction", "load_policy"]
+
+
+class PolicyFunction:
+    """A callable policy. Raises :class:`ScriptError` when the script fails."""
+
+    def __init__(self, policy: Policy, sandbox: bool = True, timeout_s: float = 1.0,
+                 memory_mb: int = 1024) -> None:
+        self.policy = policy
+        self.sandboxed = sandbox
+        self._runner: ScriptRunner | None = None
+        self._fn: Any = None
+        if sandbox:
+            self._runner = ScriptRunner(SandboxConfig(mode="process", workers=1,
+                                                      timeout_s=timeout_s, memory_mb=memory_mb))
+        else:
+            try:
+                self._fn = load_function(policy.source, policy.function_name,
+                                         f"<script {policy.id}>")
+            except Exception as exc:
+                raise ScriptError(f"policy {policy.id}: cannot load "
+                                  f"{policy.function_name!r}: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def policy_id(self) -> str:
+        return self.policy.id
+
+    def __call__(self, *args: Any) -> Any:
+        if self._runner is not None:
+            result = self._runner.run_batch({self.policy.id: self.policy.source},
+                                            self.policy.function_name, [args])[self.policy.id][0]
+            if result.exception is not None:
+                raise ScriptError(f"policy {self.policy.id}: {result.exception}\n"
+                                  f"{result.traceback or ''}".rstrip())
+            return result.output
+        try:
+            copied = pickle.loads(pickle.dumps(args, pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001 - unpicklable arguments: slower deep copy
+            copied = copy.deepcopy(args)
+        try:
+            return self._fn(*copied)
+        except Exception as exc:
+            raise ScriptError(f"policy {self.policy.id}: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    def __enter__(self) -> "PolicyFunction":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _function_in_file(path: Path, source: str, function_name: str | None) -> str:
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise ScriptError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if function_name:
+        if function_name not in names:
+            raise ScriptError(f"{path}: defines no function {function_name!r} "
+                              f"(it defines: {', '.join(names) or 'none'})")
+        return function_name
+    if path.stem in names:
+        return path.stem
+    if len(names) == 1:
+        return names[0]
+    raise ScriptError(f"{path}: defines {len(names)} functions ({', '.join(names)}); "
+                      f"say which with function_name")
+
+
+def load_policy(path: Path | str, function_name: str | None = None, sandbox: bool = True,
+                timeout_s: float = 1.0) -> PolicyFunction:
+    """The best script of a checkpoint directory (ours or original LangProp), or a ``.py`` file."""
+    path = Path(path)
+    if path.is_file():
+        source = path.read_text(encoding="utf-8")
+        name = _function_in_file(path, source, function_name)
+        policy = Policy.from_source(source, name, optimizer="file")
+    else:
+        policy = load_checkpoint(path, function_name).best
+    return PolicyFunction(policy, sandbox=sandbox, timeout_s=timeout_s)

@@ -1,0 +1,59 @@
+"""A task: how dataset items become calls, and how outputs are scored."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from langprop_core.sandbox import CallResult
+
+__all__ = ["Task", "CaseScore", "score_call"]
+
+
+@dataclass
+class Task:
+    """What a module is trained to do.
+
+    ``preprocess(item) -> (args, label)`` turns a dataset item into the
+    positional arguments of the function and the label to compare against.
+    ``objective(output, label, args) -> float`` scores one call, higher is
+    better, 1.0 is perfect. A call that raises, times out, kills its worker,
+    fails ``output_check`` (which raises on a wrong output) or makes the
+    objective raise scores ``exception_score``. ``describe_case(args, label,
+    output) -> str`` writes a failure for the update prompt (a generic text
+    is used when it is None).
+    """
+
+    preprocess: Callable[[Any], tuple[tuple, Any]]
+    objective: Callable[[Any, Any, tuple], float]
+    exception_score: float = -1.0
+    output_check: Callable[[Any], None] | None = None
+    describe_case: Callable[[tuple, Any, Any], str] | None = None
+
+
+@dataclass
+class CaseScore:
+    """One scored call; ``error`` holds why it scored ``exception_score``, if it did."""
+
+    score: float
+    error: str | None
+    traceback: str | None
+
+
+def score_call(task: Task, result: CallResult, label: Any, args: tuple) -> CaseScore:
+    """Score one :class:`CallResult` under ``task``."""
+    if result.exception is not None:
+        return CaseScore(task.exception_score, result.exception, result.traceback)
+    if task.output_check is not None:
+        try:
+            task.output_check(result.output)
+        except Exception as exc:  # noqa: BLE001 - a wrong output is the script's failure
+            return CaseScore(task.exception_score, f"InvalidOutput: {type(exc).__name__}: {exc}", None)
+    try:
+        score = float(task.objective(result.output, label, args))
+    except Exception as exc:  # noqa: BLE001 - an output the objective cannot score
+        return CaseScore(task.exception_score,
+                         f"InvalidOutput: the objective could not score the output "
+                         f"({type(exc).__name__}: {exc})", None)
+    if score != score:  # NaN
+        return CaseScore(task.exception_score, "InvalidOutput: the objective returned NaN", None)
+    return CaseScore(score, None, None)

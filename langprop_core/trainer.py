@@ -1,0 +1,420 @@
+"""The training loop: score the population, keep the best, ask for rewrites.
+
+Per batch: every script runs on the batch (in parallel, sandboxed), each call
+is scored by the task, priorities are updated and the population reranked and
+cut to ``max_keep``; the ``top_k`` scripts that are not yet perfect are sent to
+the optimizer with their worst cases (the calls run concurrently), and the
+replies that hold a new, valid script join the population. The checkpoint,
+with the trainer's position and history inside the index, is written after
+every batch, so ``resume=True`` continues a killed run exactly where its last
+checkpoint left it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from langprop_core.callbacks import Callback
+from langprop_core.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from langprop_core.llm.base import LLMError, Optimizer, Proposal, ProposalRequest
+from langprop_core.metrics import MetricsLog, plot_training_curve
+from langprop_core.module import Module
+from langprop_core.policy import Policy
+from langprop_core.sandbox import CallResult, SandboxConfig, ScriptRunner
+from langprop_core.task import CaseScore, Task, score_call
+
+__all__ = ["TrainerConfig", "FitResult", "Trainer", "SetupError"]
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
+STATE_VERSION = 1
+_TRACEBACK_LINES = 12
+
+
+class SetupError(RuntimeError):
+    """The zero-shot setup phase produced no usable script."""
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """How training runs. ``seed`` fixes the batch order and the optimizer's per-request seeds."""
+
+    epochs: int = 1
+    batch_size: int = 32
+    n_responses: int = 2
+    top_k: int = 2
+    n_failure_cases: int = 3
+    max_case_chars: int = 1500
+    val_every_epoch: bool = True
+    seed: int = 0
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    progress: bool = True
+    shuffle: bool = True
+    setup_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "n_responses", "setup_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainerConfig.{name} must be >= 1, not {getattr(self, name)}")
+        if self.top_k < 0 or self.n_failure_cases < 0:
+            raise ValueError("TrainerConfig.top_k and n_failure_cases must be >= 0")
+
+
+@dataclass
+class FitResult:
+    best_policy: Policy | None
+    history: list[dict[str, Any]]
+
+
+@dataclass
+class _Prepared:
+    args: list[tuple]
+    labels: list[Any]
+
+
+def _derive_seed(*parts: Any) -> int:
+    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _trim(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:max(0, limit - 14)] + "\n... (trimmed)"
+
+
+def _short_repr(value: Any, limit: int) -> str:
+    return _trim(repr(value), limit)
+
+
+class Trainer:
+    """Owns the loop; see the module docstring. ``run_dir`` receives checkpoints,
+    ``metrics.jsonl`` and ``training_curve.png``."""
+
+    def __init__(self, optimizer: Optimizer, config: TrainerConfig | None = None,
+                 run_dir: Path | str = "runs/langprop", callbacks: Sequence[Callback] = ()) -> None:
+        self.optimizer = optimizer
+        self.config = config or TrainerConfig()
+        self.run_dir = Path(run_dir)
+        self.callbacks = list(callbacks)
+        self.rejected: Counter[str] = Counter()
+        self._runner: ScriptRunner | None = None
+
+    # -- public API
+
+    def checkpoint_dir(self, module: Module) -> Path:
+        return self.checkpoint_dir_for(module.name)
+
+    def checkpoint_dir_for(self, module_name: str) -> Path:
+        """``run_dir/checkpoints/<module_name>``."""
+        return self.run_dir / "checkpoints" / module_name
+
+    def fit(self, module: Module, task: Task, train_data: Iterable, val_data: Iterable | None = None,
+            resume: bool = False) -> FitResult:
+        """Train ``module`` on ``train_data``; validate on ``val_data`` after every epoch."""
+        cfg = self.config
+        train = self._prepare(task, train_data, "train")
+        val = self._prepare(task, val_data, "validation") if val_data is not None else None
+        if not train.args:
+            raise ValueError("fit: the training data is empty")
+        n_batches = -(-len(train.args) // cfg.batch_size)
+        metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        state = self._start_state(module, resume, metrics)
+        self._check_layout(state, len(train.args))
+        self._runner = ScriptRunner(cfg.sandbox)
+        try:
+            if not state["setup_done"]:
+                self._setup(module, state)
+                state["setup_done"] = True
+                self._save(module, state)
+            if (val is not None and val.args and cfg.val_every_epoch and state["step"] == 0
+                    and not any(r["kind"] == "val" for r in state["history"])):
+                # Where training starts from, so the curve shows what it gained.
+                state["history"].append(self._validate(module, task, val, -1, 0))
+                metrics.append(state["history"][-1])
+                self._save(module, state)
+            self._call("on_fit_start", module)
+            total = cfg.epochs * n_batches
+            done = min(total, state["epoch"] * n_batches + state["batch"])
+            with self._progress(total, done, module.name) as bar:
+                while state["epoch"] < cfg.epochs:
+                    epoch = state["epoch"]
+                    order = self._batch_order(len(train.args), epoch)
+                    while state["batch"] < n_batches:
+                        b = state["batch"]
+                        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                        last = epoch == cfg.epochs - 1 and b == n_batches - 1
+                        record = self._train_batch(module, task, train, idx, state, propose=not last)
+                        state["history"].append(record)
+                        state["batch"] = b + 1
+                        state["step"] += 1
+                        self._save(module, state)
+                        metrics.append(dict(record, time_s=round(time.time(), 3),
+                                            tokens=vars(self.optimizer.usage())))
+                        self._call("on_batch_end", module, record)
+                        bar.update(1)
+                        bar.set_postfix(best=f"{record['best_priority']:.3f}", pop=len(module.population))
+                    epoch_record = {"kind": "epoch", "epoch": epoch, "step": state["step"],
+                                    "best_id": module.best().id, "best_priority": module.best().priority}
+                    if val is not None and val.args and cfg.val_every_epoch:
+                        val_record = self._validate(module, task, val, epoch, state["step"])
+                        state["history"].append(val_record)
+                        metrics.append(val_record)
+                        epoch_record.update(best_val_score=val_record["best_val_score"])
+                    state["epoch"] = epoch + 1
+                    state["batch"] = 0
+                    self._save(module, state)
+                    plot_training_curve(state["history"], self.run_dir / "training_curve.png",
+                                        title=f"{module.name} ({self.optimizer.name} optimizer)")
+                    self._call("on_epoch_end", module, epoch_record)
+            result = FitResult(best_policy=module.best() if module.population else None,
+                               history=list(state["history"]))
+            plot_training_curve(state["history"], self.run_dir / "training_curve.png",
+                                title=f"{module.name} ({self.optimizer.name} optimizer)")
+            self._call("on_fit_end", module, result)
+            return result
+        except LLMError as exc:
+            log.error("the optimizer failed: %s; the last checkpoint in %s is intact, "
+                      "continue with resume=True", exc, self.checkpoint_dir(module))
+            raise
+        finally:
+            self._runner.close()
+            self._runner = None
+
+    def evaluate(self, module: Module, task: Task, data: Iterable) -> dict[str, float]:
+        """Mean score of every script of the population on ``data`` (no training)."""
+        prepared = self._prepare(task, data, "evaluation")
+        own = self._runner is None
+        runner = ScriptRunner(self.config.sandbox) if own else self._runner
+        try:
+            scores = self._score_population(module, task, prepared, list(range(len(prepared.args))),
+                                            runner)
+        finally:
+            if own:
+                runner.close()
+        return {pid: (sum(s.score for s in cases) / len(cases) if cases else float("nan"))
+                for pid, (cases, _) in scores.items()}
+
+    # -- state and checkpoints
+
+    def _start_state(self, module: Module, resume: bool, metrics: MetricsLog) -> dict[str, Any]:
+        ck_dir = self.checkpoint_dir(module)
+        if resume and (ck_dir / "index.json").is_file():
+            ck = load_checkpoint(ck_dir)
+            state = ck.extra.get("trainer_state")
+            if not state:
+                raise ValueError(f"{ck_dir / 'index.json'}: no trainer_state to resume from "
+                                 f"(a checkpoint written for inference only?)")
+            module.load_population(ck.policies, state.get("seen_ids", ()))
+            self.rejected = Counter(state.get("rejected", {}))
+            metrics.rewrite(state["history"])
+            log.info("resuming %s at epoch %d batch %d (%d scripts)", module.name, state["epoch"],
+                     state["batch"], len(module.population))
+            return state
+        if not resume and metrics.path.exists():
+            metrics.path.unlink()
+        module.load_population([])
+        module.seed()
+        self.rejected = Counter()
+        return {"version": STATE_VERSION, "epoch": 0, "batch": 0, "step": 0, "setup_done": False,
+                "history": [], "seen_ids": [], "rejected": {}}
+
+    def _check_layout(self, state: dict[str, Any], n_train: int) -> None:
+        """Batches must be cut the same way as before a resume, or it would not continue the run."""
+        layout = {"batch_size": self.config.batch_size, "seed": self.config.seed,
+                  "shuffle": self.config.shuffle, "n_train": n_train}
+        before = state.setdefault("layout", layout)
+        changed = {k: (before.get(k), v) for k, v in layout.items() if before.get(k) != v}
+        if changed:
+            text = ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            raise ValueError(f"cannot resume {self.run_dir}: {text} (use the same settings and "
+                             f"data, or start a new run without resume)")
+
+    def _save(self, module: Module, state: dict[str, Any]) -> None:
+        state["seen_ids"] = sorted(module.seen_ids)
+        state["rejected"] = dict(sorted(self.rejected.items()))
+        ck_dir = self.checkpoint_dir(module)
+        # The state lives in the index (one atomic write with the population);
+        # trainer_state.json is a readable copy.
+        save_checkpoint(ck_dir, module.name, module.function_name, module.population,
+                        extra={"trainer_state": state})
+        atomic_write_json(ck_dir / STATE_FILE, {k: v for k, v in state.items() if k != "history"})
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    # -- data
+
+    @staticmethod
+    def _prepare(task: Task, data: Iterable, what: str) -> _Prepared:
+        args, labels = [], []
+        for i, item in enumerate(data):
+            try:
+                a, label = task.preprocess(item)
+            except Exception as exc:
+                raise ValueError(f"{what} item {i}: preprocess failed: {type(exc).__name__}: {exc}") from exc
+            if not isinstance(a, tuple):
+                raise TypeError(f"{what} item {i}: preprocess must return (args_tuple, label), "
+                                f"got args of type {type(a).__name__}")
+            args.append(a)
+            labels.append(label)
+        return _Prepared(args, labels)
+
+    def _batch_order(self, n: int, epoch: int) -> list[int]:
+        order = list(range(n))
+        if self.config.shuffle:
+            random.Random(_derive_seed(self.config.seed, "epoch", epoch)).shuffle(order)
+        return order
+
+    def _progress(self, total: int, done: int, name: str) -> Any:
+        from tqdm.auto import tqdm
+        return tqdm(total=total, initial=done, desc=f"train {name}", unit="batch",
+                    disable=not self.config.progress, leave=True)
+
+    # -- scoring
+
+    def _score_population(self, module: Module, task: Task, data: _Prepared, idx: list[int],
+                          runner: ScriptRunner) -> dict[str, tuple[list[CaseScore], list[CallResult]]]:
+        args = [data.args[i] for i in idx]
+        sources = {p.id: p.source for p in module.population}
+        results = runner.run_batch(sources, module.function_name, args)
+        out = {}
+        for pid, calls in results.items():
+            cases = [score_call(task, r, data.labels[i], data.args[i]) for r, i in zip(calls, idx)]
+            out[pid] = (cases, calls)
+        return out
+
+    def _train_batch(self, module: Module, task: Task, data: _Prepared, idx: list[int],
+                     state: dict[str, Any], propose: bool) -> dict[str, Any]:
+        epoch, batch, step = state["epoch"], state["batch"], state["step"]
+        scored = self._score_population(module, task, data, idx, self._runner)
+        batch_scores: dict[str, float] = {}
+        exceptions = 0
+        for policy in module.population:
+            cases, _ = scored[policy.id]
+            mean = sum(c.score for c in cases) / len(cases)
+            n_exc = sum(c.error is not None for c in cases)
+            batch_scores[policy.id] = mean
+            module.update_priority(policy, mean)
+            policy.n_calls += len(cases)
+            policy.n_exceptions += n_exc
+            exceptions += n_exc
+        module.rerank()
+        before = Counter(self.rejected)
+        new = 0
+        if propose:
+            parents = [p for p in module.population[:self.config.top_k] if batch_scores[p.id] < 1.0]
+            requests = [self._update_request(module, task, data, idx, p, batch_scores[p.id],
+                                             scored[p.id], step, rank)
+                        for rank, p in enumerate(parents)]
+            new = self._propose_and_admit(module, requests, parents)
+        best = module.best()
+        rejected_now = {k: v - before.get(k, 0) for k, v in self.rejected.items() if v - before.get(k, 0)}
+        return {"kind": "train", "epoch": epoch, "batch": batch, "step": step + 1,
+                "best_id": best.id, "best_priority": best.priority,
+                "best_batch_score": max(batch_scores.values()),
+                "mean_batch_score": sum(batch_scores.values()) / len(batch_scores),
+                "population": len(module.population), "new_scripts": new,
+                "exceptions": exceptions, "calls": len(idx) * len(batch_scores),
+                "rejected": rejected_now}
+
+    def _validate(self, module: Module, task: Task, data: _Prepared, epoch: int,
+                  step: int) -> dict[str, Any]:
+        scored = self._score_population(module, task, data, list(range(len(data.args))), self._runner)
+        means = {pid: sum(c.score for c in cases) / len(cases) for pid, (cases, _) in scored.items()}
+        best = module.best()
+        return {"kind": "val", "epoch": epoch, "step": step, "best_id": best.id,
+                "best_val_score": means[best.id], "max_val_score": max(means.values()),
+                "mean_val_score": sum(means.values()) / len(means)}
+
+    # -- prompts and proposals
+
+    def _case_text(self, task: Task, args: tuple, label: Any, result: CallResult,
+                   case: CaseScore) -> str:
+        limit = self.config.max_case_chars
+        body = None
+        if task.describe_case is not None:
+            try:
+                body = task.describe_case(args, label, result.output)
+            except Exception as exc:  # noqa: BLE001 - fall back to the generic text
+                log.debug("describe_case failed: %s", exc)
+        if body is None:
+            body = (f"Inputs: {_short_repr(args, limit // 2)}\n"
+                    f"Expected: {_short_repr(label, limit // 4)}\n"
+                    f"Actual output: {_short_repr(result.output, limit // 4)}")
+        parts = [body.rstrip(), f"Score: {case.score:.3f}"]
+        if case.error:
+            parts.append(f"Exception: {case.error}")
+            if case.traceback:
+                lines = case.traceback.rstrip().splitlines()[-_TRACEBACK_LINES:]
+                parts.append("Traceback (last lines):\n" + "\n".join(lines))
+        if result.stdout:
+            parts.append("Printed output:\n" + _trim(result.stdout.rstrip(), limit // 4))
+        return _trim("\n".join(parts), limit)
+
+    def _update_request(self, module: Module, task: Task, data: _Prepared, idx: list[int],
+                        parent: Policy, score: float, scored: tuple[list[CaseScore], list[CallResult]],
+                        step: int, rank: int) -> ProposalRequest:
+        cases, calls = scored
+        worst = sorted(range(len(cases)), key=lambda j: (cases[j].score, j))
+        worst = [j for j in worst if cases[j].score < 1.0][:self.config.n_failure_cases]
+        failures = [self._case_text(task, data.args[idx[j]], data.labels[idx[j]], calls[j], cases[j])
+                    for j in worst]
+        messages = module.update_prompt(parent, score, failures)
+        return ProposalRequest(messages=tuple(messages), n=self.config.n_responses,
+                               function_name=module.function_name, parent_source=parent.source,
+                               seed=_derive_seed(self.config.seed, "update", step, rank, parent.id))
+
+    def _propose(self, request: ProposalRequest) -> list[Proposal]:
+        # An LLMError (the client gave up after its retries, or a replay-cache
+        # miss) ends the run: the checkpoint of the last batch is intact, and a
+        # silent gap would make a replayed run differ from its recording.
+        return list(self.optimizer.propose(request))
+
+    def _propose_and_admit(self, module: Module, requests: list[ProposalRequest],
+                           parents: list[Policy | None]) -> int:
+        if not requests:
+            return 0
+        with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="langprop-llm") as pool:
+            answers = list(pool.map(self._propose, requests))
+        from langprop_core.llm.reply import ReplyError, extract_script
+        admitted = 0
+        for request, parent, proposals in zip(requests, parents, answers):
+            prompt = [m.to_dict() for m in request.messages]
+            for proposal in proposals:
+                try:
+                    source = extract_script(proposal.reply, module.function_name)
+                except ReplyError as exc:
+                    self.rejected[exc.reason] += 1
+                    log.info("reply rejected (%s): %s", exc.reason, exc)
+                    continue
+                child = Policy.from_source(
+                    source, module.function_name, parent_id=parent.id if parent else None,
+                    generation=parent.generation + 1 if parent else 0, prompt=prompt,
+                    reply=proposal.reply, optimizer=proposal.optimizer, sampling=dict(proposal.sampling))
+                if module.admit(child):
+                    admitted += 1
+                else:
+                    self.rejected["duplicate"] += 1
+        return admitted
+
+    def _setup(self, module: Module, state: dict[str, Any]) -> None:
+        """Zero-shot setup: ask for scripts from scratch until the population is not empty."""
+        for attempt in range(self.config.setup_attempts):
+            if module.population:
+                return
+            request = ProposalRequest(messages=tuple(module.setup_prompt()), n=self.config.n_responses,
+                                      function_name=module.function_name, parent_source=None,
+                                      seed=_derive_seed(self.config.seed, "setup", attempt))
+            self._propose_and_admit(module, [request], [None])
+        if not module.population:
+            raise SetupError(f"module {module.name!r}: no usable script after "
+                             f"{self.config.setup_attempts} setup attempts with "
+                             f"{self.optimizer.describe()} (rejected replies: {dict(self.rejected)})")
