@@ -1,0 +1,439 @@
+"""The embedded world: one SUMO simulation (libsumo) with the ego injected into it.
+
+libsumo runs one simulation per process and takes the process down when SUMO
+aborts, so a :class:`SumoWorld` lives in a process of its own (the runner
+starts one child process per route). The ego is a SUMO vehicle placed every
+tick with ``moveToXY(..., keepRoute=2)`` at the pose the bicycle model
+(:mod:`sumo_world.ego`) computed, so SUMO's drivers see it as a leader and
+react to it; SUMO never moves it by itself (speed mode 0, no lane changes).
+
+Everything leaving this module is in CARLA's frame (see
+:mod:`sumo_world.transform`); SUMO's vehicle position is the front bumper, so
+centres are computed from it. Actor ids given out are ints, assigned in order
+of first appearance (deterministic for a seeded simulation).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sumo_world.ego import EgoParams, EgoState
+
+__all__ = ["ActorArrays", "WorldSnapshot", "SumoWorld", "WorldError", "EGO_ID"]
+
+logger = logging.getLogger(__name__)
+
+EGO_ID = "ego"
+_EGO_TYPE = "langprop_ego"
+_PEDESTRIAN_HALF_SIZE_M = 0.3  # a walker's footprint (CARLA walkers are about 0.6 m across)
+# moveToXY looks for lanes within this radius (SUMO default 100 m: much slower, and the ego is
+# never meaningfully mapped to a lane farther than this).
+_MATCH_RADIUS_M = 15.0
+
+_VCLASS_TO_ACTOR_TYPE = {
+    "bicycle": "bicycle", "motorcycle": "motorcycle", "moped": "motorcycle",
+    "truck": "truck", "trailer": "truck", "delivery": "truck",
+    "bus": "bus", "coach": "bus", "tram": "bus",
+}
+
+
+class WorldError(RuntimeError):
+    """The world cannot be started or driven (the message names the cause)."""
+
+
+@dataclass
+class ActorArrays:
+    """Other actors at one tick, as parallel arrays (CARLA frame, centres, SI units)."""
+
+    ids: list[int] = field(default_factory=list)
+    sumo_ids: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    yaw_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    speed_mps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    half_length_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    half_width_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class WorldSnapshot:
+    """The world at one tick: time, the ego's SUMO lane, vehicles and pedestrians."""
+
+    time_s: float
+    ego_lane_id: str
+    vehicles: ActorArrays
+    pedestrians: ActorArrays
+
+
+@dataclass
+class _StaticActor:
+    group: str  # "vehicles" | "pedestrians"
+    actor_id: int
+    actor_type: str
+    x: float
+    y: float
+    yaw_deg: float
+    half_length_m: float
+    half_width_m: float
+
+
+class SumoWorld:
+    """A SUMO simulation of one town with background traffic and the ego.
+
+    ``town`` is a :class:`sumo_world.towns.TownInfo`; ``traffic`` a
+    :class:`sumo_world.traffic.TrafficConfig` (ignored when ``route_files``
+    are given). ``network`` is the town's :class:`RoadNetwork` (loaded when
+    absent). Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, town: Any, traffic: Any = None, seed: int = 0, step_s: float = 0.05, *,
+                 network: Any = None, route_files: Sequence[Path] | None = None,
+                 work_dir: Path | None = None, warmup_s: float = 10.0,
+                 ego_params: EgoParams | None = None) -> None:
+        self.town = town
+        self.traffic = traffic
+        self.seed = int(seed)
+        self.step_s = float(step_s)
+        self.warmup_s = float(warmup_s)
+        self.ego_params = ego_params or EgoParams()
+        if network is None:
+            from sumo_world.road_network import RoadNetwork
+
+            network = RoadNetwork.load(town.net_path)
+        self.network = network
+        self.transform = getattr(network, "transform", None) or town.transform
+        self._route_files = list(route_files) if route_files is not None else None
+        self._work_dir = work_dir
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._sumo: Any = None
+        self._time_s = 0.0
+        self._int_ids: dict[str, int] = {}
+        self._type_cache: dict[str, tuple[str, float, float]] = {}
+        self._static: list[_StaticActor] = []
+        self._forced_light_state: str | None = None
+        self._ego_added = False
+        self._ego_route: list[str] = []
+        self._ego_reinsertions = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start SUMO (libsumo, in this process) with the town and its traffic, and warm it up."""
+        import libsumo
+
+        if self._sumo is not None:
+            raise WorldError("the world is already started")
+        if self._route_files is None:
+            self._route_files = self._write_traffic()
+        command = [
+            "sumo", "--net-file", str(self.town.net_path),
+            "--step-length", f"{self.step_s}", "--seed", str(self.seed),
+            "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
+            # The ego is moved by us and may overlap; collisions are the criteria's business.
+            "--collision.action", "none", "--collision.check-junctions", "false",
+            "--ignore-route-errors", "true", "--time-to-teleport", "120",
+            "--pedestrian.model", "striping", "--xml-validation", "never",
+        ]
+        if self._route_files:
+            command += ["--route-files", ",".join(str(p) for p in self._route_files)]
+        try:
+            libsumo.start(command)
+        except Exception as exc:  # libsumo raises its own exception types
+            raise WorldError(f"SUMO failed to start for town {self.town.name!r} "
+                             f"({self.town.net_path}): {exc}") from exc
+        self._sumo = libsumo
+        self._time_s = 0.0
+        steps = int(round(self.warmup_s / self.step_s))
+        for _ in range(steps):
+            libsumo.simulationStep()
+        self._time_s = libsumo.simulation.getTime()
+        self._subscribe(libsumo.vehicle.getIDList(), libsumo.person.getIDList())
+
+    def _subscribe(self, vehicles: Sequence[str], persons: Sequence[str]) -> None:
+        # One getAllSubscriptionResults call per tick instead of four calls per actor.
+        c = self._sumo.constants
+        for vid in vehicles:
+            if vid != EGO_ID:
+                self._sumo.vehicle.subscribe(vid, [c.VAR_POSITION, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE])
+        for pid in persons:
+            self._sumo.person.subscribe(pid, [c.VAR_POSITION, c.VAR_ANGLE, c.VAR_SPEED])
+
+    def _write_traffic(self) -> list[Path]:
+        from sumo_world.traffic import TrafficConfig, write_traffic_routes
+
+        config = self.traffic if self.traffic is not None else TrafficConfig.for_density("default")
+        if getattr(config, "seed", self.seed) != self.seed:
+            # The world's seed decides the traffic too, so one seed reproduces a run.
+            try:
+                import dataclasses
+
+                config = dataclasses.replace(config, seed=self.seed)
+            except TypeError:
+                pass
+        if self._work_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="langprop_world_")
+            self._work_dir = Path(self._tmp.name)
+        return [Path(p) for p in write_traffic_routes(self.network, config, self._work_dir)]
+
+    def close(self) -> None:
+        """Stop SUMO and remove temporary files."""
+        if self._sumo is not None:
+            try:
+                self._sumo.close()
+            except Exception:  # closing a half-dead simulation must not hide the first error
+                logger.debug("libsumo.close failed", exc_info=True)
+            self._sumo = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "SumoWorld":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def sumo(self) -> Any:
+        """The libsumo module of the running simulation (for tests and scripted scenes)."""
+        if self._sumo is None:
+            raise WorldError("the world is not started")
+        return self._sumo
+
+    @property
+    def time_s(self) -> float:
+        return self._time_s
+
+    # ------------------------------------------------------------------ ego
+    def add_ego(self, state: EgoState, edges: Sequence[str], clear_radius_m: float = 12.0) -> None:
+        """Insert the ego at ``state`` with the SUMO route ``edges`` (normal edges of the planned route).
+
+        Background vehicles and walkers within ``clear_radius_m`` of the start
+        are removed, as the leaderboard spawns the hero on a free spot.
+        """
+        sumo = self.sumo
+        p = self.ego_params
+        sumo.vehicletype.copy("DEFAULT_VEHTYPE", _EGO_TYPE)
+        sumo.vehicletype.setLength(_EGO_TYPE, 2 * p.half_length_m)
+        sumo.vehicletype.setWidth(_EGO_TYPE, 2 * p.half_width_m)
+        sumo.vehicletype.setMinGap(_EGO_TYPE, 0.5)
+        route = [e for i, e in enumerate(edges) if e and not e.startswith(":") and (i == 0 or e != edges[i - 1])]
+        if not route:
+            raise WorldError("the ego's route has no SUMO edges")
+        sumo.route.add("langprop_ego_route", route)
+        self._ego_route = route
+        sumo.vehicle.add(EGO_ID, "langprop_ego_route", typeID=_EGO_TYPE, depart="now",
+                         departSpeed="0")
+        sumo.vehicle.setSpeedMode(EGO_ID, 0)
+        sumo.vehicle.setLaneChangeMode(EGO_ID, 0)
+        self._clear_around(state.x, state.y, clear_radius_m)
+        self._ego_added = True
+        self.move_ego(state)
+
+    def _clear_around(self, x: float, y: float, radius_m: float) -> None:
+        sx, sy = self.transform.to_sumo(x, y)
+        sumo = self.sumo
+        for vid in sumo.vehicle.getIDList():
+            if vid == EGO_ID:
+                continue
+            px, py = sumo.vehicle.getPosition(vid)
+            if math.hypot(px - sx, py - sy) < radius_m + sumo.vehicle.getLength(vid):
+                sumo.vehicle.unsubscribe(vid)
+                sumo.vehicle.remove(vid)
+        for pid in sumo.person.getIDList():
+            px, py = sumo.person.getPosition(pid)
+            if math.hypot(px - sx, py - sy) < radius_m:
+                sumo.person.unsubscribe(pid)
+                sumo.person.removeStages(pid)
+
+    def move_ego(self, state: EgoState) -> None:
+        """Place the ego's SUMO vehicle at ``state`` (centre pose, CARLA frame)."""
+        sumo = self.sumo
+        half = self.ego_params.half_length_m
+        yaw = math.radians(state.yaw_deg)
+        # SUMO positions a vehicle by its front bumper.
+        fx, fy = state.x + half * math.cos(yaw), state.y + half * math.sin(yaw)
+        sx, sy = self.transform.to_sumo(fx, fy)
+        angle = self.transform.yaw_to_sumo_angle(state.yaw_deg)
+        try:
+            sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
+                                  matchThreshold=_MATCH_RADIUS_M)
+        except sumo.TraCIException:
+            if EGO_ID in sumo.vehicle.getIDList():
+                raise
+            # SUMO let the ego arrive (it left its route's last edge) or teleported it: put it back.
+            self._reinsert_ego()
+            sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
+                                  matchThreshold=_MATCH_RADIUS_M)
+        sumo.vehicle.setSpeed(EGO_ID, max(0.0, state.speed_mps))
+
+    def _reinsert_ego(self) -> None:
+        sumo = self.sumo
+        self._ego_reinsertions += 1
+        route_id = f"langprop_ego_route_{self._ego_reinsertions}"
+        sumo.route.add(route_id, self._ego_route)
+        sumo.vehicle.add(EGO_ID, route_id, typeID=_EGO_TYPE, depart="now", departSpeed="0")
+        sumo.vehicle.setSpeedMode(EGO_ID, 0)
+        sumo.vehicle.setLaneChangeMode(EGO_ID, 0)
+
+    def ego_lane_id(self) -> str:
+        """The SUMO lane the ego is mapped to ("" off the network; ":..." inside a junction)."""
+        try:
+            return self.sumo.vehicle.getLaneID(EGO_ID)
+        except Exception:  # not inserted yet
+            return ""
+
+    # ------------------------------------------------------------------ stepping
+    def step(self) -> float:
+        """Advance SUMO by one tick; returns the new simulation time (s)."""
+        sumo = self.sumo
+        if self._forced_light_state is not None:
+            self._apply_forced_lights()
+        sumo.simulationStep()
+        self._time_s = sumo.simulation.getTime()
+        self._subscribe(sumo.simulation.getDepartedIDList(), sumo.simulation.getDepartedPersonIDList())
+        return self._time_s
+
+    # ------------------------------------------------------------------ scripting (tests, scenes)
+    def add_static_vehicle(self, x: float, y: float, yaw_deg: float, half_length_m: float = 2.4,
+                           half_width_m: float = 1.0, actor_type: str = "car") -> int:
+        """Add a parked vehicle (CARLA frame) that only the ego sees (scene, criteria); returns its id."""
+        return self._add_static("vehicles", x, y, yaw_deg, half_length_m, half_width_m, actor_type)
+
+    def add_static_pedestrian(self, x: float, y: float, yaw_deg: float = 0.0) -> int:
+        """Add a standing pedestrian (CARLA frame) that only the ego sees; returns its id."""
+        return self._add_static("pedestrians", x, y, yaw_deg, _PEDESTRIAN_HALF_SIZE_M, _PEDESTRIAN_HALF_SIZE_M,
+                                "pedestrian")
+
+    def _add_static(self, group: str, x: float, y: float, yaw_deg: float, half_length_m: float,
+                    half_width_m: float, actor_type: str) -> int:
+        actor_id = self._int_id(f"static_{len(self._static)}")
+        self._static.append(_StaticActor(group, actor_id, actor_type, float(x), float(y), float(yaw_deg),
+                                         float(half_length_m), float(half_width_m)))
+        return actor_id
+
+    def force_traffic_lights(self, state_char: str | None = "r") -> None:
+        """Hold every traffic light at ``state_char`` ("r", "y", "G"); None returns to the programs."""
+        self._forced_light_state = state_char
+        if state_char is None:
+            for tls in self.sumo.trafficlight.getIDList():
+                programs = self.sumo.trafficlight.getAllProgramLogics(tls)
+                if programs:
+                    self.sumo.trafficlight.setProgram(tls, programs[0].programID)
+        else:
+            self._apply_forced_lights()
+
+    def _apply_forced_lights(self) -> None:
+        tl = self.sumo.trafficlight
+        for tls in tl.getIDList():
+            n = len(tl.getRedYellowGreenState(tls))
+            tl.setRedYellowGreenState(tls, self._forced_light_state * n)
+
+    def light_state(self, tls_id: str, link_index: int) -> str:
+        """SUMO's signal character of one link ('r', 'y', 'G', 'g', 'u', 'o', 's', ...)."""
+        state = self.sumo.trafficlight.getRedYellowGreenState(tls_id)
+        if 0 <= link_index < len(state):
+            return state[link_index]
+        return "o"
+
+    # ------------------------------------------------------------------ reading
+    def _int_id(self, sumo_id: str) -> int:
+        actor_id = self._int_ids.get(sumo_id)
+        if actor_id is None:
+            actor_id = len(self._int_ids) + 1
+            self._int_ids[sumo_id] = actor_id
+        return actor_id
+
+    def _vehicle_type(self, type_id: str) -> tuple[str, float, float]:
+        sumo = self.sumo
+        cached = self._type_cache.get(type_id)
+        if cached is None:
+            vclass = sumo.vehicletype.getVehicleClass(type_id)
+            cached = (_VCLASS_TO_ACTOR_TYPE.get(vclass, "car"),
+                      max(0.5, sumo.vehicletype.getLength(type_id) / 2.0),
+                      max(0.5, sumo.vehicletype.getWidth(type_id) / 2.0))
+            self._type_cache[type_id] = cached
+        return cached
+
+    def snapshot(self) -> WorldSnapshot:
+        """Every other actor's state now (CARLA frame, centres)."""
+        sumo = self.sumo
+        vehicle = sumo.vehicle
+        int_id = self._int_id
+        v_ids: list[int] = []
+        v_sumo: list[str] = []
+        v_types: list[str] = []
+        raw: list[tuple[float, float, float, float, float, float]] = []
+        c = sumo.constants
+        pos, ang, spd, typ = c.VAR_POSITION, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE
+        for vid, values in vehicle.getAllSubscriptionResults().items():
+            if vid == EGO_ID or not values:
+                continue
+            actor_type, half_l, half_w = self._vehicle_type(values[typ])
+            px, py = values[pos]
+            raw.append((px, py, values[ang], values[spd], half_l, half_w))
+            v_ids.append(int_id(vid))
+            v_sumo.append(vid)
+            v_types.append(actor_type)
+        vehicles = self._add_statics("vehicles", self._to_carla(raw, front=True), v_ids, v_sumo, v_types)
+
+        person = sumo.person
+        p_ids: list[int] = []
+        p_sumo: list[str] = []
+        p_raw: list[tuple[float, float, float, float, float, float]] = []
+        for pid, values in person.getAllSubscriptionResults().items():
+            if not values:
+                continue
+            px, py = values[pos]
+            p_raw.append((px, py, values[ang], values[spd],
+                          _PEDESTRIAN_HALF_SIZE_M, _PEDESTRIAN_HALF_SIZE_M))
+            p_ids.append(int_id("person:" + pid))
+            p_sumo.append(pid)
+        p_types = ["pedestrian"] * len(p_ids)
+        pedestrians = self._add_statics("pedestrians", self._to_carla(p_raw, front=False), p_ids, p_sumo, p_types)
+        return WorldSnapshot(self._time_s, self.ego_lane_id() if self._ego_added else "",
+                             _arrays(v_ids, v_sumo, v_types, vehicles),
+                             _arrays(p_ids, p_sumo, p_types, pedestrians))
+
+    def _add_statics(self, group: str, rows: np.ndarray | None, ids: list[int], sumo_ids: list[str],
+                     types: list[str]) -> np.ndarray | None:
+        statics = [a for a in self._static if a.group == group]
+        if not statics:
+            return rows
+        extra = np.array([(a.x, a.y, a.yaw_deg, 0.0, a.half_length_m, a.half_width_m) for a in statics])
+        ids += [a.actor_id for a in statics]
+        sumo_ids += [f"static_{a.actor_id}" for a in statics]
+        types += [a.actor_type for a in statics]
+        return extra if rows is None else np.vstack([rows, extra])
+
+    def _to_carla(self, raw: list[tuple[float, ...]], front: bool) -> np.ndarray | None:
+        """SUMO rows (x, y, angle, speed, half_l, half_w) -> CARLA rows (cx, cy, yaw, speed, half_l, half_w)."""
+        if not raw:
+            return None
+        data = np.asarray(raw, dtype=float)
+        x, y = self.transform.to_carla(data[:, 0], data[:, 1])
+        yaw = data[:, 2] - 90.0
+        if front:  # SUMO's vehicle position is the front bumper
+            rad = np.radians(yaw)
+            x = x - data[:, 4] * np.cos(rad)
+            y = y - data[:, 4] * np.sin(rad)
+        data[:, 0], data[:, 1], data[:, 2] = x, y, yaw
+        return data
+
+
+def _arrays(ids: list[int], sumo_ids: list[str], types: list[str], data: np.ndarray | None) -> ActorArrays:
+    if data is None or not len(data):
+        return ActorArrays()
+    yaw = (data[:, 2] + 180.0) % 360.0 - 180.0
+    return ActorArrays(ids=ids, sumo_ids=sumo_ids, types=types, xy=data[:, :2].copy(), yaw_deg=yaw,
+                       speed_mps=data[:, 3].copy(), half_length_m=data[:, 4].copy(),
+                       half_width_m=data[:, 5].copy())

@@ -1,0 +1,332 @@
+"""End-to-end runs of the embedded world: built-in agents on a generated town, results JSON, errors."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driving.penalties import INFRACTION_TYPES, infraction_penalty
+from sumo_world.results import LABELS
+from sumo_world.road_network import RoadNetwork
+from sumo_world.route_planner import plan_route, random_routes
+from sumo_world.routes import RouteFileError, read_routes, write_routes
+from sumo_world.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
+from sumo_world.scene_builder import RouteContext
+from sumo_world.towns import TownNotFoundError, TownStore
+
+TOWN = "testgrid"
+
+
+@pytest.fixture(scope="module")
+def world_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A small generated town, and routes: one with a traffic light early on (for the reckless test)."""
+    root = tmp_path_factory.mktemp("world_run")
+    store = TownStore(root / "towns")
+    town = store.generate(TOWN, kind="grid", size=3, seed=0)
+    network = RoadNetwork.load(town.net_path)
+    candidates = random_routes(network, 12, seed=3, town=TOWN, min_length_m=120, max_length_m=220)
+    with_light = []
+    for route in candidates:
+        context = RouteContext.from_dense_route(network, plan_route(network, route))
+        first_light = next((c for c in context.controls if c.kind == "light"), None)
+        if first_light is not None and 40.0 < first_light.distance_m < 150.0:
+            with_light.append(route)
+    assert with_light, "no generated route passes a traffic light"
+    routes = [with_light[0], candidates[0] if candidates[0] is not with_light[0] else candidates[1]]
+    routes_file = root / "routes.xml"
+    write_routes(routes, routes_file)
+    return {"root": root, "towns": root / "towns", "routes": routes_file, "ids": [r.route_id for r in routes]}
+
+
+def _config(setup: dict, tmp_path: Path, **overrides) -> EvaluationConfig:
+    values = dict(town=TOWN, routes=setup["routes"], agent="builtin:follow", results=tmp_path / "results.json",
+                  towns_dir=setup["towns"], traffic="none", seed=0, progress=False, blocked_time_s=6.0,
+                  warmup_s=2.0)
+    values.update(overrides)
+    return EvaluationConfig(**values)
+
+
+# Scripted scenes: module-level so that the route's child process can unpickle them.
+def park_car_and_force_red(world, context) -> None:
+    """A parked car 30 m ahead on the route, a pedestrian standing on it 20 m further, every light red."""
+    index = int(np.searchsorted(context.cumulative_m, 30.0))
+    x, y = context.points[index]
+    dx, dy = context.points[index + 1] - context.points[index]
+    world.add_static_vehicle(float(x), float(y), float(np.degrees(np.arctan2(dy, dx))))
+    x, y = context.points[int(np.searchsorted(context.cumulative_m, 50.0))]
+    world.add_static_pedestrian(float(x), float(y))
+    world.force_traffic_lights("r")
+
+
+def log_tick(path: str, info) -> None:
+    """A tick hook: one line per tick with the time, the ego's speed and the infractions so far."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps([info.time_s, info.ego.speed_mps, [i.kind for i in info.infractions]]) + "\n")
+
+
+def abort_on_route(route_id: str, world, context) -> None:
+    """Kill the simulation process the way a fatal SUMO error does, on one route only."""
+    if context.route_id == route_id:
+        os.abort()
+
+
+def test_follow_agent_completes_with_leaderboard_format(world_setup: dict, tmp_path: Path) -> None:
+    pictures = tmp_path / "pictures"
+    config = _config(world_setup, tmp_path, route_ids=[world_setup["ids"][1]], pictures_dir=pictures)
+    data = evaluate(config)
+
+    on_disk = json.loads(config.results.read_text())
+    assert on_disk == data
+    assert set(data) >= {"_checkpoint", "entry_status", "eligible", "labels", "values", "sensors"}
+    assert data["labels"] == list(LABELS) and len(data["values"]) == len(LABELS)
+    assert data["entry_status"] == "Finished" and data["eligible"] is True
+    assert data["sensors"] == ["carla_speedometer"]
+    checkpoint = data["_checkpoint"]
+    assert checkpoint["progress"] == [1, 1]
+    record = checkpoint["records"][0]
+    assert record["route_id"] == f"RouteScenario_{world_setup['ids'][1]}"
+    assert record["status"] == "Completed"
+    assert set(record["infractions"]) == set(INFRACTION_TYPES)
+    assert record["infractions"]["collisions_vehicle"] == []  # no traffic
+    assert record["infractions"]["collisions_layout"] == []
+    assert record["scores"]["score_route"] == 100.0
+    meta = record["meta"]
+    length = meta["route_length"]
+    assert 100.0 < length < 260.0
+    # 6 m/s cruise: the run takes about length / 6 s, plus the start.
+    assert length / 7.0 < meta["duration_game"] < length / 6.0 + 15.0
+    assert meta["agent"] == "builtin:follow" and meta["seed"] == 0
+    assert meta["outside_route_lanes_percent"] < 5.0
+    assert checkpoint["global_record"]["scores"]["score_route"] == 100.0
+    assert (pictures / f"route_{world_setup['ids'][1]}_rep0.png").stat().st_size > 10_000
+
+
+def test_reckless_agent_hits_car_and_pedestrian_and_runs_red_light(world_setup: dict, tmp_path: Path) -> None:
+    config = _config(world_setup, tmp_path, agent="builtin:reckless", route_ids=[world_setup["ids"][0]],
+                     scene_setup=park_car_and_force_red)
+    record = evaluate(config)["_checkpoint"]["records"][0]
+    infractions = record["infractions"]
+    assert len(infractions["collisions_vehicle"]) >= 1
+    assert "type=vehicle.car" in infractions["collisions_vehicle"][0]
+    assert len(infractions["collisions_pedestrian"]) == 1
+    assert "type=walker.pedestrian" in infractions["collisions_pedestrian"][0]
+    assert len(infractions["red_light"]) >= 1
+    assert record["scores"]["score_penalty"] <= 0.6 * 0.5 * 0.7 + 1e-9
+
+
+def test_stopped_agent_gets_blocked(world_setup: dict, tmp_path: Path) -> None:
+    ticks = tmp_path / "ticks.jsonl"
+    config = _config(world_setup, tmp_path, agent="builtin:stopped", route_ids=[world_setup["ids"][1]],
+                     blocked_time_s=3.0, tick_hook=functools.partial(log_tick, str(ticks)))
+    data = evaluate(config)
+    lines = [json.loads(line) for line in ticks.read_text().splitlines()]
+    assert len(lines) == 60 and lines[0][0] == 0.0 and all(line[1] == 0.0 for line in lines)
+    record = data["_checkpoint"]["records"][0]
+    assert record["status"] == "Failed - Agent got blocked"
+    assert len(record["infractions"]["vehicle_blocked"]) == 1
+    assert record["scores"]["score_route"] == 0.0
+    assert 2.9 <= record["meta"]["duration_game"] <= 3.5
+    assert data["_checkpoint"]["global_record"]["status"] == "Failed"
+
+
+def test_same_seed_same_results(world_setup: dict, tmp_path: Path) -> None:
+    runs = []
+    for name, workers in (("a", 1), ("b", 2)):  # parallel routes give the same results too
+        config = _config(world_setup, tmp_path, traffic="light", seed=7, results=tmp_path / f"{name}.json",
+                         workers=workers)
+        records = evaluate(config)["_checkpoint"]["records"]
+        for record in records:
+            record["meta"].pop("duration_system")
+        runs.append(records)
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == 2
+
+
+def test_crashed_simulation_keeps_other_routes(world_setup: dict, tmp_path: Path) -> None:
+    config = _config(world_setup, tmp_path, scene_setup=functools.partial(abort_on_route, world_setup["ids"][1]))
+    data = evaluate(config)
+    records = data["_checkpoint"]["records"]
+    assert [r["status"] for r in records] == ["Completed", STATUS_CRASHED]
+    assert "died" in records[1]["meta"]["error"]
+    assert data["entry_status"] == "Crashed"
+    # Resume runs the crashed route again and keeps the finished one as it was (not run again).
+    config.scene_setup = None
+    data = evaluate(config)
+    assert [r["status"] for r in data["_checkpoint"]["records"]] == ["Completed", "Completed"]
+    assert data["_checkpoint"]["records"][0] == records[0]
+    assert data["entry_status"] == "Finished"
+
+
+def test_waypoint_off_network_fails_only_that_route(world_setup: dict, tmp_path: Path) -> None:
+    good = [r for r in read_routes(world_setup["routes"]) if r.route_id == world_setup["ids"][1]][0]
+    bad = type(good)(route_id="far", town=TOWN, waypoints=[(5000.0, 5000.0, 0.0, 0.0), (5100.0, 5000.0, 0.0, 0.0)],
+                     extra={})
+    routes_file = tmp_path / "mixed.xml"
+    write_routes([good, bad], routes_file)
+    data = evaluate(_config(world_setup, tmp_path, routes=routes_file))
+    records = data["_checkpoint"]["records"]
+    assert records[0]["status"] == "Completed"
+    assert records[1]["status"] == STATUS_CRASHED
+    assert "5000" in records[1]["meta"]["error"]
+
+
+def test_malformed_routes_file_names_the_problem(world_setup: dict, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.xml"
+    broken.write_text('<routes>\n<route id="0" town="testgrid">\n<waypoint x="1" y="oops" z="0"/>\n'
+                      '</route>\n</routes>\n')
+    with pytest.raises(RouteFileError) as info:
+        evaluate(_config(world_setup, tmp_path, routes=broken))
+    assert "broken.xml" in str(info.value)
+
+
+def test_unknown_town_and_agent_are_clear_errors(world_setup: dict, tmp_path: Path) -> None:
+    routes = read_routes(world_setup["routes"])
+    elsewhere = tmp_path / "elsewhere.xml"
+    write_routes([type(r)(route_id=r.route_id, town="Town99", waypoints=r.waypoints, extra={}) for r in routes],
+                 elsewhere)
+    with pytest.raises(TownNotFoundError) as info:
+        evaluate(_config(world_setup, tmp_path, town="", routes=elsewhere))
+    assert "Town99" in str(info.value) and TOWN in str(info.value)  # names the missing and the known towns
+    with pytest.raises(EvaluationError, match="is in town 'Town99'"):
+        evaluate(_config(world_setup, tmp_path, routes=elsewhere))
+    with pytest.raises(EvaluationError, match="agent file not found"):
+        evaluate(_config(world_setup, tmp_path, agent=str(tmp_path / "missing_agent.py")))
+    with pytest.raises(EvaluationError, match="no route with id"):
+        evaluate(_config(world_setup, tmp_path, route_ids=["nope"]))
+    assert not (tmp_path / "results.json").exists() or json.loads((tmp_path / "results.json").read_text())
+
+
+HANGING_AGENT = '''
+import time
+from driving.carla_compat import VehicleControl
+
+
+def get_entry_point():
+    return "HangingAgent"
+
+
+class HangingAgent:
+    def __init__(self, path_to_conf_file):
+        pass
+
+    def sensors(self):
+        return []
+
+    def set_global_plan(self, gps, world):
+        pass
+
+    def run_step(self, input_data, timestamp):
+        time.sleep(3600)
+        return VehicleControl()
+
+    def destroy(self):
+        pass
+'''
+
+
+def test_hanging_agent_is_killed_after_the_wall_limit(world_setup: dict, tmp_path: Path) -> None:
+    agent = tmp_path / "hanging_agent.py"
+    agent.write_text(HANGING_AGENT)
+    config = _config(world_setup, tmp_path, agent=str(agent), route_ids=[world_setup["ids"][1]],
+                     route_wall_limit_s=4.0)
+    record = evaluate(config)["_checkpoint"]["records"][0]
+    assert record["status"] == STATUS_CRASHED
+    assert "wall-clock limit" in record["meta"]["error"]
+
+
+def test_agent_setup_failure_and_broken_agent_file(world_setup: dict, tmp_path: Path) -> None:
+    failing = tmp_path / "failing_agent.py"
+    failing.write_text("def get_entry_point():\n    return 'Failing'\n\n\nclass Failing:\n"
+                       "    def __init__(self, path_to_conf_file):\n"
+                       "        raise FileNotFoundError('no checkpoint at ' + repr(path_to_conf_file))\n")
+    config = _config(world_setup, tmp_path, agent=str(failing), agent_config="/nowhere",
+                     route_ids=[world_setup["ids"][1]])
+    record = evaluate(config)["_checkpoint"]["records"][0]
+    assert record["status"] == "Failed - Agent couldn't be set up"
+    assert "no checkpoint at '/nowhere'" in record["meta"]["error"]
+
+    broken = tmp_path / "broken_agent.py"
+    broken.write_text("def get_entry_point(:\n")
+    with pytest.raises(EvaluationError, match="broken_agent.py: importing the agent failed: SyntaxError"):
+        evaluate(_config(world_setup, tmp_path, agent=str(broken)))
+    no_entry = tmp_path / "no_entry.py"
+    no_entry.write_text("class Agent:\n    pass\n")
+    with pytest.raises(EvaluationError, match="no module-level get_entry_point"):
+        evaluate(_config(world_setup, tmp_path, agent=str(no_entry)))
+
+
+MISBEHAVING_AGENT = '''
+import numpy as np
+from driving.carla_compat import VehicleControl
+from driving.controllers import VehicleController
+from driving.geometry import relative_angle_deg
+
+
+def get_entry_point():
+    return "MisbehavingAgent"
+
+
+class MisbehavingAgent:
+    """mode "left": follows the route 3.5 m to its left (the opposite lane);
+    mode "away": heads for a point 200 m to the left of its start, across everything."""
+
+    def __init__(self, path_to_conf_file):
+        self.mode = path_to_conf_file
+        self.controller = VehicleController()
+        self.goal = None
+
+    def sensors(self):
+        return []
+
+    def set_global_plan(self, gps, world):
+        pass
+
+    def set_scene_provider(self, provider):
+        self.provider = provider
+
+    def run_step(self, input_data, timestamp):
+        scene = self.provider.get_scene()
+        ego, forward = scene["ego_location_world_coord"], scene["ego_orientation_unit_vector"]
+        left = np.array([forward[1], -forward[0]])  # CARLA is left-handed: left of (x, y) is (y, -x)
+        if self.mode == "away":
+            if self.goal is None:
+                self.goal = ego + 200.0 * left
+            target = self.goal
+        else:
+            route = scene["route_ahead_world_coord"]
+            point = scene["ego_target_location_world_coord"]
+            direction = route[min(len(route) - 1, 6)] - route[0]
+            direction = direction / max(1e-6, np.linalg.norm(direction))
+            target = point + 3.5 * np.array([direction[1], -direction[0]])
+        angle = relative_angle_deg(ego, forward, target)
+        throttle, steer, brake = self.controller.control(scene["ego_forward_speed"], 6.0, angle)
+        return VehicleControl(throttle=throttle, steer=steer, brake=brake)
+
+    def destroy(self):
+        pass
+'''
+
+
+def test_leaving_the_road_deviates_and_wrong_lane_costs_penalty(world_setup: dict, tmp_path: Path) -> None:
+    agent = tmp_path / "misbehaving_agent.py"
+    agent.write_text(MISBEHAVING_AGENT)
+    route = [world_setup["ids"][1]]
+    away = evaluate(_config(world_setup, tmp_path, agent=str(agent), agent_config="away", route_ids=route,
+                            results=tmp_path / "away.json"))["_checkpoint"]["records"][0]
+    assert away["status"] == "Failed - Agent deviated from the route"
+    assert len(away["infractions"]["route_dev"]) == 1
+    assert len(away["infractions"]["collisions_layout"]) >= 1
+    assert away["scores"]["score_route"] < 30.0
+
+    left = evaluate(_config(world_setup, tmp_path, agent=str(agent), agent_config="left", route_ids=route,
+                            results=tmp_path / "left.json"))["_checkpoint"]["records"][0]
+    outside = left["meta"]["outside_route_lanes_percent"]
+    assert outside > 40.0
+    assert len(left["infractions"]["outside_route_lanes"]) == 1
+    counts = {kind: len(messages) for kind, messages in left["infractions"].items()}
+    assert left["scores"]["score_penalty"] == pytest.approx(infraction_penalty(counts, outside))
+    assert left["scores"]["score_penalty"] <= 1.0 - outside / 100.0 + 1e-9
