@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover
     HAVE_CARLA = False
 
 
-class RoadOption(enum.IntEnum):
+class _RoadOption(enum.IntEnum):
     """The values of CARLA's ``agents.navigation.local_planner.RoadOption``."""
 
     VOID = -1
@@ -30,6 +30,15 @@ class RoadOption(enum.IntEnum):
     LANEFOLLOW = 4
     CHANGELANELEFT = 5
     CHANGELANERIGHT = 6
+
+
+# The leaderboard's route downsampling compares plan entries against CARLA's own
+# enum (a plain Enum, so equal values of another class do not match): use it
+# when ``$CARLA_ROOT/PythonAPI/carla`` is on the path.
+try:  # pragma: no cover - depends on the environment
+    from agents.navigation.local_planner import RoadOption  # type: ignore[import-not-found]
+except ImportError:
+    RoadOption = _RoadOption  # type: ignore[misc]
 
 
 if HAVE_CARLA:

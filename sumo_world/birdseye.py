@@ -218,7 +218,7 @@ def _draw_background(ax: Any, outcome: RouteOutcome, drawing: RoadDrawing,
     x_min, y_min, x_max, y_max = limits
     ax.set_xlim(x_min, x_max)
     ax.set_ylim(y_max, y_min)  # y down: CARLA's top view
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("x (m, CARLA)")
     ax.set_ylabel("y (m, CARLA, pointing down)")
     ax.set_facecolor("#f7f7f2")
