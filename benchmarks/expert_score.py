@@ -1,0 +1,177 @@
+"""How well the privileged expert drives, in the embedded world.
+
+Runs ``team_code/expert_agent.py`` on (1) random routes of generated towns with
+the given traffic density and (2) CARLA Town01's leaderboard-1.0 training routes
+(``../shared/data/carla_town01``), and prints mean driving score, route
+completion, infraction penalty and infraction counts per route set; then the
+expert's own speed in milliseconds per scene, measured on the scenes it recorded.
+
+    .venv/bin/python benchmarks/expert_score.py                      # full
+    .venv/bin/python benchmarks/expert_score.py --quick              # 1 town x 2 routes, 2 Town01 routes
+
+Target (issue 4): driving score >= 90 with route completion >= 95 % on both.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere
+
+from driving.dataset import SceneDataset  # noqa: E402
+from expert import Expert  # noqa: E402
+
+AGENT = str(REPO_ROOT / "team_code" / "expert_agent.py")
+
+
+def _default_shared_data() -> Path:
+    env = os.environ.get("LANGPROP_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def _evaluate(town: str, routes: Path, towns_dir: Path, results: Path, args: argparse.Namespace,
+              route_ids: list[str] | None = None) -> dict:
+    from sumo_world.runner import EvaluationConfig, evaluate
+
+    config = EvaluationConfig(town=town, routes=routes, agent=AGENT, results=results, towns_dir=towns_dir,
+                              traffic=args.traffic, seed=args.seed, route_ids=route_ids, resume=False,
+                              workers=args.workers, progress=not args.no_progress,
+                              pictures_dir=(results.parent / "pictures") if args.pictures else None)
+    return evaluate(config)
+
+
+def _records(results: dict) -> list[dict]:
+    return list(results["_checkpoint"]["records"])
+
+
+def _print_set(name: str, records: list[dict]) -> dict[str, float]:
+    from sumo_world.summary import format_summary_table, mean_scores
+
+    print(f"\n== {name}: {len(records)} routes")
+    print(format_summary_table(records))
+    means = mean_scores(records)
+    print(f"mean driving score {means['score_composed']:.1f}   route completion {means['score_route']:.1f} %   "
+          f"penalty {means['score_penalty']:.3f}")
+    return means
+
+
+def generated_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.route_planner import random_routes
+    from sumo_world.routes import write_routes
+    from sumo_world.towns import TownStore
+
+    store = TownStore(towns_dir)
+    records: list[dict] = []
+    for i in range(args.towns):
+        name = f"bench_grid_{args.seed + i}"
+        town = store.get(name) if name in store else store.generate(name, kind="grid", size=4, seed=args.seed + i)
+        network = RoadNetwork.load(town.net_path)
+        routes = random_routes(network, args.routes_per_town, seed=args.seed + i, town=name,
+                               min_length_m=args.min_length_m, max_length_m=args.max_length_m)
+        routes_file = write_routes(routes, work / f"{name}_routes.xml")
+        started = time.perf_counter()
+        results = _evaluate(name, routes_file, towns_dir, work / f"{name}_results.json", args)
+        print(f"{name}: {len(routes)} routes in {time.perf_counter() - started:.0f} s")
+        records += _records(results)
+    return records
+
+
+def town01(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
+    from sumo_world.routes import read_routes
+    from sumo_world.towns import TownStore
+
+    data = Path(args.shared_data) / "carla_town01"
+    store = TownStore(towns_dir)
+    if "Town01" not in store:
+        # The shipped .net.xml has no sidewalks; the OpenDRIVE import adds them for pedestrians.
+        store.import_opendrive(data / "Town01.xodr", "Town01")
+    routes_file = data / "routes_town01_training.xml"
+    ids = [str(r.route_id) for r in read_routes(routes_file)]
+    if args.town01_routes:
+        ids = ids[:args.town01_routes]
+    started = time.perf_counter()
+    results = _evaluate("Town01", routes_file, towns_dir, work / "town01_results.json", args, route_ids=ids)
+    print(f"Town01: {len(ids)} routes in {time.perf_counter() - started:.0f} s")
+    return _records(results)
+
+
+def expert_speed(record_dir: Path, max_scenes: int = 5000) -> None:
+    """Milliseconds per scene of Expert.predict on recorded scenes (median and 99th percentile)."""
+    if not (record_dir / "index.json").is_file():
+        print("\nno recorded scenes: expert speed not measured")
+        return
+    scenes = []
+    for record in SceneDataset(record_dir):
+        scenes.append(record.scene)
+        if len(scenes) >= max_scenes:
+            break
+    expert = Expert()
+    times = []
+    for scene in scenes:
+        start = time.perf_counter()
+        expert.predict(scene)
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    actors = statistics.fmean(len(s["vehicles"]) + len(s["pedestrians"]) for s in scenes)
+    print(f"\nexpert speed on {len(scenes)} recorded scenes (mean {actors:.1f} actors within 50 m): "
+          f"median {times[len(times) // 2]:.3f} ms, mean {statistics.fmean(times):.3f} ms, "
+          f"p99 {times[int(len(times) * 0.99)]:.3f} ms per scene")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--towns", type=int, default=2, help="generated towns (4x4 grids)")
+    parser.add_argument("--routes-per-town", type=int, default=5)
+    parser.add_argument("--min-length-m", type=float, default=200.0)
+    parser.add_argument("--max-length-m", type=float, default=600.0)
+    parser.add_argument("--town01-routes", type=int, default=0, help="first N Town01 routes (0 = all ten)")
+    parser.add_argument("--no-town01", action="store_true")
+    parser.add_argument("--no-generated", action="store_true")
+    parser.add_argument("--traffic", default="default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--towns-dir", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: temporary)")
+    parser.add_argument("--shared-data", type=Path, default=_default_shared_data())
+    parser.add_argument("--pictures", action="store_true", help="bird's-eye pictures under --out/pictures")
+    parser.add_argument("--no-record", action="store_true", help="do not record scenes (no expert timing)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1 town x 2 routes and 2 Town01 routes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.towns, args.routes_per_town, args.town01_routes = 1, 2, 2
+
+    with tempfile.TemporaryDirectory(prefix="expert_score_") as tmp:
+        work = args.out or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        towns_dir = args.towns_dir or (work / "towns")
+        record_dir = work / "scenes"
+        if not args.no_record:
+            os.environ["LANGPROP_RECORD_DIR"] = str(record_dir)
+        started = time.perf_counter()
+        sets: dict[str, dict[str, float]] = {}
+        if not args.no_generated and args.towns > 0:
+            records = generated_towns(args, towns_dir, work)
+            sets[f"generated towns ({args.traffic} traffic)"] = _print_set("generated towns", records)
+        if not args.no_town01:
+            sets["Town01 leaderboard routes"] = _print_set("Town01 leaderboard routes", town01(args, towns_dir, work))
+        print("\n== summary")
+        for name, means in sets.items():
+            ok = means["score_composed"] >= 90.0 and means["score_route"] >= 95.0
+            print(f"{name:40s} DS {means['score_composed']:6.1f}  RC {means['score_route']:6.1f} %  "
+                  f"{'meets' if ok else 'misses'} the target (DS >= 90, RC >= 95 %)")
+        print(f"wall time {time.perf_counter() - started:.0f} s")
+        if not args.no_record:
+            expert_speed(record_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
