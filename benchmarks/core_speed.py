@@ -323,6 +323,7 @@ def best_rate(n_calls: int, run, repeat: int):
     slower runs measure other load on the machine), and the last run's result."""
     best, result = float("inf"), None
     for _ in range(repeat):
+        result = None  # free the previous run's results before the clock starts
         t0 = time.perf_counter()
         result = run()
         best = min(best, time.perf_counter() - t0)

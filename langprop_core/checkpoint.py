@@ -6,6 +6,10 @@ Layout (version 1)::
                               optimizer, sampling params, prompt and reply
     <dir>/scripts/<id>.py     one readable file per script
     <dir>/trainer_state.json  (written by the trainer) where training stands
+    <dir>/dependencies/<module>/<id>.py
+                              the scripts of the modules this module's scripts
+                              call (recorded in the index under
+                              "dependencies": module, function, script id)
 
 Every file is written atomically (temporary file + ``os.replace``), scripts
 before the index, so a run killed at any moment leaves a loadable checkpoint.
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from langprop_core.policy import Policy, policy_id_for
+from langprop_core.sandbox import Dependency
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "Checkpoint", "CheckpointError",
            "atomic_write_text", "atomic_write_json", "read_json", "save_checkpoint",
@@ -33,6 +38,7 @@ CHECKPOINT_FORMAT = "langprop-checkpoint"
 CHECKPOINT_VERSION = 1
 INDEX_FILE = "index.json"
 SCRIPTS_DIR = "scripts"
+DEPENDENCIES_DIR = "dependencies"
 ORIGINAL_CONFIG = "config.json"
 
 
@@ -49,6 +55,7 @@ class Checkpoint:
     policies: list[Policy]
     extra: dict[str, Any] = field(default_factory=dict)
     source_format: str = CHECKPOINT_FORMAT
+    dependencies: tuple[Dependency, ...] = ()
 
     @property
     def best(self) -> Policy:
@@ -89,10 +96,32 @@ def read_json(path: Path) -> Any:
                               f"{exc.msg}") from None
 
 
+def _dependency_entries(directory: Path, dependencies: tuple[Dependency, ...],
+                        written: set[str]) -> list[dict[str, Any]]:
+    entries = []
+    for dep in dependencies:
+        rel = f"{DEPENDENCIES_DIR}/{dep.module}/{dep.script_id}.py"
+        target = directory / rel
+        if not target.is_file() or target.read_text(encoding="utf-8") != dep.source:
+            atomic_write_text(target, dep.source)
+        written.add(rel)
+        entries.append({"module": dep.module, "function_name": dep.function_name,
+                        "policy_id": dep.script_id, "file": rel,
+                        "dependencies": _dependency_entries(directory, dep.dependencies, written)})
+    return entries
+
+
 def save_checkpoint(directory: Path, module: str, function_name: str, policies: list[Policy],
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Write the ranked ``policies``; scripts no longer in the population are removed."""
+                    extra: dict[str, Any] | None = None,
+                    dependencies: tuple[Dependency, ...] = ()) -> Path:
+    """Write the ranked ``policies``; scripts no longer in the population are removed.
+
+    ``dependencies`` (the scripts the module's scripts call) are recorded in
+    the index and copied beside it, so the checkpoint runs on its own.
+    """
     directory = Path(directory)
+    written: set[str] = set()
+    dep_entries = _dependency_entries(directory, tuple(dependencies), written)
     scripts = directory / SCRIPTS_DIR
     scripts.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -104,10 +133,15 @@ def save_checkpoint(directory: Path, module: str, function_name: str, policies: 
         entries.append(policy.to_dict(include_source=False) | {"file": rel})
     index = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "module": module,
              "function_name": function_name, "policies": entries, "extra": extra or {}}
+    if dep_entries:
+        index["dependencies"] = dep_entries
     atomic_write_json(directory / INDEX_FILE, index)
     keep = {f"{p.id}.py" for p in policies}
     for stale in scripts.glob("*.py"):
         if stale.name not in keep:
+            stale.unlink()
+    for stale in (directory / DEPENDENCIES_DIR).glob("*/*.py"):
+        if stale.relative_to(directory).as_posix() not in written:
             stale.unlink()
     return directory
 
@@ -124,6 +158,12 @@ def resolve_checkpoint_dir(path: Path, module: str | None = None) -> Path:
                        if (d / INDEX_FILE).is_file() or (d / ORIGINAL_CONFIG).is_file())
         if module is not None:
             found = [d for d in found if d.name == module]
+        if len(found) > 1 and module is None:
+            # Modules others depend on are parts; the module nobody depends on is the policy.
+            used = {e.get("module") for d in found if (d / INDEX_FILE).is_file()
+                    for e in _all_entries(read_json(d / INDEX_FILE).get("dependencies") or [])}
+            roots = [d for d in found if d.name not in used]
+            found = roots if roots else found
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -134,9 +174,23 @@ def resolve_checkpoint_dir(path: Path, module: str | None = None) -> Path:
                           f"{ORIGINAL_CONFIG}, nor a run directory with checkpoints/)")
 
 
-def load_checkpoint(path: Path, function_name: str | None = None) -> Checkpoint:
-    """Load our layout or the original LangProp one; policies come back best first."""
-    directory = resolve_checkpoint_dir(Path(path))
+def _all_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            out.append(entry)
+            out.extend(_all_entries(entry.get("dependencies") or []))
+    return out
+
+
+def load_checkpoint(path: Path, function_name: str | None = None,
+                    module: str | None = None) -> Checkpoint:
+    """Load our layout or the original LangProp one; policies come back best first.
+
+    ``path`` may be a run directory; ``module`` names which of its module
+    checkpoints to load (by default the one no other module depends on).
+    """
+    directory = resolve_checkpoint_dir(Path(path), module)
     if (directory / INDEX_FILE).is_file():
         return _load_ours(directory, function_name)
     return _load_original(directory, function_name)
@@ -162,9 +216,39 @@ def _load_ours(directory: Path, function_name: str | None) -> Checkpoint:
         if function_name:
             policy.function_name = function_name
         policies.append(policy)
+    dependencies = _load_dependencies(directory, index_path, index.get("dependencies") or [])
     return Checkpoint(module=index.get("module", directory.name),
                       function_name=function_name or index.get("function_name", ""),
-                      policies=policies, extra=index.get("extra", {}))
+                      policies=policies, extra=index.get("extra", {}), dependencies=dependencies)
+
+
+def _load_dependencies(directory: Path, index_path: Path,
+                       entries: list[dict[str, Any]]) -> tuple[Dependency, ...]:
+    """The recorded dependency scripts: the copy in this checkpoint, else the script
+    with the recorded id in the sibling checkpoint of that module."""
+    deps = []
+    for i, entry in enumerate(entries):
+        try:
+            module, fname, pid = entry["module"], entry["function_name"], entry["policy_id"]
+        except (KeyError, TypeError):
+            raise CheckpointError(f"{index_path}: dependencies[{i}] lacks module, function_name "
+                                  f"or policy_id") from None
+        script = directory / entry.get("file", f"{DEPENDENCIES_DIR}/{module}/{pid}.py")
+        if script.is_file():
+            source = script.read_text(encoding="utf-8")
+        else:
+            sibling = directory.parent / module
+            source = None
+            if (sibling / INDEX_FILE).is_file() or (sibling / ORIGINAL_CONFIG).is_file():
+                source = next((p.source for p in load_checkpoint(sibling).policies if p.id == pid),
+                              None)
+            if source is None:
+                raise CheckpointError(f"{index_path}: dependency {module!r} script {pid} is "
+                                      f"neither in {script} nor in the checkpoint {sibling}")
+        deps.append(Dependency(function_name=fname, source=source, script_id=pid, module=module,
+                               dependencies=_load_dependencies(directory, index_path,
+                                                               entry.get("dependencies") or [])))
+    return tuple(deps)
 
 
 def _load_original(directory: Path, function_name: str | None) -> Checkpoint:

@@ -2,7 +2,9 @@
 
 No LLM is involved. Sandboxed by default (a worker process with time and
 memory limits); ``sandbox=False`` calls the compiled function in this process.
-Either way every call gets its own copy of the arguments.
+Either way every call gets its own copy of the arguments. A policy whose module
+depends on other modules runs with their recorded scripts loaded beside it
+(see :class:`langprop_core.sandbox.Dependency`).
 """
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import ast
 import copy
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from langprop_core.checkpoint import load_checkpoint
+from langprop_core.copier import CopyPlanner
 from langprop_core.policy import Policy
-from langprop_core.sandbox import SandboxConfig, ScriptError, ScriptRunner, load_function
+from langprop_core.sandbox import Dependency, SandboxConfig, ScriptError, ScriptRunner, load_function
 
 __all__ = ["PolicyFunction", "load_policy"]
 
@@ -23,18 +26,20 @@ class PolicyFunction:
     """A callable policy. Raises :class:`ScriptError` when the script fails."""
 
     def __init__(self, policy: Policy, sandbox: bool = True, timeout_s: float = 1.0,
-                 memory_mb: int = 1024) -> None:
+                 memory_mb: int = 1024, dependencies: Sequence[Dependency] = ()) -> None:
         self.policy = policy
         self.sandboxed = sandbox
+        self.dependencies = tuple(dependencies)
         self._runner: ScriptRunner | None = None
         self._fn: Any = None
+        self._planner = CopyPlanner()
         if sandbox:
             self._runner = ScriptRunner(SandboxConfig(mode="process", workers=1,
                                                       timeout_s=timeout_s, memory_mb=memory_mb))
         else:
             try:
                 self._fn = load_function(policy.source, policy.function_name,
-                                         f"<script {policy.id}>")
+                                         f"<script {policy.id}>", self.dependencies)
             except Exception as exc:
                 raise ScriptError(f"policy {policy.id}: cannot load "
                                   f"{policy.function_name!r}: {type(exc).__name__}: {exc}") from exc
@@ -46,15 +51,20 @@ class PolicyFunction:
     def __call__(self, *args: Any) -> Any:
         if self._runner is not None:
             result = self._runner.run_batch({self.policy.id: self.policy.source},
-                                            self.policy.function_name, [args])[self.policy.id][0]
+                                            self.policy.function_name, [args],
+                                            self.dependencies)[self.policy.id][0]
             if result.exception is not None:
                 raise ScriptError(f"policy {self.policy.id}: {result.exception}\n"
                                   f"{result.traceback or ''}".rstrip())
             return result.output
-        try:
-            copied = pickle.loads(pickle.dumps(args, pickle.HIGHEST_PROTOCOL))
-        except Exception:  # noqa: BLE001 - unpicklable arguments: slower deep copy
-            copied = copy.deepcopy(args)
+        copier = self._planner.copier_for(args)
+        if copier is not None:
+            copied = copier(args)
+        else:
+            try:
+                copied = pickle.loads(pickle.dumps(args, pickle.HIGHEST_PROTOCOL))
+            except Exception:  # noqa: BLE001 - unpicklable arguments: slower deep copy
+                copied = copy.deepcopy(args)
         try:
             return self._fn(*copied)
         except Exception as exc:
@@ -92,13 +102,21 @@ def _function_in_file(path: Path, source: str, function_name: str | None) -> str
 
 
 def load_policy(path: Path | str, function_name: str | None = None, sandbox: bool = True,
-                timeout_s: float = 1.0) -> PolicyFunction:
-    """The best script of a checkpoint directory (ours or original LangProp), or a ``.py`` file."""
+                timeout_s: float = 1.0, module: str | None = None) -> PolicyFunction:
+    """The best script of a checkpoint directory (ours or original LangProp), or a ``.py`` file.
+
+    A run directory holding several module checkpoints loads ``module``, or
+    when it is None the one module no other depends on; the scripts of its
+    dependencies recorded in its checkpoint are loaded beside it.
+    """
     path = Path(path)
+    dependencies: tuple[Dependency, ...] = ()
     if path.is_file():
         source = path.read_text(encoding="utf-8")
         name = _function_in_file(path, source, function_name)
         policy = Policy.from_source(source, name, optimizer="file")
     else:
-        policy = load_checkpoint(path, function_name).best
-    return PolicyFunction(policy, sandbox=sandbox, timeout_s=timeout_s)
+        checkpoint = load_checkpoint(path, function_name, module=module)
+        policy = checkpoint.best
+        dependencies = checkpoint.dependencies
+    return PolicyFunction(policy, sandbox=sandbox, timeout_s=timeout_s, dependencies=dependencies)

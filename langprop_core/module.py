@@ -6,15 +6,28 @@ scores: after a batch with mean score ``s``,
 ``priority' = (decay * weight * priority + s) / weight'``,
 so a script's first batch sets its priority to ``s`` and older batches count
 less and less. At most ``max_keep`` scripts survive a ranking.
+
+Modules may call each other: ``Module(..., depends_on=[other])`` makes the
+best script of ``other`` (and of its own dependencies) loaded into the
+namespace of every script of this module, under ``other.function_name``, in
+training (sandboxed or in-process) and in inference. Training a module trains
+only that module: its dependencies are frozen at their best script when
+``Trainer.fit`` starts (train a dependency first, or give it
+``seed_sources``), and the checkpoint records which dependency scripts were
+used. The prompts get the variable ``dependencies`` (name, signature,
+docstring of each callable dependency) and ``dependencies_text`` (the same as
+lines ready to paste into a prompt).
 """
 from __future__ import annotations
 
+import ast
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from langprop_core.llm.base import ChatMessage
 from langprop_core.policy import Policy, policy_id_for
+from langprop_core.sandbox import Dependency
 from langprop_core.templates import render_chat
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,11 +47,14 @@ class Module:
     ``template_dir`` holds ``setup.txt`` (write from scratch) and ``update.txt``
     (improve a script given its failures). ``template_vars`` are passed to
     both. ``seed_sources`` start the population (no setup phase then).
+    ``depends_on`` are modules whose functions this module's scripts may call
+    by name (see the module docstring).
     """
 
     def __init__(self, name: str, function_name: str, template_dir: Path, max_keep: int = 16,
                  priority_decay: float = 0.9, seed_sources: Iterable[str] = (),
-                 template_vars: dict[str, Any] | None = None) -> None:
+                 template_vars: dict[str, Any] | None = None,
+                 depends_on: Sequence["Module"] = ()) -> None:
         if max_keep < 1:
             raise ValueError(f"Module {name!r}: max_keep must be >= 1, not {max_keep}")
         if not 0.0 <= priority_decay < 1.0:
@@ -53,6 +69,8 @@ class Module:
         self.priority_decay = priority_decay
         self.seed_sources = list(seed_sources)
         self.template_vars = dict(template_vars or {})
+        self.depends_on = list(depends_on)
+        self._check_dependencies()
         self.population: list[Policy] = []
         # Every script id ever admitted: a script dropped from the population
         # is not admitted again when an optimizer proposes it once more.
@@ -103,9 +121,72 @@ class Module:
         return self.population[0]
 
     def policy_function(self, sandbox: bool = True, timeout_s: float = 1.0) -> "PolicyFunction":
-        """The best script as a callable (see :mod:`langprop_core.inference`)."""
+        """The best script as a callable (see :mod:`langprop_core.inference`),
+        with the best scripts of its dependencies loaded beside it."""
         from langprop_core.inference import PolicyFunction
-        return PolicyFunction(self.best(), sandbox=sandbox, timeout_s=timeout_s)
+        return PolicyFunction(self.best(), sandbox=sandbox, timeout_s=timeout_s,
+                              dependencies=self.dependencies())
+
+    # -- dependencies
+
+    def _check_dependencies(self) -> None:
+        names: dict[str, str] = {}
+        for dep in self.depends_on:
+            if not isinstance(dep, Module):
+                raise TypeError(f"Module {self.name!r}: depends_on holds a {type(dep).__name__}, "
+                                f"not a Module")
+            if dep is self or self in dep.all_dependencies():
+                raise ValueError(f"Module {self.name!r}: depending on {dep.name!r} makes a cycle")
+            if dep.function_name == self.function_name:
+                raise ValueError(f"Module {self.name!r}: dependency {dep.name!r} defines the same "
+                                 f"function name {dep.function_name!r}")
+            if dep.function_name in names:
+                raise ValueError(f"Module {self.name!r}: dependencies {names[dep.function_name]!r} "
+                                 f"and {dep.name!r} both define {dep.function_name!r}")
+            names[dep.function_name] = dep.name
+
+    def all_dependencies(self) -> list["Module"]:
+        """Every module this one depends on, directly or not (each once)."""
+        found: list[Module] = []
+        stack = list(reversed(self.depends_on))
+        while stack:
+            m = stack.pop()
+            if all(m is not f for f in found):
+                found.append(m)
+                stack.extend(reversed(m.depends_on))
+        return found
+
+    def dependencies(self) -> tuple[Dependency, ...]:
+        """The best script of each dependency (with theirs), as the sandbox loads them."""
+        if any(m is self for m in self.all_dependencies()):
+            raise ValueError(f"Module {self.name!r}: its dependencies make a cycle")
+        specs = []
+        for dep in self.depends_on:
+            if not dep.population:
+                raise LookupError(f"module {self.name!r} depends on module {dep.name!r}, which has "
+                                  f"no scripts: train it first, load its checkpoint "
+                                  f"(Module.load_checkpoint) or give it seed_sources")
+            best = dep.best()
+            specs.append(Dependency(function_name=dep.function_name, source=best.source,
+                                    script_id=best.id, module=dep.name,
+                                    dependencies=dep.dependencies()))
+        return tuple(specs)
+
+    def dependency_info(self) -> list[dict[str, str]]:
+        """For prompts: each callable dependency's name, signature and docstring."""
+        info = []
+        for dep in self.depends_on:
+            source = dep.best().source if dep.population else (dep.seed_sources or [""])[0]
+            signature, doc = _signature(source, dep.function_name)
+            info.append({"name": dep.function_name, "module": dep.name, "signature": signature,
+                         "doc": doc})
+        return info
+
+    def load_checkpoint(self, path: Path | str) -> None:
+        """Take the population of a saved checkpoint (e.g. a frozen dependency trained earlier)."""
+        from langprop_core.checkpoint import load_checkpoint
+        ck = load_checkpoint(Path(path), self.function_name)
+        self.load_population(ck.policies)
 
     def load_population(self, policies: Iterable[Policy], seen_ids: Iterable[str] = ()) -> None:
         """Replace the population (from a checkpoint)."""
@@ -128,9 +209,26 @@ class Module:
                                              generation=policy.generation)))
 
     def _vars(self, extra: dict[str, Any]) -> dict[str, Any]:
+        deps = self.dependency_info()
+        text = "\n".join(f"- {d['signature']}" + (f": {d['doc']}" if d["doc"] else "") for d in deps)
         return {"function_name": self.function_name, "module_name": self.name,
-                **self.template_vars, **extra}
+                "dependencies": deps, "dependencies_text": text, **self.template_vars, **extra}
 
     def __repr__(self) -> str:
         return (f"Module({self.name!r}, function={self.function_name!r}, "
                 f"population={len(self.population)}, max_keep={self.max_keep})")
+
+
+def _signature(source: str, function_name: str) -> tuple[str, str]:
+    """``name(args)`` and the first docstring line of ``function_name`` in ``source``."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        tree = ast.Module(body=[], type_ignores=[])
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function_name:
+            node_args = ast.unparse(node.args)
+            returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+            doc = (ast.get_docstring(node) or "").strip().splitlines()
+            return f"{function_name}({node_args}){returns}", (doc[0] if doc else "")
+    return f"{function_name}(...)", ""

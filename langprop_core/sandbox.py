@@ -3,9 +3,12 @@
 A batch of calls is ``sources x inputs``. In process mode every worker gets the
 batch's inputs once (pickled once, sent once per worker per batch), then runs
 jobs ``(script, range of inputs)`` and answers with one message per job, so the
-per-call cost is a function call plus decoding the serialized inputs (which is
-the per-call deep copy: ``marshal`` when the inputs are plain Python data,
-else ``pickle``).
+per-call cost is a function call plus the per-call deep copy of its arguments
+(a copy function compiled for the input's structure when the input is plain
+data, see :mod:`langprop_core.copier`, else a ``pickle`` round trip).
+
+A script may call other functions by name: ``dependencies`` (the best scripts
+of the modules its module depends on) are loaded into its namespace first.
 
 Limits, enforced per call:
 
@@ -30,7 +33,6 @@ import gc
 import io
 import linecache
 import logging
-import marshal
 import math
 import mmap
 import multiprocessing
@@ -46,7 +48,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["ScriptError", "CallResult", "SandboxConfig", "ScriptRunner", "load_function"]
+from langprop_core.copier import CopyPlanner
+
+__all__ = ["ScriptError", "CallResult", "SandboxConfig", "ScriptRunner", "load_function",
+           "Dependency", "DependencyError", "prepare_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +115,54 @@ class _CallTimeout(BaseException):
     ``except Exception`` does not swallow it)."""
 
 
-def load_function(source: str, function_name: str, filename: str = "<script>") -> Any:
+@dataclass(frozen=True)
+class Dependency:
+    """A function that a script may call by name: the script defining it.
+
+    Scripts of a module that depends on another module run with the other
+    module's best script loaded in their namespace, under ``function_name``.
+    ``dependencies`` are the dependency's own dependencies (loaded the same way).
+    """
+
+    function_name: str
+    source: str
+    script_id: str = ""
+    module: str = ""
+    dependencies: tuple["Dependency", ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.function_name!r} (module {self.module or '?'}, script {self.script_id or '?'})"
+
+
+class DependencyError(Exception):
+    """A dependency's script could not be loaded; the message names it."""
+
+
+def load_function(source: str, function_name: str, filename: str = "<script>",
+                  dependencies: Sequence[Dependency] = ()) -> Any:
     """Compile and run ``source`` once, return its ``function_name``.
 
-    Raises the script's own exception, or ``NameError``/``TypeError`` when the
-    function is missing or not callable. The source is registered with
-    :mod:`linecache` so tracebacks show the script's lines.
+    Each of ``dependencies`` is loaded first (in a namespace of its own) and
+    bound in the script's namespace under its function name, so the script
+    can call it. Raises the script's own exception, :class:`DependencyError`,
+    or ``NameError``/``TypeError`` when the function is missing or not
+    callable. The source is registered with :mod:`linecache` so tracebacks show
+    the script's lines.
     """
+    namespace: dict[str, Any] = {"__name__": "__langprop_script__", "__builtins__": __builtins__}
+    for dep in dependencies:
+        try:
+            namespace[dep.function_name] = load_function(
+                dep.source, dep.function_name, f"<dependency {dep.module or dep.function_name} "
+                                               f"{dep.script_id}>".replace(" >", ">"),
+                dep.dependencies)
+        except DependencyError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - name the dependency that failed
+            raise DependencyError(f"dependency {dep.describe()} cannot be loaded: "
+                                  f"{_describe(exc, None)}") from exc
     code = compile(source, filename, "exec")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {"__name__": "__langprop_script__", "__builtins__": __builtins__}
     exec(code, namespace)
     fn = namespace.get(function_name)
     if fn is None:
@@ -147,8 +190,26 @@ def _trimmed_traceback(exc: BaseException) -> str:
     return text
 
 
+class _Capture(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` during a job: keeps what is written in a list,
+    so checking after each call whether it printed is a cheap truth test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.parts.append(text)
+        return len(text)
+
+
 class _Executor:
-    """Compiles scripts once and runs jobs over pickled inputs, capturing stdout.
+    """Compiles scripts once and runs jobs over inputs, a fresh copy per call, capturing stdout.
 
     ``timeout_s`` enables the in-worker alarm (only in worker processes: it
     takes over ``SIGALRM``).
@@ -157,9 +218,10 @@ class _Executor:
     def __init__(self, max_stdout_chars: int, timeout_s: float | None = None) -> None:
         self.max_stdout_chars = max_stdout_chars
         self.timeout_s = timeout_s
-        self._functions: dict[tuple[str, str], Any] = {}
+        self._functions: dict[tuple, Any] = {}
         self._call_start: float | None = None
         self.memory_error = False
+        self._capture = _Capture()
         if timeout_s is not None:
             signal.signal(signal.SIGALRM, self._on_alarm)
 
@@ -169,33 +231,43 @@ class _Executor:
             self._call_start = None
             raise _CallTimeout()
 
-    def _function(self, source: str, function_name: str, script_id: str) -> Any:
-        key = (source, function_name)
+    def _function(self, source: str, function_name: str, script_id: str,
+                  dependencies: tuple[Dependency, ...] = ()) -> Any:
+        key = (source, function_name, dependencies)
         if key not in self._functions:
             if len(self._functions) > 512:
                 self._functions.clear()
             self._call_start = time.perf_counter()
             try:
-                self._functions[key] = load_function(source, function_name, f"<script {script_id}>")
+                self._functions[key] = load_function(source, function_name, f"<script {script_id}>",
+                                                     dependencies)
             except BaseException as exc:  # noqa: BLE001 - a bad script is data, not a crash
                 self._functions[key] = exc
             finally:
                 self._call_start = None
         return self._functions[key]
 
-    def run_job(self, script_id: str, source: str, function_name: str, blobs: Sequence[Any],
+    def _load_failure(self, fn: BaseException, n: int, row: Any) -> list:
+        exc_text = "LoadError: " + _describe(fn, self.timeout_s)
+        return [row(None, exc_text, _trimmed_traceback(fn), "", 0.0)] * n
+
+    def run_job(self, script_id: str, source: str, function_name: str, inputs: "_Inputs",
                 start: int, stop: int, progress: Any = None,
-                codec: str = "pickle") -> list[tuple]:
-        """Results ``(output, exception, traceback, stdout, duration_s)`` for inputs ``start:stop``."""
-        buf = io.StringIO()
+                dependencies: tuple[Dependency, ...] = ()) -> list[tuple]:
+        """Results ``(output, exception, traceback, stdout, duration_s)`` for inputs
+        ``start:stop``, with the time limit and progress reports of a worker."""
+        capture = self._capture
+        parts = capture.parts
         old_out, old_err = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = buf
+        sys.stdout = sys.stderr = capture
         if self.timeout_s is not None:
             tick = max(0.005, self.timeout_s / 4)
             signal.setitimer(signal.ITIMER_REAL, tick, tick)
         results: list[tuple] = []
         append = results.append
-        loads = _DECODERS[codec]
+        copiers, data = inputs.copiers, inputs.data
+        # The shared counter itself (a ctypes int), not the property in front of it.
+        counter = getattr(progress, "raw", progress)
         perf = time.perf_counter
         limit = self.max_stdout_chars
         # The cyclic GC would otherwise walk every output kept in ``results``
@@ -203,18 +275,16 @@ class _Executor:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            fn = self._function(source, function_name, script_id)
+            fn = self._function(source, function_name, script_id, dependencies)
             if isinstance(fn, BaseException):
-                exc_text = "LoadError: " + _describe(fn, self.timeout_s)
-                tb_text = _trimmed_traceback(fn)
-                return [(None, exc_text, tb_text, "", 0.0)] * (stop - start)
+                return self._load_failure(fn, stop - start, _row)
             for i in range(start, stop):
-                if progress is not None:
-                    progress.value = i
+                if counter is not None:
+                    counter.value = i
                 t0 = perf()
                 self._call_start = t0
                 try:
-                    out = fn(*loads(blobs[i]))
+                    out = fn(*copiers[i](data[i]))
                     self._call_start = None
                     dt = perf() - t0
                     exc_text = tb_text = None
@@ -226,10 +296,9 @@ class _Executor:
                     tb_text = _trimmed_traceback(exc)
                     if isinstance(exc, MemoryError):
                         self.memory_error = True
-                if buf.tell():
-                    printed = buf.getvalue()[:limit]
-                    buf.seek(0)
-                    buf.truncate()
+                if parts:
+                    printed = "".join(parts)[:limit]
+                    parts.clear()
                 else:
                     printed = ""
                 append((out, exc_text, tb_text, printed, dt))
@@ -241,44 +310,90 @@ class _Executor:
             if self.timeout_s is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0, 0)
             sys.stdout, sys.stderr = old_out, old_err
+            parts.clear()
+
+    def run_job_inprocess(self, script_id: str, source: str, function_name: str,
+                          inputs: "_Inputs", dependencies: tuple[Dependency, ...] = ()
+                          ) -> list[CallResult]:
+        """Every input through one script, trusted: no time limit, results as
+        :class:`CallResult` directly (the hot loop of the in-process mode)."""
+        capture = self._capture
+        parts = capture.parts
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = capture
+        results: list[CallResult] = []
+        append = results.append
+        perf = time.perf_counter
+        limit = self.max_stdout_chars
+        result = CallResult
+        try:
+            fn = self._function(source, function_name, script_id, dependencies)
+            if isinstance(fn, BaseException):
+                return self._load_failure(fn, len(inputs.data), CallResult)
+            # One clock read per call: a call's duration runs from the end of the
+            # previous one (so it includes its copy and the loop's bookkeeping).
+            t0 = perf()
+            for copier, args in zip(inputs.copiers, inputs.data):
+                try:
+                    out = fn(*copier(args))
+                    t1 = perf()
+                    if parts:
+                        printed = "".join(parts)[:limit]
+                        parts.clear()
+                        append(result(out, None, None, printed, t1 - t0))
+                    else:
+                        append(result(out, None, None, "", t1 - t0))
+                except BaseException as exc:  # noqa: BLE001 - every failure is scored
+                    t1 = perf()
+                    printed = "".join(parts)[:limit]
+                    parts.clear()
+                    append(result(None, _describe(exc, None), _trimmed_traceback(exc), printed,
+                                  t1 - t0))
+                t0 = t1
+            return results
+        finally:
+            sys.stdout, sys.stderr = old_out, old_err
+            parts.clear()
+
+
+def _row(*fields: Any) -> tuple:
+    return fields
 
 
 # --------------------------------------------------------------------------
-# Inputs: serialized once, decoded on every call (the per-call deep copy)
-
-_DECODERS: dict[str, Any] = {"marshal": marshal.loads, "pickle": pickle.loads,
-                             "deepcopy": copy.deepcopy}
+# Inputs: prepared once per batch, copied on every call
 
 
-def encode_inputs(inputs: Sequence[tuple]) -> tuple[str, list[bytes]]:
-    """Serialize every input once: ``marshal`` (faster to decode) when all of them
-    are plain Python data (exact dict, list, tuple, str, int, float, ... with no
-    subclasses, which marshal would turn into their base type), else ``pickle``."""
-    checker = _PlainDataCheck()
-    checker.dump(inputs)  # also raises here, once, for inputs that cannot be sent at all
-    if checker.plain:
+@dataclass
+class _Inputs:
+    """Per input: a function returning a fresh deep copy of its argument tuple,
+    and the data it copies from (``copiers[i](data[i])``)."""
+
+    copiers: list[Any]
+    data: list[Any]
+
+
+def prepare_inputs(inputs: Sequence[tuple], planner: CopyPlanner) -> _Inputs:
+    """Plan the per-call copies: a compiled structural copy where the input is
+    plain data (see :mod:`langprop_core.copier`), else a pickle round trip, else
+    ``copy.deepcopy`` (inputs that cannot be pickled)."""
+    copiers: list[Any] = []
+    data: list[Any] = []
+    for args in inputs:
+        fn = planner.copier_for(args)
+        if fn is not None:
+            copiers.append(fn)
+            data.append(args)
+            continue
         try:
-            return "marshal", [marshal.dumps(args) for args in inputs]
-        except ValueError:  # e.g. a self-referencing structure
-            pass
-    return "pickle", [pickle.dumps(args, _PICKLE) for args in inputs]
-
-
-class _PlainDataCheck(pickle.Pickler):
-    """Pickles to nowhere and notes whether anything but plain data was met.
-
-    The C pickler consults ``reducer_override`` for every object except exact
-    instances of None, bool, int, float, bytes, str, dict, set, frozenset, list
-    and tuple, so one call means "not plain" (a subclass, an array, a class...).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(io.BytesIO(), protocol=_PICKLE)
-        self.plain = True
-
-    def reducer_override(self, obj: Any) -> Any:
-        self.plain = False
-        return NotImplemented
+            blob = pickle.dumps(args, _PICKLE)
+        except Exception:  # noqa: BLE001 - unpicklable inputs: the slow general copy
+            copiers.append(copy.deepcopy)
+            data.append(args)
+        else:
+            copiers.append(pickle.loads)
+            data.append(blob)
+    return _Inputs(copiers, data)
 
 
 # --------------------------------------------------------------------------
@@ -297,10 +412,11 @@ def _worker_main(conn: Any, progress: Any, timeout_s: float, memory_mb: int,
     except (ImportError, ValueError, OSError) as exc:  # pragma: no cover - non-Linux
         print(f"langprop sandbox: memory limit not set: {exc}", file=sys.stderr)
     executor = _Executor(max_stdout_chars, timeout_s)
+    planner = CopyPlanner()
     sources: dict[str, str] = {}
     function_name = ""
-    codec = "pickle"
-    blobs: list[bytes] = []
+    inputs = _Inputs([], [])
+    dependencies: tuple[Dependency, ...] = ()
     while True:
         try:
             msg = conn.recv()
@@ -308,11 +424,12 @@ def _worker_main(conn: Any, progress: Any, timeout_s: float, memory_mb: int,
             return
         kind = msg[0]
         if kind == "load":
-            _, function_name, sources, codec, blobs = msg
+            _, function_name, sources, args, dependencies = msg
+            inputs = prepare_inputs(args, planner)
         elif kind == "run":
             _, script_id, start, stop = msg
-            results = executor.run_job(script_id, sources[script_id], function_name, blobs,
-                                       start, stop, progress, codec)
+            results = executor.run_job(script_id, sources[script_id], function_name, inputs,
+                                       start, stop, progress, dependencies)
             progress.value = -1
             recycle = executor.memory_error
             try:
@@ -344,6 +461,7 @@ class _Progress:
     def __init__(self, fd: int) -> None:
         self._mm = mmap.mmap(fd, 8)
         self._value = ctypes.c_int64.from_buffer(self._mm)
+        self.raw = self._value
 
     @property
     def value(self) -> int:
@@ -445,23 +563,32 @@ class ScriptRunner:
         self._workers: list[_Worker] = []
         self._token = 0
         self._executor: _Executor | None = None
+        self._planner: CopyPlanner | None = None
         self.workers_replaced = 0
 
     # -- public API
 
-    def run_batch(self, sources: dict[str, str], function_name: str,
-                  inputs: Sequence[tuple]) -> dict[str, list[CallResult]]:
-        """Call every script on every input; results in input order, per script id."""
+    def run_batch(self, sources: dict[str, str], function_name: str, inputs: Sequence[tuple],
+                  dependencies: Sequence[Dependency] = ()) -> dict[str, list[CallResult]]:
+        """Call every script on every input; results in input order, per script id.
+
+        ``dependencies`` are loaded into every script's namespace (see
+        :class:`Dependency`); one that cannot be loaded fails every call.
+        """
         inputs = list(inputs)
         for i, args in enumerate(inputs):
             if not isinstance(args, tuple):
                 raise TypeError(f"inputs[{i}] is a {type(args).__name__}; each input must be a "
                                 f"tuple of positional arguments")
+        dependencies = tuple(dependencies)
+        for dep in dependencies:
+            if not isinstance(dep, Dependency):
+                raise TypeError(f"dependencies must be Dependency objects, not {type(dep).__name__}")
         if not sources or not inputs:
             return {sid: [] for sid in sources}
         if self.config.mode == "inprocess":
-            return self._run_inprocess(sources, function_name, inputs)
-        return self._run_process(sources, function_name, inputs)
+            return self._run_inprocess(sources, function_name, inputs, dependencies)
+        return self._run_process(sources, function_name, inputs, dependencies)
 
     def close(self) -> None:
         """Stop the worker processes."""
@@ -483,22 +610,21 @@ class ScriptRunner:
 
     # -- in-process
 
-    def _run_inprocess(self, sources: dict[str, str], function_name: str,
-                       inputs: list[tuple]) -> dict[str, list[CallResult]]:
+    def _run_inprocess(self, sources: dict[str, str], function_name: str, inputs: list[tuple],
+                       dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
         if self._executor is None:
             self._executor = _Executor(self.config.max_stdout_chars, timeout_s=None)
-        try:
-            codec, blobs = encode_inputs(inputs)
-        except Exception:  # noqa: BLE001 - unpicklable inputs: fall back to deepcopy
-            codec, blobs = "deepcopy", list(inputs)
+            self._planner = CopyPlanner()
+        prepared = prepare_inputs(inputs, self._planner)
         out: dict[str, list[CallResult]] = {}
         gc_was_enabled = gc.isenabled()
+        # The cyclic GC would otherwise walk every output kept so far again and
+        # again; scripts' garbage is collected after the batch.
         gc.disable()
         try:
             for sid, source in sources.items():
-                rows = self._executor.run_job(sid, source, function_name, blobs, 0, len(inputs),
-                                              codec=codec)
-                out[sid] = [CallResult(*row) for row in rows]
+                out[sid] = self._executor.run_job_inprocess(sid, source, function_name, prepared,
+                                                            dependencies)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -522,15 +648,15 @@ class ScriptRunner:
         per_worker = math.ceil(n_scripts * n_inputs / (self.config.workers * 4))
         return max(1, min(n_inputs, per_worker, 2000))
 
-    def _run_process(self, sources: dict[str, str], function_name: str,
-                     inputs: list[tuple]) -> dict[str, list[CallResult]]:
+    def _run_process(self, sources: dict[str, str], function_name: str, inputs: list[tuple],
+                     dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
         n = len(inputs)
         try:
-            codec, blobs = encode_inputs(inputs)
+            payload = pickle.dumps(("load", function_name, dict(sources), inputs, dependencies),
+                                   _PICKLE)
         except Exception as exc:  # noqa: BLE001 - name the problem for the caller
             raise TypeError(f"the inputs cannot be sent to sandbox workers ({type(exc).__name__}: "
                             f"{exc}); make them picklable or use SandboxConfig(mode='inprocess')") from exc
-        payload = pickle.dumps(("load", function_name, dict(sources), codec, blobs), _PICKLE)
         self._token += 1
         token = self._token
         chunk = self._chunk_size(len(sources), n)

@@ -8,6 +8,10 @@ replies that hold a new, valid script join the population. The checkpoint,
 with the trainer's position and history inside the index, is written after
 every batch, so ``resume=True`` continues a killed run exactly where its last
 checkpoint left it.
+
+A module with dependencies (``Module(depends_on=...)``) is trained alone: the
+best script of each dependency when ``fit`` starts is frozen, loaded beside
+every script of the module, and recorded in its checkpoint.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from langprop_core.llm.base import LLMError, Optimizer, Proposal, ProposalReques
 from langprop_core.metrics import MetricsLog, plot_training_curve
 from langprop_core.module import Module
 from langprop_core.policy import Policy
-from langprop_core.sandbox import CallResult, SandboxConfig, ScriptRunner
+from langprop_core.sandbox import CallResult, Dependency, SandboxConfig, ScriptRunner
 from langprop_core.task import CaseScore, Task, score_call
 
 __all__ = ["TrainerConfig", "FitResult", "Trainer", "SetupError"]
@@ -105,6 +109,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.rejected: Counter[str] = Counter()
         self._runner: ScriptRunner | None = None
+        self._dependencies: tuple[Dependency, ...] = ()
 
     # -- public API
 
@@ -124,6 +129,8 @@ class Trainer:
         if not train.args:
             raise ValueError("fit: the training data is empty")
         n_batches = -(-len(train.args) // cfg.batch_size)
+        # Frozen for the whole fit: only ``module`` is trained.
+        self._dependencies = module.dependencies()
         metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         state = self._start_state(module, resume, metrics)
         self._check_layout(state, len(train.args))
@@ -191,6 +198,8 @@ class Trainer:
         """Mean score of every script of the population on ``data`` (no training)."""
         prepared = self._prepare(task, data, "evaluation")
         own = self._runner is None
+        if own:
+            self._dependencies = module.dependencies()
         runner = ScriptRunner(self.config.sandbox) if own else self._runner
         try:
             scores = self._score_population(module, task, prepared, list(range(len(prepared.args))),
@@ -243,7 +252,7 @@ class Trainer:
         # The state lives in the index (one atomic write with the population);
         # trainer_state.json is a readable copy.
         save_checkpoint(ck_dir, module.name, module.function_name, module.population,
-                        extra={"trainer_state": state})
+                        extra={"trainer_state": state}, dependencies=self._dependencies)
         atomic_write_json(ck_dir / STATE_FILE, {k: v for k, v in state.items() if k != "history"})
 
     def _call(self, hook: str, *args: Any) -> None:
@@ -284,7 +293,7 @@ class Trainer:
                           runner: ScriptRunner) -> dict[str, tuple[list[CaseScore], list[CallResult]]]:
         args = [data.args[i] for i in idx]
         sources = {p.id: p.source for p in module.population}
-        results = runner.run_batch(sources, module.function_name, args)
+        results = runner.run_batch(sources, module.function_name, args, self._dependencies)
         out = {}
         for pid, calls in results.items():
             cases = [score_call(task, r, data.labels[i], data.args[i]) for r, i in zip(calls, idx)]
