@@ -18,6 +18,7 @@ _COMMANDS: dict[str, str] = {
     "collect": "langprop_driving.cli.pipeline_cmd:collect_cmd",
     "train": "langprop_driving.cli.pipeline_cmd:train_cmd",
     "dagger": "langprop_driving.cli.pipeline_cmd:dagger_cmd",
+    "import-rollout": "langprop_driving.cli.pipeline_cmd:import_rollout_cmd",
     "evaluate": "langprop_driving.cli.evaluate_cmd:evaluate",
     "relabel": "langprop_driving.cli.relabel_cmd:relabel",
     "results": "langprop_driving.cli.results_cmd:results",

@@ -1,0 +1,255 @@
+"""``langprop collect | train | dagger | demo | import-rollout``: thin click layers over :mod:`langprop_driving.pipeline`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+__all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
+
+
+# -- shared options ---------------------------------------------------------------------------------
+def _world_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--town", required=True, help="Town name in the towns directory (see `langprop town list`)."),
+        click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Towns directory (default: $LANGPROP_TOWNS or ./towns)."),
+        click.option("--traffic", default="light", show_default=True,
+                     type=click.Choice(["none", "light", "default", "busy"]), help="Traffic density."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of traffic and agents."),
+        click.option("--workers", type=int, default=1, show_default=True, help="Routes run in parallel."),
+        click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where rollouts run: local processes, or a Ray cluster (pip install ray)."),
+        click.option("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _train_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--optimizer", type=click.Choice(["auto", "openai", "mutation"]), default="auto",
+                     show_default=True,
+                     help="How new scripts are written: an LLM (OpenAI-compatible endpoint from "
+                          "LANGPROP_LLM_BASE_URL / OPENAI_API_KEY / LANGPROP_LLM_MODEL), or the AST mutation "
+                          "baseline; 'auto' uses the LLM when one is configured."),
+        click.option("--llm-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Record/replay LLM calls in this folder."),
+        click.option("--epochs", type=int, default=2, show_default=True),
+        click.option("--batch-size", type=int, default=64, show_default=True),
+        click.option("--n-responses", type=int, default=2, show_default=True, help="New scripts per update."),
+        click.option("--top-k", type=int, default=2, show_default=True, help="Scripts sent for rewriting."),
+        click.option("--record-stride", type=int, default=5, show_default=True,
+                     help="Use every n-th recorded tick (records before infractions are always used)."),
+        click.option("--max-records", type=int, default=3000, show_default=True),
+        click.option("--infraction-weight", type=float, default=3.0, show_default=True,
+                     help="How much more often records before an infraction are sampled."),
+        click.option("--horizon", "horizon_s", type=float, default=3.0, show_default=True,
+                     help="Seconds before an infraction in which repeating the car's action is penalised."),
+        click.option("--repeat-penalty", type=float, default=1.0, show_default=True,
+                     help="Score of repeating the action that led to an infraction (negated)."),
+        click.option("--sandbox", "sandbox_mode", type=click.Choice(["process", "inprocess"]), default="process",
+                     show_default=True, help="Run scripts in worker processes (safe) or in this one (fast)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _world(kw: dict[str, Any]) -> Any:
+    from langprop_driving.pipeline.config import WorldConfig
+
+    return WorldConfig(town=kw["town"], towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"],
+                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"])
+
+
+def _train_config(kw: dict[str, Any]) -> Any:
+    from langprop_driving.pipeline.config import TrainConfig
+
+    return TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], n_responses=kw["n_responses"],
+                       top_k=kw["top_k"], record_stride=kw["record_stride"], max_records=kw["max_records"],
+                       infraction_weight=kw["infraction_weight"], horizon_s=kw["horizon_s"],
+                       repeat_penalty=kw["repeat_penalty"], sandbox_mode=kw["sandbox_mode"],
+                       seed=kw.get("seed", 0))
+
+
+def _optimizer_config(kw: dict[str, Any]) -> Any:
+    from langprop_core.llm.factory import OptimizerConfig
+
+    overrides: dict[str, Any] = {"kind": kw["optimizer"]}
+    if kw.get("llm_cache"):
+        overrides["cache_dir"] = kw["llm_cache"]
+    return OptimizerConfig.from_env(**overrides)
+
+
+def _seed_sources(paths: tuple[Path, ...]) -> list[str]:
+    from langprop_driving.model.seed_policy import read_seed_source
+
+    try:
+        return [read_seed_source(p) for p in (paths or ("naive",))]
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--seed-script") from None
+
+
+def _route_ids(routes: Path | None, given: tuple[str, ...]) -> list[str] | None:
+    if given:
+        return list(given)
+    if routes is None:
+        return None
+    from langprop_driving.pipeline.collect import route_ids_of
+
+    return route_ids_of(routes)
+
+
+_work_dir = click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/langprop"),
+                         show_default=True, help="Pipeline work directory (data, rollouts, checkpoints; resumable).")
+
+
+# -- commands -----------------------------------------------------------------------------------------
+@click.command("collect")
+@_world_options
+@click.option("--routes", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="Leaderboard route XML.")
+@click.option("--route-id", "route_ids", multiple=True, help="Only these routes (repeatable).")
+@_work_dir
+def collect_cmd(**kw: Any) -> None:
+    """Drive routes with the privileged expert and record scenes with labels (embedded world).
+
+    With CARLA, use scripts/collect_data.sh instead; it writes the same dataset format.
+    """
+    from langprop_driving.pipeline.collect import collect
+    from langprop_driving.pipeline.config import WorkDir
+
+    work = WorkDir(kw["work_dir"])
+    results = collect(work, _world(kw), kw["routes"], list(kw["route_ids"]) or None)
+    for r in results:
+        score = f"{r.record['scores']['score_composed']:.1f}" if r.record else f"FAILED ({r.error})"
+        click.echo(f"route {r.route_id}: driving score {score}, {r.n_records} scenes")
+    click.echo(f"dataset: {work.data}")
+    if any(r.record is None for r in results):
+        raise SystemExit(1)
+
+
+@click.command("train")
+@_work_dir
+@click.option("--dataset", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Scene dataset (default: <work-dir>/data).")
+@click.option("--routes", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Train on the records of these routes (default: all records).")
+@click.option("--val-routes", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Validate on the records of these held-out routes.")
+@click.option("--route-id", "route_ids", multiple=True, help="Training route ids (instead of --routes).")
+@click.option("--val-route-id", "val_route_ids", multiple=True, help="Validation route ids.")
+@click.option("--seed-script", "seed_scripts", multiple=True, type=click.Path(path_type=Path),
+              help="Seed script(s): .py files with predict_speed_and_steering, or bundled 'naive'/'cautious'.")
+@click.option("--name", default="offline", show_default=True, help="Run name (under <work-dir>/train/).")
+@click.option("--no-resume", is_flag=True, help="Start over instead of resuming a run of the same name.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_train_options
+def train_cmd(**kw: Any) -> None:
+    """Train predict_speed_and_steering scripts from a scene dataset; checkpoint in <work-dir>/train/<name>."""
+    from driving.dataset import SceneDataset
+
+    from langprop_driving.pipeline.config import WorkDir
+    from langprop_driving.pipeline.train import train_stage
+
+    work = WorkDir(kw["work_dir"])
+    dataset = SceneDataset(kw["dataset"] or work.data)
+    outcome = train_stage(work, kw["name"], dataset, _route_ids(kw["routes"], kw["route_ids"]),
+                          _route_ids(kw["val_routes"], kw["val_route_ids"]), _optimizer_config(kw),
+                          _train_config(kw), _seed_sources(kw["seed_scripts"]), resume=not kw["no_resume"])
+    click.echo(f"optimizer: {outcome.optimizer}")
+    score = "n/a" if outcome.best_score is None else f"{outcome.best_score:.3f}"
+    click.echo(f"best script {outcome.best_policy_id}: score {score}"
+               + (f", validation {outcome.val_score:.3f}" if outcome.val_score is not None else ""))
+    click.echo(f"checkpoint: {outcome.checkpoint}")
+    click.echo(f"{outcome.policy_calls} policy calls in {outcome.wall_s:.1f} s ({outcome.calls_per_s:.0f}/s)")
+
+
+@click.command("dagger")
+@_world_options
+@_work_dir
+@click.option("--routes", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="Routes the scripts drive (and train on).")
+@click.option("--route-id", "route_ids", multiple=True, help="Only these routes of --routes.")
+@click.option("--val-route-id", "val_route_ids", multiple=True,
+              help="Held-out route ids whose (collected) records validate training.")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Where to start: a checkpoint (or training run) directory, or a .py script.")
+@click.option("--iterations", type=int, default=2, show_default=True)
+@click.option("--beta", type=float, default=0.0, show_default=True,
+              help="DAgger mixing: probability per route that the expert drives (decays by --beta-decay).")
+@click.option("--beta-decay", type=float, default=0.5, show_default=True)
+@_train_options
+def dagger_cmd(**kw: Any) -> None:
+    """DAgger: drive the current script, relabel with the expert, aggregate, train; N times."""
+    from langprop_driving.pipeline.config import DaggerConfig, WorkDir
+    from langprop_driving.pipeline.dagger import dagger
+
+    work = WorkDir(kw["work_dir"])
+    outcome = dagger(work, _world(kw), kw["routes"], _route_ids(kw["routes"], kw["route_ids"]),
+                     list(kw["val_route_ids"]) or None, _optimizer_config(kw), _train_config(kw),
+                     DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"]),
+                     kw["checkpoint"])
+    for it in outcome.iterations:
+        score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
+        click.echo(f"iteration {it.iteration}: driven script scored {score} on the road; "
+                   f"{it.n_new_records} new scenes; retrained: {it.train.checkpoint}")
+    click.echo(f"final checkpoint: {outcome.final_checkpoint}")
+
+
+@click.command("demo")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
+              show_default=True, help="Where everything goes; rerun to resume.")
+@click.option("--fresh", is_flag=True, help="Delete the work directory first.")
+@click.option("--workers", type=int, default=None, help="Routes run in parallel (default: min(4, cores)).")
+@click.option("--iterations", type=int, default=2, show_default=True, help="DAgger iterations.")
+@click.option("--optimizer", type=click.Choice(["auto", "openai", "mutation"]), default="auto", show_default=True,
+              help="'auto': the LLM endpoint when configured, else the mutation baseline.")
+@click.option("--llm-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Record/replay LLM calls in this folder.")
+@click.option("--seed-script", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from this script instead of the bundled naive one.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo_cmd(**kw: Any) -> None:
+    """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures."""
+    import shutil
+
+    from langprop_driving.pipeline.demo import DemoConfig, run_demo
+
+    if kw["fresh"] and kw["work_dir"].exists():
+        shutil.rmtree(kw["work_dir"])
+    config = DemoConfig(work_dir=kw["work_dir"], dagger_iterations=kw["iterations"], seed=kw["seed"],
+                        seed_script=kw["seed_script"],
+                        **({"workers": kw["workers"]} if kw["workers"] else {}))
+    run_demo(config, _optimizer_config(kw), echo=click.echo)
+
+
+@click.command("import-rollout")
+@click.argument("record_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--results", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="The leaderboard results JSON of the run that recorded RECORD_DIR (CHECKPOINT_ENDPOINT).")
+@_work_dir
+@click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Aggregate dataset to append to (default: <work-dir>/data).")
+@click.option("--stage", default="rollout", show_default=True, help="Prefix of the imported run ids.")
+@click.option("--no-relabel", is_flag=True, help="Keep the recorded labels (do not ask the expert).")
+def import_rollout_cmd(**kw: Any) -> None:
+    """Aggregate a recorded leaderboard run (e.g. from CARLA) into the dataset, for DAgger.
+
+    The ticks are marked with the seconds to the run's next infraction (from the
+    results JSON), relabelled by the expert, and appended; already imported runs
+    are skipped, earlier data is never overwritten.
+    """
+    from driving.dataset import SceneDataset
+
+    from langprop_driving.pipeline.config import WorkDir
+    from langprop_driving.pipeline.rollouts import import_rollout
+
+    dataset = SceneDataset(kw["dataset"] or WorkDir(kw["work_dir"]).data)
+    imported = import_rollout(kw["record_dir"], kw["results"], dataset, kw["stage"], relabel=not kw["no_relabel"])
+    for run_id, n in imported.items():
+        click.echo(f"{run_id}: {n} ticks")
+    click.echo(f"imported {len(imported)} run(s) into {dataset.root} ({len(dataset)} records in all)")

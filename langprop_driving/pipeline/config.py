@@ -1,0 +1,160 @@
+"""Typed settings of the pipeline stages, and the layout of a pipeline's work directory.
+
+Work directory layout (every stage resumes from what it finds there)::
+
+    <work>/
+      stages/<stage>.json           # done-markers: a stage with a marker is skipped on rerun
+      data/                         # the aggregate SceneDataset (expert runs, then DAgger runs)
+      rollouts/<stage>/<route>/     # raw recording of one route run (wiped before a rerun)
+      rollouts/<stage>/results/<route>.json   # leaderboard results of that route run
+      train/<name>/                 # a Trainer run: checkpoints/<module>/, metrics.jsonl, training_curve.png
+      eval/<label>/results.json     # evaluations (pictures beside them)
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "WorldConfig", "TrainConfig", "DaggerConfig", "WorkDir", "atomic_write_json", "config_dict",
+]
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file and rename it into place (a kill never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Where rollouts run: the embedded world's town, traffic and parallelism.
+
+    ``backend`` is "local" (processes on this machine) or "ray" (a Ray cluster:
+    ``ray_address`` or $RAY_ADDRESS; one embedded world per task).
+    """
+
+    town: str
+    towns_dir: Path | None = None
+    traffic: str = "light"
+    seed: int = 0
+    workers: int = 1
+    backend: str = "local"
+    ray_address: str | None = None
+    timeout_factor: float | None = None
+    # seconds standing still before "agent blocked" ends a route (None: the leaderboard's 180 s)
+    blocked_time_s: float | None = None
+    pictures: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Offline training of ``predict_speed_and_steering`` (the Trainer's and the objective's knobs)."""
+
+    epochs: int = 2
+    batch_size: int = 64
+    n_responses: int = 2
+    top_k: int = 2
+    n_failure_cases: int = 3
+    max_keep: int = 8
+    # use every n-th record (20 Hz recordings are highly redundant)
+    record_stride: int = 5
+    max_records: int | None = 3000
+    infraction_weight: float = 3.0
+    horizon_s: float = 3.0
+    standstill_horizon_s: float = 240.0
+    repeat_penalty: float = 1.0
+    steering_tolerance_deg: float = 30.0
+    sandbox_mode: str = "process"
+    sandbox_workers: int | None = None
+    timeout_s: float = 1.0
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.record_stride < 1:
+            raise ValueError(f"record_stride must be >= 1, got {self.record_stride}")
+        if self.sandbox_mode not in ("process", "inprocess"):
+            raise ValueError(f"sandbox_mode must be 'process' or 'inprocess', got {self.sandbox_mode!r}")
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """The DAgger loop: iterations, expert mixing (beta per route, decayed), and the infraction term."""
+
+    iterations: int = 2
+    beta: float = 0.0
+    beta_decay: float = 0.5
+
+    def beta_at(self, iteration: int) -> float:
+        """Expert-mixing probability of iteration ``iteration`` (1-based): beta * decay^(i-1)."""
+        return self.beta * self.beta_decay ** max(0, iteration - 1)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must be within [0, 1], got {self.beta}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """Paths inside a pipeline work directory, and its done-markers."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def rollouts(self, stage: str) -> Path:
+        return self.root / "rollouts" / stage
+
+    def train(self, name: str) -> Path:
+        return self.root / "train" / name
+
+    def eval(self, label: str) -> Path:
+        return self.root / "eval" / label
+
+    def marker(self, stage: str) -> Path:
+        return self.root / "stages" / f"{stage}.json"
+
+    def done(self, stage: str) -> dict[str, Any] | None:
+        """The marker of a finished stage (what it recorded), or None when it has not finished."""
+        path = self.marker(stage)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None  # a marker is written atomically; an unreadable one means "redo"
+
+    def mark_done(self, stage: str, info: dict[str, Any]) -> None:
+        atomic_write_json(self.marker(stage), info)
+
+
+def config_dict(*configs: Any) -> dict[str, Any]:
+    """The dataclass configs as one JSON-safe dict (for markers and logs)."""
+    out: dict[str, Any] = {}
+    for config in configs:
+        out[type(config).__name__] = json.loads(json.dumps(asdict(config), default=str))
+    return out
+

@@ -1,0 +1,121 @@
+"""DAgger with infraction penalties: drive the current script, relabel, aggregate, train.
+
+Iteration ``i`` (1-based):
+
+1. the current best script drives the training routes through the LangProp
+   agent, recording every tick (with probability ``beta_i`` per route the
+   expert drives instead: DAgger's mixing); the rollout's leaderboard results
+   are the script's driving score;
+2. the ticks are marked with the seconds to the next infraction, relabelled by
+   the expert and appended to the aggregate dataset (never overwriting);
+3. a training run starts from the current checkpoint's scripts and trains on the
+   whole aggregate, where the records before infractions carry the penalty term.
+
+Each step is resumable: rollouts by route (run ids in the dataset), training by
+its done-marker and checkpoints.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from driving.dataset import SceneDataset
+
+from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorkDir, WorldConfig
+from langprop_driving.pipeline.evaluate import team_code_agent
+from langprop_driving.pipeline.rollouts import RolloutResult, record_rollouts
+from langprop_driving.pipeline.train import TrainOutcome, checkpoint_sources, train_stage
+
+__all__ = ["IterationOutcome", "DaggerOutcome", "dagger", "mean_driving_score"]
+
+log = logging.getLogger(__name__)
+
+
+def mean_driving_score(results: Sequence[RolloutResult]) -> float | None:
+    scores = [float(r.record["scores"]["score_composed"]) for r in results if r.record is not None]
+    return statistics.fmean(scores) if scores else None
+
+
+@dataclass(frozen=True)
+class IterationOutcome:
+    """One DAgger iteration: the script that drove, how it drove, and what training made of it."""
+
+    iteration: int
+    driven_checkpoint: str
+    driven_policy_id: str | None
+    beta: float
+    driving_score: float | None
+    route_records: list[dict[str, Any]]
+    n_new_records: int
+    train: TrainOutcome
+
+
+@dataclass(frozen=True)
+class DaggerOutcome:
+    iterations: list[IterationOutcome] = field(default_factory=list)
+
+    @property
+    def final_checkpoint(self) -> str | None:
+        return self.iterations[-1].train.checkpoint if self.iterations else None
+
+    def best_driven(self) -> IterationOutcome | None:
+        """The iteration whose driven script scored best on the road (ties: the later one)."""
+        scored = [it for it in self.iterations if it.driving_score is not None]
+        return max(scored, key=lambda it: (it.driving_score, it.iteration)) if scored else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"iterations": [
+            {**{k: v for k, v in asdict(it).items() if k != "route_records"},
+             "routes": {str(r.get("route_id")): float(r["scores"]["score_composed"]) for r in it.route_records}}
+            for it in self.iterations]}
+
+
+def _best_policy_id(checkpoint: str) -> str | None:
+    from langprop_core.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(Path(checkpoint)).best.id
+    except Exception:  # a plain .py script has no id here
+        return None
+
+
+def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Sequence[str],
+           val_route_ids: Sequence[str] | None, optimizer_config: Any, train_config: TrainConfig,
+           dagger_config: DaggerConfig, init_checkpoint: str | Path, progress: bool = True,
+           sandbox_agent: bool = True) -> DaggerOutcome:
+    """Run ``dagger_config.iterations`` DAgger iterations from ``init_checkpoint`` (a checkpoint or a .py script)."""
+    dataset = SceneDataset(work.data)
+    agent = str(team_code_agent("langprop_agent"))
+    current = str(init_checkpoint)
+    outcomes: list[IterationOutcome] = []
+    for iteration in range(1, dagger_config.iterations + 1):
+        stage = f"dagger-{iteration}"
+        beta = dagger_config.beta_at(iteration)
+        rollouts = record_rollouts(
+            work, stage, world, routes, train_route_ids, agent, dataset,
+            agent_settings={"checkpoint": current, "dagger_beta": beta, "sandbox": sandbox_agent,
+                            "timeout_s": train_config.timeout_s},
+            relabel=True, progress=progress)
+        failed = [r for r in rollouts if r.record is None]
+        if failed:
+            raise RuntimeError(f"DAgger iteration {iteration}: "
+                               + "; ".join(f"route {r.route_id} failed: {r.error}" for r in failed)
+                               + " (rerun to retry them)")
+        score = mean_driving_score(rollouts)
+        log.info("DAgger %d: the script of %s drove with mean driving score %.2f (beta %.2f)",
+                 iteration, current, score or 0.0, beta)
+        if Path(current).suffix == ".py":
+            seeds = [Path(current).read_text()]
+        else:
+            seeds = checkpoint_sources(current, limit=train_config.max_keep)
+        trained = train_stage(work, stage, dataset, train_route_ids, val_route_ids, optimizer_config, train_config,
+                              seed_sources=seeds)
+        outcomes.append(IterationOutcome(
+            iteration=iteration, driven_checkpoint=current, driven_policy_id=_best_policy_id(current),
+            beta=beta, driving_score=score, route_records=[r.record for r in rollouts if r.record],
+            n_new_records=sum(r.n_records for r in rollouts), train=trained))
+        current = trained.checkpoint
+    return DaggerOutcome(outcomes)

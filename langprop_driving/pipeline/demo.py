@@ -1,0 +1,287 @@
+"""The main job: a small, complete LangProp driving pipeline on a generated town.
+
+generate a town and routes -> collect expert data -> train offline from a naive
+seed script -> DAgger with infraction penalties -> evaluate the expert, the
+seed script and the trained scripts -> a comparison table, bird's-eye pictures
+and training curves. Every stage resumes after a kill: run the same command
+again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from langprop_driving.model.seed_policy import read_seed_source, seed_path
+from langprop_driving.pipeline.collect import collect
+from langprop_driving.pipeline.config import (
+    DaggerConfig, TrainConfig, WorkDir, WorldConfig, atomic_write_json,
+)
+from langprop_driving.pipeline.dagger import dagger
+from langprop_driving.pipeline.evaluate import evaluate_agent
+from langprop_driving.pipeline.rollouts import route_records_of
+from langprop_driving.pipeline.train import train_stage
+
+__all__ = ["DemoConfig", "DemoResult", "prepare_town_and_routes", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _demo_train_config() -> TrainConfig:
+    return TrainConfig(epochs=3, batch_size=96, n_responses=2, top_k=2, max_keep=6, record_stride=8,
+                       max_records=800)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo builds; the defaults fit in about 15 minutes on 2 cores."""
+
+    work_dir: Path = Path("runs/demo")
+    town: str = "demo_grid"
+    town_kind: str = "grid"
+    town_size: int = 3
+    block_m: float = 80.0
+    n_train_routes: int = 4
+    n_val_routes: int = 2
+    min_route_m: float = 120.0
+    max_route_m: float = 220.0
+    traffic: str = "light"
+    seed: int = 0
+    workers: int = field(default_factory=_default_workers)
+    dagger_iterations: int = 2
+    dagger_beta: float = 0.0
+    seed_script: Path | None = None
+    train: TrainConfig = field(default_factory=_demo_train_config)
+    pictures: bool = True
+
+
+@dataclass
+class DemoResult:
+    optimizer: str
+    rows_train: dict[str, list[dict[str, Any]]]
+    rows_val: dict[str, list[dict[str, Any]]]
+    stage_wall_s: dict[str, float]
+    tables: str
+    outputs: dict[str, str]
+    trainings: list[Any]
+    dagger: Any
+
+
+def prepare_town_and_routes(work: WorkDir, config: DemoConfig) -> tuple[Path, Path, list[str], list[str]]:
+    """Generate the town (into ``<work>/towns``) and random routes; returns (towns dir, routes file, train ids, val ids)."""
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.route_planner import random_routes
+    from sumo_world.routes import read_routes, write_routes
+    from sumo_world.towns import TownStore
+
+    towns_dir = work.root / "towns"
+    routes_path = work.root / "routes" / "routes.xml"
+    done = work.done("prepare")
+    if done is not None and routes_path.is_file():
+        return towns_dir, routes_path, list(done["train"]), list(done["val"])
+    store = TownStore(towns_dir)
+    if config.town in store:
+        info = store.get(config.town)
+    else:
+        info = store.generate(config.town, kind=config.town_kind, size=config.town_size, seed=config.seed,
+                              block_m=config.block_m)
+    network = RoadNetwork.load(info.net_path)
+    n = config.n_train_routes + config.n_val_routes
+    routes = random_routes(network, n, seed=config.seed, town=config.town, min_length_m=config.min_route_m,
+                           max_length_m=config.max_route_m)
+    routes_path.parent.mkdir(parents=True, exist_ok=True)
+    write_routes(routes, routes_path)
+    ids = [r.route_id for r in read_routes(routes_path)]
+    train_ids, val_ids = ids[:config.n_train_routes], ids[config.n_train_routes:]
+    work.mark_done("prepare", {"town": config.town, "routes": str(routes_path), "train": train_ids,
+                               "val": val_ids})
+    return towns_dir, routes_path, train_ids, val_ids
+
+
+def _records_by_route(records: Sequence[dict[str, Any]], route_ids: Sequence[str]) -> list[dict[str, Any]]:
+    from sumo_world.results import route_config_id
+
+    wanted = set(route_ids)
+    return [r for r in records if route_config_id(r) in wanted]
+
+
+class _Timer:
+    """Wall time per stage, kept in ``<work>/stages/timings.json``.
+
+    Times add up over resumed runs (a stage finished before a kill counts once,
+    the rest of it when it resumes); a stage skipped as done adds nothing.
+    """
+
+    def __init__(self, work: WorkDir) -> None:
+        import json
+
+        self.path = work.root / "stages" / "timings.json"
+        self.times: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            elapsed = time.perf_counter() - start
+            if elapsed > 0.5 or name not in self.times:
+                self.times[name] = round(self.times.get(name, 0.0) + elapsed, 2)
+                atomic_write_json(self.path, self.times)
+
+
+def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], None] = print,
+             progress: bool = True) -> DemoResult:
+    """Run (or resume) the whole demo under ``config.work_dir``; returns the tables and outputs."""
+    from langprop_core.llm.factory import make_optimizer
+    from sumo_world.summary import format_comparison_table, render_scores_chart
+
+    work = WorkDir(Path(config.work_dir))
+    work.root.mkdir(parents=True, exist_ok=True)
+    timer = _Timer(work)
+    train_config = config.train if progress else replace(config.train, progress=False)
+    seed_file = Path(config.seed_script) if config.seed_script else seed_path("naive")
+    seed_source = read_seed_source(seed_file)
+    optimizer_description = make_optimizer(optimizer_config, seed_sources=[seed_source]).describe()
+    echo(f"optimizer: {optimizer_description}")
+    echo(f"work directory: {work.root} (rerun the same command to resume)")
+
+    echo("[1/6] town and routes")
+    towns_dir, routes, train_ids, val_ids = timer.run(
+        "prepare", lambda: prepare_town_and_routes(work, config))
+    world = WorldConfig(town=config.town, towns_dir=towns_dir, traffic=config.traffic, seed=config.seed,
+                        workers=config.workers)
+    echo(f"      town {config.town}; training routes {', '.join(train_ids)}; held-out {', '.join(val_ids)}")
+
+    echo("[2/6] collect: the expert drives every route, recording scenes and labels")
+    collected = timer.run("collect", lambda: collect(work, world, routes, train_ids + val_ids, progress=progress))
+    failed = [r for r in collected if r.record is None]
+    if failed:
+        raise RuntimeError("collect: " + "; ".join(f"route {r.route_id} failed: {r.error}" for r in failed)
+                           + " (rerun to retry them)")
+    echo(f"      {sum(r.n_records for r in collected)} scenes recorded")
+
+    echo(f"[3/6] train offline from the seed script {seed_file.name}")
+    offline = timer.run("train-offline", lambda: train_stage(
+        work, "offline", _dataset(work), train_ids, val_ids, optimizer_config, train_config,
+        seed_sources=[seed_source]))
+    echo(f"      best script {offline.best_policy_id}: train score {_num(offline.best_score)}, "
+         f"held-out score {_num(offline.val_score)}"
+         + f" ({offline.policy_calls} policy calls, {offline.calls_per_s:.0f}/s)")
+
+    echo(f"[4/6] DAgger, {config.dagger_iterations} iterations: drive, relabel with the expert, aggregate, train")
+    dagger_outcome = timer.run("dagger", lambda: dagger(
+        work, world, routes, train_ids, val_ids, optimizer_config, train_config,
+        DaggerConfig(iterations=config.dagger_iterations, beta=config.dagger_beta), offline.checkpoint,
+        progress=progress))
+    for it in dagger_outcome.iterations:
+        echo(f"      iteration {it.iteration}: the driven script scored {_num(it.driving_score, '.1f')} on the road, "
+             f"{it.n_new_records} new scenes; retrained best {it.train.best_policy_id} "
+             f"score {_num(it.train.best_score)}")
+    final_checkpoint = dagger_outcome.final_checkpoint or offline.checkpoint
+
+    echo("[5/6] evaluate the seed script and the trained scripts on all routes")
+    results: dict[str, list[dict[str, Any]]] = {
+        "expert": [r.record for r in collected if r.record is not None]}
+
+    def evaluate(label: str, agent: str, pictures: bool = False) -> None:
+        slug = label.replace(" ", "_").lower()
+        pictures_dir = work.eval(slug) / "pictures" if pictures and config.pictures else None
+        data = timer.run(f"evaluate-{slug}", lambda: evaluate_agent(
+            agent, world, routes, work.eval(slug) / "results.json", route_ids=train_ids + val_ids,
+            pictures_dir=pictures_dir, progress=progress))
+        results[label] = route_records_of(data)
+
+    evaluate("seed script", str(seed_file))
+    evaluate("offline-trained", offline.checkpoint)
+    evaluate("DAgger-trained", final_checkpoint, pictures=True)
+    selected = _dagger_selection(dagger_outcome, _records_by_route(results["DAgger-trained"], train_ids),
+                                 config.dagger_beta)
+    if selected is not None:
+        echo(f"      DAgger's best script on the training routes drove in iteration {selected.iteration} "
+             f"({selected.driven_policy_id}); evaluating it too")
+        evaluate("DAgger-selected", selected.driven_checkpoint)
+
+    echo("[6/6] summary")
+    rows_train = {label: _records_by_route(records, train_ids) for label, records in results.items()}
+    rows_val = {label: _records_by_route(records, val_ids) for label, records in results.items()}
+    tables = (f"Training routes ({', '.join(train_ids)}):\n{format_comparison_table(rows_train)}\n\n"
+              f"Held-out routes ({', '.join(val_ids)}):\n{format_comparison_table(rows_val)}")
+    outputs = _write_outputs(work, config, offline, dagger_outcome, results, tables, optimizer_description,
+                             timer.times, render_scores_chart)
+    echo(tables)
+    echo("")
+    echo("stage wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timer.times.items()))
+    for name, path in outputs.items():
+        echo(f"{name}: {path}")
+    trainings = [offline] + [it.train for it in dagger_outcome.iterations]
+    return DemoResult(optimizer_description, rows_train, rows_val, dict(timer.times), tables, outputs, trainings,
+                      dagger_outcome)
+
+
+def _dagger_selection(outcome: Any, final_train_records: list[dict[str, Any]], beta: float) -> Any:
+    """The DAgger iteration whose driven script beat the last script on the training routes, if any.
+
+    DAgger returns the best of its policies, not the last (Ross et al., 2011);
+    the scripts that drove were scored on the training routes by their
+    rollouts. With expert mixing (beta > 0) those scores include expert-driven
+    routes, so no selection is made.
+    """
+    from sumo_world.summary import mean_scores
+
+    best = outcome.best_driven()
+    if beta > 0 or best is None or not final_train_records:
+        return None
+    final_ds = mean_scores(final_train_records)["score_composed"]
+    return best if best.driving_score > final_ds + 1e-9 else None
+
+
+def _num(value: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _dataset(work: WorkDir) -> Any:
+    from driving.dataset import SceneDataset
+
+    return SceneDataset(work.data)
+
+
+def _write_outputs(work: WorkDir, config: DemoConfig, offline: Any, dagger_outcome: Any,
+                   results: dict[str, list[dict[str, Any]]], tables: str, optimizer: str,
+                   times: dict[str, float], render_scores_chart: Callable[..., Any]) -> dict[str, str]:
+    out_dir = work.root / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, str] = {}
+    curves = [("offline", Path(offline.run_dir))] + [
+        (f"dagger-{it.iteration}", Path(it.train.run_dir)) for it in dagger_outcome.iterations]
+    for name, run_dir in curves:
+        curve = run_dir / "training_curve.png"
+        if curve.is_file():
+            target = out_dir / f"training_curve_{name}.png"
+            shutil.copyfile(curve, target)
+            outputs[f"training curve ({name})"] = str(target)
+    final = results.get("DAgger-trained") or []
+    if final:
+        outputs["scores chart (DAgger-trained)"] = str(render_scores_chart(
+            final, out_dir / "scores_dagger_trained.png", title="DAgger-trained script"))
+    pictures = work.eval("dagger-trained") / "pictures"
+    if pictures.is_dir() and any(pictures.iterdir()):
+        outputs["bird's-eye pictures"] = str(pictures)
+    summary = out_dir / "summary.md"
+    lines = ["# LangProp driving demo", "", f"optimizer: {optimizer}", "", "```", tables, "```", "",
+             "DAgger iterations (driving score of the script that drove):", ""]
+    for it in dagger_outcome.iterations:
+        lines.append(f"- iteration {it.iteration}: {_num(it.driving_score, '.2f')} (policy {it.driven_policy_id}); "
+                     f"retrained best {it.train.best_policy_id} score {_num(it.train.best_score)}")
+    lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()), ""]
+    summary.write_text("\n".join(lines))
+    outputs["summary"] = str(summary)
+    atomic_write_json(out_dir / "dagger.json", dagger_outcome.to_dict())
+    return outputs

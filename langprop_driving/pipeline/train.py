@@ -1,0 +1,197 @@
+"""Offline training of ``predict_speed_and_steering`` from a scene dataset.
+
+Training data are the labelled records of the training routes, thinned (20 Hz
+recordings repeat themselves) but keeping every record in the seconds before an
+infraction, which are then oversampled (:func:`infraction_weighted`).
+Validation uses the records of held-out routes. The Trainer checkpoints as it
+goes; a finished run leaves a done-marker and is not trained again.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from driving.dataset import SceneDataset, SceneRecord
+from langprop_core.llm.base import Optimizer
+
+from langprop_driving.model.objective import (
+    DrivingObjective, in_infraction_window, infraction_weighted, target_from_record,
+)
+from langprop_driving.pipeline.config import TrainConfig, WorkDir
+
+__all__ = ["TrainOutcome", "select_records", "train_stage", "checkpoint_sources", "objective_for"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a training stage produced (also its done-marker's content)."""
+
+    name: str
+    run_dir: str
+    checkpoint: str
+    best_policy_id: str
+    best_score: float | None
+    val_score: float | None
+    optimizer: str
+    n_train: int
+    n_val: int
+    wall_s: float
+    policy_calls: int
+    calls_per_s: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainOutcome":
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+def objective_for(config: TrainConfig) -> DrivingObjective:
+    return DrivingObjective(horizon_s=config.horizon_s, standstill_horizon_s=config.standstill_horizon_s,
+                            repeat_penalty=config.repeat_penalty,
+                            steering_tolerance_deg=config.steering_tolerance_deg)
+
+
+def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records: int | None = None,
+                   horizon_s: float = 3.0, seed: int = 0) -> list[SceneRecord]:
+    """Labelled records: every ``stride``-th per run, plus every record within ``horizon_s`` of an infraction.
+
+    Records further from an infraction (a standstill's long blame window) are
+    thinned like the rest. At most ``max_records`` (the seconds before
+    infractions are kept first).
+    """
+    by_run: dict[str, list[SceneRecord]] = defaultdict(list)
+    for record in records:
+        if record.label is None:
+            continue
+        by_run[str(record.meta.get("run_id"))].append(record)
+    kept, window = [], []
+    for run_records in by_run.values():
+        for i, record in enumerate(run_records):
+            if in_infraction_window(target_from_record(record), horizon_s):
+                window.append(record)
+            elif i % stride == 0:
+                kept.append(record)
+    if max_records is not None and len(window) + len(kept) > max_records:
+        rng = random.Random(seed)
+        room = max(0, max_records - len(window))
+        kept = rng.sample(kept, room) if room < len(kept) else kept
+        window = rng.sample(window, min(len(window), max_records))
+    return window + kept
+
+
+def checkpoint_sources(checkpoint: str | Path, limit: int | None = None) -> list[str]:
+    """The scripts of a checkpoint, best first (seeds for the next training)."""
+    from langprop_core.checkpoint import load_checkpoint
+
+    policies = load_checkpoint(Path(checkpoint)).policies
+    return [p.source for p in policies[:limit]]
+
+
+class _OneAtATime(Optimizer):
+    """Serializes ``propose`` of a CPU-bound optimizer.
+
+    The Trainer asks for the top-k rewrites concurrently (right for LLM calls);
+    the mutation optimizer parses scripts with ``ast``, which CPython 3.11 does
+    not make thread-safe ("SystemError: AST constructor recursion depth
+    mismatch"), and gains nothing from threads anyway.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.name = getattr(inner, "name", "optimizer")
+
+    def propose(self, request: Any) -> list[Any]:
+        with self._lock:
+            return self._inner.propose(request)
+
+    def usage(self) -> Any:
+        return self._inner.usage()
+
+    def describe(self) -> str:
+        return self._inner.describe()
+
+
+def _counting(objective: DrivingObjective, counter: list[int]):
+    def counted(output: Any, target: Any, args: tuple = ()) -> float:
+        counter[0] += 1
+        return objective(output, target, args)
+    return counted
+
+
+def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: Sequence[str] | None,
+                val_routes: Sequence[str] | None, optimizer_config: Any, config: TrainConfig,
+                seed_sources: Sequence[str], resume: bool = True, callbacks: Sequence[Any] = ()) -> TrainOutcome:
+    """Train on ``dataset`` (records of ``train_routes``; all when None), validate on ``val_routes``.
+
+    ``optimizer_config`` is a ``langprop_core.llm.factory.OptimizerConfig``; the
+    optimizer is built here with ``seed_sources`` (what the mutation optimizer
+    rewrites). Returns the stage's outcome; a finished stage returns its marker.
+    """
+    stage = f"train-{name}"
+    done = work.done(stage)
+    if resume and done is not None:
+        log.info("stage %s already done: %s", stage, done.get("checkpoint"))
+        return TrainOutcome.from_dict(done)
+
+    from langprop_core.llm.factory import make_optimizer
+    from langprop_core.sandbox import SandboxConfig
+    from langprop_core.trainer import Trainer, TrainerConfig
+
+    from langprop_driving.model.module import make_driving_module
+    from langprop_driving.model.task import driving_task
+
+    train_view = dataset.filter(route_ids=train_routes, labelled=True) if train_routes is not None \
+        else dataset.filter(labelled=True)
+    train_records = select_records(train_view, config.record_stride, config.max_records, config.horizon_s,
+                                   config.seed)
+    if not train_records:
+        raise ValueError(f"{dataset.root}: no labelled records for training routes {list(train_routes or [])} "
+                         "(run collect first)")
+    train_data = infraction_weighted(train_records, config.infraction_weight, config.horizon_s, config.seed,
+                                     config.standstill_horizon_s)
+    val_data = None
+    if val_routes:
+        val_data = select_records(dataset.filter(route_ids=val_routes, labelled=True), config.record_stride,
+                                  config.max_records, config.horizon_s, config.seed) or None
+
+    objective = objective_for(config)
+    counter = [0]
+    task = driving_task(_counting(objective, counter), exception_score=-max(1.0, config.repeat_penalty))
+    module = make_driving_module(seed_sources=seed_sources, max_keep=config.max_keep)
+    optimizer = make_optimizer(optimizer_config, seed_sources=list(seed_sources))
+    if getattr(optimizer, "name", "") == "mutation":
+        optimizer = _OneAtATime(optimizer)
+    sandbox = SandboxConfig(mode=config.sandbox_mode, timeout_s=config.timeout_s,
+                            **({"workers": config.sandbox_workers} if config.sandbox_workers else {}))
+    trainer_config = TrainerConfig(epochs=config.epochs, batch_size=config.batch_size,
+                                   n_responses=config.n_responses, top_k=config.top_k,
+                                   n_failure_cases=config.n_failure_cases, seed=config.seed, sandbox=sandbox,
+                                   progress=config.progress)
+    run_dir = work.train(name)
+    trainer = Trainer(optimizer, trainer_config, run_dir, callbacks=list(callbacks))
+    log.info("training %s on %d records (%d distinct), validating on %d; optimizer: %s", name, len(train_data),
+             len(train_records), len(val_data or []), optimizer.describe())
+    start = time.perf_counter()
+    result = trainer.fit(module, task, train_data, val_data, resume=resume)
+    wall_s = time.perf_counter() - start
+    best = result.best_policy
+    val_records = [h for h in result.history if h.get("kind") == "val"]
+    val_score = val_records[-1].get("best_val_score") if val_records else None
+    from langprop_core.checkpoint import resolve_checkpoint_dir
+
+    outcome = TrainOutcome(
+        name=name, run_dir=str(run_dir), checkpoint=str(resolve_checkpoint_dir(run_dir, module.name)),
+        best_policy_id=best.id, best_score=best.priority, val_score=val_score,
+        optimizer=optimizer.describe(), n_train=len(train_data), n_val=len(val_data or []),
+        wall_s=round(wall_s, 3), policy_calls=counter[0],
+        calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0)
+    work.mark_done(stage, asdict(outcome))
+    return outcome

@@ -1,0 +1,88 @@
+"""The main job, shrunk: killed after collection, resumed, finished, then rerun (nothing redone)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from driving.dataset import SceneDataset
+from langprop_core.llm.factory import OptimizerConfig
+from langprop_driving.pipeline.config import TrainConfig
+from langprop_driving.pipeline.demo import DemoConfig, run_demo
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(work_dir: Path) -> DemoConfig:
+    return DemoConfig(work_dir=work_dir, n_train_routes=1, n_val_routes=1, dagger_iterations=1, workers=2,
+                      train=TrainConfig(epochs=1, batch_size=32, max_keep=4, record_stride=10, max_records=200,
+                                        progress=False, sandbox_mode="inprocess"))
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from langprop_core.llm.factory import OptimizerConfig
+from langprop_driving.pipeline.demo import run_demo
+from tests.test_pipeline_demo import tiny_config
+
+if __name__ == "__main__":
+    run_demo(tiny_config(Path(sys.argv[1])), OptimizerConfig(kind="mutation"), progress=False)
+"""
+
+
+def run_until_collected_then_kill(work_dir: Path) -> None:
+    script = work_dir.parent / "child.py"
+    script.write_text(_CHILD)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, str(script), str(work_dir)], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (work_dir / "stages" / "collect.json").exists():
+            assert child.poll() is None, "the demo ended before collecting"
+            assert time.monotonic() < deadline, "collection did not finish in 120 s"
+            time.sleep(0.1)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the demo and its route processes, like a kill -9
+        child.wait()
+
+
+def test_demo_resumes_after_a_kill_and_reports(tmp_path: Path):
+    work_dir = tmp_path / "demo"
+    run_until_collected_then_kill(work_dir)
+    dataset = SceneDataset(work_dir / "data")
+    collected = {c["file"] for c in dataset.chunks()}
+    assert dataset.runs() == ["collect-0", "collect-1"]
+
+    lines: list[str] = []
+    result = run_demo(tiny_config(work_dir), OptimizerConfig(kind="mutation"), echo=lines.append, progress=False)
+    text = "\n".join(lines)
+    # the expert data of the killed run was kept, not collected again
+    assert {c["file"] for c in dataset.chunks() if c["run_id"].startswith("collect")} == collected
+    assert "optimizer: mutation" in text and "no LLM" in text
+    for label in ("expert", "seed script", "offline-trained", "DAgger-trained"):
+        assert label in result.rows_train and len(result.rows_train[label]) == 1
+        assert len(result.rows_val[label]) == 1
+    assert result.rows_train["expert"][0]["scores"]["score_composed"] > 50.0
+    assert "Held-out routes (1)" in result.tables and "DAgger-trained" in result.tables
+    for name in ("summary", "training curve (offline)", "training curve (dagger-1)"):
+        assert Path(result.outputs[name]).is_file()
+    pictures = list(Path(result.outputs["bird's-eye pictures"]).glob("*.png"))
+    assert len(pictures) == 2
+    summary = json.loads((work_dir / "report" / "dagger.json").read_text())
+    assert summary["iterations"][0]["driven_policy_id"] == result.trainings[0].best_policy_id
+
+    # a finished demo reruns from its markers: same table, no new data
+    n_records = len(dataset)
+    again = run_demo(tiny_config(work_dir), OptimizerConfig(kind="mutation"), echo=lambda _: None, progress=False)
+    assert again.tables == result.tables
+    assert len(dataset) == n_records

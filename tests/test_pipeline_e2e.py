@@ -1,0 +1,185 @@
+"""The pipeline end to end in the embedded world: collect, DAgger with an LLM server, failing scripts.
+
+A small generated town (3x3 grid) with light traffic; routes "1" and "2" are
+ones where a script that always moves runs red lights and hits cars, and a
+cautious script does better.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from driving.dataset import SceneDataset
+from langprop_core.checkpoint import load_checkpoint
+from langprop_core.llm.factory import OptimizerConfig
+from langprop_driving.pipeline.collect import collect
+from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorkDir, WorldConfig
+from langprop_driving.pipeline.dagger import dagger
+from langprop_driving.pipeline.demo import DemoConfig, prepare_town_and_routes
+from langprop_driving.pipeline.evaluate import evaluate_agent
+from langprop_driving.pipeline.rollouts import route_records_of
+
+pytestmark = pytest.mark.slow
+
+ROUTES = ["1", "2"]
+
+_EGO_FRAME = '''
+import math
+
+
+def _ego_frame(scene, point):
+    ego_x, ego_y = scene["ego_location_world_coord"]
+    fwd_x, fwd_y = scene["ego_orientation_unit_vector"]
+    dx, dy = point[0] - ego_x, point[1] - ego_y
+    return dx * fwd_x + dy * fwd_y, -dx * fwd_y + dy * fwd_x
+'''
+
+# Scripts of increasing quality; the fake LLM answers a prompt showing quality N with quality N+1.
+SCRIPTS = {
+    1: "# quality 1: always moves\n" + _EGO_FRAME + '''
+
+def predict_speed_and_steering(scene):
+    ahead, right = _ego_frame(scene, scene["ego_target_location_world_coord"])
+    return "MOVE", math.degrees(math.atan2(right, ahead))
+''',
+    2: "# quality 2: stops for red lights and stop signs\n" + _EGO_FRAME + '''
+
+def predict_speed_and_steering(scene):
+    ahead, right = _ego_frame(scene, scene["ego_target_location_world_coord"])
+    angle = math.degrees(math.atan2(right, ahead))
+    red = scene["distance_to_red_light"]
+    if red is not None and -1.0 < red < 10.0:
+        return "STOP", angle
+    stop = scene["distance_to_stop_sign"]
+    if stop is not None and stop < 8.0:
+        return "STOP", angle
+    return "MOVE", angle
+''',
+    3: "# quality 3: also keeps clear of actors ahead\n" + _EGO_FRAME + '''
+
+def predict_speed_and_steering(scene):
+    ahead, right = _ego_frame(scene, scene["ego_target_location_world_coord"])
+    angle = math.degrees(math.atan2(right, ahead))
+    brake_m = 4.0 + scene["ego_forward_speed"] ** 2 / 6.0
+    red = scene["distance_to_red_light"]
+    if red is not None and -1.0 < red < brake_m + 4.0:
+        return "STOP", angle
+    stop = scene["distance_to_stop_sign"]
+    if stop is not None and stop < brake_m + 2.0:
+        return "STOP", angle
+    for group in ("vehicles", "pedestrians"):
+        for actor in scene[group].values():
+            a, r = _ego_frame(scene, actor["location_world_coord"])
+            if 0.0 < a < brake_m + 6.0 and abs(r) < 2.5:
+                return "STOP", angle
+    return "MOVE", angle
+''',
+}
+
+
+def improving_responder(messages: list[dict]) -> str:
+    shown = [int(q) for q in re.findall(r"# quality (\d)", messages[-1]["content"])]
+    quality = min(3, max(shown, default=1) + 1)
+    return f"This version handles more cases.\n\n```python\n{SCRIPTS[quality]}```\n"
+
+
+@pytest.fixture(scope="module")
+def town(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    work = WorkDir(tmp_path_factory.mktemp("town"))
+    towns_dir, routes, _, _ = prepare_town_and_routes(work, DemoConfig(work_dir=work.root))
+    return towns_dir, routes
+
+
+def world_for(towns_dir: Path, **changes) -> WorldConfig:
+    settings = {"traffic": "light", "seed": 0, "workers": 2, **changes}
+    return WorldConfig(town=DemoConfig().town, towns_dir=towns_dir, **settings)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_dagger_with_an_llm_picks_better_scripts_and_appends(town, tmp_path: Path, fake_llm_server):
+    towns_dir, routes = town
+    world = world_for(towns_dir)
+    work = WorkDir(tmp_path / "work")
+    collected = collect(work, world, routes, ROUTES, progress=False)
+    assert [r.route_id for r in collected] == ROUTES and all(r.record is not None for r in collected)
+    dataset = SceneDataset(work.data)
+    expert_chunks = {c["file"]: digest(work.data / c["file"]) for c in dataset.chunks()}
+    n_expert = len(dataset)
+    assert n_expert > 100 and all(r.label is not None for r in dataset)
+
+    fake_llm_server.responder = improving_responder
+    seed = tmp_path / "seed.py"
+    seed.write_text(SCRIPTS[1])
+    optimizer = OptimizerConfig(kind="openai", base_url=fake_llm_server.base_url, api_key="test", model="fake")
+    train = TrainConfig(epochs=1, batch_size=32, n_responses=1, top_k=1, record_stride=10, max_records=300,
+                        progress=False, sandbox_mode="inprocess")
+    outcome = dagger(work, world, routes, ROUTES, None, optimizer, train, DaggerConfig(iterations=2), seed,
+                     progress=False)
+
+    first, second = outcome.iterations
+    assert first.driven_checkpoint == str(seed)
+    # the LLM was asked, and the scripts that drove got better on the road
+    assert fake_llm_server.chat_requests
+    assert second.driving_score > first.driving_score
+    best = load_checkpoint(Path(outcome.final_checkpoint)).best
+    assert "# quality 3" in best.source or "# quality 2" in best.source
+
+    # relabelled rollouts were appended; the expert data is untouched
+    assert {c["file"]: digest(work.data / c["file"]) for c in dataset.chunks()
+            if c["file"] in expert_chunks} == expert_chunks
+    runs = dataset.runs()
+    assert runs[:2] == ["collect-1", "collect-2"]
+    assert {"dagger-1-1", "dagger-1-2", "dagger-2-1", "dagger-2-2"} <= set(runs)
+    rollout_records = list(dataset.filter(run_ids=["dagger-1-1", "dagger-1-2"]))
+    assert len(dataset) == n_expert + first.n_new_records + second.n_new_records
+    assert all(r.label is not None and r.meta["controller"] == "policy" for r in rollout_records)
+    # the always-moving script had infractions: the ticks before them are marked
+    assert any(r.meta["infraction_within_s"] is not None for r in rollout_records)
+
+    # resuming a finished DAgger changes nothing and asks the LLM nothing
+    n_requests, n_records = len(fake_llm_server.chat_requests), len(dataset)
+    again = dagger(work, world, routes, ROUTES, None, optimizer, train, DaggerConfig(iterations=2), seed,
+                   progress=False)
+    assert [it.driving_score for it in again.iterations] == [it.driving_score for it in outcome.iterations]
+    assert len(fake_llm_server.chat_requests) == n_requests and len(dataset) == n_records
+
+
+def test_a_script_that_always_raises_brakes_to_the_end_of_the_route(town, tmp_path: Path):
+    towns_dir, routes = town
+    script = tmp_path / "raises.py"
+    script.write_text("def predict_speed_and_steering(scene):\n    raise RuntimeError('broken script')\n")
+    world = world_for(towns_dir, blocked_time_s=15.0, traffic="none")
+    results = evaluate_agent(script, world, routes, tmp_path / "results.json", route_ids=["0"], progress=False)
+    (record,) = route_records_of(results)
+    # the route ran to its (blocked) end instead of crashing, with the brake held all along
+    assert record["status"] == "Failed - Agent got blocked"
+    assert record["scores"]["score_route"] < 2.0
+    assert record["meta"]["agent_exceptions"] > 100
+
+
+def test_a_route_whose_agent_cannot_start_fails_alone_and_runs_again(town, tmp_path: Path):
+    from langprop_driving.pipeline.rollouts import record_rollouts
+
+    towns_dir, routes = town
+    agent = tmp_path / "broken_agent.py"
+    agent.write_text("def get_entry_point():\n    return 'Broken'\n\n\nclass Broken:\n"
+                     "    def __init__(self, path_to_conf_file):\n        raise RuntimeError('no GPU here')\n")
+    work = WorkDir(tmp_path / "work")
+    dataset = SceneDataset(work.data)
+    world = world_for(towns_dir, traffic="none")
+    (result,) = record_rollouts(work, "x", world, routes, ["0"], str(agent), dataset, relabel=False,
+                                progress=False)
+    assert result.record is None and "couldn't be set up" in result.error and "no GPU here" in result.error
+    assert len(dataset) == 0
+    # the failed run is not taken for a finished one: the next call drives the route again
+    results_path = work.rollouts("x") / "results" / "0.json"
+    before = results_path.stat().st_mtime_ns
+    (again,) = record_rollouts(work, "x", world, routes, ["0"], str(agent), dataset, relabel=False,
+                               progress=False)
+    assert again.record is None and results_path.stat().st_mtime_ns != before

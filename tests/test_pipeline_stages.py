@@ -1,0 +1,237 @@
+"""Pipeline pieces that need no simulator: infraction timing, record selection, jobs, markers, agents."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from driving.dataset import SceneDataset, SceneRecord
+from langprop_driving.pipeline.config import DaggerConfig, WorkDir
+from langprop_driving.pipeline.evaluate import resolve_agent
+from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
+from langprop_driving.pipeline.rollouts import InfractionEvent, infraction_events, mark_infractions
+from langprop_driving.pipeline.train import select_records
+from tests.test_pipeline_objective import label, make_scene
+
+
+def drive(n: int, speed: float = 5.0, dt: float = 0.5, stop_after: int | None = None) -> list[SceneRecord]:
+    """A car going +x at ``speed``; from tick ``stop_after`` on it stands still."""
+    out, x = [], 0.0
+    for i in range(n):
+        moving = stop_after is None or i < stop_after
+        scene = make_scene(speed if moving else 0.0, t=i * dt)
+        scene["ego_location_world_coord"][0] = x
+        scene["ego_target_location_world_coord"][0] += x
+        out.append(SceneRecord(scene, label("MOVE"), {"route_id": "7", "run_id": "r", "time_s": i * dt,
+                                                       "controller": "policy",
+                                                       "action": {"target_speed_mps": 6.0, "steering_deg": 0.0}}))
+        if moving:
+            x += speed * dt
+    return out
+
+
+def route_record(**infractions: list[str]) -> dict:
+    return {"route_id": "RouteScenario_7", "infractions": infractions, "scores": {"score_composed": 50.0},
+            "meta": {}}
+
+
+def test_infraction_times_from_message_locations():
+    records = drive(20)  # x = 0, 2.5, 5, ...
+    events = infraction_events(route_record(
+        collisions_vehicle=["Agent collided against object with type=vehicle.car and id=3 at (x=25.1, y=0.2, z=0.0)"],
+        outside_route_lanes=["Agent went outside its route lanes for about 3 meters (1% of the completed route)"],
+    ), records)
+    assert events == [InfractionEvent("collisions_vehicle", 5.0)]  # x=25 at tick 10, t=5.0
+
+
+def test_route_ending_infraction_happens_at_the_end_and_a_stopped_car_is_matched_on_arrival():
+    records = drive(30, stop_after=10)  # stands at x=25 from t=5.0 to t=14.5
+    events = infraction_events(route_record(
+        red_light=["Agent ran a red light 12 at (x=25.0, y=0.0, z=0.0)"],
+        vehicle_blocked=["Agent got blocked at (x=25.0, y=0.0, z=0.0)"]), records)
+    assert InfractionEvent("red_light", 5.0) in events
+    assert InfractionEvent("vehicle_blocked", 14.5) in events
+
+
+def test_runner_event_times_are_preferred():
+    record = route_record(red_light=["Agent ran a red light 1 at (x=0.0, y=0.0, z=0.0)"])
+    record["meta"]["infraction_events"] = [{"kind": "red_light", "time_s": 3.0, "x": 0, "y": 0},
+                                           {"kind": "outside_route_lanes", "time_s": 1.0, "x": 0, "y": 0}]
+    assert infraction_events(record, drive(10)) == [InfractionEvent("red_light", 3.0)]
+
+
+def test_mark_infractions_counts_down_to_the_next_event():
+    records = drive(10)
+    marked = mark_infractions(records, [InfractionEvent("red_light", 2.0), InfractionEvent("collisions_vehicle", 4.0)])
+    assert marked == 9  # the tick at t=4.5 has nothing ahead
+    within = [r.meta["infraction_within_s"] for r in records]
+    kinds = [r.meta["infraction_kind"] for r in records]
+    assert within[:6] == [2.0, 1.5, 1.0, 0.5, 0.0, 1.5]
+    assert kinds[4] == "red_light" and kinds[5] == "collisions_vehicle"
+    assert within[9] is None and kinds[9] is None
+
+
+def test_select_records_thins_but_keeps_every_window_record():
+    records = drive(40)
+    mark_infractions(records, [InfractionEvent("collisions_vehicle", 19.5)])  # last tick at 19.5
+    chosen = select_records(records, stride=10, horizon_s=2.0)
+    window = [r for r in records if r.meta["infraction_within_s"] <= 2.0]
+    assert len(window) == 5
+    assert all(any(r is w for r in chosen) for w in window)
+    assert len(chosen) == 5 + 4  # ticks 0, 10, 20, 30 (none of them in the window)
+    capped = select_records(records, stride=1, max_records=8, horizon_s=2.0, seed=3)
+    assert len(capped) == 8 and all(any(r is w for r in capped) for w in window)
+    unlabelled = [SceneRecord(r.scene, None, r.meta) for r in records]
+    assert select_records(unlabelled) == []
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _fail(x: int) -> int:
+    raise RuntimeError(f"route {x} broke")
+
+
+def _slow(x: int) -> int:
+    time.sleep(0.2)
+    return x
+
+
+def test_run_jobs_keeps_order_and_isolates_failures():
+    jobs = [Job("a", _square, {"x": 3}), Job("b", _fail, {"x": 2}), Job("c", _square, {"x": 4})]
+    for workers in (1, 3):
+        out = run_jobs(jobs, workers=workers, progress=False)
+        assert out[0] == 9 and out[2] == 16
+        assert isinstance(out[1], JobFailed) and "route 2 broke" in out[1].error
+
+
+def test_run_jobs_in_parallel_overlaps():
+    start = time.perf_counter()
+    run_jobs([Job(str(i), _slow, {"x": i}) for i in range(4)], workers=4, progress=False)
+    # four 0.2 s jobs; sequentially they take 0.8 s
+    assert time.perf_counter() - start < 0.7
+
+
+def test_ray_backend_without_ray_says_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(RuntimeError, match="pip install"):
+        run_jobs([Job("a", _square, {"x": 1})], backend="ray", progress=False)
+
+
+def test_workdir_markers(tmp_path: Path):
+    work = WorkDir(tmp_path / "w")
+    assert work.done("collect") is None
+    work.mark_done("collect", {"n": 3})
+    assert work.done("collect") == {"n": 3}
+    work.marker("train-x").write_text("{broken")
+    assert work.done("train-x") is None  # unreadable marker: redo the stage
+
+
+def test_dagger_beta_decays():
+    config = DaggerConfig(iterations=3, beta=0.8, beta_decay=0.5)
+    assert [config.beta_at(i) for i in (1, 2, 3)] == [0.8, 0.4, 0.2]
+    with pytest.raises(ValueError, match="beta"):
+        DaggerConfig(beta=1.5)
+
+
+def test_resolve_agent(tmp_path: Path):
+    assert resolve_agent("expert").agent.endswith("expert_agent.py")
+    assert resolve_agent("builtin:follow").agent == "builtin:follow"
+    script = tmp_path / "mine.py"
+    script.write_text("def predict_speed_and_steering(scene):\n    return 'STOP', 0.0\n")
+    spec = resolve_agent(script)
+    assert spec.agent.endswith("langprop_agent.py") and spec.agent_config == str(script.resolve())
+    agent_file = tmp_path / "agent.py"
+    agent_file.write_text("def get_entry_point():\n    return 'A'\n")
+    assert resolve_agent(agent_file).agent == str(agent_file.resolve())
+    other = tmp_path / "other.py"
+    other.write_text("x = 1\n")
+    with pytest.raises(ValueError, match="defines neither"):
+        resolve_agent(other)
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_agent(tmp_path / "missing.py")
+
+
+def test_appending_rollouts_never_rewrites_earlier_chunks(tmp_path: Path):
+    dataset = SceneDataset(tmp_path / "data")
+    first = dataset.append(drive(5), "collect-0")
+    before = first.read_bytes()
+    index_before = json.loads(dataset.index_path.read_text())["chunks"]
+    dataset.append(drive(7), "dagger-1-0")
+    assert first.read_bytes() == before
+    assert json.loads(dataset.index_path.read_text())["chunks"][:1] == index_before
+    assert len(dataset) == 12 and dataset.runs() == ["collect-0", "dagger-1-0"]
+
+
+def test_import_rollout_marks_relabels_and_appends_once(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from langprop_driving.cli.pipeline_cmd import import_rollout_cmd
+    from sumo_world.records import Infraction, RouteOutcome
+    from sumo_world.results import ResultsFile
+
+    record_dir = tmp_path / "recorded"
+    ticks = drive(20)
+    for r in ticks:
+        r.label = None  # the LangProp agent records no label for its own ticks
+    SceneDataset(record_dir).append(ticks, "7_run")
+    results = ResultsFile(tmp_path / "results.json")
+    results.set_total_routes(1)
+    message = "Agent collided against object with type=vehicle.car and id=3 at (x=25.1, y=0.2, z=0.0)"
+    results.add(RouteOutcome(route_id="7", town="T", status="Completed", route_completion_percent=100.0,
+                             route_length_m=50.0, duration_game_s=10.0, duration_system_s=1.0,
+                             infractions=[Infraction("collisions_vehicle", 5.0, 25.1, 0.2, message, 3)]), 0)
+    results.finalize()
+
+    runner = CliRunner()
+    args = [str(record_dir), "--results", str(tmp_path / "results.json"), "--work-dir", str(tmp_path / "work"),
+            "--stage", "carla-1"]
+    out = runner.invoke(import_rollout_cmd, args)
+    assert out.exit_code == 0, out.output
+    assert "carla-1-7_run: 20 ticks" in out.output
+    dataset = SceneDataset(tmp_path / "work" / "data")
+    records = list(dataset)
+    assert len(records) == 20 and all(r.label is not None for r in records)
+    assert records[8].meta["infraction_within_s"] == 1.0  # t=4.0, the collision at x=25 (t=5.0)
+    assert records[8].meta["infraction_kind"] == "collisions_vehicle"
+    assert records[15].meta["infraction_within_s"] is None
+    again = runner.invoke(import_rollout_cmd, args)
+    assert again.exit_code == 0 and "imported 0 run(s)" in again.output
+    assert len(dataset) == 20
+
+
+def test_train_command_trains_from_a_dataset_and_resumes(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from langprop_driving.cli.pipeline_cmd import train_cmd
+
+    dataset = SceneDataset(tmp_path / "work" / "data")
+    for route in ("1", "2"):
+        ticks = drive(30, stop_after=20)
+        for i, r in enumerate(ticks):
+            r.meta["route_id"] = route
+            # the expert stops once the car stands (a red light in these scenes)
+            if i >= 20:
+                r.scene["distance_to_red_light"] = 2.0
+                r.label = label("STOP", 0.0, "red_light")
+        dataset.append(ticks, f"collect-{route}")
+    args = ["--work-dir", str(tmp_path / "work"), "--route-id", "1", "--val-route-id", "2", "--optimizer",
+            "mutation", "--epochs", "2", "--batch-size", "16", "--record-stride", "1", "--sandbox", "inprocess"]
+    out = CliRunner().invoke(train_cmd, args)
+    assert out.exit_code == 0, out.output
+    assert "optimizer: mutation" in out.output
+    checkpoint = tmp_path / "work" / "train" / "offline" / "checkpoints" / "predict_speed_and_steering"
+    assert f"checkpoint: {checkpoint}" in out.output
+    assert (checkpoint / "index.json").is_file()
+    assert "validation" in out.output
+    marker = json.loads((tmp_path / "work" / "stages" / "train-offline.json").read_text())
+    assert marker["n_val"] == 30 and marker["policy_calls"] > 0
+    # the finished run is not trained again
+    again = CliRunner().invoke(train_cmd, args)
+    assert again.exit_code == 0 and f"checkpoint: {checkpoint}" in again.output
+    assert json.loads((tmp_path / "work" / "stages" / "train-offline.json").read_text()) == marker
