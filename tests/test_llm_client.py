@@ -13,7 +13,7 @@ from langprop_core.llm.llm_optimizer import LLMOptimizer
 from langprop_core.llm.mutation import MutationOptimizer
 from langprop_core.llm.openai_client import OpenAIClient
 from langprop_core.llm.reply import ReplyError, extract_script
-from tests.fixtures.llm_server import fake_llm_server, reply, slow, status  # noqa: F401 (fixture)
+from tests.fixtures.llm_server import reply, slow, status
 
 MESSAGES = (ChatMessage("system", "You write Python."), ChatMessage("user", "Write policy(x) please."))
 PARAMS = SamplingParams(model="fake-model", temperature=0.2, n=1)

@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import re
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -207,6 +208,10 @@ class MutationOptimizer(Optimizer):
         self.seed_sources = [s.replace("\r\n", "\n") for s in seed_sources]
         self.max_edits = max_edits
         self.reason = reason
+        # The trainer asks for the top-k rewrites from threads; CPython 3.11's ast
+        # is not thread-safe ("AST constructor recursion depth mismatch"), and this
+        # CPU-bound work gains nothing from threads anyway.
+        self._lock = threading.Lock()
 
     def describe(self) -> str:
         text = f"mutation (no LLM: AST rewrites of numeric constants and comparisons, seed {self.seed})"
@@ -222,6 +227,10 @@ class MutationOptimizer(Optimizer):
                 "max_edits": self.max_edits}
 
     def propose(self, request: ProposalRequest) -> list[Proposal]:
+        with self._lock:
+            return self._propose(request)
+
+    def _propose(self, request: ProposalRequest) -> list[Proposal]:
         rng = self._rng(request)
         sampling = self._sampling(request)
         replies: list[str] = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from driving.dataset import SceneDataset, SceneRecord
-from langprop_core.llm.base import Optimizer
 
 from langprop_driving.model.objective import (
     DrivingObjective, in_infraction_window, infraction_weighted, target_from_record,
@@ -94,31 +92,6 @@ def checkpoint_sources(checkpoint: str | Path, limit: int | None = None) -> list
     return [p.source for p in policies[:limit]]
 
 
-class _OneAtATime(Optimizer):
-    """Serializes ``propose`` of a CPU-bound optimizer.
-
-    The Trainer asks for the top-k rewrites concurrently (right for LLM calls);
-    the mutation optimizer parses scripts with ``ast``, which CPython 3.11 does
-    not make thread-safe ("SystemError: AST constructor recursion depth
-    mismatch"), and gains nothing from threads anyway.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-        self.name = getattr(inner, "name", "optimizer")
-
-    def propose(self, request: Any) -> list[Any]:
-        with self._lock:
-            return self._inner.propose(request)
-
-    def usage(self) -> Any:
-        return self._inner.usage()
-
-    def describe(self) -> str:
-        return self._inner.describe()
-
-
 def _counting(objective: DrivingObjective, counter: list[int]):
     def counted(output: Any, target: Any, args: tuple = ()) -> float:
         counter[0] += 1
@@ -167,8 +140,6 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
     task = driving_task(_counting(objective, counter), exception_score=-max(1.0, config.repeat_penalty))
     module = make_driving_module(seed_sources=seed_sources, max_keep=config.max_keep)
     optimizer = make_optimizer(optimizer_config, seed_sources=list(seed_sources))
-    if getattr(optimizer, "name", "") == "mutation":
-        optimizer = _OneAtATime(optimizer)
     sandbox = SandboxConfig(mode=config.sandbox_mode, timeout_s=config.timeout_s,
                             **({"workers": config.sandbox_workers} if config.sandbox_workers else {}))
     trainer_config = TrainerConfig(epochs=config.epochs, batch_size=config.batch_size,
