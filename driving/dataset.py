@@ -26,9 +26,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import json
-import os
 import re
-import tempfile
 import time
 import uuid
 import zlib
@@ -39,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from driving.files import atomic_write_bytes
 from driving.labels import DrivingLabel
 from driving.scene import scene_from_jsonable, scene_to_jsonable
 
@@ -89,19 +88,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SceneDataset:
@@ -189,12 +175,12 @@ class SceneDataset:
             n = sum(1 for c in index["chunks"] if c.get("run_id") == run_id)
             name = f"{run_id}-{n:05d}-{uuid.uuid4().hex[:8]}.jsonl.gz"
             path = chunk_dir / name
-            _atomic_write_bytes(path, payload)
+            atomic_write_bytes(path, payload)
             index["chunks"].append({
                 "file": f"{CHUNK_DIR}/{name}", "run_id": run_id, "n_records": len(lines),
                 "created_unix": round(time.time(), 3),
             })
-            _atomic_write_bytes(self.index_path, (json.dumps(index, indent=1) + "\n").encode())
+            atomic_write_bytes(self.index_path, (json.dumps(index, indent=1) + "\n").encode())
         return path
 
     # -- reading -----------------------------------------------------------------

@@ -67,11 +67,11 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from driving.files import atomic_write_json
 from driving.penalties import INFRACTION_TYPES, driving_score, infraction_penalty
 from sumo_world.records import RouteOutcome
 
@@ -544,19 +544,4 @@ class ResultsFile:
         self._data["eligible"] = False
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp",
-            delete=False)
-        try:
-            with handle:
-                json.dump(self._data, handle, indent=4, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, self.path)
-        except BaseException:
-            try:
-                os.unlink(handle.name)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_json(self.path, self._data, indent=4, sort_keys=True)

@@ -21,12 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from langprop_core.files import atomic_write_text
 from langprop_core.llm.base import ChatMessage, Completion, LLMClient, LLMError, SamplingParams, TokenUsage
 
 __all__ = ["ReplayCache", "cache_key", "CACHE_MODES"]
@@ -101,16 +100,7 @@ class ReplayCache(LLMClient):
                  "usage": {"prompt_tokens": completion.usage.prompt_tokens,
                            "completion_tokens": completion.usage.completion_tokens,
                            "calls": completion.usage.calls}}
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, indent=1, ensure_ascii=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(entry, indent=1, ensure_ascii=False))
 
     def complete(self, messages: Sequence[ChatMessage], params: SamplingParams) -> Completion:
         key = cache_key(messages, params)

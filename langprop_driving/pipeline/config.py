@@ -13,11 +13,11 @@ Work directory layout (every stage resumes from what it finds there)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from driving.files import atomic_write_json as _write_json
 
 __all__ = [
     "WorldConfig", "TrainConfig", "DaggerConfig", "WorkDir", "atomic_write_json", "config_dict",
@@ -25,17 +25,8 @@ __all__ = [
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file and rename it into place (a kill never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Pipeline state as JSON, atomically; paths and other objects are written as strings."""
+    _write_json(path, data, indent=1, sort_keys=False, default=str)
 
 
 @dataclass(frozen=True)

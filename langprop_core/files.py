@@ -1,0 +1,41 @@
+"""Atomic file writes: a reader (or a resumed run) sees the old file or the new one, never half.
+
+Checkpoints, the LLM cache and trainer state are written through here, so a
+run killed at any instant resumes from complete files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any, indent: int = 2, sort_keys: bool = True,
+                      default: Callable[[Any], Any] | None = None) -> None:
+    """``default`` converts what JSON cannot hold, as in :func:`json.dumps`."""
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=False, default=default)
+    atomic_write_text(path, text + "\n")
