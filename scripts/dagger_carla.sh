@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # DAgger with CARLA: each iteration drives the current script on ROUTES (the
 # LangProp agent, recording every tick; the expert drives a route with
-# probability beta), relabels the recording with the expert into $WORK_DIR/data,
-# and trains again from the current best script. --world embedded runs the same
+# probability beta), imports the recording into $WORK_DIR/data (`langprop
+# import-rollout`: ticks marked with the time to the run's next infraction,
+# relabelled by the expert, appended), and trains again from the current best
+# script. --world embedded runs the same
 # loop in the embedded world (`langprop dagger`).
 #
 # Usage: scripts/dagger_carla.sh [--world carla|embedded] [--dry-run] [-- EXTRA ARGS for langprop train/dagger]
@@ -87,12 +89,17 @@ PY
         CHECKPOINT_ENDPOINT="${stage}/results.json" RESUME=1 \
         "${SCRIPTS_DIR}/run_evaluation.sh" "${args[@]}"
 
-    # Relabel what was driven and aggregate it with the data so far.
-    if [[ -f "${stage}/recorded/index.json" ]]; then
-        run_or_print "${LANGPROP_CMD[@]}" relabel "${stage}/recorded" --out "${WORK_DIR}/data"
-    elif ! is_true "${DRY_RUN}"; then
-        die "iteration ${i} recorded nothing (${stage}/recorded/index.json missing); see ${stage}/results.json"
+    # Import what was driven into the data so far: each tick is marked with the seconds to
+    # the run's next infraction (from the results), relabelled by the expert and appended,
+    # so training sees the infraction penalty. Runs imported before are skipped (resume).
+    if ! is_true "${DRY_RUN}"; then
+        [[ -f "${stage}/recorded/index.json" ]] ||
+            die "iteration ${i} recorded nothing (${stage}/recorded/index.json missing); see ${stage}/results.json"
+        [[ -f "${stage}/results.json" ]] ||
+            die "iteration ${i} wrote no results (${stage}/results.json missing); the infractions are unknown"
     fi
+    run_or_print "${LANGPROP_CMD[@]}" import-rollout "${stage}/recorded" --results "${stage}/results.json" \
+        --work-dir "${WORK_DIR}" --stage "carla-dagger-${i}"
 
     # Train again, seeded with the best script driven so far.
     seed_script="${stage}/seed_policy.py"

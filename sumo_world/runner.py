@@ -18,10 +18,15 @@ move the ego in SUMO and step SUMO. Exceptions raised by ``run_step`` are
 counted, the car brakes for that tick, and the run goes on; the record's
 ``agent_exceptions`` adds the failures an agent caught itself and counted in
 an integer ``exception_count`` attribute (the LangProp and expert agents brake
-on a failing policy instead of raising).
+on a failing policy instead of raising). An agent may also report extras about
+its run with a ``route_meta() -> dict`` method (the LangProp agent counts its
+policy's timeouts there); they land in the record's meta. The meta's
+``infraction_events`` lists every infraction with its kind, place and time in
+the scenes' clock (seconds from the route's start).
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -36,7 +41,7 @@ from typing import Any, Callable
 from sumo_world.records import ActorSample, Infraction, RouteOutcome, TrajectorySample
 
 __all__ = ["EvaluationConfig", "evaluate", "run_route", "TickInfo", "EvaluationError",
-           "STATUS_CRASHED", "STATUS_SETUP_FAILED"]
+           "STATUS_CRASHED", "STATUS_SETUP_FAILED", "infraction_events"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,10 @@ STATUS_CRASHED = "Failed - Simulation crashed"
 STATUS_SETUP_FAILED = "Failed - Agent couldn't be set up"
 _ACTOR_SAMPLE_PERIOD_S = 1.0
 _ACTOR_SAMPLE_RADIUS_M = 80.0
+# Record meta keys an agent's route_meta() may not set (the runner's and the run's own).
+_RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
+                            "infraction_events", "agent_exceptions", "agent_exceptions_raised",
+                            "agent_exceptions_reported", "sensors_unsupported"})
 # Outcome meta key carrying the agent's sensor types to the parent (moved to the file's "sensors").
 _SENSORS_KEY = "agent_sensor_types"
 
@@ -65,7 +74,8 @@ class EvaluationConfig:
     route's child process (recording what a policy saw). ``route_wall_limit_s``
     kills a route's process after that many wall-clock seconds (a hanging
     agent) and records the route as crashed. ``animation`` adds a GIF of each
-    run beside its PNG in ``pictures_dir``.
+    run beside its PNG in ``pictures_dir``. ``agent_label`` names the agent in
+    the records' meta (default: ``builtin:<name>`` or the agent file's stem).
     """
 
     town: str
@@ -89,6 +99,7 @@ class EvaluationConfig:
     tick_hook: Callable[["TickInfo"], None] | None = None
     route_wall_limit_s: float | None = None
     animation: bool = False
+    agent_label: str | None = None
 
 
 @dataclass
@@ -214,6 +225,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                 bar.n = round(criteria.route_completion_percent, 1)
                 bar.close()
             reported = _reported_exceptions(agent_obj)
+            agent_meta = _agent_route_meta(agent_obj, route.route_id)
             try:
                 agent_obj.destroy()
             except Exception:
@@ -232,9 +244,11 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
         trajectory=trajectory, actors=actors,
         route_xy=[(float(x), float(y)) for x, y in context.points],
         agent_exceptions=exceptions + reported,
-        meta={"agent_exceptions_raised": exceptions, "agent_exceptions_reported": reported,
+        meta={**agent_meta,
+              "agent_exceptions_raised": exceptions, "agent_exceptions_reported": reported,
               "seed": int(seed), "traffic": traffic if isinstance(traffic, str) else repr(traffic),
               "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
+              "infraction_events": infraction_events(criteria.infractions),
               _SENSORS_KEY: list(sensors.types)},
     )
     if pictures_dir is not None:
@@ -251,6 +265,41 @@ def _checked_control(control: Any) -> Any:
     if not all(value == value for value in values):  # NaN
         raise TypeError(f"run_step returned a control with NaN: throttle, steer, brake = {values}")
     return control
+
+
+def infraction_events(infractions: list[Infraction]) -> list[dict[str, Any]]:
+    """The infractions as ``{kind, time_s, x, y}`` for the record's meta.
+
+    ``time_s`` counts simulated seconds from the route's start, the clock of the
+    scenes' ``timestamp_s`` (both subtract the same start time), so a recorded
+    tick's time to its next infraction is a plain difference; the leaderboard's
+    messages carry a place but no time.
+    """
+    return [{"kind": i.kind, "time_s": float(i.time_s), "x": round(float(i.x), 3), "y": round(float(i.y), 3)}
+            for i in infractions]
+
+
+def _agent_route_meta(agent: Any, route_id: Any) -> dict[str, Any]:
+    """Extras an agent reports about its run through an optional ``route_meta() -> dict`` (e.g. policy
+    timeouts); they go into the record's meta, never over the runner's own keys."""
+    method = getattr(agent, "route_meta", None)
+    if not callable(method):
+        return {}
+    try:
+        extra = method()
+    except Exception:  # the agent's bug must not cost the route's result
+        logger.warning("route %s: agent route_meta() raised:\n%s", route_id, traceback.format_exc())
+        return {}
+    if not isinstance(extra, dict):
+        logger.warning("route %s: agent route_meta() returned %s, not a dict; ignored",
+                       route_id, type(extra).__name__)
+        return {}
+    try:  # the results file must be able to hold them
+        extra = json.loads(json.dumps(extra, default=str))
+    except (TypeError, ValueError) as exc:
+        logger.warning("route %s: agent route_meta() is not JSON-safe (%s); ignored", route_id, exc)
+        return {}
+    return {str(key): value for key, value in extra.items() if str(key) not in _RESERVED_META}
 
 
 def _reported_exceptions(agent: Any) -> int:
@@ -500,8 +549,8 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
     except AgentLoadError as exc:
         raise EvaluationError(str(exc)) from exc
 
-    run_meta = {"agent": agent_name(config.agent), "seed": int(config.seed), "traffic": config.traffic,
-                "world": "embedded"}
+    run_meta = {"agent": config.agent_label or agent_name(config.agent), "seed": int(config.seed),
+                "traffic": config.traffic, "world": "embedded"}
     results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta)
     jobs: list[_Job] = []
     index = 0

@@ -15,7 +15,10 @@ key                environment              meaning
 =================  =======================  ==========================================
 checkpoint         LANGPROP_CHECKPOINT      LangProp checkpoint dir or script (.py)
 sandbox            LANGPROP_SANDBOX         run the script in a worker process (true)
-timeout_s          LANGPROP_TIMEOUT_S       per-call time limit of the script (1.0)
+timeout_s          LANGPROP_TIMEOUT_S       per-call wall-clock limit of the script (10.0)
+max_timeouts       LANGPROP_MAX_TIMEOUTS    timeouts in a row after which the script is
+                                            taken for a runaway and not called again
+                                            on this route: the car brakes (3)
 record_dir         LANGPROP_RECORD_DIR      record scenes for DAgger into this dataset
 record_every       LANGPROP_RECORD_EVERY    flush recorded ticks every N ticks (200)
 dagger_beta        LANGPROP_DAGGER_BETA     probability per route that the expert drives
@@ -28,6 +31,12 @@ track              LANGPROP_TRACK           leaderboard track (SENSORS; falls ba
 
 Relative paths in a config file are resolved against the file's folder when
 that path exists there.
+
+Why the generous ``timeout_s``: a closed-loop run waits for the agent (the
+simulator does not move on while ``run_step`` runs), so a time limit only
+exists to stop runaway scripts. A tight one makes results depend on the
+machine's load: a call that overruns under load brakes that tick, and the
+rollout drives differently. The training sandbox keeps its own, tighter limit.
 """
 from __future__ import annotations
 
@@ -37,10 +46,17 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["AgentConfig", "ConfigError", "load_agent_config", "parse_key_value_text"]
+__all__ = ["AgentConfig", "ConfigError", "load_agent_config", "parse_key_value_text", "DEFAULT_TIMEOUT_S",
+           "DEFAULT_MAX_TIMEOUTS"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+# Per-call limit of the policy in a closed-loop run, and how many timeouts in a row
+# mark a runaway script (see the module docstring).
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MAX_TIMEOUTS = 3
 
 
 class ConfigError(ValueError):
@@ -53,7 +69,8 @@ class AgentConfig:
 
     checkpoint: Path | None = None
     sandbox: bool = True
-    timeout_s: float = 1.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_timeouts: int = DEFAULT_MAX_TIMEOUTS
     record_dir: Path | None = None
     record_every: int = 200
     dagger_beta: float = 0.0
@@ -67,6 +84,8 @@ class AgentConfig:
             raise ConfigError(f"dagger_beta must be within [0, 1], got {self.dagger_beta}")
         if self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be positive, got {self.timeout_s}")
+        if self.max_timeouts < 1:
+            raise ConfigError(f"max_timeouts must be at least 1, got {self.max_timeouts}")
         if self.record_every < 1:
             raise ConfigError(f"record_every must be at least 1, got {self.record_every}")
 
@@ -75,6 +94,7 @@ _ENV = {
     "checkpoint": "LANGPROP_CHECKPOINT",
     "sandbox": "LANGPROP_SANDBOX",
     "timeout_s": "LANGPROP_TIMEOUT_S",
+    "max_timeouts": "LANGPROP_MAX_TIMEOUTS",
     "record_dir": "LANGPROP_RECORD_DIR",
     "record_every": "LANGPROP_RECORD_EVERY",
     "dagger_beta": "LANGPROP_DAGGER_BETA",
@@ -83,7 +103,7 @@ _ENV = {
     "run_id": "LANGPROP_RUN_ID",
     "track": "LANGPROP_TRACK",
 }
-_FIELD_TYPES = {"checkpoint": Path, "record_dir": Path, "sandbox": bool, "timeout_s": float,
+_FIELD_TYPES = {"checkpoint": Path, "record_dir": Path, "sandbox": bool, "timeout_s": float, "max_timeouts": int,
                 "record_every": int, "dagger_beta": float, "seed": int, "route_id": str,
                 "run_id": str, "track": str}
 _PATH_KEYS = ("checkpoint", "record_dir")

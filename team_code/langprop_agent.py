@@ -11,6 +11,13 @@ either the paper's ``("MOVE"|"SLOW"|"STOP", angle_deg)`` or
 brakes fully for that tick, is logged and counted (:attr:`exception_count`),
 and the route carries on.
 
+Timeouts: the per-call limit (``timeout_s``, 10 s by default) is generous
+because the world waits for the agent; it stops runaway scripts, and a script
+that times out ``max_timeouts`` times in a row is not called again on that
+route (the car brakes). Timeouts are counted apart from other failures and
+reported with :meth:`route_meta` (the embedded runner puts them in the route
+record's meta), so a run whose result a loaded machine changed says so.
+
 DAgger: with ``record_dir`` (``LANGPROP_RECORD_DIR``) every tick is recorded;
 with ``dagger_beta`` (``LANGPROP_DAGGER_BETA``) the expert drives a whole route
 with that probability, drawn from ``seed`` and the route, so reruns repeat.
@@ -20,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from typing import Any
 
 from driving.labels import DrivingLabel, PolicyAction, parse_policy_output
@@ -27,12 +35,17 @@ from driving.scene import copy_scene
 from team_code.config import ConfigError
 from team_code.privileged_agent import BRAKE_ACTION, PrivilegedAgent, action_from_label
 
-__all__ = ["LangPropAgent", "get_entry_point", "FUNCTION_NAME"]
+__all__ = ["LangPropAgent", "get_entry_point", "FUNCTION_NAME", "is_timeout"]
 
 log = logging.getLogger(__name__)
 
 FUNCTION_NAME = "predict_speed_and_steering"
 _LOG_EVERY = 100
+
+
+def is_timeout(error: BaseException) -> bool:
+    """Whether a policy failure is the sandbox's time limit (its messages say "Timeout: the call ran longer")."""
+    return "Timeout: the call ran longer than" in str(error)
 
 
 def get_entry_point() -> str:
@@ -62,6 +75,11 @@ class LangPropAgent(PrivilegedAgent):
         self.expert = None
         self.expert_drives = False
         self.last_exception: str | None = None
+        self.policy_calls = 0
+        self.timeout_count = 0
+        self.timeouts_in_a_row = 0
+        self.abandoned_at_tick: int | None = None
+        self.slowest_call_s = 0.0
         log.info("LangProp agent: policy %s from %s (sandbox=%s)",
                  getattr(self.policy, "policy_id", "?"), checkpoint, self.config.sandbox)
 
@@ -87,18 +105,54 @@ class LangPropAgent(PrivilegedAgent):
         if self.expert_drives:
             label = self.expert.predict(scene)
             return action_from_label(label), label, {}
+        if self.abandoned_at_tick is not None:  # a runaway script: not called again on this route
+            return BRAKE_ACTION, None, {"policy_exception": "abandoned after repeated timeouts"}
+        self.policy_calls += 1
+        started = time.perf_counter()
         try:
             # The policy function copies too; this copy keeps the recorded scene intact
             # even with a policy that runs in-process and edits its input.
-            action = parse_policy_output(self.policy(copy_scene(scene)))
+            output = self.policy(copy_scene(scene))
+            self.timeouts_in_a_row = 0
+            action = parse_policy_output(output)
         except Exception as error:  # ScriptError, InvalidPolicyOutput, anything: brake, carry on
             self.exception_count += 1
             self.last_exception = f"{type(error).__name__}: {error}"
+            extra = {"policy_exception": self.last_exception[:500]}
+            if is_timeout(error):
+                self._on_timeout()
+                extra["policy_timeout"] = True
             if self.exception_count % _LOG_EVERY == 1:
                 log.warning("policy failed (failure %d, tick %d): %s; braking",
                             self.exception_count, self.n_ticks, self.last_exception)
-            return BRAKE_ACTION, None, {"policy_exception": self.last_exception[:500]}
+            return BRAKE_ACTION, None, extra
+        finally:
+            self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started)
         return action, None, {}
+
+    def _on_timeout(self) -> None:
+        self.timeout_count += 1
+        self.timeouts_in_a_row += 1
+        log.warning("policy timed out (limit %.3g s; timeout %d, %d in a row, tick %d)", self.config.timeout_s,
+                    self.timeout_count, self.timeouts_in_a_row, self.n_ticks)
+        if self.timeouts_in_a_row >= self.config.max_timeouts:
+            self.abandoned_at_tick = self.n_ticks
+            log.error("policy timed out %d times in a row: taken for a runaway script and not called again "
+                      "on this route (the car brakes)", self.timeouts_in_a_row)
+
+    def route_meta(self) -> dict[str, Any]:
+        """What the results should say about the policy's run (the embedded runner adds it to the meta)."""
+        if not hasattr(self, "policy"):  # setup never ran
+            return {}
+        return {
+            "policy_driver": "expert" if self.expert_drives else "policy",
+            "policy_calls": self.policy_calls,
+            "policy_failures": self.exception_count,
+            "policy_timeouts": self.timeout_count,
+            "policy_timeout_s": float(self.config.timeout_s),
+            "policy_abandoned_at_tick": self.abandoned_at_tick,
+            "policy_slowest_call_s": round(self.slowest_call_s, 4),
+        }
 
     def destroy(self) -> None:
         """Flush the recording and stop the policy's worker."""
@@ -109,5 +163,5 @@ class LangPropAgent(PrivilegedAgent):
             if policy is not None and hasattr(policy, "close"):
                 policy.close()
             if getattr(self, "exception_count", 0):
-                log.warning("LangProp agent: the policy failed on %d of %d ticks",
-                            self.exception_count, self.n_ticks)
+                log.warning("LangProp agent: the policy failed on %d of %d ticks (%d timeouts)",
+                            self.exception_count, self.n_ticks, getattr(self, "timeout_count", 0))

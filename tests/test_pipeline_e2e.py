@@ -141,6 +141,27 @@ def test_dagger_with_an_llm_picks_better_scripts_and_appends(town, tmp_path: Pat
     assert all(r.label is not None and r.meta["controller"] == "policy" for r in rollout_records)
     # the always-moving script had infractions: the ticks before them are marked
     assert any(r.meta["infraction_within_s"] is not None for r in rollout_records)
+    # ... counting down to the runner's timed events, in the scenes' clock: the tick at an
+    # infraction is 0 s from it, the others the plain difference to the next event
+    route_records = {str(r["meta"]["route_config_id"]): r for r in first.route_records}
+    assert any(r["meta"]["infraction_events"] for r in route_records.values())
+    for route_id in ROUTES:
+        events = route_records[route_id]["meta"]["infraction_events"]
+        ticks = list(dataset.filter(run_ids=[f"dagger-1-{route_id}"]))
+        assert ticks
+        for tick in ticks:
+            t = tick.meta["time_s"]
+            upcoming = [e for e in events if e["time_s"] >= t - 1e-6]
+            nearest = min(upcoming, key=lambda e: e["time_s"]) if upcoming else None
+            assert tick.meta["infraction_within_s"] == (round(nearest["time_s"] - t, 3) if nearest else None)
+            assert tick.meta["infraction_kind"] == (nearest["kind"] if nearest else None)
+        for event in events:
+            if event["kind"] not in ("route_dev", "vehicle_blocked", "route_timeout"):  # these end the run
+                assert any(tick.meta["infraction_within_s"] == 0.0 and tick.meta["infraction_kind"] == event["kind"]
+                           for tick in ticks), event
+    # the policy ran within the closed-loop time limit, and its timeouts are counted in the results
+    for record in route_records.values():
+        assert record["meta"]["policy_timeout_s"] >= 10.0 and record["meta"]["policy_timeouts"] == 0
 
     # resuming a finished DAgger changes nothing and asks the LLM nothing
     n_requests, n_records = len(fake_llm_server.chat_requests), len(dataset)

@@ -62,6 +62,39 @@ def test_runner_event_times_are_preferred():
     assert infraction_events(record, drive(10)) == [InfractionEvent("red_light", 3.0)]
 
 
+def test_imported_rollout_is_marked_from_the_runner_events_not_the_message_places(tmp_path: Path):
+    from langprop_driving.pipeline.rollouts import import_recording
+
+    # the message's place (x=25, reached at t=5.0) and the runner's time (t=2.0) disagree on purpose:
+    # the event time, in the recording's clock, wins
+    record = route_record(collisions_vehicle=[
+        "Agent collided against object with type=vehicle.car and id=3 at (x=25.1, y=0.2, z=0.0)"])
+    record["meta"]["infraction_events"] = [{"kind": "collisions_vehicle", "time_s": 2.0, "x": 25.1, "y": 0.2}]
+    dataset = SceneDataset(tmp_path / "data")
+    assert import_recording(drive(20), record, "dagger-1-7", "dagger-1", dataset, relabel=False) == 20
+    records = sorted(dataset, key=lambda r: r.meta["time_s"])
+    before = [r for r in records if r.meta["time_s"] <= 2.0]
+    assert [r.meta["infraction_within_s"] for r in before] == [2.0, 1.5, 1.0, 0.5, 0.0]
+    assert all(r.meta["infraction_kind"] == "collisions_vehicle" for r in before)
+    assert all(r.meta["infraction_within_s"] is None for r in records if r.meta["time_s"] > 2.0)
+    # an empty event list from the runner means no infraction, whatever the messages say
+    record["meta"]["infraction_events"] = []
+    assert infraction_events(record, drive(20)) == []
+
+
+def test_rollouts_give_the_policy_a_closed_loop_time_limit():
+    from langprop_driving.pipeline.rollouts import rollout_agent_settings
+    from team_code.config import DEFAULT_TIMEOUT_S, AgentConfig
+
+    assert AgentConfig().timeout_s == DEFAULT_TIMEOUT_S >= 5.0
+    # a training limit handed to a rollout is raised; the other settings are kept
+    settings = rollout_agent_settings({"checkpoint": "c", "timeout_s": 1.0, "sandbox": True})
+    assert settings == {"checkpoint": "c", "timeout_s": DEFAULT_TIMEOUT_S, "sandbox": True}
+    assert rollout_agent_settings({})["timeout_s"] == DEFAULT_TIMEOUT_S
+    assert rollout_agent_settings({"timeout_s": 60.0})["timeout_s"] == 60.0
+    assert rollout_agent_settings({"timeout_s": 0.2}, min_timeout_s=None) == {"timeout_s": 0.2}
+
+
 def test_mark_infractions_counts_down_to_the_next_event():
     records = drive(10)
     marked = mark_infractions(records, [InfractionEvent("red_light", 2.0), InfractionEvent("collisions_vehicle", 4.0)])
@@ -155,6 +188,14 @@ def test_resolve_agent(tmp_path: Path):
         resolve_agent(other)
     with pytest.raises(ValueError, match="does not exist"):
         resolve_agent(tmp_path / "missing.py")
+    # labels for the results' meta
+    assert resolve_agent("expert").label == "expert" and spec.label == f"script:{script.resolve()}"
+    assert resolve_agent(agent_file).label == "agent"
+    # an agent file that also defines the policy function is still an agent
+    both = tmp_path / "both.py"
+    both.write_text("def get_entry_point():\n    return 'A'\n\n\ndef predict_speed_and_steering(scene):\n"
+                    "    return 'STOP', 0.0\n")
+    assert resolve_agent(both).agent == str(both.resolve())
 
 
 def test_appending_rollouts_never_rewrites_earlier_chunks(tmp_path: Path):
@@ -235,3 +276,14 @@ def test_train_command_trains_from_a_dataset_and_resumes(tmp_path: Path):
     again = CliRunner().invoke(train_cmd, args)
     assert again.exit_code == 0 and f"checkpoint: {checkpoint}" in again.output
     assert json.loads((tmp_path / "work" / "stages" / "train-offline.json").read_text()) == marker
+
+
+def test_policy_timeouts_of_a_rollout_are_reported(caplog):
+    from langprop_driving.pipeline.rollouts import warn_policy_timeouts
+
+    record = route_record()
+    assert warn_policy_timeouts(record, "route 7") == 0 and not caplog.records
+    record["meta"].update(policy_timeouts=2, policy_timeout_s=10.0, policy_abandoned_at_tick=40)
+    with caplog.at_level("WARNING"):
+        assert warn_policy_timeouts(record, "route 7") == 2
+    assert "route 7: the policy timed out 2 time(s) (limit 10.0 s) and was abandoned at tick 40" in caplog.text

@@ -183,6 +183,11 @@ def test_relabel_and_train_commands(tmp_path):
         "--epochs", "3", "--optimizer", "mutation"]
 
 
+def pairs_of(words: list[str]) -> dict[str, str]:
+    """``--option value`` pairs of a command's words (flags without a value are not expected here)."""
+    return {word: words[i + 1] for i, word in enumerate(words[:-1]) if word.startswith("--")}
+
+
 def test_dagger_embedded_and_carla_plans(fake_carla, tmp_path):
     work = tmp_path / "work"
     policy = fake_carla["TEAM_CONFIG"]
@@ -199,7 +204,24 @@ def test_dagger_embedded_and_carla_plans(fake_carla, tmp_path):
     assert result.returncode == 0, result.stderr
     evaluations = [shlex.split(line) for line in result.stdout.splitlines() if "leaderboard_evaluator.py" in line]
     trains = [shlex.split(line) for line in result.stdout.splitlines() if line.startswith("langprop train")]
+    imports = [shlex.split(line) for line in result.stdout.splitlines() if line.startswith("langprop import-rollout")]
     assert len(evaluations) == 2 and len(trains) == 2
+    # each run's recording is imported with its results (infraction marks), not plainly relabelled
+    assert not any(line.startswith("langprop relabel") for line in result.stdout.splitlines())
+    assert len(imports) == 2
+    for i, words in enumerate(imports, start=1):
+        stage = work / "carla" / f"dagger-{i}"
+        assert words[2] == str(stage / "recorded")
+        pairs = dict(zip(words[3::2], words[4::2]))
+        assert pairs == {"--results": str(stage / "results.json"), "--work-dir": str(work),
+                         "--stage": f"carla-dagger-{i}"}
+    # the import comes after its run and before the training it feeds
+    lines = result.stdout.splitlines()
+    order = [("eval" if "leaderboard_evaluator.py" in line else "import" if "import-rollout" in line
+              else "train") for line in lines
+             if "leaderboard_evaluator.py" in line or line.startswith(("langprop import-rollout", "langprop train"))]
+    assert order == ["eval", "import", "train"] * 2
+    assert pairs_of(trains[0])["--dataset"] == str(work / "data")
     assert f"--agent={REPO_ROOT}/team_code/langprop_agent.py" in evaluations[0]
     config = json.loads((work / "carla" / "dagger-2" / "agent.json").read_text())
     assert config["dagger_beta"] == pytest.approx(0.25)  # beta * decay^(i-1)

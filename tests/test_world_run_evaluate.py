@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,34 @@ def test_reckless_agent_hits_car_and_pedestrian_and_runs_red_light(world_setup: 
     assert "type=walker.pedestrian" in infractions["collisions_pedestrian"][0]
     assert len(infractions["red_light"]) >= 1
     assert record["scores"]["score_penalty"] <= 0.6 * 0.5 * 0.7 + 1e-9
+    assert_events_match_infractions(record)
+    # the parked car stands 30 m into the route, the pedestrian 50 m: the car is hit first
+    events = record["meta"]["infraction_events"]
+    first = {kind: next(e["time_s"] for e in events if e["kind"] == kind)
+             for kind in ("collisions_vehicle", "collisions_pedestrian")}
+    assert 0.0 < first["collisions_vehicle"] < first["collisions_pedestrian"]
+
+
+_PLACE = re.compile(r"x=(-?[\d.]+), y=(-?[\d.]+)")
+
+
+def assert_events_match_infractions(record: dict) -> None:
+    """The meta's timed events are the record's infractions: same kinds, counts, order and places."""
+    events = record["meta"]["infraction_events"]
+    assert all(set(e) == {"kind", "time_s", "x", "y"} for e in events)
+    times = [e["time_s"] for e in events]
+    assert times == sorted(times)
+    assert all(0.0 <= t <= record["meta"]["duration_game"] + 1e-6 for t in times)
+    for kind, messages in record["infractions"].items():
+        if kind == "outside_route_lanes":  # a share of the distance, written by the results, not an event
+            continue
+        of_kind = [e for e in events if e["kind"] == kind]
+        assert len(of_kind) == len(messages), kind
+        for event, message in zip(of_kind, messages):
+            place = _PLACE.search(message)
+            if place:
+                assert event["x"] == pytest.approx(float(place.group(1)), abs=2e-3)
+                assert event["y"] == pytest.approx(float(place.group(2)), abs=2e-3)
 
 
 def test_stopped_agent_gets_blocked(world_setup: dict, tmp_path: Path) -> None:
@@ -130,6 +159,10 @@ def test_stopped_agent_gets_blocked(world_setup: dict, tmp_path: Path) -> None:
     assert len(record["infractions"]["vehicle_blocked"]) == 1
     assert record["scores"]["score_route"] == 0.0
     assert 2.9 <= record["meta"]["duration_game"] <= 3.5
+    # the event is timed in the ticks' clock: blocked from the first tick, for blocked_time_s
+    (event,) = record["meta"]["infraction_events"]
+    assert event["kind"] == "vehicle_blocked" and event["time_s"] == pytest.approx(3.0, abs=0.051)
+    assert event["time_s"] == pytest.approx(lines[-1][0] + 0.05, abs=1e-6)
     assert data["_checkpoint"]["global_record"]["status"] == "Failed"
 
 
@@ -321,6 +354,8 @@ def test_leaving_the_road_deviates_and_wrong_lane_costs_penalty(world_setup: dic
     assert len(away["infractions"]["route_dev"]) == 1
     assert len(away["infractions"]["collisions_layout"]) >= 1
     assert away["scores"]["score_route"] < 30.0
+    assert_events_match_infractions(away)
+    assert away["meta"]["infraction_events"][-1]["kind"] == "route_dev"
 
     left = evaluate(_config(world_setup, tmp_path, agent=str(agent), agent_config="left", route_ids=route,
                             results=tmp_path / "left.json"))["_checkpoint"]["records"][0]
@@ -330,3 +365,109 @@ def test_leaving_the_road_deviates_and_wrong_lane_costs_penalty(world_setup: dic
     counts = {kind: len(messages) for kind, messages in left["infractions"].items()}
     assert left["scores"]["score_penalty"] == pytest.approx(infraction_penalty(counts, outside))
     assert left["scores"]["score_penalty"] <= 1.0 - outside / 100.0 + 1e-9
+
+
+# ----------------------------------------------------------------------------- the command line
+
+SCRIPT_MOVE = """import math
+
+
+def predict_speed_and_steering(scene):
+    ego_x, ego_y = scene["ego_location_world_coord"]
+    fwd_x, fwd_y = scene["ego_orientation_unit_vector"]
+    dx = scene["ego_target_location_world_coord"][0] - ego_x
+    dy = scene["ego_target_location_world_coord"][1] - ego_y
+    ahead, right = dx * fwd_x + dy * fwd_y, -dx * fwd_y + dy * fwd_x
+    return "MOVE", math.degrees(math.atan2(right, ahead))
+"""
+SCRIPT_STOP = "def predict_speed_and_steering(scene):\n    return 'STOP', 0.0\n"
+SCRIPT_LOOPS = "def predict_speed_and_steering(scene):\n    while True:\n        pass\n"
+
+
+def _cli(world_setup: dict, tmp_path: Path, agent: str, name: str, *extra: str):
+    from click.testing import CliRunner
+
+    from langprop_driving.cli.evaluate_cmd import evaluate as evaluate_command
+
+    results = tmp_path / f"{name}.json"
+    args = ["--town", TOWN, "--routes", str(world_setup["routes"]), "--towns-dir", str(world_setup["towns"]),
+            "--agent", agent, "--results", str(results), "--traffic", "none", "--route-id",
+            world_setup["ids"][1], "--timeout-factor", "0.12", "--no-progress", *extra]
+    outcome = CliRunner().invoke(evaluate_command, args, catch_exceptions=False)
+    return outcome, results
+
+
+def test_cli_runs_the_expert_a_script_and_a_checkpoint(world_setup: dict, tmp_path: Path) -> None:
+    from langprop_core.checkpoint import save_checkpoint
+    from langprop_core.policy import Policy
+
+    outcome, results = _cli(world_setup, tmp_path, "expert", "expert")
+    assert outcome.exit_code == 0, outcome.output
+    (expert,) = json.loads(results.read_text())["_checkpoint"]["records"]
+    assert expert["meta"]["agent"] == "expert" and expert["meta"]["agent_exceptions"] == 0
+    assert expert["scores"]["score_route"] > 5.0  # it drove (the short timeout ends the route early)
+
+    script = tmp_path / "mover.py"
+    script.write_text(SCRIPT_MOVE)
+    outcome, results = _cli(world_setup, tmp_path, str(script), "script")
+    assert outcome.exit_code == 0, outcome.output
+    (moved,) = json.loads(results.read_text())["_checkpoint"]["records"]
+    meta = moved["meta"]
+    assert meta["agent"] == f"script:{script.resolve()}"
+    assert moved["scores"]["score_route"] > 5.0 and meta["agent_exceptions"] == 0
+    # the policy ran every tick, within the closed-loop default limit, with no timeouts
+    assert meta["policy_calls"] > 100 and meta["policy_timeouts"] == 0 and meta["policy_timeout_s"] == 10.0
+    assert meta["policy_abandoned_at_tick"] is None
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "driving"
+    save_checkpoint(checkpoint, "driving", "predict_speed_and_steering",
+                    [Policy.from_source(SCRIPT_STOP, "predict_speed_and_steering")])
+    outcome, results = _cli(world_setup, tmp_path, str(tmp_path / "run"), "checkpoint")
+    assert outcome.exit_code == 0, outcome.output
+    (stopped,) = json.loads(results.read_text())["_checkpoint"]["records"]
+    assert stopped["meta"]["agent"] == f"checkpoint:{checkpoint}"
+    assert stopped["scores"]["score_route"] < 2.0 and stopped["meta"]["policy_calls"] > 100
+
+
+def test_cli_runaway_script_is_timed_out_counted_and_abandoned(world_setup: dict, tmp_path: Path) -> None:
+    script = tmp_path / "loops.py"
+    script.write_text(SCRIPT_LOOPS)
+    config = tmp_path / "agent.yaml"
+    config.write_text("sandbox: true\ntimeout_s: 0.3\nmax_timeouts: 2\n")
+    outcome, results = _cli(world_setup, tmp_path, str(script), "loops", "--agent-config", str(config))
+    assert outcome.exit_code == 0, outcome.output
+    (record,) = json.loads(results.read_text())["_checkpoint"]["records"]
+    meta = record["meta"]
+    # two calls timed out (visible, not silent), then the script was not called again and the car braked
+    assert meta["policy_timeouts"] == 2 and meta["policy_calls"] == 2 and meta["policy_abandoned_at_tick"] == 2
+    assert meta["policy_timeout_s"] == 0.3 and meta["agent_exceptions"] == 2
+    assert "the policy timed out 2 time(s)" in outcome.output
+    assert record["scores"]["score_route"] < 2.0
+    written = json.loads((tmp_path / "loops_agent_config.json").read_text())
+    assert written == {"sandbox": True, "timeout_s": 0.3, "max_timeouts": 2, "checkpoint": str(script.resolve())}
+
+
+def test_cli_bad_agent_is_a_usage_error(world_setup: dict, tmp_path: Path) -> None:
+    outcome, _ = _cli(world_setup, tmp_path, str(tmp_path / "missing.py"), "missing")
+    assert outcome.exit_code == 2 and "does not exist" in outcome.output and "expert" in outcome.output
+    helper = tmp_path / "helper.py"
+    helper.write_text("def something_else(scene):\n    return 1\n")
+    outcome, _ = _cli(world_setup, tmp_path, str(helper), "helper")
+    assert outcome.exit_code == 2 and "predict_speed_and_steering" in outcome.output
+
+
+def test_cli_carla_command_runs_a_script_with_the_langprop_agent(world_setup: dict, tmp_path: Path) -> None:
+    import shlex
+
+    from click.testing import CliRunner
+
+    from langprop_driving.cli.evaluate_cmd import evaluate as evaluate_command
+
+    script = tmp_path / "mover.py"
+    script.write_text(SCRIPT_MOVE)
+    outcome = CliRunner().invoke(evaluate_command, ["--world", "carla", "--routes", str(world_setup["routes"]),
+                                                    "--agent", str(script), "--results", str(tmp_path / "r.json")])
+    assert outcome.exit_code == 0, outcome.output
+    words = shlex.split(outcome.output.strip().splitlines()[-1])
+    assert any(w.startswith("TEAM_AGENT=") and w.endswith("team_code/langprop_agent.py") for w in words)
+    assert f"TEAM_CONFIG={script.resolve()}" in words

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from langprop_driving.pipeline.evaluate import AgentSpec
 
 __all__ = ["evaluate"]
 
@@ -16,8 +20,13 @@ __all__ = ["evaluate"]
 @click.option("--routes", "routes", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Leaderboard routes XML (1.0 or 2.0 format).")
 @click.option("--agent", required=True,
-              help="Agent .py file with get_entry_point(), or builtin:follow / builtin:reckless / builtin:stopped.")
-@click.option("--agent-config", default=None, help="Passed to the agent's setup() (path_to_conf_file).")
+              help="'expert' (the privileged expert); a LangProp checkpoint directory or a .py script defining "
+                   "predict_speed_and_steering(scene) (run by the LangProp agent); a leaderboard agent .py file "
+                   "with get_entry_point(); or builtin:follow / builtin:reckless / builtin:stopped.")
+@click.option("--agent-config", default=None,
+              help="Passed to the agent's setup() (path_to_conf_file); for a checkpoint or script --agent, a "
+                   "LangProp agent config (JSON or 'key: value' lines, see team_code/config.py) whose "
+                   "checkpoint the --agent sets.")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results JSON (leaderboard format); default results/<routes name>_embedded.json.")
 @click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -45,9 +54,17 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     if animation and pictures_dir is None:
         raise click.UsageError("--animation needs --pictures DIR")
     results = results or Path("results") / f"{routes.name.split('.')[0]}_embedded.json"
+    if world == "carla" and not agent.startswith("builtin:") and agent != "expert" and not Path(agent).exists():
+        # the command may be meant for the machine that runs CARLA: name the agent as given
+        from langprop_driving.pipeline.evaluate import AgentSpec
+
+        spec = AgentSpec(agent, agent_config, f"agent {agent}")
+    else:
+        spec = _resolve(agent, agent_config, results)
+    agent_config = spec.agent_config
     if world == "carla":
         command = ["scripts/run_evaluation.sh", "--world", "carla"]
-        env = [f"ROUTES={routes}", f"TEAM_AGENT={agent}", f"CHECKPOINT_ENDPOINT={results}"]
+        env = [f"ROUTES={routes}", f"TEAM_AGENT={spec.agent}", f"CHECKPOINT_ENDPOINT={results}"]
         if agent_config:
             env.append(f"TEAM_CONFIG={agent_config}")
         if not no_resume:
@@ -65,8 +82,10 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     from sumo_world.summary import format_summary_table
     from sumo_world.towns import TownError
 
+    click.echo(f"agent: {spec.description}", err=True)
     config = EvaluationConfig(
-        town=town, routes=routes, agent=agent, agent_config=agent_config, results=results, towns_dir=towns_dir,
+        town=town, routes=routes, agent=spec.agent, agent_config=agent_config, agent_label=spec.label,
+        results=results, towns_dir=towns_dir,
         traffic=traffic, seed=seed, route_ids=list(route_ids) or None, repetitions=repetitions,
         resume=not no_resume, pictures_dir=pictures_dir, animation=animation, timeout_factor=timeout_factor,
         workers=workers, progress=not no_progress)
@@ -80,6 +99,64 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     failed = [r for r in records if "error" in (r.get("meta") or {})]
     for record in failed:
         click.echo(f"{record['route_id']}: {record['status']}: {record['meta']['error']}", err=True)
+    for record in records:
+        meta = record.get("meta") or {}
+        if meta.get("policy_timeouts"):
+            click.echo(f"{record['route_id']}: the policy timed out {meta['policy_timeouts']} time(s) (limit "
+                       f"{meta.get('policy_timeout_s', '?')} s; the car braked on those ticks)", err=True)
     click.echo(f"results: {results} (entry status: {data.get('entry_status', '')})")
     if pictures_dir is not None:
         click.echo(f"pictures: {pictures_dir}")
+
+
+def _resolve(agent: str, agent_config: str | None, results: Path) -> "AgentSpec":
+    """The runner's agent file and config for ``--agent`` (and ``--agent-config``); usage errors name the problem.
+
+    A checkpoint or script agent runs as the LangProp agent with that policy;
+    with ``--agent-config`` too, the policy is added to a copy of that config
+    written beside the results (``<results stem>_agent_config.json``), so that
+    its other keys (sandbox, timeout_s, ...) apply.
+    """
+    from langprop_driving.pipeline.evaluate import AgentSpec, resolve_agent
+
+    try:
+        spec = resolve_agent(agent)
+    except ValueError as exc:  # CheckpointError is one too
+        raise click.BadParameter(str(exc), param_hint="--agent") from exc
+    if agent_config is None:
+        return spec
+    if spec.agent_config is None:
+        return AgentSpec(spec.agent, agent_config, spec.description, spec.label)
+    target = results.parent / f"{results.stem}_agent_config.json"
+    return AgentSpec(spec.agent, str(_config_with_checkpoint(Path(agent_config), spec.agent_config, target)),
+                     spec.description, spec.label)
+
+
+def _config_with_checkpoint(config_path: Path, checkpoint: str, target: Path) -> Path:
+    """Write ``target``: the keys of the LangProp agent config at ``config_path``, with ``checkpoint`` set.
+
+    Only the keys the file sets are copied (the others still come from LANGPROP_*
+    variables); relative paths are resolved as the agent would resolve them.
+    """
+    import json
+    from dataclasses import fields
+
+    from team_code.config import ConfigError, load_agent_config, parse_key_value_text
+
+    if config_path.is_dir() or config_path.suffix == ".py" or not config_path.is_file():
+        raise click.BadParameter(f"{config_path}: expected a LangProp agent config file (JSON or 'key: value' "
+                                 f"lines) to go with a checkpoint or script --agent", param_hint="--agent-config")
+    try:
+        config = load_agent_config(config_path, environ={})  # validates keys and values
+        text = config_path.read_text(encoding="utf-8")
+        raw = json.loads(text) if config_path.suffix.lower() == ".json" else parse_key_value_text(
+            text, str(config_path))
+    except (ConfigError, ValueError) as exc:
+        raise click.BadParameter(f"{config_path}: {exc}", param_hint="--agent-config") from exc
+    known = {f.name for f in fields(config)}
+    values = {key: getattr(config, key) for key in raw if key in known and raw[key] not in ("", None)}
+    values["checkpoint"] = checkpoint
+    values = {key: (str(value) if isinstance(value, Path) else value) for key, value in values.items()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+    return target

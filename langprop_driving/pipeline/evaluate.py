@@ -26,11 +26,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """An agent file for the runner and its config (checkpoint or script path, or None)."""
+    """An agent file for the runner and its config (checkpoint or script path, or None).
+
+    ``description`` says what runs, for people; ``label`` names it in the results' meta.
+    """
 
     agent: str
     agent_config: str | None
     description: str
+    label: str | None = None
 
 
 def team_code_agent(name: str) -> Path:
@@ -55,21 +59,23 @@ def resolve_agent(spec: str | Path) -> AgentSpec:
     """Turn a user's agent name into a runner agent file and config; errors say what was expected."""
     text = str(spec)
     if text == "expert":
-        return AgentSpec(str(team_code_agent("expert_agent")), None, "expert")
+        return AgentSpec(str(team_code_agent("expert_agent")), None, "expert", "expert")
     if text.startswith("builtin:"):
-        return AgentSpec(text, None, text)
+        return AgentSpec(text, None, text, text)
     path = Path(text).expanduser()
     if path.is_dir():
         from langprop_core.checkpoint import resolve_checkpoint_dir
 
         checkpoint = resolve_checkpoint_dir(path)  # raises CheckpointError naming the folder
-        return AgentSpec(str(team_code_agent("langprop_agent")), str(checkpoint), f"checkpoint {checkpoint}")
+        return AgentSpec(str(team_code_agent("langprop_agent")), str(checkpoint), f"checkpoint {checkpoint}",
+                         f"checkpoint:{checkpoint}")
     if path.suffix == ".py" and path.is_file():
         functions = _top_level_functions(path)
+        if "get_entry_point" in functions:  # a leaderboard agent, whatever helpers it defines
+            return AgentSpec(str(path.resolve()), None, f"agent {path}", path.stem)
         if FUNCTION_NAME in functions:
-            return AgentSpec(str(team_code_agent("langprop_agent")), str(path.resolve()), f"script {path}")
-        if "get_entry_point" in functions:
-            return AgentSpec(str(path.resolve()), None, f"agent {path}")
+            return AgentSpec(str(team_code_agent("langprop_agent")), str(path.resolve()), f"script {path}",
+                             f"script:{path.resolve()}")
         raise ValueError(f"{path}: defines neither {FUNCTION_NAME}(scene) (a LangProp script) nor "
                          "get_entry_point() (a leaderboard agent)")
     expected = (f"expected 'expert', 'builtin:<name>', a checkpoint directory, or a .py file "
@@ -98,5 +104,6 @@ def evaluate_agent(agent: str | Path, world: WorldConfig, routes: Path, results:
         results=Path(results), towns_dir=world.towns_dir, traffic=world.traffic, seed=world.seed,
         route_ids=list(route_ids) if route_ids is not None else None, resume=resume,
         pictures_dir=pictures_dir, timeout_factor=world.timeout_factor, workers=world.workers,
-        blocked_time_s=world.blocked_time_s, progress=progress, **{"repetitions": 1, **runner_options})
+        blocked_time_s=world.blocked_time_s, progress=progress, agent_label=spec.label,
+        **{"repetitions": 1, **runner_options})
     return evaluate(config)

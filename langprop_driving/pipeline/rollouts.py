@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from driving.dataset import SceneDataset, SceneRecord
 from driving.penalties import ROUTE_ENDING_INFRACTIONS
+from team_code.config import DEFAULT_TIMEOUT_S
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
 from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
@@ -35,6 +36,7 @@ from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
 __all__ = [
     "InfractionEvent", "RolloutResult", "infraction_events", "mark_infractions",
     "relabel_records", "run_route", "record_rollouts", "route_records_of", "import_recording", "import_rollout",
+    "rollout_agent_settings", "warn_policy_timeouts",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,16 +191,37 @@ def _agent_config_file(path: Path, settings: Mapping[str, Any]) -> Path:
     return path
 
 
+def rollout_agent_settings(settings: Mapping[str, Any] | None,
+                           min_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+    """``settings`` with the policy's per-call ``timeout_s`` raised to at least ``min_timeout_s``.
+
+    A rollout is closed-loop and the world waits for the agent, so the limit
+    only has to stop runaway scripts; a training limit (about a second, meant
+    for scoring batches) would make the drive depend on the machine's load (a
+    call that overruns brakes that tick). ``None`` keeps ``settings`` as given.
+    """
+    out = dict(settings or {})
+    if min_timeout_s is not None and float(out.get("timeout_s") or 0.0) < min_timeout_s:
+        if out.get("timeout_s") is not None:
+            log.info("policy time limit for rollouts raised from %.3g s to %.3g s (the world waits for the agent)",
+                     float(out["timeout_s"]), min_timeout_s)
+        out["timeout_s"] = float(min_timeout_s)
+    return out
+
+
 def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path, route_ids: Sequence[str],
                     agent: str, dataset: SceneDataset, agent_settings: Mapping[str, Any] | None = None,
-                    relabel: bool = True, progress: bool = True) -> list[RolloutResult]:
+                    relabel: bool = True, progress: bool = True,
+                    min_timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[RolloutResult]:
     """Run ``agent`` on each route with recording and append the marked, labelled ticks to ``dataset``.
 
     ``agent_settings`` go into the agent's JSON config (e.g. ``checkpoint``,
     ``dagger_beta``, ``sandbox``); ``record_dir``, ``route_id`` and ``run_id``
-    are set here. ``relabel`` labels every tick the policy drove with the expert
-    (ticks the expert drove keep its label).
+    are set here, and ``timeout_s`` is at least ``min_timeout_s``
+    (:func:`rollout_agent_settings`). ``relabel`` labels every tick the policy
+    drove with the expert (ticks the expert drove keep its label).
     """
+    agent_settings = rollout_agent_settings(agent_settings, min_timeout_s)
     stage_dir = work.rollouts(stage)
     results_dir = stage_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -246,12 +269,29 @@ def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path,
             log.error("route %s of stage %s failed: %s", route_id, stage, error)
             results.append(RolloutResult(route_id, run_id, None, 0, error=error))
             continue
+        warn_policy_timeouts(record, f"route {route_id} of stage {stage}")
         recorded = list(SceneDataset(record_dir)) if (record_dir / "index.json").exists() else []
         n = import_recording(recorded, record, run_id, stage, dataset, relabel)
         if not n:
             log.warning("route %s of stage %s recorded no ticks", route_id, stage)
         results.append(RolloutResult(route_id, run_id, record, n))
     return results
+
+
+def warn_policy_timeouts(record: Mapping[str, Any], where: str) -> int:
+    """Log a warning when the route record's policy timed out (``meta.policy_timeouts``); the count.
+
+    A timed-out call brakes that tick, so the drive may differ from a rerun on a
+    less loaded machine: it must be visible, not silent.
+    """
+    meta = record.get("meta") or {}
+    count = int(meta.get("policy_timeouts") or 0)
+    if count:
+        log.warning("%s: the policy timed out %d time(s) (limit %s s)%s; the car braked on those ticks, so "
+                    "this drive may not repeat", where, count, meta.get("policy_timeout_s", "?"),
+                    f" and was abandoned at tick {meta['policy_abandoned_at_tick']}"
+                    if meta.get("policy_abandoned_at_tick") is not None else "")
+    return count
 
 
 def import_recording(recorded: list[SceneRecord], record: Mapping[str, Any] | None, run_id: str, stage: str,
