@@ -59,6 +59,10 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 # Beyond the per-call timeout, how long the parent waits for a worker that
 # shows no progress before it kills it (the in-worker alarm should fire first).
 _HARD_GRACE_S = 0.5
+# Before its first call of a job a worker may still be starting or decoding the
+# batch's inputs: on a loaded machine that takes seconds, and must not count
+# against the script's time limit (it made closed-loop rollouts differ between runs).
+_STARTUP_LIMIT_S = 60.0
 # A script that kills its worker this many times in one batch fails its remaining calls.
 _MAX_DEATHS_PER_SCRIPT = 3
 _MAX_TRACEBACK_CHARS = 4000
@@ -275,6 +279,8 @@ class _Executor:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
+            if counter is not None:
+                counter.value = start  # the script's own code runs from here: its limit applies
             fn = self._function(source, function_name, script_id, dependencies)
             if isinstance(fn, BaseException):
                 return self._load_failure(fn, stop - start, _row)
@@ -713,9 +719,10 @@ class ScriptRunner:
                     replace = True
                 else:
                     seen = worker.progress.value
+                    limit_s = hard_limit_s if seen >= 0 else max(hard_limit_s, _STARTUP_LIMIT_S)
                     if seen != worker.seen_progress:
                         worker.seen_progress, worker.seen_at = seen, now
-                    elif now - worker.seen_at > hard_limit_s:
+                    elif now - worker.seen_at > limit_s:
                         self._worker_died(worker, results, jobs, deaths, "timeout")
                         replace = True
             if replace:

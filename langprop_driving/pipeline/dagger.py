@@ -96,8 +96,9 @@ def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Seq
         beta = dagger_config.beta_at(iteration)
         rollouts = record_rollouts(
             work, stage, world, routes, train_route_ids, agent, dataset,
-            agent_settings={"checkpoint": current, "dagger_beta": beta, "sandbox": sandbox_agent,
-                            "timeout_s": train_config.timeout_s},
+            # No training timeout here: in closed loop the world waits for the
+            # agent, and the agent's own default limit applies.
+            agent_settings={"checkpoint": current, "dagger_beta": beta, "sandbox": sandbox_agent},
             relabel=True, progress=progress)
         failed = [r for r in rollouts if r.record is None]
         if failed:
