@@ -114,3 +114,29 @@ leaderboard_version() {
         echo "1.0"
     fi
 }
+
+# print_help: the header comment of the running script, without the '#'.
+print_help() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+# parse_args DEFAULT_WORLD "$@": the options every script shares. Sets WORLD
+# ($WORLD, else DEFAULT_WORLD; --world), DRY_RUN (--dry-run) and EXTRA (what
+# follows --), prints the help for -h/--help, and checks the world.
+parse_args() {
+    WORLD="${WORLD:-$1}"
+    shift
+    DRY_RUN="${DRY_RUN:-0}"
+    EXTRA=()
+    while (( $# > 0 )); do
+        case "$1" in
+            --world) WORLD="${2:-}"; shift 2 ;;
+            --world=*) WORLD="${1#*=}"; shift ;;
+            --dry-run) DRY_RUN=1; shift ;;
+            -h|--help) print_help; exit 0 ;;
+            --) shift; EXTRA=("$@"); break ;;
+            *) die "unknown option '$1' (see --help)" ;;
+        esac
+    done
+    check_world
+}

@@ -22,20 +22,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
-WORLD="${WORLD:-carla}"
-DRY_RUN="${DRY_RUN:-0}"
-EXTRA=()
-while (( $# > 0 )); do
-    case "$1" in
-        --world) WORLD="${2:-}"; shift 2 ;;
-        --world=*) WORLD="${1#*=}"; shift ;;
-        --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) die "unknown option '$1' (see --help)" ;;
-    esac
-done
-check_world
+parse_args carla "$@"
 
 ITERATIONS="${ITERATIONS:-2}"
 DAGGER_BETA="${DAGGER_BETA:-0.0}"

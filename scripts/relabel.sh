@@ -11,20 +11,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
-WORLD="${WORLD:-embedded}"
-DRY_RUN="${DRY_RUN:-0}"
-EXTRA=()
-while (( $# > 0 )); do
-    case "$1" in
-        --world) WORLD="${2:-}"; shift 2 ;;
-        --world=*) WORLD="${1#*=}"; shift ;;
-        --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) die "unknown option '$1' (see --help)" ;;
-    esac
-done
-check_world
+parse_args embedded "$@"
 
 if [[ -z "${DATA_DIR:-}" && -n "${WORK_DIR:-}" ]]; then
     DATA_DIR="${WORK_DIR}/data"

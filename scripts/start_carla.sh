@@ -36,7 +36,7 @@ while (( $# > 0 )); do
         --world) WORLD="${2:-}"; shift 2 ;;
         --world=*) WORLD="${1#*=}"; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) print_help; exit 0 ;;
         --) shift; EXTRA=("$@"); break ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac

@@ -17,20 +17,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
-WORLD="${WORLD:-embedded}"
-DRY_RUN="${DRY_RUN:-0}"
-EXTRA=()
-while (( $# > 0 )); do
-    case "$1" in
-        --world) WORLD="${2:-}"; shift 2 ;;
-        --world=*) WORLD="${1#*=}"; shift ;;
-        --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) die "unknown option '$1' (see --help)" ;;
-    esac
-done
-check_world
+parse_args embedded "$@"
 
 require_vars "WORK_DIR|pipeline work directory (checkpoints go to \$WORK_DIR/train/<run name>)"
 DATA_DIR="${DATA_DIR:-${WORK_DIR}/data}"
