@@ -41,6 +41,9 @@ class ExpertConfig:
     pedestrian_min_gap_m: float = 5.0
     time_gap_s: float = 1.5
     corridor_margin_m: float = 0.5
+    # A walker standing still (waiting at the kerb) blocks the corridor only within this of the
+    # ego's flank: waiting for it would wait for ever. Once it walks, the collision sweep decides.
+    standing_pedestrian_margin_m: float = 0.2
     lead_range_m: float = 50.0
     # A moving actor in the corridor is a lead only when its velocity points our way
     # (cosine with the route tangent at least this); others are left to the collision sweep.

@@ -168,7 +168,9 @@ def lead_vehicle_constraint(path: RoutePath, ego: EgoState, actors: ActorSet,
     corridor = route_corridor(path, ego, config)
     shapely.prepare(corridor)
     footprints = shapely.polygons(actors.corners())
-    width = ego.half_width_m + config.corridor_margin_m
+    standing_walker = actors.is_pedestrian & (actors.speed_mps <= config.moving_speed_mps)
+    width = ego.half_width_m + np.where(standing_walker, config.standing_pedestrian_margin_m,
+                                        config.corridor_margin_m)
     in_corridor = np.asarray(shapely.dwithin(corridor, footprints, width), dtype=bool)
     if not np.any(in_corridor):
         return None, in_corridor
@@ -234,7 +236,8 @@ def yield_constraint(path: RoutePath, ego: EgoState, actors: ActorSet, skip: np.
     certain: the ego keeps going and clears it. A walker coming along the lane is always
     yielded to.
     """
-    movers = ~skip & ((actors.speed_mps > config.moving_speed_mps) | actors.is_pedestrian)
+    # Standing walkers are obstacles for the corridor check (lead_vehicle_constraint) only.
+    movers = ~skip & (actors.speed_mps > config.moving_speed_mps)
     if not np.any(movers) or (planned_speed_mps < 0.5 and ego.speed_mps < 0.5):
         return None
     times = np.arange(0.0, config.horizon_s + 1e-9, config.horizon_step_s)

@@ -6,6 +6,10 @@ starts one child process per route). The ego is a SUMO vehicle placed every
 tick with ``moveToXY(..., keepRoute=2)`` at the pose the bicycle model
 (:mod:`sumo_world.ego`) computed, so SUMO's drivers see it as a leader and
 react to it; SUMO never moves it by itself (speed mode 0, no lane changes).
+SUMO runs its sublane model, and the ego is given the lateral band its
+footprint really covers on its lane (wider and off-centre when it is at an
+angle to the lane), so drivers in a neighbouring lane see the part of the ego
+that sticks into theirs.
 
 Everything leaving this module is in CARLA's frame (see
 :mod:`sumo_world.transform`); SUMO's vehicle position is the front bumper, so
@@ -35,6 +39,7 @@ _PEDESTRIAN_HALF_SIZE_M = 0.3  # a walker's footprint (CARLA walkers are about 0
 # moveToXY looks for lanes within this radius (SUMO default 100 m: much slower, and the ego is
 # never meaningfully mapped to a lane farther than this).
 _MATCH_RADIUS_M = 15.0
+_LATERAL_RESOLUTION_M = 0.8  # SUMO sublane width
 
 _VCLASS_TO_ACTOR_TYPE = {
     "bicycle": "bicycle", "motorcycle": "motorcycle", "moped": "motorcycle",
@@ -123,6 +128,8 @@ class SumoWorld:
         self._ego_added = False
         self._ego_route: list[str] = []
         self._ego_reinsertions = 0
+        self._ego_width = 0.0
+        self._lane_shapes: dict[str, list[tuple[float, float]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -141,6 +148,11 @@ class SumoWorld:
             "--collision.action", "none", "--collision.check-junctions", "false",
             "--ignore-route-errors", "true", "--time-to-teleport", "120",
             "--pedestrian.model", "striping", "--xml-validation", "never",
+            # The sublane model lets a vehicle straddle two lanes, as the ego does while it changes
+            # lanes or waits at an angle: drivers in both lanes then see it (as CARLA's traffic sees
+            # the hero's bounding box). Without it SUMO maps the ego to one lane only and traffic in
+            # the other lane drives into the part of the ego that sticks out.
+            "--lateral-resolution", f"{_LATERAL_RESOLUTION_M}",
         ]
         if self._route_files:
             command += ["--route-files", ",".join(str(p) for p in self._route_files)]
@@ -274,11 +286,55 @@ class SumoWorld:
             self._reinsert_ego()
             sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
                                   matchThreshold=_MATCH_RADIUS_M)
+        self._match_lateral_extent(sx, sy, angle)
         sumo.vehicle.setSpeed(EGO_ID, max(0.0, state.speed_mps))
+
+    def _match_lateral_extent(self, sx: float, sy: float, angle: float) -> None:
+        """Give SUMO the lateral band the ego's footprint really covers on its lane.
+
+        SUMO's sublane model treats a vehicle as a rectangle aligned with its
+        lane. An ego at an angle to the lane (changing lanes, turning) covers a
+        wider band, centred away from its front bumper: widen the ego and shift
+        its lateral position so that band is what SUMO's drivers see.
+        """
+        sumo = self.sumo
+        vehicle = sumo.vehicle
+        lane_id = vehicle.getLaneID(EGO_ID)
+        if not lane_id:
+            return
+        p = self.ego_params
+        lane_angle = self._lane_angle(lane_id, vehicle.getLanePosition(EGO_ID))
+        # Heading relative to the lane, positive to the left (SUMO angles turn clockwise).
+        rel = math.radians(((lane_angle - angle) + 180.0) % 360.0 - 180.0)
+        length, width = 2.0 * p.half_length_m, 2.0 * p.half_width_m
+        band = width * abs(math.cos(rel)) + length * abs(math.sin(rel))
+        shift = -p.half_length_m * math.sin(rel)  # the footprint centre lies this far left of the front
+        if abs(band - self._ego_width) > 0.05:
+            vehicle.setWidth(EGO_ID, band)
+            self._ego_width = band
+        if abs(shift) > 0.05:
+            a = math.radians(lane_angle)
+            left_x, left_y = -math.cos(a), math.sin(a)
+            vehicle.moveToXY(EGO_ID, "", -1, sx + shift * left_x, sy + shift * left_y, angle=angle,
+                             keepRoute=2, matchThreshold=_MATCH_RADIUS_M)
+
+    def _lane_angle(self, lane_id: str, pos_m: float) -> float:
+        """The SUMO angle (degrees, clockwise from north) of a lane at ``pos_m`` along it."""
+        shape = self._lane_shapes.get(lane_id)
+        if shape is None:
+            shape = self._lane_shapes[lane_id] = self.sumo.lane.getShape(lane_id)
+        walked = 0.0
+        for (x0, y0), (x1, y1) in zip(shape[:-1], shape[1:]):
+            seg = math.hypot(x1 - x0, y1 - y0)
+            if walked + seg >= pos_m or (x1, y1) == shape[-1]:
+                return math.degrees(math.atan2(x1 - x0, y1 - y0)) % 360.0
+            walked += seg
+        return 0.0
 
     def _reinsert_ego(self) -> None:
         sumo = self.sumo
         self._ego_reinsertions += 1
+        self._ego_width = 0.0  # the new vehicle has its type's width
         route_id = f"langprop_ego_route_{self._ego_reinsertions}"
         sumo.route.add(route_id, self._ego_route)
         sumo.vehicle.add(EGO_ID, route_id, typeID=_EGO_TYPE, depart="now", departSpeed="0")

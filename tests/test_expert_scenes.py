@@ -215,3 +215,15 @@ def test_halted_car_holds_while_a_walker_is_crossing_its_path():
     # Once it has crossed, the car goes.
     crossed = make_actor(8.0, -4.0, yaw_deg=-90.0, speed_mps=1.4, actor_type="pedestrian")
     assert predict(speed_mps=0.0, pedestrians={6: crossed}).reason == "free_road"
+
+
+def test_walker_standing_at_the_kerb_is_passed_one_standing_in_the_lane_is_not():
+    # Waiting at the kerb, 1.6 m right of the route (the lane edge): the car creeps by instead of
+    # waiting for ever (the walker may be waiting for the car).
+    kerb = make_actor(6.0, 1.6, yaw_deg=90.0, speed_mps=0.0, actor_type="pedestrian")
+    passing = predict(speed_mps=0.0, pedestrians={4: kerb})
+    assert passing.reason != "pedestrian" and passing.target_speed_mps > 0.5
+    # Standing in the lane ahead: the car stops short of it.
+    in_lane = make_actor(6.0, 0.8, yaw_deg=90.0, speed_mps=0.0, actor_type="pedestrian")
+    blocked = predict(speed_mps=3.0, pedestrians={4: in_lane})
+    assert blocked.reason == "pedestrian" and blocked.speed_level == "STOP"
