@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from langprop_core.checkpoint import load_checkpoint
 from langprop_core.copier import CopyPlanner
 from langprop_core.policy import Policy
-from langprop_core.sandbox import Dependency, SandboxConfig, ScriptError, ScriptRunner, load_function
+from langprop_core.sandbox import Dependency, SandboxConfig, ScriptError, ScriptRunner, ScriptTimeout, load_function
 
 __all__ = ["PolicyFunction", "load_policy"]
 
@@ -54,7 +54,8 @@ class PolicyFunction:
                                             self.policy.function_name, [args],
                                             self.dependencies)[self.policy.id][0]
             if result.exception is not None:
-                raise ScriptError(f"policy {self.policy.id}: {result.exception}\n"
+                error = ScriptTimeout if result.timed_out else ScriptError
+                raise error(f"policy {self.policy.id}: {result.exception}\n"
                                   f"{result.traceback or ''}".rstrip())
             return result.output
         copier = self._planner.copier_for(args)

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 
 from langprop_core.copier import CopyPlanner
 
-__all__ = ["ScriptError", "CallResult", "SandboxConfig", "ScriptRunner", "load_function",
+__all__ = ["ScriptError", "ScriptTimeout", "CallResult", "SandboxConfig", "ScriptRunner", "load_function",
            "Dependency", "DependencyError", "prepare_inputs"]
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,14 @@ class ScriptError(Exception):
     """A script call failed (raised, timed out, killed its worker); the message says how."""
 
 
+class ScriptTimeout(ScriptError):
+    """A script call ran past its time limit."""
+
+
+# Every timeout message starts with this (in-worker alarm or a killed worker).
+_TIMEOUT_PREFIX = "Timeout: "
+
+
 @dataclass(slots=True)
 class CallResult:
     """The outcome of one call. ``exception`` is None when the call returned."""
@@ -85,6 +93,10 @@ class CallResult:
     @property
     def ok(self) -> bool:
         return self.exception is None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.exception is not None and self.exception.startswith(_TIMEOUT_PREFIX)
 
 
 def _default_workers() -> int:
@@ -178,7 +190,7 @@ def load_function(source: str, function_name: str, filename: str = "<script>",
 
 def _describe(exc: BaseException, timeout_s: float | None) -> str:
     if isinstance(exc, _CallTimeout):
-        return f"Timeout: the call ran longer than {timeout_s:g} s"
+        return f"{_TIMEOUT_PREFIX}the call ran longer than {timeout_s:g} s"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -742,7 +754,7 @@ class ScriptRunner:
         at = start if at < start or at >= stop else at
         worker.kill()
         if why == "timeout":
-            message = (f"Timeout: the call ran longer than {self.config.timeout_s:g} s "
+            message = (f"{_TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
                        f"(worker killed)")
         else:
             code = worker.exitcode

@@ -31,21 +31,16 @@ import time
 from typing import Any
 
 from driving.labels import DrivingLabel, PolicyAction, parse_policy_output
-from driving.scene import copy_scene
+from langprop_core.sandbox import ScriptTimeout
 from team_code.config import ConfigError
 from team_code.privileged_agent import BRAKE_ACTION, PrivilegedAgent, action_from_label
 
-__all__ = ["LangPropAgent", "get_entry_point", "FUNCTION_NAME", "is_timeout"]
+__all__ = ["LangPropAgent", "get_entry_point", "FUNCTION_NAME"]
 
 log = logging.getLogger(__name__)
 
 FUNCTION_NAME = "predict_speed_and_steering"
 _LOG_EVERY = 100
-
-
-def is_timeout(error: BaseException) -> bool:
-    """Whether a policy failure is the sandbox's time limit (its messages say "Timeout: the call ran longer")."""
-    return "Timeout: the call ran longer than" in str(error)
 
 
 def get_entry_point() -> str:
@@ -110,16 +105,16 @@ class LangPropAgent(PrivilegedAgent):
         self.policy_calls += 1
         started = time.perf_counter()
         try:
-            # The policy function copies too; this copy keeps the recorded scene intact
-            # even with a policy that runs in-process and edits its input.
-            output = self.policy(copy_scene(scene))
+            # load_policy's function gives every call its own copy of the scene, so
+            # a script that edits its input cannot touch the recorded scene.
+            output = self.policy(scene)
             self.timeouts_in_a_row = 0
             action = parse_policy_output(output)
         except Exception as error:  # ScriptError, InvalidPolicyOutput, anything: brake, carry on
             self.exception_count += 1
             self.last_exception = f"{type(error).__name__}: {error}"
             extra = {"policy_exception": self.last_exception[:500]}
-            if is_timeout(error):
+            if isinstance(error, ScriptTimeout):
                 self._on_timeout()
                 extra["policy_timeout"] = True
             if self.exception_count % _LOG_EVERY == 1:

@@ -197,6 +197,7 @@ def test_sandboxed_timeout_brakes_and_carries_on(tmp_path, clean_env):
         agent.destroy()
     assert [c.brake for c in controls] == [1.0, 1.0]
     assert agent.exception_count == 2
+    assert agent.timeout_count == 2  # told apart from other failures: a loaded machine shows up
 
 
 def test_scene_failure_brakes(tmp_path, clean_env):
