@@ -21,6 +21,7 @@ import copy
 import os
 import random
 import time
+from typing import Any, Callable
 
 from langprop_core.sandbox import SandboxConfig, ScriptRunner
 
@@ -293,6 +294,7 @@ def make_scripts(n: int, template: str) -> dict[str, str]:
 
 
 def make_inputs(n: int) -> list[tuple]:
+    """``n`` scene-like argument tuples (an ego, up to 8 actors, a target, maybe a red light)."""
     rng = random.Random(1)
     inputs = []
     for _ in range(n):
@@ -318,7 +320,7 @@ def paper_approach(scripts: dict[str, str], inputs: list[tuple]) -> list:
     return outputs
 
 
-def best_rate(n_calls: int, run, repeat: int):
+def best_rate(n_calls: int, run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     """Calls per second of the fastest of ``repeat`` runs (timeit's rule: the
     slower runs measure other load on the machine), and the last run's result."""
     best, result = float("inf"), None
@@ -332,6 +334,7 @@ def best_rate(n_calls: int, run, repeat: int):
 
 def measure(name: str, scripts: dict[str, str], inputs: list[tuple], paper_inputs: int,
             workers: int, repeat: int) -> None:
+    """Time the three approaches on the same scripts and inputs, check they agree, print a table."""
     n_calls = len(scripts) * len(inputs)
     lines = max(len(src.strip().splitlines()) for src in scripts.values())
     print(f"\n{name} scripts ({lines} lines): {len(scripts)} scripts x {len(inputs)} inputs = "

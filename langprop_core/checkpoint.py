@@ -29,9 +29,8 @@ from langprop_core.files import atomic_write_json, atomic_write_text
 from langprop_core.policy import Policy, policy_id_for
 from langprop_core.sandbox import Dependency
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "Checkpoint", "CheckpointError",
-           "atomic_write_text", "atomic_write_json", "read_json", "save_checkpoint",
-           "load_checkpoint", "resolve_checkpoint_dir"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "INDEX_FILE", "Checkpoint", "CheckpointError",
+           "read_json", "save_checkpoint", "load_checkpoint", "resolve_checkpoint_dir"]
 
 CHECKPOINT_FORMAT = "langprop-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -74,14 +73,19 @@ def read_json(path: Path) -> Any:
                               f"{exc.msg}") from None
 
 
+def _write_if_changed(target: Path, text: str) -> None:
+    # Scripts keep their content under their id: rewriting an unchanged one on
+    # every batch would only cost an fsync.
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        atomic_write_text(target, text)
+
+
 def _dependency_entries(directory: Path, dependencies: tuple[Dependency, ...],
                         written: set[str]) -> list[dict[str, Any]]:
     entries = []
     for dep in dependencies:
         rel = f"{DEPENDENCIES_DIR}/{dep.module}/{dep.script_id}.py"
-        target = directory / rel
-        if not target.is_file() or target.read_text(encoding="utf-8") != dep.source:
-            atomic_write_text(target, dep.source)
+        _write_if_changed(directory / rel, dep.source)
         written.add(rel)
         entries.append({"module": dep.module, "function_name": dep.function_name,
                         "policy_id": dep.script_id, "file": rel,
@@ -105,9 +109,7 @@ def save_checkpoint(directory: Path, module: str, function_name: str, policies: 
     entries = []
     for policy in policies:
         rel = f"{SCRIPTS_DIR}/{policy.id}.py"
-        target = directory / rel
-        if not target.is_file() or target.read_text(encoding="utf-8") != policy.source:
-            atomic_write_text(target, policy.source)
+        _write_if_changed(directory / rel, policy.source)
         entries.append(policy.to_dict(include_source=False) | {"file": rel})
     index = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "module": module,
              "function_name": function_name, "policies": entries, "extra": extra or {}}
@@ -238,6 +240,10 @@ def _load_original(directory: Path, function_name: str | None) -> Checkpoint:
     name = function_name or config.get("name") or directory.name
     ranked = []
     for key, record in records.items():
+        try:
+            number = int(key)
+        except ValueError:
+            raise CheckpointError(f"{config_path}: record key {key!r} is not a record number") from None
         script = directory / f"record_{key}.txt"
         try:
             source = script.read_text(encoding="utf-8")
@@ -249,7 +255,7 @@ def _load_original(directory: Path, function_name: str | None) -> Checkpoint:
         policy = Policy(id=policy_id_for(source), source=source, function_name=name,
                         optimizer="langprop-original", priority=priority,
                         scores=[avg] if avg is not None else [], n_calls=int(stats.get("count", 0)))
-        ranked.append((priority if priority is not None else float("-inf"), int(key), policy))
+        ranked.append((priority if priority is not None else float("-inf"), number, policy))
     # Highest priority first; the record number breaks ties as the original ranked them.
     ranked.sort(key=lambda item: (-item[0], item[1]))
     return Checkpoint(module=config.get("name", directory.name), function_name=name,

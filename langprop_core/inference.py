@@ -9,15 +9,14 @@ depends on other modules runs with their recorded scripts loaded beside it
 from __future__ import annotations
 
 import ast
-import copy
-import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
 from langprop_core.checkpoint import load_checkpoint
 from langprop_core.copier import CopyPlanner
 from langprop_core.policy import Policy
-from langprop_core.sandbox import Dependency, SandboxConfig, ScriptError, ScriptRunner, ScriptTimeout, load_function
+from langprop_core.sandbox import (Dependency, SandboxConfig, ScriptError, ScriptRunner, ScriptTimeout,
+                                   load_function, prepare_inputs)
 
 __all__ = ["PolicyFunction", "load_policy"]
 
@@ -49,6 +48,8 @@ class PolicyFunction:
         return self.policy.id
 
     def __call__(self, *args: Any) -> Any:
+        """Call the policy's function on a copy of ``args``; raises :class:`ScriptError`
+        (:class:`ScriptTimeout` past the time limit) when the script fails."""
         if self._runner is not None:
             result = self._runner.run_batch({self.policy.id: self.policy.source},
                                             self.policy.function_name, [args],
@@ -56,22 +57,17 @@ class PolicyFunction:
             if result.exception is not None:
                 error = ScriptTimeout if result.timed_out else ScriptError
                 raise error(f"policy {self.policy.id}: {result.exception}\n"
-                                  f"{result.traceback or ''}".rstrip())
+                            f"{result.traceback or ''}".rstrip())
             return result.output
-        copier = self._planner.copier_for(args)
-        if copier is not None:
-            copied = copier(args)
-        else:
-            try:
-                copied = pickle.loads(pickle.dumps(args, pickle.HIGHEST_PROTOCOL))
-            except Exception:  # noqa: BLE001 - unpicklable arguments: slower deep copy
-                copied = copy.deepcopy(args)
+        # The same per-call copy as the sandbox's: the script may mutate its arguments.
+        prepared = prepare_inputs([args], self._planner)
         try:
-            return self._fn(*copied)
+            return self._fn(*prepared.copiers[0](prepared.data[0]))
         except Exception as exc:
             raise ScriptError(f"policy {self.policy.id}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
+        """Stop the sandbox worker (nothing to do in process)."""
         if self._runner is not None:
             self._runner.close()
             self._runner = None

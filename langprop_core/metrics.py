@@ -1,11 +1,12 @@
 """Training metrics: a JSON-lines log and a training-curve plot."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from langprop_core.checkpoint import atomic_write_text
+from langprop_core.files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["MetricsLog", "read_metrics", "plot_training_curve"]
 
@@ -17,6 +18,7 @@ class MetricsLog:
         self.path = Path(path)
 
     def append(self, record: dict[str, Any]) -> None:
+        """Add one record as a line."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
@@ -63,11 +65,10 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, title: str = 
         if train or val:
             ax.legend(loc="lower right")
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(path)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100)
     finally:
         plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, png.getvalue())
     return path

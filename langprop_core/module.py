@@ -85,8 +85,8 @@ class Module:
 
     def admit(self, policy: Policy) -> bool:
         """Add ``policy`` unless the same script (up to comments and layout) was seen before."""
-        if policy.id != policy_id_for(policy.source):
-            policy.id = policy_id_for(policy.source)
+        # The id is what makes "the same script": never trust one set by the caller.
+        policy.id = policy_id_for(policy.source)
         if policy.id in self.seen_ids:
             return False
         self.seen_ids.add(policy.id)

@@ -66,11 +66,8 @@ class Policy:
         """A policy whose id is derived from the normalized source."""
         return cls(id=policy_id_for(source), source=source, function_name=function_name, **kwargs)
 
-    @property
-    def last_score(self) -> float | None:
-        return self.scores[-1] if self.scores else None
-
     def to_dict(self, include_source: bool = True) -> dict[str, Any]:
+        """Every field as JSON-ready data (a checkpoint index keeps the source in its own file)."""
         data = asdict(self)
         if not include_source:
             data.pop("source")

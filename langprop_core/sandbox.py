@@ -147,6 +147,7 @@ class Dependency:
     dependencies: tuple["Dependency", ...] = ()
 
     def describe(self) -> str:
+        """The function, its module and script id, for error messages."""
         return f"{self.function_name!r} (module {self.module or '?'}, script {self.script_id or '?'})"
 
 
@@ -478,16 +479,16 @@ class _Progress:
 
     def __init__(self, fd: int) -> None:
         self._mm = mmap.mmap(fd, 8)
-        self._value = ctypes.c_int64.from_buffer(self._mm)
-        self.raw = self._value
+        # The ctypes int itself: the worker's hot loop writes ``raw.value`` directly.
+        self.raw = ctypes.c_int64.from_buffer(self._mm)
 
     @property
     def value(self) -> int:
-        return self._value.value
+        return self.raw.value
 
     @value.setter
     def value(self, v: int) -> None:
-        self._value.value = v
+        self.raw.value = v
 
 
 def _worker_entry(sock_fd: int, progress_fd: int, timeout_s: float, memory_mb: int,
@@ -514,7 +515,9 @@ class _Worker:
         progress_fd = os.memfd_create("langprop-progress") if hasattr(os, "memfd_create") else None
         if progress_fd is None:  # pragma: no cover - non-Linux
             import tempfile
-            progress_fd = tempfile.TemporaryFile().fileno()
+            # A raw descriptor: a TemporaryFile object would close it when collected.
+            progress_fd, name = tempfile.mkstemp(prefix="langprop-progress-")
+            os.unlink(name)
         os.ftruncate(progress_fd, 8)
         self.progress = _Progress(progress_fd)
         self.progress.value = -1
@@ -739,7 +742,7 @@ class ScriptRunner:
                         replace = True
             if replace:
                 self._ensure_workers()
-        return {sid: rows for sid, rows in results.items()}  # type: ignore[misc]
+        return results  # type: ignore[return-value] - every slot is filled by now
 
     @staticmethod
     def _fail(results: dict, job: tuple[str, int, int], message: str) -> None:

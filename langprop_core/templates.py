@@ -38,7 +38,7 @@ def split_roles(text: str, origin: str = "<template>") -> list[ChatMessage]:
         raise TemplateError(f"{origin}: no role line (%% system, %% user or %% assistant)")
     head = text[:matches[0].start()]
     if head.strip():
-        line = text[:matches[0].start()].count("\n") + 1
+        line = head.count("\n") + 1
         raise TemplateError(f"{origin}: text before the first role line (line {line})")
     messages = []
     for i, match in enumerate(matches):
@@ -48,8 +48,7 @@ def split_roles(text: str, origin: str = "<template>") -> list[ChatMessage]:
             raise TemplateError(f"{origin}: line {line}: unknown role {role!r} "
                                 f"(use {', '.join(ROLES)})")
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        content = text[match.end():end].strip("\n")
-        messages.append(ChatMessage(role=role, content=content.strip()))
+        messages.append(ChatMessage(role=role, content=text[match.end():end].strip()))
     return messages
 
 

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from langprop_core.callbacks import Callback
-from langprop_core.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from langprop_core.checkpoint import INDEX_FILE, load_checkpoint, save_checkpoint
+from langprop_core.files import atomic_write_json
 from langprop_core.llm.base import LLMError, Optimizer, Proposal, ProposalRequest
+from langprop_core.llm.reply import ReplyError, extract_script
 from langprop_core.metrics import MetricsLog, plot_training_curve
 from langprop_core.module import Module
 from langprop_core.policy import Policy
@@ -68,12 +70,16 @@ class TrainerConfig:
         for name in ("epochs", "batch_size", "n_responses", "setup_attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainerConfig.{name} must be >= 1, not {getattr(self, name)}")
-        if self.top_k < 0 or self.n_failure_cases < 0:
-            raise ValueError("TrainerConfig.top_k and n_failure_cases must be >= 0")
+        for name in ("top_k", "n_failure_cases"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainerConfig.{name} must be >= 0, not {getattr(self, name)}")
 
 
 @dataclass
 class FitResult:
+    """What :meth:`Trainer.fit` returns: the best script (None if the population
+    is empty) and every history record of the run, resumed parts included."""
+
     best_policy: Policy | None
     history: list[dict[str, Any]]
 
@@ -97,6 +103,10 @@ def _short_repr(value: Any, limit: int) -> str:
     return _trim(repr(value), limit)
 
 
+def _mean_score(cases: list[CaseScore]) -> float:
+    return sum(c.score for c in cases) / len(cases)
+
+
 class Trainer:
     """Owns the loop; see the module docstring. ``run_dir`` receives checkpoints,
     ``metrics.jsonl`` and ``training_curve.png``."""
@@ -114,6 +124,7 @@ class Trainer:
     # -- public API
 
     def checkpoint_dir(self, module: Module) -> Path:
+        """Where ``module``'s checkpoint is written (see :meth:`checkpoint_dir_for`)."""
         return self.checkpoint_dir_for(module.name)
 
     def checkpoint_dir_for(self, module_name: str) -> Path:
@@ -129,6 +140,7 @@ class Trainer:
         if not train.args:
             raise ValueError("fit: the training data is empty")
         n_batches = -(-len(train.args) // cfg.batch_size)
+        validate = val is not None and bool(val.args) and cfg.val_every_epoch
         # Frozen for the whole fit: only ``module`` is trained.
         self._dependencies = module.dependencies()
         metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -140,7 +152,7 @@ class Trainer:
                 self._setup(module, state)
                 state["setup_done"] = True
                 self._save(module, state)
-            if (val is not None and val.args and cfg.val_every_epoch and state["step"] == 0
+            if (validate and state["step"] == 0
                     and not any(r["kind"] == "val" for r in state["history"])):
                 # Where training starts from, so the curve shows what it gained.
                 state["history"].append(self._validate(module, task, val, -1, 0))
@@ -169,7 +181,7 @@ class Trainer:
                         bar.set_postfix(best=f"{record['best_priority']:.3f}", pop=len(module.population))
                     epoch_record = {"kind": "epoch", "epoch": epoch, "step": state["step"],
                                     "best_id": module.best().id, "best_priority": module.best().priority}
-                    if val is not None and val.args and cfg.val_every_epoch:
+                    if validate:
                         val_record = self._validate(module, task, val, epoch, state["step"])
                         state["history"].append(val_record)
                         metrics.append(val_record)
@@ -177,13 +189,11 @@ class Trainer:
                     state["epoch"] = epoch + 1
                     state["batch"] = 0
                     self._save(module, state)
-                    plot_training_curve(state["history"], self.run_dir / "training_curve.png",
-                                        title=f"{module.name} ({self.optimizer.name} optimizer)")
+                    self._plot(module, state)
                     self._call("on_epoch_end", module, epoch_record)
             result = FitResult(best_policy=module.best() if module.population else None,
                                history=list(state["history"]))
-            plot_training_curve(state["history"], self.run_dir / "training_curve.png",
-                                title=f"{module.name} ({self.optimizer.name} optimizer)")
+            self._plot(module, state)
             self._call("on_fit_end", module, result)
             return result
         except LLMError as exc:
@@ -207,18 +217,18 @@ class Trainer:
         finally:
             if own:
                 runner.close()
-        return {pid: (sum(s.score for s in cases) / len(cases) if cases else float("nan"))
+        return {pid: (_mean_score(cases) if cases else float("nan"))
                 for pid, (cases, _) in scores.items()}
 
     # -- state and checkpoints
 
     def _start_state(self, module: Module, resume: bool, metrics: MetricsLog) -> dict[str, Any]:
         ck_dir = self.checkpoint_dir(module)
-        if resume and (ck_dir / "index.json").is_file():
+        if resume and (ck_dir / INDEX_FILE).is_file():
             ck = load_checkpoint(ck_dir)
             state = ck.extra.get("trainer_state")
             if not state:
-                raise ValueError(f"{ck_dir / 'index.json'}: no trainer_state to resume from "
+                raise ValueError(f"{ck_dir / INDEX_FILE}: no trainer_state to resume from "
                                  f"(a checkpoint written for inference only?)")
             module.load_population(ck.policies, state.get("seen_ids", ()))
             self.rejected = Counter(state.get("rejected", {}))
@@ -254,6 +264,10 @@ class Trainer:
         save_checkpoint(ck_dir, module.name, module.function_name, module.population,
                         extra={"trainer_state": state}, dependencies=self._dependencies)
         atomic_write_json(ck_dir / STATE_FILE, {k: v for k, v in state.items() if k != "history"})
+
+    def _plot(self, module: Module, state: dict[str, Any]) -> None:
+        plot_training_curve(state["history"], self.run_dir / "training_curve.png",
+                            title=f"{module.name} ({self.optimizer.name} optimizer)")
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -308,7 +322,7 @@ class Trainer:
         exceptions = 0
         for policy in module.population:
             cases, _ = scored[policy.id]
-            mean = sum(c.score for c in cases) / len(cases)
+            mean = _mean_score(cases)
             n_exc = sum(c.error is not None for c in cases)
             batch_scores[policy.id] = mean
             module.update_priority(policy, mean)
@@ -337,7 +351,7 @@ class Trainer:
     def _validate(self, module: Module, task: Task, data: _Prepared, epoch: int,
                   step: int) -> dict[str, Any]:
         scored = self._score_population(module, task, data, list(range(len(data.args))), self._runner)
-        means = {pid: sum(c.score for c in cases) / len(cases) for pid, (cases, _) in scored.items()}
+        means = {pid: _mean_score(cases) for pid, (cases, _) in scored.items()}
         best = module.best()
         return {"kind": "val", "epoch": epoch, "step": step, "best_id": best.id,
                 "best_val_score": means[best.id], "max_val_score": max(means.values()),
@@ -393,7 +407,6 @@ class Trainer:
             return 0
         with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="langprop-llm") as pool:
             answers = list(pool.map(self._propose, requests))
-        from langprop_core.llm.reply import ReplyError, extract_script
         admitted = 0
         for request, parent, proposals in zip(requests, parents, answers):
             prompt = [m.to_dict() for m in request.messages]

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from langprop_core.checkpoint import (CheckpointError, atomic_write_text, load_checkpoint,
-                                      save_checkpoint)
+from langprop_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from langprop_core.files import atomic_write_text
 from langprop_core.inference import load_policy
 from langprop_core.policy import Policy
 from langprop_core.sandbox import ScriptError
@@ -73,6 +73,15 @@ def test_original_langprop_layout_loads_ranked_by_priority(tmp_path):
     assert ck.source_format == "langprop-original"
     assert [p.source for p in ck.policies] == [B, A]
     assert ck.best.priority == 0.8 and ck.best.n_calls == 20
+
+
+def test_original_layout_with_a_bad_record_key_is_named(tmp_path):
+    root = _original_layout(tmp_path / "orig")
+    config = json.loads((root / "config.json").read_text())
+    config["records"]["best"] = config["records"].pop("1")
+    (root / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config\.json: record key 'best'"):
+        load_checkpoint(root)
 
 
 @pytest.mark.parametrize("sandbox", [True, False])

@@ -10,11 +10,11 @@ import pytest
 
 from langprop_core.checkpoint import load_checkpoint, save_checkpoint
 from langprop_core.inference import load_policy
-from langprop_core.llm.base import Optimizer, Proposal
 from langprop_core.module import Module
 from langprop_core.sandbox import Dependency, SandboxConfig, ScriptError, ScriptRunner
 from langprop_core.task import Task, score_call
 from langprop_core.trainer import Trainer, TrainerConfig
+from tests.test_core_trainer import ScriptedOptimizer, fence
 
 FEATURE = ('def feature(x):\n    """Square of x; refuses negative inputs."""\n'
            '    if x < 0:\n        raise ValueError("negative input %d" % x)\n    return x * x\n')
@@ -22,23 +22,6 @@ PREDICT_WRONG = "def predict(x):\n    return feature(x)\n"
 PREDICT_RIGHT = "def predict(x):\n    return feature(x) + 1\n"
 TASK = Task(preprocess=lambda x: ((x,), x * x + 1),
             objective=lambda out, label, args: 1.0 if out == label else 0.0, exception_score=-1.0)
-
-
-def fence(src: str) -> str:
-    return f"```python\n{src}```\n"
-
-
-class ScriptedOptimizer(Optimizer):
-    name = "scripted"
-
-    def __init__(self, setup: str, update: str) -> None:
-        self.setup, self.update = setup, update
-        self.requests = []
-
-    def propose(self, request):
-        self.requests.append(request)
-        reply = self.setup if request.parent_source is None else self.update
-        return [Proposal(fence(reply), self.name, {"model": "test", "temperature": 0.0})]
 
 
 def _templates(root: Path) -> Path:
@@ -65,7 +48,7 @@ def test_train_a_with_frozen_b_sandboxed_then_infer_through_load_policy(tmp_path
     b.load_checkpoint(run / "checkpoints" / "b")
     a = Module("a", "predict", _templates(tmp_path / "ta"), depends_on=[b])
 
-    optimizer = ScriptedOptimizer(PREDICT_WRONG, PREDICT_RIGHT)
+    optimizer = ScriptedOptimizer([fence(PREDICT_WRONG)], [fence(PREDICT_RIGHT)])
     config = TrainerConfig(epochs=2, batch_size=4, n_responses=1, top_k=1, progress=False,
                            sandbox=SandboxConfig(workers=2, timeout_s=2.0))
     result = Trainer(optimizer, config, run_dir=run).fit(a, TASK, list(range(8)), val_data=[9, 10])
@@ -131,7 +114,8 @@ def test_training_a_counts_dependency_failures_as_exceptions(tmp_path):
                seed_sources=[PREDICT_RIGHT])
     config = TrainerConfig(epochs=1, batch_size=6, n_responses=1, top_k=1, progress=False,
                            sandbox=SandboxConfig(mode="inprocess"))
-    trainer = Trainer(ScriptedOptimizer(PREDICT_WRONG, PREDICT_WRONG), config, run_dir=tmp_path / "r")
+    trainer = Trainer(ScriptedOptimizer([fence(PREDICT_WRONG)], [fence(PREDICT_WRONG)]), config,
+                      run_dir=tmp_path / "r")
     trainer.fit(a, TASK, [-2, -1, 0, 1, 2, 3])
     best = a.best()
     assert best.source == PREDICT_RIGHT
@@ -143,7 +127,7 @@ def test_dependency_errors_are_named(tmp_path):
     empty_b = Module("b", "feature", _templates(tmp_path / "tb"))
     a = Module("a", "predict", _templates(tmp_path / "ta"), depends_on=[empty_b],
                seed_sources=[PREDICT_RIGHT])
-    trainer = Trainer(ScriptedOptimizer(PREDICT_RIGHT, PREDICT_RIGHT),
+    trainer = Trainer(ScriptedOptimizer([fence(PREDICT_RIGHT)], [fence(PREDICT_RIGHT)]),
                       TrainerConfig(progress=False, sandbox=SandboxConfig(mode="inprocess")),
                       run_dir=tmp_path / "r")
     with pytest.raises(LookupError, match="module 'a' depends on module 'b', which has no scripts"):

@@ -18,6 +18,7 @@ Modes:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -72,6 +73,7 @@ class ReplayCache(LLMClient):
         return f"replay cache ({self.mode}, {self.cache_dir}) in front of {inner}"
 
     def path_for(self, key: str) -> Path:
+        """The file of the entry ``key`` (present or not)."""
         return self.cache_dir / key[:2] / f"{key}.json"
 
     def _load(self, key: str) -> Completion | None:
@@ -92,15 +94,11 @@ class ReplayCache(LLMClient):
         return Completion(replies=list(replies), params=params, usage=TokenUsage(), cached=True)
 
     def _store(self, key: str, messages: Sequence[ChatMessage], completion: Completion) -> None:
-        path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"version": _FORMAT_VERSION, "key": key,
                  **_key_payload(messages, completion.params),
                  "replies": list(completion.replies),
-                 "usage": {"prompt_tokens": completion.usage.prompt_tokens,
-                           "completion_tokens": completion.usage.completion_tokens,
-                           "calls": completion.usage.calls}}
-        atomic_write_text(path, json.dumps(entry, indent=1, ensure_ascii=False))
+                 "usage": dataclasses.asdict(completion.usage)}
+        atomic_write_text(self.path_for(key), json.dumps(entry, indent=1, ensure_ascii=False))
 
     def complete(self, messages: Sequence[ChatMessage], params: SamplingParams) -> Completion:
         key = cache_key(messages, params)

@@ -18,7 +18,8 @@ from langprop_core.llm.cache import CACHE_MODES, ReplayCache
 from langprop_core.llm.llm_optimizer import LLMOptimizer
 from langprop_core.llm.mutation import MutationOptimizer
 
-__all__ = ["OptimizerConfig", "make_optimizer", "OPTIMIZER_KINDS", "DEFAULT_OPENAI_MODEL"]
+__all__ = ["OptimizerConfig", "make_optimizer", "OPTIMIZER_KINDS", "DEFAULT_OPENAI_MODEL", "resolve_base_url",
+           "resolve_api_key"]
 
 OPTIMIZER_KINDS = ("auto", "openai", "mutation")
 # Used only against OpenAI itself; other servers need the model named.
@@ -75,8 +76,8 @@ class OptimizerConfig:
         env = os.environ
         values: dict[str, Any] = {
             "kind": env.get("LANGPROP_OPTIMIZER") or None,
-            "base_url": env.get("LANGPROP_LLM_BASE_URL") or env.get("OPENAI_BASE_URL") or None,
-            "api_key": env.get("OPENAI_API_KEY") or None,
+            "base_url": resolve_base_url(),
+            "api_key": resolve_api_key(),
             "model": env.get("LANGPROP_LLM_MODEL") or None,
             "temperature": _env_number("LANGPROP_LLM_TEMPERATURE", float),
             "n": _env_number("LANGPROP_LLM_N", int),
@@ -89,6 +90,16 @@ class OptimizerConfig:
     @property
     def has_endpoint(self) -> bool:
         return bool(self.base_url or self.api_key)
+
+
+def resolve_base_url(base_url: str | None = None) -> str | None:
+    """``base_url``, else ``$LANGPROP_LLM_BASE_URL``, else ``$OPENAI_BASE_URL``, else None (OpenAI)."""
+    return base_url or os.environ.get("LANGPROP_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or None
+
+
+def resolve_api_key(api_key: str | None = None) -> str | None:
+    """``api_key``, else ``$OPENAI_API_KEY``, else None."""
+    return api_key or os.environ.get("OPENAI_API_KEY") or None
 
 
 def _env_number(name: str, kind: type) -> Any:

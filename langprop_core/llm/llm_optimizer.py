@@ -37,7 +37,7 @@ class LLMOptimizer(Optimizer):
 
     def usage(self) -> TokenUsage:
         with self._lock:
-            return TokenUsage(self._usage.prompt_tokens, self._usage.completion_tokens, self._usage.calls)
+            return dataclasses.replace(self._usage)  # a snapshot: the trainer keeps it
 
     @property
     def cached_calls(self) -> int:

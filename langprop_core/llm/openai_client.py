@@ -10,8 +10,8 @@ model, bad request) fail at once: retrying cannot fix them.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import threading
 from typing import Any, Sequence
 
@@ -20,6 +20,7 @@ from tenacity import (RetryCallState, RetryError, Retrying, retry_if_exception_t
                       stop_after_attempt, wait_exponential)
 
 from langprop_core.llm.base import ChatMessage, Completion, LLMClient, LLMError, SamplingParams, TokenUsage
+from langprop_core.llm.factory import resolve_api_key, resolve_base_url
 
 __all__ = ["OpenAIClient", "RETRYABLE_ERRORS", "resolve_base_url", "resolve_api_key", "DUMMY_API_KEY"]
 
@@ -34,16 +35,6 @@ RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
 # Local servers (vLLM, Ollama, llama.cpp) ignore the key, but the openai package insists on one.
 DUMMY_API_KEY = "not-needed"
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
-
-
-def resolve_base_url(base_url: str | None = None) -> str | None:
-    """``base_url``, else ``$LANGPROP_LLM_BASE_URL``, else ``$OPENAI_BASE_URL``, else None (OpenAI)."""
-    return base_url or os.environ.get("LANGPROP_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or None
-
-
-def resolve_api_key(api_key: str | None = None) -> str | None:
-    """``api_key``, else ``$OPENAI_API_KEY``, else None."""
-    return api_key or os.environ.get("OPENAI_API_KEY") or None
 
 
 class OpenAIClient(LLMClient):
@@ -91,7 +82,7 @@ class OpenAIClient(LLMClient):
     def usage(self) -> TokenUsage:
         """Tokens and calls (successful HTTP requests) so far, over all threads."""
         with self._lock:
-            return TokenUsage(self._usage.prompt_tokens, self._usage.completion_tokens, self._usage.calls)
+            return dataclasses.replace(self._usage)
 
     # -- one HTTP request, retried -----------------------------------------
     def _wait(self, state: RetryCallState) -> float:

@@ -5,6 +5,10 @@ from pathlib import Path
 
 import click
 
+# Light imports (no openai, numpy or simulator): `langprop --help` loads this module.
+from langprop_core.llm.cache import CACHE_MODES
+from langprop_core.llm.factory import OPTIMIZER_KINDS, OptimizerConfig, make_optimizer
+
 __all__ = ["example"]
 
 
@@ -15,7 +19,7 @@ __all__ = ["example"]
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
-@click.option("--optimizer", "kind", type=click.Choice(["auto", "openai", "mutation"]), default=None,
+@click.option("--optimizer", "kind", type=click.Choice(OPTIMIZER_KINDS), default=None,
               help="How new scripts are made [default: auto: openai when an endpoint is "
                    "configured, else mutation].")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint (or LANGPROP_LLM_BASE_URL).")
@@ -25,7 +29,9 @@ __all__ = ["example"]
               help="Choices per LLM request (1 for servers that ignore n).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Record/replay cache of LLM calls.")
-@click.option("--cache-mode", type=click.Choice(["auto", "record", "replay"]), default=None)
+@click.option("--cache-mode", type=click.Choice(CACHE_MODES), default=None,
+              help="auto: replay what is cached, record the rest; record: ask the LLM again; "
+                   "replay: offline, a miss is an error [default: auto].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--in-process", is_flag=True,
               help="Run scripts in this process (trusted code only: no time or memory limits).")
@@ -42,9 +48,8 @@ def example(run_dir: Path, epochs: int, batch_size: int, resume: bool, kind: str
     Works offline: without an LLM endpoint the mutation optimizer is used, and
     said so. Scripts run sandboxed (worker processes with time and memory limits).
     """
-    from langprop_core.examples.thermostat import seed_sources
+    from langprop_core.examples.thermostat import MODULE_NAME, seed_sources
     from langprop_core.examples.thermostat.train import train_example
-    from langprop_core.llm.factory import OptimizerConfig, make_optimizer
     from langprop_core.sandbox import SandboxConfig
 
     opt_config = OptimizerConfig.from_env(kind=kind, base_url=base_url, model=model,
@@ -67,6 +72,6 @@ def example(run_dir: Path, epochs: int, batch_size: int, resume: bool, kind: str
                    f"{usage.completion_tokens} completion tokens")
     if trainer.rejected:
         click.echo(f"rejected replies: {dict(trainer.rejected)}")
-    click.echo(f"checkpoint: {trainer.checkpoint_dir_for('thermostat')}")
+    click.echo(f"checkpoint: {trainer.checkpoint_dir_for(MODULE_NAME)}")
     click.echo(f"metrics: {run_dir / 'metrics.jsonl'}, curve: {run_dir / 'training_curve.png'}")
     click.echo(f"\n{best.source}")

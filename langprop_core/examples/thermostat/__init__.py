@@ -16,10 +16,11 @@ from typing import Any
 from langprop_core.module import Module
 from langprop_core.task import Task
 
-__all__ = ["ACTIONS", "FUNCTION_NAME", "TEMPLATE_DIR", "SEED_SCRIPT", "expert_action",
+__all__ = ["ACTIONS", "FUNCTION_NAME", "MODULE_NAME", "TEMPLATE_DIR", "SEED_SCRIPT", "expert_action",
            "make_dataset", "make_module", "make_task", "seed_sources"]
 
 FUNCTION_NAME = "choose_action"
+MODULE_NAME = "thermostat"
 ACTIONS = ("heat", "cool", "off")
 LOW_C = 19.5
 HIGH_C = 22.5
@@ -83,6 +84,6 @@ def seed_sources() -> list[str]:
 
 def make_module(max_keep: int = 8, seed_with_script: bool = False) -> Module:
     """The ``choose_action`` module; with ``seed_with_script`` the population starts from the seed."""
-    return Module(name="thermostat", function_name=FUNCTION_NAME, template_dir=TEMPLATE_DIR,
+    return Module(name=MODULE_NAME, function_name=FUNCTION_NAME, template_dir=TEMPLATE_DIR,
                   max_keep=max_keep, seed_sources=seed_sources() if seed_with_script else [],
                   template_vars={"actions": ACTIONS})
