@@ -13,14 +13,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
-
-
-def _mean_ds(records: list[dict]) -> float:
-    return statistics.fmean(float(r["scores"]["score_composed"]) for r in records) if records else float("nan")
 
 
 def main() -> None:
@@ -34,6 +29,7 @@ def main() -> None:
 
     from langprop_core.llm.factory import OptimizerConfig
     from langprop_driving.pipeline.demo import DemoConfig, run_demo
+    from sumo_world.summary import mean_scores
 
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="langprop_pipeline_bench_"))
     config = DemoConfig(work_dir=work_dir, dagger_iterations=args.iterations, seed=args.seed,
@@ -52,7 +48,9 @@ def main() -> None:
     print()
     print(f"{'agent':<16} {'DS train routes':>16} {'DS held-out':>12}")
     for label in result.rows_train:
-        print(f"{label:<16} {_mean_ds(result.rows_train[label]):>16.2f} {_mean_ds(result.rows_val[label]):>12.2f}")
+        train_ds = mean_scores(result.rows_train[label])["score_composed"]
+        val_ds = mean_scores(result.rows_val[label])["score_composed"]
+        print(f"{label:<16} {train_ds:>16.2f} {val_ds:>12.2f}")
     for it in result.dagger.iterations:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
         print(f"DAgger iteration {it.iteration}: the script that drove ({it.driven_policy_id}) scored {score} "

@@ -1,4 +1,7 @@
-"""``langprop collect | train | dagger | demo | import-rollout``: thin click layers over :mod:`langprop_driving.pipeline`."""
+"""``langprop collect | train | dagger | demo | import-rollout``.
+
+Thin click layers over :mod:`langprop_driving.pipeline`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,20 +9,24 @@ from typing import Any, Callable
 
 import click
 
+from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
+
 __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
 
 
-# -- shared options ---------------------------------------------------------------------------------
+# -- shared options (defaults come from the config dataclasses, so the two cannot drift apart) -------
 def _world_options(fn: Callable) -> Callable:
     options = [
         click.option("--town", required=True, help="Town name in the towns directory (see `langprop town list`)."),
         click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Towns directory (default: $LANGPROP_TOWNS or ./towns)."),
-        click.option("--traffic", default="light", show_default=True,
+        click.option("--traffic", default=WorldConfig.traffic, show_default=True,
                      type=click.Choice(["none", "light", "default", "busy"]), help="Traffic density."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of traffic and agents."),
-        click.option("--workers", type=int, default=1, show_default=True, help="Routes run in parallel."),
-        click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+        click.option("--seed", type=int, default=WorldConfig.seed, show_default=True,
+                     help="Seed of traffic and agents."),
+        click.option("--workers", type=int, default=WorldConfig.workers, show_default=True,
+                     help="Routes run in parallel."),
+        click.option("--backend", type=click.Choice(["local", "ray"]), default=WorldConfig.backend, show_default=True,
                      help="Where rollouts run: local processes, or a Ray cluster (pip install ray)."),
         click.option("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS)."),
     ]
@@ -37,37 +44,36 @@ def _train_options(fn: Callable) -> Callable:
                           "baseline; 'auto' uses the LLM when one is configured."),
         click.option("--llm-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Record/replay LLM calls in this folder."),
-        click.option("--epochs", type=int, default=2, show_default=True),
-        click.option("--batch-size", type=int, default=64, show_default=True),
-        click.option("--n-responses", type=int, default=2, show_default=True, help="New scripts per update."),
-        click.option("--top-k", type=int, default=2, show_default=True, help="Scripts sent for rewriting."),
-        click.option("--record-stride", type=int, default=5, show_default=True,
+        click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True),
+        click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True),
+        click.option("--n-responses", type=int, default=TrainConfig.n_responses, show_default=True,
+                     help="New scripts per update."),
+        click.option("--top-k", type=int, default=TrainConfig.top_k, show_default=True,
+                     help="Scripts sent for rewriting."),
+        click.option("--record-stride", type=int, default=TrainConfig.record_stride, show_default=True,
                      help="Use every n-th recorded tick (records before infractions are always used)."),
-        click.option("--max-records", type=int, default=3000, show_default=True),
-        click.option("--infraction-weight", type=float, default=3.0, show_default=True,
+        click.option("--max-records", type=int, default=TrainConfig.max_records, show_default=True),
+        click.option("--infraction-weight", type=float, default=TrainConfig.infraction_weight, show_default=True,
                      help="How much more often records before an infraction are sampled."),
-        click.option("--horizon", "horizon_s", type=float, default=3.0, show_default=True,
+        click.option("--horizon", "horizon_s", type=float, default=TrainConfig.horizon_s, show_default=True,
                      help="Seconds before an infraction in which repeating the car's action is penalised."),
-        click.option("--repeat-penalty", type=float, default=1.0, show_default=True,
+        click.option("--repeat-penalty", type=float, default=TrainConfig.repeat_penalty, show_default=True,
                      help="Score of repeating the action that led to an infraction (negated)."),
-        click.option("--sandbox", "sandbox_mode", type=click.Choice(["process", "inprocess"]), default="process",
-                     show_default=True, help="Run scripts in worker processes (safe) or in this one (fast)."),
+        click.option("--sandbox", "sandbox_mode", type=click.Choice(["process", "inprocess"]),
+                     default=TrainConfig.sandbox_mode, show_default=True,
+                     help="Run scripts in worker processes (safe) or in this one (fast)."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def _world(kw: dict[str, Any]) -> Any:
-    from langprop_driving.pipeline.config import WorldConfig
-
+def _world(kw: dict[str, Any]) -> WorldConfig:
     return WorldConfig(town=kw["town"], towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"],
                        workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"])
 
 
-def _train_config(kw: dict[str, Any]) -> Any:
-    from langprop_driving.pipeline.config import TrainConfig
-
+def _train_config(kw: dict[str, Any]) -> TrainConfig:
     return TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], n_responses=kw["n_responses"],
                        top_k=kw["top_k"], record_stride=kw["record_stride"], max_records=kw["max_records"],
                        infraction_weight=kw["infraction_weight"], horizon_s=kw["horizon_s"],
@@ -178,14 +184,14 @@ def train_cmd(**kw: Any) -> None:
               help="Held-out route ids whose (collected) records validate training.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Where to start: a checkpoint (or training run) directory, or a .py script.")
-@click.option("--iterations", type=int, default=2, show_default=True)
-@click.option("--beta", type=float, default=0.0, show_default=True,
+@click.option("--iterations", type=int, default=DaggerConfig.iterations, show_default=True)
+@click.option("--beta", type=float, default=DaggerConfig.beta, show_default=True,
               help="DAgger mixing: probability per route that the expert drives (decays by --beta-decay).")
-@click.option("--beta-decay", type=float, default=0.5, show_default=True)
+@click.option("--beta-decay", type=float, default=DaggerConfig.beta_decay, show_default=True)
 @_train_options
 def dagger_cmd(**kw: Any) -> None:
     """DAgger: drive the current script, relabel with the expert, aggregate, train; N times."""
-    from langprop_driving.pipeline.config import DaggerConfig, WorkDir
+    from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.dagger import dagger
 
     work = WorkDir(kw["work_dir"])

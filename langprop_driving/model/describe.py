@@ -18,12 +18,16 @@ from driving.labels import InvalidPolicyOutput, parse_policy_output
 
 __all__ = ["describe_scene", "describe_case", "relevant_actors"]
 
+# actors further than this from the ego are left out of a case description
+ACTOR_RANGE_M = 40.0
+
 
 def _fmt(value: float | None, unit: str = "m", digits: int = 1) -> str:
     return "none" if value is None else f"{float(value):.{digits}f} {unit}"
 
 
-def relevant_actors(scene: Mapping[str, Any], max_actors: int = 6, max_distance_m: float = 40.0) -> list[dict[str, Any]]:
+def relevant_actors(scene: Mapping[str, Any], max_actors: int = 6,
+                    max_distance_m: float = ACTOR_RANGE_M) -> list[dict[str, Any]]:
     """The actors nearest the ego's path, in the ego frame, nearest first.
 
     Actors ahead count at their distance; actors behind the ego count double (they
@@ -91,7 +95,7 @@ def describe_scene(scene: Mapping[str, Any], max_actors: int = 6) -> str:
                 f"  - {a['type']} {a['id']} (in `{a['group']}`): {a['ahead_m']:.1f} ahead, {a['right_m']:.1f} right, "
                 f"{a['speed_mps']:.1f} m/s, {_heading_words(a['heading_deg'])} ({a['heading_deg']:.0f} deg)")
     else:
-        lines.append(f"- no actors within 40 m ({n_total} in the scene)")
+        lines.append(f"- no actors within {ACTOR_RANGE_M:.0f} m ({n_total} in the scene)")
     return "\n".join(lines)
 
 

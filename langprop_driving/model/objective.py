@@ -28,6 +28,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from driving.geometry import wrap_angle_deg
 from driving.labels import DrivingLabel, PolicyAction, parse_policy_output, speed_level_for
 
 __all__ = [
@@ -71,7 +72,7 @@ def predicted_level(output: Any, action: PolicyAction) -> str:
 
 
 def _angle_diff_deg(a: float, b: float) -> float:
-    return abs((a - b + 180.0) % 360.0 - 180.0)
+    return abs(wrap_angle_deg(a - b))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-__all__ = ["SEEDS_DIR", "FUNCTION_NAME", "seed_path", "read_seed_source"]
+__all__ = ["SEEDS_DIR", "FUNCTION_NAME", "seed_path", "read_seed_source", "top_level_functions"]
 
 SEEDS_DIR = Path(__file__).resolve().parent / "seeds"
 FUNCTION_NAME = "predict_speed_and_steering"
@@ -19,6 +19,19 @@ def seed_path(name: str = "naive") -> Path:
     return path
 
 
+def top_level_functions(path: Path, source: str | None = None) -> set[str]:
+    """The names of the plain (not async) functions a .py file (or its ``source``) defines at top level.
+
+    Async functions are left out: neither a policy nor a leaderboard entry point
+    can be one. Raises ValueError naming the file and line when it does not parse.
+    """
+    try:
+        tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
+    except SyntaxError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid Python: {exc.msg}") from None
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
 def read_seed_source(path_or_name: str | Path, function_name: str = FUNCTION_NAME) -> str:
     """The source of a seed script (a bundled name or a .py path), checked to define the function.
 
@@ -28,10 +41,6 @@ def read_seed_source(path_or_name: str | Path, function_name: str = FUNCTION_NAM
     if not path.suffix == ".py" and not path.exists():
         path = seed_path(str(path_or_name))
     source = path.read_text()
-    try:
-        tree = ast.parse(source, filename=str(path))
-    except SyntaxError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: seed script does not parse: {exc.msg}") from None
-    if not any(isinstance(node, ast.FunctionDef) and node.name == function_name for node in tree.body):
+    if function_name not in top_level_functions(path, source):
         raise ValueError(f"{path}: seed script defines no top-level function {function_name!r}")
     return source

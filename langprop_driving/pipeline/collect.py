@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import statistics
 from pathlib import Path
 from typing import Sequence
 
@@ -10,7 +9,7 @@ from driving.dataset import SceneDataset
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig
 from langprop_driving.pipeline.evaluate import team_code_agent
-from langprop_driving.pipeline.rollouts import RolloutResult, record_rollouts
+from langprop_driving.pipeline.rollouts import RolloutResult, mean_driving_score, record_rollouts
 
 __all__ = ["route_ids_of", "collect"]
 
@@ -36,9 +35,8 @@ def collect(work: WorkDir, world: WorldConfig, routes: Path, route_ids: Sequence
     results = record_rollouts(work, stage, world, routes, route_ids, str(team_code_agent("expert_agent")),
                               dataset, agent_settings={"sandbox": False}, relabel=False, progress=progress)
     failed = [r.route_id for r in results if r.record is None]
-    scores = [float(r.record["scores"]["score_composed"]) for r in results if r.record is not None]
     info = {"routes": route_ids, "failed": failed, "n_records": sum(r.n_records for r in results),
-            "mean_driving_score": statistics.fmean(scores) if scores else None}
+            "mean_driving_score": mean_driving_score(results)}
     if not failed:
         work.mark_done(stage, info)
     else:

@@ -17,7 +17,6 @@ its done-marker and checkpoints.
 from __future__ import annotations
 
 import logging
-import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,17 +25,12 @@ from driving.dataset import SceneDataset
 
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorkDir, WorldConfig
 from langprop_driving.pipeline.evaluate import team_code_agent
-from langprop_driving.pipeline.rollouts import RolloutResult, record_rollouts
-from langprop_driving.pipeline.train import TrainOutcome, checkpoint_sources, train_stage
+from langprop_driving.pipeline.rollouts import mean_driving_score, raise_on_failed_routes, record_rollouts
+from langprop_driving.pipeline.train import TrainOutcome, train_stage
 
-__all__ = ["IterationOutcome", "DaggerOutcome", "dagger", "mean_driving_score"]
+__all__ = ["IterationOutcome", "DaggerOutcome", "dagger"]
 
 log = logging.getLogger(__name__)
-
-
-def mean_driving_score(results: Sequence[RolloutResult]) -> float | None:
-    scores = [float(r.record["scores"]["score_composed"]) for r in results if r.record is not None]
-    return statistics.fmean(scores) if scores else None
 
 
 @dataclass(frozen=True)
@@ -55,6 +49,8 @@ class IterationOutcome:
 
 @dataclass(frozen=True)
 class DaggerOutcome:
+    """The iterations of a DAgger run, in order."""
+
     iterations: list[IterationOutcome] = field(default_factory=list)
 
     @property
@@ -67,19 +63,22 @@ class DaggerOutcome:
         return max(scored, key=lambda it: (it.driving_score, it.iteration)) if scored else None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (the report's dagger.json): each route's driving score instead of its record."""
         return {"iterations": [
             {**{k: v for k, v in asdict(it).items() if k != "route_records"},
              "routes": {str(r.get("route_id")): float(r["scores"]["score_composed"]) for r in it.route_records}}
             for it in self.iterations]}
 
 
-def _best_policy_id(checkpoint: str) -> str | None:
+def _driven_scripts(current: str, limit: int) -> tuple[list[str], str | None]:
+    """The seed scripts for training from ``current`` (a .py script, or a checkpoint's best first) and the id
+    of the script that drove (None for a plain .py script); the checkpoint is read once for both."""
+    if Path(current).suffix == ".py":
+        return [Path(current).read_text()], None
     from langprop_core.checkpoint import load_checkpoint
 
-    try:
-        return load_checkpoint(Path(checkpoint)).best.id
-    except Exception:  # a plain .py script has no id here
-        return None
+    policies = load_checkpoint(Path(current)).policies
+    return [p.source for p in policies[:limit]], policies[0].id if policies else None
 
 
 def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Sequence[str],
@@ -100,22 +99,15 @@ def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Seq
             # agent, and the agent's own default limit applies.
             agent_settings={"checkpoint": current, "dagger_beta": beta, "sandbox": sandbox_agent},
             relabel=True, progress=progress)
-        failed = [r for r in rollouts if r.record is None]
-        if failed:
-            raise RuntimeError(f"DAgger iteration {iteration}: "
-                               + "; ".join(f"route {r.route_id} failed: {r.error}" for r in failed)
-                               + " (rerun to retry them)")
+        raise_on_failed_routes(rollouts, f"DAgger iteration {iteration}")
         score = mean_driving_score(rollouts)
         log.info("DAgger %d: the script of %s drove with mean driving score %.2f (beta %.2f)",
                  iteration, current, score or 0.0, beta)
-        if Path(current).suffix == ".py":
-            seeds = [Path(current).read_text()]
-        else:
-            seeds = checkpoint_sources(current, limit=train_config.max_keep)
+        seeds, driven_policy_id = _driven_scripts(current, train_config.max_keep)
         trained = train_stage(work, stage, dataset, train_route_ids, val_route_ids, optimizer_config, train_config,
                               seed_sources=seeds)
         outcomes.append(IterationOutcome(
-            iteration=iteration, driven_checkpoint=current, driven_policy_id=_best_policy_id(current),
+            iteration=iteration, driven_checkpoint=current, driven_policy_id=driven_policy_id,
             beta=beta, driving_score=score, route_records=[r.record for r in rollouts if r.record],
             n_new_records=sum(r.n_records for r in rollouts), train=trained))
         current = trained.checkpoint

@@ -8,6 +8,7 @@ again.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -16,15 +17,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from driving.dataset import SceneDataset
+
 from langprop_driving.model.seed_policy import read_seed_source, seed_path
 from langprop_driving.pipeline.collect import collect
 from langprop_driving.pipeline.config import (
     DaggerConfig, TrainConfig, WorkDir, WorldConfig, atomic_write_json,
 )
-from langprop_driving.pipeline.dagger import dagger
+from langprop_driving.pipeline.dagger import DaggerOutcome, IterationOutcome, dagger
 from langprop_driving.pipeline.evaluate import evaluate_agent
-from langprop_driving.pipeline.rollouts import route_records_of
-from langprop_driving.pipeline.train import train_stage
+from langprop_driving.pipeline.rollouts import raise_on_failed_routes, route_records_of
+from langprop_driving.pipeline.train import TrainOutcome, train_stage
 
 __all__ = ["DemoConfig", "DemoResult", "prepare_town_and_routes", "run_demo"]
 
@@ -65,18 +68,24 @@ class DemoConfig:
 
 @dataclass
 class DemoResult:
+    """What the demo reports: the route records per agent (training and held-out routes), the stage wall
+    times, the printed tables, the written files by name, the training runs and the DAgger iterations."""
+
     optimizer: str
     rows_train: dict[str, list[dict[str, Any]]]
     rows_val: dict[str, list[dict[str, Any]]]
     stage_wall_s: dict[str, float]
     tables: str
     outputs: dict[str, str]
-    trainings: list[Any]
-    dagger: Any
+    trainings: list[TrainOutcome]
+    dagger: DaggerOutcome
 
 
 def prepare_town_and_routes(work: WorkDir, config: DemoConfig) -> tuple[Path, Path, list[str], list[str]]:
-    """Generate the town (into ``<work>/towns``) and random routes; returns (towns dir, routes file, train ids, val ids)."""
+    """Generate the town (into ``<work>/towns``) and random routes.
+
+    Returns (towns dir, routes file, training route ids, held-out route ids).
+    """
     from sumo_world.road_network import RoadNetwork
     from sumo_world.route_planner import random_routes
     from sumo_world.routes import read_routes, write_routes
@@ -121,8 +130,6 @@ class _Timer:
     """
 
     def __init__(self, work: WorkDir) -> None:
-        import json
-
         self.path = work.root / "stages" / "timings.json"
         self.times: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
@@ -141,7 +148,7 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
              progress: bool = True) -> DemoResult:
     """Run (or resume) the whole demo under ``config.work_dir``; returns the tables and outputs."""
     from langprop_core.llm.factory import make_optimizer
-    from sumo_world.summary import format_comparison_table, render_scores_chart
+    from sumo_world.summary import format_comparison_table
 
     work = WorkDir(Path(config.work_dir))
     work.root.mkdir(parents=True, exist_ok=True)
@@ -162,15 +169,12 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
 
     echo("[2/6] collect: the expert drives every route, recording scenes and labels")
     collected = timer.run("collect", lambda: collect(work, world, routes, train_ids + val_ids, progress=progress))
-    failed = [r for r in collected if r.record is None]
-    if failed:
-        raise RuntimeError("collect: " + "; ".join(f"route {r.route_id} failed: {r.error}" for r in failed)
-                           + " (rerun to retry them)")
+    raise_on_failed_routes(collected, "collect")
     echo(f"      {sum(r.n_records for r in collected)} scenes recorded")
 
     echo(f"[3/6] train offline from the seed script {seed_file.name}")
     offline = timer.run("train-offline", lambda: train_stage(
-        work, "offline", _dataset(work), train_ids, val_ids, optimizer_config, train_config,
+        work, "offline", SceneDataset(work.data), train_ids, val_ids, optimizer_config, train_config,
         seed_sources=[seed_source]))
     echo(f"      best script {offline.best_policy_id}: train score {_num(offline.best_score)}, "
          f"held-out score {_num(offline.val_score)}"
@@ -214,11 +218,10 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
     rows_val = {label: _records_by_route(records, val_ids) for label, records in results.items()}
     tables = (f"Training routes ({', '.join(train_ids)}):\n{format_comparison_table(rows_train)}\n\n"
               f"Held-out routes ({', '.join(val_ids)}):\n{format_comparison_table(rows_val)}")
-    outputs = _write_outputs(work, config, offline, dagger_outcome, results, tables, optimizer_description,
-                             timer.times, render_scores_chart)
+    outputs = _write_outputs(work, offline, dagger_outcome, results, tables, optimizer_description, timer.times)
     echo(tables)
     echo("")
-    echo("stage wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timer.times.items()))
+    echo(f"stage wall times (s): {_stage_times_text(timer.times)}")
     for name, path in outputs.items():
         echo(f"{name}: {path}")
     trainings = [offline] + [it.train for it in dagger_outcome.iterations]
@@ -226,7 +229,8 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
                       dagger_outcome)
 
 
-def _dagger_selection(outcome: Any, final_train_records: list[dict[str, Any]], beta: float) -> Any:
+def _dagger_selection(outcome: DaggerOutcome, final_train_records: list[dict[str, Any]],
+                      beta: float) -> IterationOutcome | None:
     """The DAgger iteration whose driven script beat the last script on the training routes, if any.
 
     DAgger returns the best of its policies, not the last (Ross et al., 2011);
@@ -247,15 +251,16 @@ def _num(value: float | None, fmt: str = ".3f") -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
-def _dataset(work: WorkDir) -> Any:
-    from driving.dataset import SceneDataset
-
-    return SceneDataset(work.data)
+def _stage_times_text(times: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in times.items())
 
 
-def _write_outputs(work: WorkDir, config: DemoConfig, offline: Any, dagger_outcome: Any,
+def _write_outputs(work: WorkDir, offline: TrainOutcome, dagger_outcome: DaggerOutcome,
                    results: dict[str, list[dict[str, Any]]], tables: str, optimizer: str,
-                   times: dict[str, float], render_scores_chart: Callable[..., Any]) -> dict[str, str]:
+                   times: dict[str, float]) -> dict[str, str]:
+    """The report folder: training curves, the scores chart, summary.md and dagger.json; the files by name."""
+    from sumo_world.summary import render_scores_chart
+
     out_dir = work.root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
@@ -280,7 +285,7 @@ def _write_outputs(work: WorkDir, config: DemoConfig, offline: Any, dagger_outco
     for it in dagger_outcome.iterations:
         lines.append(f"- iteration {it.iteration}: {_num(it.driving_score, '.2f')} (policy {it.driven_policy_id}); "
                      f"retrained best {it.train.best_policy_id} score {_num(it.train.best_score)}")
-    lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()), ""]
+    lines += ["", f"Stage wall times (s): {_stage_times_text(times)}", ""]
     summary.write_text("\n".join(lines))
     outputs["summary"] = str(summary)
     atomic_write_json(out_dir / "dagger.json", dagger_outcome.to_dict())

@@ -10,13 +10,12 @@ An agent is named by what the user has at hand (:func:`resolve_agent`):
 """
 from __future__ import annotations
 
-import ast
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from langprop_driving.model.seed_policy import FUNCTION_NAME
+from langprop_driving.model.seed_policy import FUNCTION_NAME, top_level_functions
 from langprop_driving.pipeline.config import WorldConfig
 
 __all__ = ["AgentSpec", "resolve_agent", "team_code_agent", "evaluate_agent"]
@@ -47,14 +46,6 @@ def team_code_agent(name: str) -> Path:
     return path
 
 
-def _top_level_functions(path: Path) -> set[str]:
-    try:
-        tree = ast.parse(path.read_text(), filename=str(path))
-    except SyntaxError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid Python: {exc.msg}") from None
-    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
-
-
 def resolve_agent(spec: str | Path) -> AgentSpec:
     """Turn a user's agent name into a runner agent file and config; errors say what was expected."""
     text = str(spec)
@@ -70,7 +61,7 @@ def resolve_agent(spec: str | Path) -> AgentSpec:
         return AgentSpec(str(team_code_agent("langprop_agent")), str(checkpoint), f"checkpoint {checkpoint}",
                          f"checkpoint:{checkpoint}")
     if path.suffix == ".py" and path.is_file():
-        functions = _top_level_functions(path)
+        functions = top_level_functions(path)
         if "get_entry_point" in functions:  # a leaderboard agent, whatever helpers it defines
             return AgentSpec(str(path.resolve()), None, f"agent {path}", path.stem)
         if FUNCTION_NAME in functions:
@@ -95,11 +86,11 @@ def evaluate_agent(agent: str | Path, world: WorldConfig, routes: Path, results:
     """
     from sumo_world.runner import evaluate
 
-    from langprop_driving.pipeline.rollouts import _build_evaluation_config
+    from langprop_driving.pipeline.rollouts import evaluation_config
 
     spec = resolve_agent(agent)
     log.info("evaluating %s on %s", spec.description, routes)
-    config = _build_evaluation_config(
+    config = evaluation_config(
         town=world.town, routes=Path(routes), agent=spec.agent, agent_config=spec.agent_config,
         results=Path(results), towns_dir=world.towns_dir, traffic=world.traffic, seed=world.seed,
         route_ids=list(route_ids) if route_ids is not None else None, resume=resume,

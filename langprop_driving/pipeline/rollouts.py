@@ -22,6 +22,7 @@ import logging
 import math
 import re
 import shutil
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -36,7 +37,8 @@ from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
 __all__ = [
     "InfractionEvent", "RolloutResult", "infraction_events", "mark_infractions",
     "relabel_records", "run_route", "record_rollouts", "route_records_of", "import_recording", "import_rollout",
-    "rollout_agent_settings", "warn_policy_timeouts",
+    "rollout_agent_settings", "warn_policy_timeouts", "mean_driving_score", "raise_on_failed_routes",
+    "evaluation_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,22 @@ class RolloutResult:
     error: str | None = None
 
 
-def _build_evaluation_config(**kwargs: Any) -> Any:
+def mean_driving_score(results: Sequence[RolloutResult]) -> float | None:
+    """Mean driving score of the routes that were driven; None when none was."""
+    scores = [float(r.record["scores"]["score_composed"]) for r in results if r.record is not None]
+    return statistics.fmean(scores) if scores else None
+
+
+def raise_on_failed_routes(results: Sequence[RolloutResult], where: str) -> None:
+    """Raise RuntimeError naming every route of ``results`` that failed, and its error (``where``: the stage)."""
+    failed = [r for r in results if r.record is None]
+    if failed:
+        raise RuntimeError(f"{where}: " + "; ".join(f"route {r.route_id} failed: {r.error}" for r in failed)
+                           + " (rerun to retry them)")
+
+
+def evaluation_config(**kwargs: Any) -> Any:
+    """A ``sumo_world.runner.EvaluationConfig``; settings given as None take the runner's defaults."""
     from sumo_world.runner import EvaluationConfig
 
     return EvaluationConfig(**{k: v for k, v in kwargs.items() if v is not None})
@@ -78,7 +95,7 @@ def run_route(town: str, routes: str, route_id: str, agent: str, agent_config: s
     """Run one route (a job function: plain arguments, so it travels to a worker); the results JSON."""
     from sumo_world.runner import evaluate
 
-    config = _build_evaluation_config(
+    config = evaluation_config(
         town=town, routes=Path(routes), agent=agent, agent_config=agent_config, results=Path(results),
         towns_dir=Path(towns_dir) if towns_dir else None, traffic=traffic, seed=seed, route_ids=[route_id],
         repetitions=1, resume=True, pictures_dir=Path(pictures_dir) if pictures_dir else None,
@@ -130,6 +147,7 @@ def infraction_events(record: Mapping[str, Any], records: Sequence[SceneRecord])
     if not records:
         return []
     times = [float(r.meta.get("time_s", r.scene.get("timestamp_s", 0.0))) for r in records]
+    end_s = max(times)
     positions = [r.scene["ego_location_world_coord"] for r in records]
     events = []
     for kind, messages in (record.get("infractions") or {}).items():
@@ -137,7 +155,7 @@ def infraction_events(record: Mapping[str, Any], records: Sequence[SceneRecord])
             continue
         for message in messages:
             if kind in ROUTE_ENDING_INFRACTIONS:
-                events.append(InfractionEvent(kind, max(times)))
+                events.append(InfractionEvent(kind, end_s))
                 continue
             match = _LOCATION_RE.search(str(message))
             if not match:
@@ -186,8 +204,7 @@ def relabel_records(records: Iterable[SceneRecord], only_missing: bool = False) 
 
 # -- the stage ----------------------------------------------------------------------------------
 def _agent_config_file(path: Path, settings: Mapping[str, Any]) -> Path:
-    atomic_write_json(path, {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()
-                             if v is not None})
+    atomic_write_json(path, {k: v for k, v in settings.items() if v is not None})  # paths are written as strings
     return path
 
 
@@ -348,7 +365,7 @@ def import_rollout(record_dir: Path, results_path: Path, dataset: SceneDataset, 
     existing = set(dataset.runs())
     out: dict[str, int] = {}
     for run in source.runs():
-        run_id = f"{stage}-{run}"[:128]
+        run_id = f"{stage}-{run}"[:128]  # the dataset's limit on run ids
         if run_id in existing:
             continue
         recorded = list(source.filter(run_ids=[run]))

@@ -13,8 +13,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from driving.dataset import SceneDataset, SceneRecord
 
@@ -23,7 +22,7 @@ from langprop_driving.model.objective import (
 )
 from langprop_driving.pipeline.config import TrainConfig, WorkDir
 
-__all__ = ["TrainOutcome", "select_records", "train_stage", "checkpoint_sources", "objective_for"]
+__all__ = ["TrainOutcome", "select_records", "train_stage", "objective_for"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ class TrainOutcome:
 
 
 def objective_for(config: TrainConfig) -> DrivingObjective:
+    """The objective with the training config's horizons, penalty and steering tolerance."""
     return DrivingObjective(horizon_s=config.horizon_s, standstill_horizon_s=config.standstill_horizon_s,
                             repeat_penalty=config.repeat_penalty,
                             steering_tolerance_deg=config.steering_tolerance_deg)
@@ -84,15 +84,8 @@ def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records:
     return window + kept
 
 
-def checkpoint_sources(checkpoint: str | Path, limit: int | None = None) -> list[str]:
-    """The scripts of a checkpoint, best first (seeds for the next training)."""
-    from langprop_core.checkpoint import load_checkpoint
-
-    policies = load_checkpoint(Path(checkpoint)).policies
-    return [p.source for p in policies[:limit]]
-
-
-def _counting(objective: DrivingObjective, counter: list[int]):
+def _counting(objective: DrivingObjective, counter: list[int]) -> Callable[[Any, Any, tuple], float]:
+    """``objective`` that counts its calls in ``counter[0]`` (policy calls scored, for calls per second)."""
     def counted(output: Any, target: Any, args: tuple = ()) -> float:
         counter[0] += 1
         return objective(output, target, args)
@@ -114,6 +107,7 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         log.info("stage %s already done: %s", stage, done.get("checkpoint"))
         return TrainOutcome.from_dict(done)
 
+    from langprop_core.checkpoint import resolve_checkpoint_dir
     from langprop_core.llm.factory import make_optimizer
     from langprop_core.sandbox import SandboxConfig
     from langprop_core.trainer import Trainer, TrainerConfig
@@ -156,8 +150,6 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
     best = result.best_policy
     val_records = [h for h in result.history if h.get("kind") == "val"]
     val_score = val_records[-1].get("best_val_score") if val_records else None
-    from langprop_core.checkpoint import resolve_checkpoint_dir
-
     outcome = TrainOutcome(
         name=name, run_dir=str(run_dir), checkpoint=str(resolve_checkpoint_dir(run_dir, module.name)),
         best_policy_id=best.id, best_score=best.priority, val_score=val_score,
