@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from driving.geometry import box_corners
+from sumo_world.ego import EgoParams
 from sumo_world.records import ActorSample, RouteOutcome, TrajectorySample
 
 __all__ = [
@@ -48,8 +50,9 @@ _SIDEWALK_COLOUR = "#efefef"
 _ROUTE_COLOUR = "#3a7bd5"
 _ACTOR_COLOURS = {"vehicle": "#444444", "walker": "#2ca02c", "bicycle": "#9467bd"}
 _SPEED_CMAP = "plasma"
-_EGO_HALF_LENGTH_M = 2.45  # CARLA's default hero (Lincoln MKZ) bounding-box extents
-_EGO_HALF_WIDTH_M = 1.05
+# The ego is drawn with the embedded world's default size (CARLA's default hero).
+_EGO_HALF_LENGTH_M = EgoParams.half_length_m
+_EGO_HALF_WIDTH_M = EgoParams.half_width_m
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,6 @@ def _read_net(path: Path) -> Any:
     return sumolib.net.readNet(str(path), withInternal=True)
 
 
-def _to_carla(transform: Any, shape_sumo: Sequence[Sequence[float]]) -> np.ndarray:
-    points = np.asarray(shape_sumo, dtype=float)[:, :2]
-    x, y = transform.sumo_to_carla(points[:, 0], points[:, 1])
-    return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)])
-
-
 def _polygon_rings(geometry: Any) -> list[np.ndarray]:
     geoms = getattr(geometry, "geoms", [geometry])
     return [np.asarray(g.exterior.coords) for g in geoms if not g.is_empty and hasattr(g, "exterior")]
@@ -130,7 +127,7 @@ def _drawing_from_sumolib(net: Any, transform: Any) -> RoadDrawing:
     for edge in net.getEdges(withInternal=True):
         internal = edge.getFunction() == "internal"
         for lane in edge.getLanes():
-            shape = _to_carla(transform, lane.getShape())
+            shape = transform.points_to_carla(lane.getShape())
             if len(shape) < 2 or LineString(shape).length < 1e-3:
                 continue
             outline = LineString(shape).buffer(lane.getWidth() / 2.0, cap_style="flat")
@@ -141,7 +138,7 @@ def _drawing_from_sumolib(net: Any, transform: Any) -> RoadDrawing:
     for node in net.getNodes():
         shape = node.getShape()
         if len(shape) >= 3:
-            polygon = Polygon(_to_carla(transform, shape)).buffer(0)
+            polygon = Polygon(transform.points_to_carla(shape)).buffer(0)
             roads.extend(_polygon_rings(polygon))
     return RoadDrawing(tuple(roads), tuple(sidewalks), tuple(centres))
 
@@ -152,11 +149,7 @@ def _drawing_from_sumolib(net: Any, transform: Any) -> RoadDrawing:
 def _box(x: float, y: float, yaw_deg: float, half_length_m: float, half_width_m: float) -> np.ndarray:
     # In CARLA's frame the forward vector is (cos yaw, sin yaw); drawn with y down it looks right.
     yaw = math.radians(yaw_deg)
-    forward = np.array([math.cos(yaw), math.sin(yaw)]) * half_length_m
-    side = np.array([-math.sin(yaw), math.cos(yaw)]) * half_width_m
-    centre = np.array([x, y])
-    return np.array([centre + forward + side, centre + forward - side,
-                     centre - forward - side, centre - forward + side])
+    return box_corners(np.array([x, y]), np.array([math.cos(yaw), math.sin(yaw)]), half_length_m, half_width_m)
 
 
 def _actor_colour(actor_type: str) -> str:

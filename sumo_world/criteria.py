@@ -34,10 +34,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
+from shapely.geometry import Polygon
 
+from driving.geometry import box_corners
 from driving.penalties import BLOCKED_SPEED_MPS, BLOCKED_TIME_S, ROUTE_DEVIATION_M, STOP_SPEED_MPS
 from sumo_world.ego import EgoParams, EgoState
 from sumo_world.records import Infraction
+from sumo_world.road_network import lane_edge_id
 from sumo_world.scene_builder import RouteContext
 from sumo_world.world import ActorArrays, WorldSnapshot
 
@@ -96,8 +100,6 @@ class RouteCriteria:
         self.status: str | None = None
         self._drivable = getattr(network, "drivable_area", None)
         if self._drivable is not None:
-            import shapely
-
             shapely.prepare(self._drivable)
         self._contacts: set[int] = set()
         self._last_counted: dict[int, float] = {}
@@ -113,10 +115,12 @@ class RouteCriteria:
     # ---------------------------------------------------------------- results
     @property
     def done(self) -> bool:
+        """Whether a criterion (or :meth:`finish`) ended the run."""
         return self.status is not None
 
     @property
     def route_completion_percent(self) -> float:
+        """The share of the route length up to the farthest progress point, 0-100 (100 once completed)."""
         if self.status == STATUS_COMPLETED:
             return 100.0
         length = self.context.length_m
@@ -124,6 +128,7 @@ class RouteCriteria:
 
     @property
     def outside_route_lanes_percent(self) -> float:
+        """The share of the driven route distance outside the route's lanes, 0-100."""
         if self._route_driven_m <= 0:
             return 0.0
         return 100.0 * min(1.0, self._outside_m / self._route_driven_m)
@@ -188,15 +193,9 @@ class RouteCriteria:
     def _on_road(self, ego: EgoState) -> bool:
         if self._drivable is None:
             return True
-        import shapely
-
         return bool(shapely.contains_xy(self._drivable, ego.x, ego.y))
 
-    def _ego_polygon(self, ego: EgoState):  # -> shapely Polygon
-        from shapely.geometry import Polygon
-
-        from driving.geometry import box_corners
-
+    def _ego_polygon(self, ego: EgoState) -> Polygon:
         p = self.ego_params
         return Polygon(box_corners(ego.xy, ego.forward, p.half_length_m, p.half_width_m))
 
@@ -242,8 +241,7 @@ class RouteCriteria:
         if lane.startswith(":"):
             outside = not on_road
         else:
-            edge = lane.rsplit("_", 1)[0] if "_" in lane else lane
-            outside = (not on_road) or (not lane) or (edge not in self.context.edges)
+            outside = (not on_road) or (not lane) or (lane_edge_id(lane) not in self.context.edges)
         self._route_driven_m += delta_m
         if outside:
             self._outside_m += delta_m
@@ -286,11 +284,7 @@ class RouteCriteria:
         return float(np.min(np.linalg.norm(window - ego.xy, axis=1)))
 
 
-def _actor_polygon(actors: ActorArrays, k: int):  # -> shapely Polygon
-    from shapely.geometry import Polygon
-
-    from driving.geometry import box_corners
-
+def _actor_polygon(actors: ActorArrays, k: int) -> Polygon:
     rad = math.radians(float(actors.yaw_deg[k]))
     forward = np.array([math.cos(rad), math.sin(rad)])
     return Polygon(box_corners(actors.xy[k], forward, float(actors.half_length_m[k]),

@@ -297,6 +297,11 @@ def labels_and_values(global_record: Mapping[str, Any]) -> tuple[list[str], list
     return list(LABELS), values
 
 
+def _crashed(record: Mapping[str, Any]) -> bool:
+    """Whether the record's simulation crashed (the leaderboard reruns such routes on resume)."""
+    return _SIMULATION_CRASHED in str(record.get("status", ""))
+
+
 def compute_entry_status(records: list[Mapping[str, Any]], progress: list[int],
                          total_routes: int) -> tuple[str, bool]:
     """``(entry_status, eligible)`` of a finished run, as leaderboard 1.0 decides them.
@@ -304,7 +309,7 @@ def compute_entry_status(records: list[Mapping[str, Any]], progress: list[int],
     A route whose simulation crashed makes the entry ``"Crashed"`` (not
     eligible): 1.0 stops the evaluation there, 2.0 reports it this way.
     """
-    if any(_SIMULATION_CRASHED in str(record.get("status", "")) for record in records):
+    if any(_crashed(record) for record in records):
         return "Crashed", False
     if len(records) != total_routes or not progress or progress[0] != progress[1]:
         return "Finished with missing data", False
@@ -442,7 +447,7 @@ class ResultsFile:
         """``(route id, repetition)`` of every finished run (crashed simulations excluded)."""
         runs = set()
         for record in self._data["_checkpoint"]["records"]:
-            if _SIMULATION_CRASHED in str(record.get("status", "")):
+            if _crashed(record):
                 continue
             runs.add((route_config_id(record), int((record.get("meta") or {}).get("repetition", 0))))
         return runs
@@ -454,11 +459,13 @@ class ResultsFile:
 
     @property
     def total_routes(self) -> int | None:
+        """The declared number of runs (``progress[1]``); None before it is known."""
         progress = self._data["_checkpoint"]["progress"]
         return int(progress[1]) if progress else None
 
     @property
     def entry_status(self) -> str:
+        """The document's ``entry_status`` ("" before anything is written)."""
         return str(self._data.get("entry_status", ""))
 
     def global_record(self) -> dict[str, Any]:
@@ -516,31 +523,33 @@ class ResultsFile:
         the end of a run that stopped early (the entry becomes "Finished with
         missing data", as in the leaderboard).
         """
+        records = self._data["_checkpoint"]["records"]
+        total = self.total_routes if self.total_routes is not None else len(records)
+        global_record = self._set_final(total, self._data["_checkpoint"]["progress"] or [len(records), total])
+        self._write()
+        return copy.deepcopy(global_record)
+
+    def _set_final(self, total: int, progress: list[int]) -> dict[str, Any]:
+        """Set the global record, labels/values, entry status and eligibility of a run of ``total``
+        routes; returns the global record."""
         checkpoint = self._data["_checkpoint"]
-        total = self.total_routes if self.total_routes is not None else len(checkpoint["records"])
         global_record = compute_global_record(checkpoint["records"], total)
         checkpoint["global_record"] = global_record
         self._data["labels"], self._data["values"] = labels_and_values(global_record)
         self._data["entry_status"], self._data["eligible"] = compute_entry_status(
-            checkpoint["records"], checkpoint["progress"] or [len(checkpoint["records"]), total], total)
-        self._write()
-        return copy.deepcopy(global_record)
+            checkpoint["records"], progress, total)
+        return global_record
 
     def _refresh_status(self) -> None:
         checkpoint = self._data["_checkpoint"]
         progress = checkpoint["progress"]
         if progress and progress[0] >= progress[1] and progress[1] > 0:
-            global_record = compute_global_record(checkpoint["records"], progress[1])
-            checkpoint["global_record"] = global_record
-            self._data["labels"], self._data["values"] = labels_and_values(global_record)
-            self._data["entry_status"], self._data["eligible"] = compute_entry_status(
-                checkpoint["records"], progress, progress[1])
+            self._set_final(progress[1], progress)
             return
         # A run in progress, as the leaderboard leaves it between routes.
-        crashed = any(_SIMULATION_CRASHED in str(r.get("status", "")) for r in checkpoint["records"])
         checkpoint["global_record"] = {}
         self._data["labels"], self._data["values"] = [], []
-        self._data["entry_status"] = "Crashed" if crashed else "Started"
+        self._data["entry_status"] = "Crashed" if any(map(_crashed, checkpoint["records"])) else "Started"
         self._data["eligible"] = False
 
     def _write(self) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from sumo_world.transform import CarlaSumoTransform
 
-__all__ = ["RoadNetwork", "STOP_LINK_STATES"]
+__all__ = ["RoadNetwork", "STOP_LINK_STATES", "lane_edge_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 # "s" = stop sign (priority_stop), "w" = all-way stop.
 STOP_LINK_STATES = frozenset("sw")
 _DRIVING_CLASS = "passenger"
+
+
+def lane_edge_id(lane_id: str) -> str:
+    """The SUMO edge of a lane id: ``"12_0"`` -> ``"12"`` (SUMO names a lane ``<edge>_<index>``)."""
+    return lane_id.rsplit("_", 1)[0] if "_" in lane_id else lane_id
 
 
 class RoadNetwork:

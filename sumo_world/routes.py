@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from xml.parsers import expat
 
-__all__ = ["RouteSpec", "RouteFileError", "read_routes", "write_routes", "select_routes"]
+__all__ = ["RouteSpec", "RouteFileError", "read_routes", "write_routes"]
 
 ROUTE_FORMATS = ("1.0", "2.0")
 
@@ -80,7 +80,6 @@ class _Node:
     attrib: dict[str, str]
     line: int
     children: list["_Node"] = field(default_factory=list)
-    parent: "_Node | None" = None
 
 
 def _parse_with_lines(path: Path) -> _Node:
@@ -90,7 +89,7 @@ def _parse_with_lines(path: Path) -> _Node:
     stack: list[_Node] = []
 
     def start(tag: str, attrib: dict[str, str]) -> None:
-        node = _Node(tag, dict(attrib), parser.CurrentLineNumber, parent=stack[-1] if stack else None)
+        node = _Node(tag, dict(attrib), parser.CurrentLineNumber)
         if stack:
             stack[-1].children.append(node)
         else:
@@ -207,18 +206,6 @@ def read_routes(path: str | Path) -> list[RouteSpec]:
         seen[route.route_id] = node.line
         routes.append(route)
     return routes
-
-
-def select_routes(routes: Sequence[RouteSpec], route_ids: Sequence[str] | None) -> list[RouteSpec]:
-    """The routes with the given ids, in the given order (all when ``route_ids`` is None)."""
-    if not route_ids:
-        return list(routes)
-    by_id = {route.route_id: route for route in routes}
-    missing = [rid for rid in route_ids if str(rid) not in by_id]
-    if missing:
-        raise KeyError(f"route id(s) {', '.join(map(repr, missing))} not in the routes file "
-                       f"(ids: {', '.join(by_id)})")
-    return [by_id[str(rid)] for rid in route_ids]
 
 
 # ----------------------------------------------------------------------------- writing

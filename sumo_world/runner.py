@@ -117,19 +117,11 @@ class TickInfo:
 # ----------------------------------------------------------------------------- one route
 
 
-def _traffic_config(traffic: Any, seed: int) -> Any:
+def _traffic_config(traffic: Any) -> Any:
+    """A density name as its :class:`TrafficConfig` (the world gives it the run's seed)."""
     from sumo_world.traffic import TrafficConfig
 
-    if isinstance(traffic, str):
-        config = TrafficConfig.for_density(traffic)
-    else:
-        config = traffic
-    try:
-        import dataclasses
-
-        return dataclasses.replace(config, seed=int(seed))
-    except TypeError:
-        return config
+    return TrafficConfig.for_density(traffic) if isinstance(traffic, str) else traffic
 
 
 def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None, *, seed: int = 0,
@@ -159,7 +151,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
     context.route_id = str(route.route_id)
     spec = load_agent_class(agent)
 
-    world = SumoWorld(town, _traffic_config(traffic, seed), seed=seed, network=network, warmup_s=warmup_s)
+    world = SumoWorld(town, _traffic_config(traffic), seed=seed, network=network, warmup_s=warmup_s)
     world.start()
     try:
         yaw0 = float(dense.yaw_deg[0])
@@ -374,11 +366,8 @@ def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = Non
         conn.send(("ok", outcome))
     except BaseException as exc:  # report every failure to the parent, then exit
         from sumo_world.agent_loader import AgentLoadError
+        from sumo_world.route_planner import RoutePlanningError
 
-        try:
-            from sumo_world.route_planner import RoutePlanningError
-        except ImportError:  # pragma: no cover
-            RoutePlanningError = ValueError  # type: ignore[misc,assignment]
         if isinstance(exc, (RoutePlanningError, AgentLoadError)):
             status = STATUS_CRASHED
         elif _raised_by_agent(exc):
@@ -454,34 +443,29 @@ def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Jo
         for sentinel, (job, process, conn, started) in list(running.items()):
             limit = config.route_wall_limit_s
             overdue = limit is not None and time.perf_counter() - started > limit and process.is_alive()
+            message = None
             if overdue:
                 process.kill()
-                process.join(timeout=30)
-                conn.close()
-                del running[sentinel]
-                outcome = _failed_outcome(job.route, getattr(job.town, "name", str(job.town)), STATUS_CRASHED,
-                                          f"killed after the wall-clock limit of {limit:.0f} s",
-                                          time.perf_counter() - started)
-                logger.error("route %s: %s", job.route.route_id, outcome.meta["error"])
-                outcome.meta["repetition"] = job.repetition
-                on_done(job, outcome)
-                continue
-            if conn not in ready and sentinel not in ready:
-                continue
-            message = None
-            try:
-                if conn.poll():
-                    message = conn.recv()
-            except (EOFError, OSError):
-                message = None
-            if message is None and process.is_alive():
-                continue  # the pipe woke us but holds nothing yet
+            else:
+                if conn not in ready and sentinel not in ready:
+                    continue
+                try:
+                    if conn.poll():
+                        message = conn.recv()
+                except (EOFError, OSError):
+                    message = None
+                if message is None and process.is_alive():
+                    continue  # the pipe woke us but holds nothing yet
             process.join(timeout=30)
             conn.close()
             del running[sentinel]
             wall = time.perf_counter() - started
             town_name = getattr(job.town, "name", str(job.town))
-            if message is None:
+            if overdue:
+                outcome = _failed_outcome(job.route, town_name, STATUS_CRASHED,
+                                          f"killed after the wall-clock limit of {limit:.0f} s", wall)
+                logger.error("route %s: %s", job.route.route_id, outcome.meta["error"])
+            elif message is None:
                 code = process.exitcode
                 outcome = _failed_outcome(job.route, town_name, STATUS_CRASHED,
                                           f"the simulation process died (exit code {code})", wall)
@@ -572,13 +556,14 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="routes", unit="route", position=0)
     pictures: list[tuple[RouteOutcome, Any]] = []
 
-    sensors_known = [bool(results.to_dict().get("sensors"))]
+    sensors_known = bool(results.to_dict().get("sensors"))
 
     def on_done(job: _Job, outcome: RouteOutcome) -> None:
+        nonlocal sensors_known
         sensor_types = outcome.meta.pop(_SENSORS_KEY, None)
-        if sensor_types and not sensors_known[0]:
+        if sensor_types and not sensors_known:
             results.set_sensors(sensor_types)
-            sensors_known[0] = True
+            sensors_known = True
         results.add(outcome, job.index, job.repetition)
         if config.pictures_dir is not None and outcome.trajectory:
             pictures.append((outcome, job.town))

@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from driving.route import RouteTracker
+from driving.scene import ROUTE_COMMANDS, copy_scene
 from sumo_world.ego import EgoParams, EgoState
+from sumo_world.road_network import STOP_LINK_STATES, lane_edge_id
 from sumo_world.world import ActorArrays, WorldSnapshot
 
 __all__ = ["RouteControl", "RouteContext", "SumoSceneProvider", "ACTOR_RADIUS_M",
@@ -76,11 +78,11 @@ class RouteContext:
 
     def __post_init__(self) -> None:
         self.tracker = RouteTracker(self.points, self.commands)
-        steps = np.linalg.norm(np.diff(self.points, axis=0), axis=1)
-        self.cumulative_m = np.concatenate([[0.0], np.cumsum(steps)])
+        self.cumulative_m = _cumulative_m(self.points)
 
     @property
     def length_m(self) -> float:
+        """The route's length (m)."""
         return float(self.cumulative_m[-1])
 
     @classmethod
@@ -90,10 +92,9 @@ class RouteContext:
         n = len(points)
         commands = [_command_name(c) for c in (dense.commands or ["LANEFOLLOW"] * n)]
         lanes = [str(lane) for lane in (getattr(dense, "lanes", None) or [""] * n)]
-        steps = np.linalg.norm(np.diff(points, axis=0), axis=1) if n > 1 else np.zeros(0)
-        cumulative = np.concatenate([[0.0], np.cumsum(steps)])
+        cumulative = _cumulative_m(points)
         edges = {e for e in (getattr(dense, "edges", None) or []) if e}
-        edges |= {_lane_edge(lane) for lane in lanes if lane}
+        edges |= {lane_edge_id(lane) for lane in lanes if lane}
 
         speed = np.full(n, 13.89)
         for i, lane in enumerate(lanes):
@@ -109,7 +110,7 @@ class RouteContext:
         # Runs of normal (non-internal) lanes; a change between two is a junction passage.
         normal = [(i, lane) for i, lane in enumerate(lanes) if lane and not lane.startswith(":")]
         for (i, lane_a), (j, lane_b) in zip(normal, normal[1:]):
-            if lane_a == lane_b or _lane_edge(lane_a) == _lane_edge(lane_b):
+            if lane_a == lane_b or lane_edge_id(lane_a) == lane_edge_id(lane_b):
                 continue
             stop_index = i
             connection = _connection(network, lane_a, lane_b)
@@ -126,7 +127,7 @@ class RouteContext:
             if tls:
                 controls.append(RouteControl("light", stop_index, float(cumulative[stop_index]), stop_xy,
                                              junction, tls, int(connection.getTLLinkIndex())))
-            elif connection.getState() in ("s", "w") or lane_a in stop_lanes:
+            elif connection.getState() in STOP_LINK_STATES or lane_a in stop_lanes:
                 controls.append(RouteControl("stop", stop_index, float(cumulative[stop_index]), stop_xy,
                                              junction))
         return cls(points, commands, lanes, edges, controls, sorted(set(junction_entries)), speed,
@@ -135,6 +136,7 @@ class RouteContext:
     # ---------------------------------------------------------------- queries
     @property
     def progress_m(self) -> float:
+        """The route's length up to the ego's tracked point (m)."""
         return float(self.cumulative_m[self.tracker.index])
 
     def next_control(self, kind: str, progress_m: float) -> RouteControl | None:
@@ -145,14 +147,17 @@ class RouteContext:
         return None
 
     def next_junction_m(self, progress_m: float) -> float | None:
+        """Distance along the route from ``progress_m`` to the next junction entry (None: no more)."""
         for distance in self.junction_entries:
             if distance >= progress_m:
                 return distance - progress_m
         return None
 
 
-def _lane_edge(lane_id: str) -> str:
-    return lane_id.rsplit("_", 1)[0] if "_" in lane_id else lane_id
+def _cumulative_m(points: np.ndarray) -> np.ndarray:
+    """Distance along ``points`` (N, 2) to each point, starting at 0."""
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(steps)])
 
 
 def _is_intersection(network: Any, junction_id: str) -> bool:
@@ -175,7 +180,7 @@ def _connection(network: Any, lane_a: str, lane_b: str) -> Any:
         lane = network.lane(lane_a)
     except KeyError:
         return None
-    edge_b = _lane_edge(lane_b)
+    edge_b = lane_edge_id(lane_b)
     best = None
     for connection in lane.getOutgoing():
         to_lane = connection.getToLane()
@@ -204,12 +209,13 @@ def actor_dicts(actors: ActorArrays, ego_xy: np.ndarray, radius_m: float = ACTOR
         speed = float(actors.speed_mps[k])
         half_l = float(actors.half_length_m[k])
         half_w = float(actors.half_width_m[k])
+        walker = actors.types[k] == "pedestrian"  # walkers keep their true, smaller footprint
         out[int(actors.ids[k])] = {
             "location_world_coord": actors.xy[k].copy(),
             "orientation_unit_vector": forward,
             "forward_speed": abs(speed),
-            "forward_length": max(0.5, half_l) if actors.types[k] != "pedestrian" else half_l,
-            "sideways_width": max(0.5, half_w) if actors.types[k] != "pedestrian" else half_w,
+            "forward_length": half_l if walker else max(0.5, half_l),
+            "sideways_width": half_w if walker else max(0.5, half_w),
             "actor_type": actors.types[k],
             "yaw_deg": yaw,
             "velocity_mps": forward * speed,
@@ -252,8 +258,6 @@ class SumoSceneProvider:
             raise RuntimeError("no tick yet: the runner calls update() before the agent's first run_step")
         if self._scene is None:
             self._scene = self._build()
-        from driving.scene import copy_scene
-
         return copy_scene(self._scene)
 
     def _build(self) -> dict[str, Any]:
@@ -315,6 +319,4 @@ class SumoSceneProvider:
 
 
 def _valid_command(name: str) -> str:
-    from driving.scene import ROUTE_COMMANDS
-
     return name if name in ROUTE_COMMANDS else "LANEFOLLOW"

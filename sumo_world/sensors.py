@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from sumo_world.ego import EgoState
+from sumo_world.route_planner import location_to_gps
 
 __all__ = ["SensorSuite", "SUPPORTED_SENSORS", "gnss_of"]
 
@@ -33,8 +34,6 @@ _GRAVITY = 9.81
 
 def gnss_of(x: float, y: float, z: float = 0.0, lat_ref: float = 0.0, lon_ref: float = 0.0) -> np.ndarray:
     """CARLA world (x, y, z) -> ``[lat, lon, alt]`` with CARLA's Mercator projection."""
-    from sumo_world.route_planner import location_to_gps
-
     gps = location_to_gps(x, y, z, lat_ref, lon_ref)
     return np.array([gps["lat"], gps["lon"], gps["z"]])
 

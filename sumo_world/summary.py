@@ -61,6 +61,21 @@ def _outside_lanes_percent(record: Mapping[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def _score_cells(scores: Mapping[str, Any]) -> list[str]:
+    """DS, RC and penalty as the tables print them (a record's ``scores`` or :func:`mean_scores`)."""
+    return [f"{float(scores['score_composed']):.2f}", f"{float(scores['score_route']):.2f}",
+            f"{float(scores['score_penalty']):.3f}"]
+
+
+def _infraction_totals(records: Sequence[Mapping[str, Any]], kinds: list[str]) -> dict[str, int]:
+    """Events per kind over ``records`` (``kinds`` from :func:`_infraction_kinds` of them, or more)."""
+    totals = dict.fromkeys(kinds, 0)
+    for record in records:
+        for kind, count in infraction_counts(record).items():
+            totals[kind] += count
+    return totals
+
+
 def _render(header: list[str], rows: list[list[str]], footer: list[list[str]], numeric_from: int) -> str:
     table = [header, *rows, *footer]
     widths = [max(len(row[col]) for row in table) for col in range(len(header))]
@@ -90,32 +105,24 @@ def format_summary_table(records: Sequence[Mapping[str, Any]]) -> str:
     header = ["route", "status", "DS", "RC", "penalty", "off_lane%",
               *(INFRACTION_SHORT_NAMES.get(kind, kind) for kind in kinds)]
     rows = []
-    totals = dict.fromkeys(kinds, 0)
     off_lane_values = []
     for record in sorted(records, key=lambda r: int(r.get("index", 0))):
-        scores = record["scores"]
         counts = infraction_counts(record)
         off_lane = _outside_lanes_percent(record)
         if off_lane is not None:
             off_lane_values.append(off_lane)
-        for kind in kinds:
-            totals[kind] += counts.get(kind, 0)
         rows.append([
             str(record.get("route_id", "?")),
             str(record.get("status", "?")),
-            f"{float(scores['score_composed']):.2f}",
-            f"{float(scores['score_route']):.2f}",
-            f"{float(scores['score_penalty']):.3f}",
+            *_score_cells(record["scores"]),
             "-" if off_lane is None else f"{off_lane:.1f}",
             *(str(counts.get(kind, 0)) for kind in kinds),
         ])
-    means = mean_scores(records)
+    totals = _infraction_totals(records, kinds)
     footer = [[
         f"mean ({len(records)} route{'s' if len(records) != 1 else ''})",
         f"{sum(1 for r in records if r.get('status') in ('Completed', 'Perfect'))} completed",
-        f"{means['score_composed']:.2f}",
-        f"{means['score_route']:.2f}",
-        f"{means['score_penalty']:.3f}",
+        *_score_cells(mean_scores(records)),
         f"{statistics.fmean(off_lane_values):.1f}" if off_lane_values else "-",
         *(str(totals[kind]) for kind in kinds),
     ]]
@@ -132,17 +139,11 @@ def format_comparison_table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> 
               *(INFRACTION_SHORT_NAMES.get(kind, kind) for kind in kinds)]
     table_rows = []
     for label, records in rows.items():
-        means = mean_scores(records)
-        totals = dict.fromkeys(kinds, 0)
-        for record in records:
-            for kind, count in infraction_counts(record).items():
-                totals[kind] += count
+        totals = _infraction_totals(records, kinds)
         table_rows.append([
             str(label),
             str(len(records)),
-            f"{means['score_composed']:.2f}",
-            f"{means['score_route']:.2f}",
-            f"{means['score_penalty']:.3f}",
+            *_score_cells(mean_scores(records)),
             *(str(totals[kind]) for kind in kinds),
         ])
     return _render(header, table_rows, [], numeric_from=1) + "\n" + _LEGEND.split("; off_lane%")[0]

@@ -151,13 +151,17 @@ class TownStore:
 
     # Reading ----------------------------------------------------------------------
 
+    def net_path(self, name: str) -> Path:
+        """Where the town ``name``'s SUMO net is (or would be) stored."""
+        return self.root / name / f"{name}.net.xml"
+
     def list(self) -> list[TownInfo]:
         """All stored towns, sorted by name."""
         if not self.root.is_dir():
             return []
         towns = []
         for folder in sorted(self.root.iterdir()):
-            if (folder / f"{folder.name}.net.xml").is_file():
+            if folder.name in self:
                 towns.append(self._info(folder.name))
         return towns
 
@@ -167,7 +171,7 @@ class TownStore:
 
     def get(self, name: str) -> TownInfo:
         """The stored town ``name``; :class:`TownNotFoundError` says what exists and how to add it."""
-        if (self.root / name / f"{name}.net.xml").is_file():
+        if name in self:
             return self._info(name)
         known = ", ".join(self.names()) or "none"
         raise TownNotFoundError(
@@ -176,7 +180,7 @@ class TownStore:
             f"`langprop town generate {name} --towns-dir {self.root}`")
 
     def __contains__(self, name: str) -> bool:
-        return (self.root / name / f"{name}.net.xml").is_file()
+        return self.net_path(name).is_file()
 
     def _info(self, name: str) -> TownInfo:
         folder = self.root / name
@@ -187,18 +191,18 @@ class TownStore:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise TownError(f"{meta_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-        return TownInfo(name=name, net_path=folder / f"{name}.net.xml", source=str(meta.get("source", "net")),
+        return TownInfo(name=name, net_path=self.net_path(name), source=str(meta.get("source", "net")),
                         meta=meta)
 
     # Writing ----------------------------------------------------------------------
 
     def _finish(self, name: str, tmp_net: Path, meta: dict[str, Any], overwrite: bool) -> TownInfo:
         folder = self.root / name
-        if folder.exists() and not overwrite and (folder / f"{name}.net.xml").exists():
+        net_path = self.net_path(name)
+        if not overwrite and net_path.exists():
             raise TownError(f"town {name!r} already exists in {self.root}; pass overwrite=True "
                             f"(--overwrite) to replace it")
         folder.mkdir(parents=True, exist_ok=True)
-        net_path = folder / f"{name}.net.xml"
         meta = dict(meta)
         meta["name"] = name
         meta["net_offset"] = _net_offset(tmp_net)

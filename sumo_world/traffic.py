@@ -141,7 +141,6 @@ def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: s
     vehicles_root = ET.Element("routes")
     _vtype(vehicles_root, "car")
     _vtype(vehicles_root, "bicycle")
-    entries: list[tuple[float, str, list[Any], str]] = []
     for type_id, vclass, count, prefix, speed in (("car", "passenger", config.vehicles, "car", 9.0),
                                                   ("bicycle", "bicycle", config.bicycles, "bike", 4.5)):
         if count == 0:
@@ -155,11 +154,9 @@ def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: s
         for i in range(count):
             start = rng.choices(edges, weights=weights)[0]
             route = _random_walk(start, vclass, speed * config.horizon_s, rng, successors)
-            entries.append((0.0, f"{prefix}{i}", route, type_id))
-    for depart, vehicle_id, route, type_id in entries:
-        vehicle = ET.SubElement(vehicles_root, "vehicle", id=vehicle_id, type=type_id, depart=f"{depart:.2f}",
-                                departPos="random_free", departLane="best", departSpeed="random")
-        ET.SubElement(vehicle, "route", edges=" ".join(e.getID() for e in route))
+            vehicle = ET.SubElement(vehicles_root, "vehicle", id=f"{prefix}{i}", type=type_id, depart="0.00",
+                                    departPos="random_free", departLane="best", departSpeed="random")
+            ET.SubElement(vehicle, "route", edges=" ".join(e.getID() for e in route))
     vehicles_path = _write(vehicles_root, out_dir / "vehicles.rou.xml")
 
     people_root = ET.Element("routes")

@@ -51,15 +51,6 @@ class CarlaSumoTransform:
         """SUMO (x, y) -> CARLA (x, y)."""
         return _add(x, -self.off_x), _neg(_add(y, -self.off_y))
 
-    # Aliases with explicit direction (used by the bird's-eye pictures).
-    def carla_to_sumo(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """Same as :meth:`to_sumo`."""
-        return self.to_sumo(x, y)
-
-    def sumo_to_carla(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """Same as :meth:`to_carla`."""
-        return self.to_carla(x, y)
-
     def points_to_carla(self, points: Any) -> np.ndarray:
         """(N, >=2) SUMO points -> (N, 2) CARLA points."""
         array = _as_points(points)

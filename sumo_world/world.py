@@ -21,13 +21,16 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from sumo_world.ego import EgoParams, EgoState
+
+if TYPE_CHECKING:
+    from sumo_world.traffic import TrafficConfig
 
 __all__ = ["ActorArrays", "WorldSnapshot", "SumoWorld", "WorldError", "EGO_ID"]
 
@@ -79,8 +82,15 @@ class WorldSnapshot:
     pedestrians: ActorArrays
 
 
-@dataclass
+@dataclass(frozen=True)
 class _StaticActor:
+    """A scripted actor only the ego sees, merged into every snapshot's ``group``.
+
+    Not :class:`sumo_world.records.ActorSample`, whose fields it shares: that is
+    a time-stamped picture record in the picture's type names ("vehicle",
+    "walker"); this is a pose without a time, in the world's type names.
+    """
+
     group: str  # "vehicles" | "pedestrians"
     actor_id: int
     actor_type: str
@@ -100,7 +110,7 @@ class SumoWorld:
     absent). Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, town: Any, traffic: Any = None, seed: int = 0, step_s: float = 0.05, *,
+    def __init__(self, town: Any, traffic: TrafficConfig | None = None, seed: int = 0, step_s: float = 0.05, *,
                  network: Any = None, route_files: Sequence[Path] | None = None,
                  work_dir: Path | None = None, warmup_s: float = 10.0,
                  ego_params: EgoParams | None = None) -> None:
@@ -182,14 +192,8 @@ class SumoWorld:
         from sumo_world.traffic import TrafficConfig, write_traffic_routes
 
         config = self.traffic if self.traffic is not None else TrafficConfig.for_density("default")
-        if getattr(config, "seed", self.seed) != self.seed:
-            # The world's seed decides the traffic too, so one seed reproduces a run.
-            try:
-                import dataclasses
-
-                config = dataclasses.replace(config, seed=self.seed)
-            except TypeError:
-                pass
+        # The world's seed decides the traffic too, so one seed reproduces a run.
+        config = replace(config, seed=self.seed)
         if self._work_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="langprop_world_")
             self._work_dir = Path(self._tmp.name)
@@ -223,6 +227,7 @@ class SumoWorld:
 
     @property
     def time_s(self) -> float:
+        """SUMO's simulation time after the last step (s)."""
         return self._time_s
 
     # ------------------------------------------------------------------ ego
@@ -241,12 +246,8 @@ class SumoWorld:
         route = [e for i, e in enumerate(edges) if e and not e.startswith(":") and (i == 0 or e != edges[i - 1])]
         if not route:
             raise WorldError("the ego's route has no SUMO edges")
-        sumo.route.add("langprop_ego_route", route)
         self._ego_route = route
-        sumo.vehicle.add(EGO_ID, "langprop_ego_route", typeID=_EGO_TYPE, depart="now",
-                         departSpeed="0")
-        sumo.vehicle.setSpeedMode(EGO_ID, 0)
-        sumo.vehicle.setLaneChangeMode(EGO_ID, 0)
+        self._insert_ego("langprop_ego_route")
         self._clear_around(state.x, state.y, clear_radius_m)
         self._ego_added = True
         self.move_ego(state)
@@ -277,17 +278,20 @@ class SumoWorld:
         sx, sy = self.transform.to_sumo(fx, fy)
         angle = self.transform.yaw_to_sumo_angle(state.yaw_deg)
         try:
-            sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
-                                  matchThreshold=_MATCH_RADIUS_M)
+            self._move_to(sx, sy, angle)
         except sumo.TraCIException:
             if EGO_ID in sumo.vehicle.getIDList():
                 raise
             # SUMO let the ego arrive (it left its route's last edge) or teleported it: put it back.
             self._reinsert_ego()
-            sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
-                                  matchThreshold=_MATCH_RADIUS_M)
+            self._move_to(sx, sy, angle)
         self._match_lateral_extent(sx, sy, angle)
         sumo.vehicle.setSpeed(EGO_ID, max(0.0, state.speed_mps))
+
+    def _move_to(self, sx: float, sy: float, angle: float) -> None:
+        """Place the ego's front bumper at SUMO (sx, sy) heading ``angle``, off its route if need be."""
+        self.sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
+                                   matchThreshold=_MATCH_RADIUS_M)
 
     def _match_lateral_extent(self, sx: float, sy: float, angle: float) -> None:
         """Give SUMO the lateral band the ego's footprint really covers on its lane.
@@ -315,8 +319,7 @@ class SumoWorld:
         if abs(shift) > 0.05:
             a = math.radians(lane_angle)
             left_x, left_y = -math.cos(a), math.sin(a)
-            vehicle.moveToXY(EGO_ID, "", -1, sx + shift * left_x, sy + shift * left_y, angle=angle,
-                             keepRoute=2, matchThreshold=_MATCH_RADIUS_M)
+            self._move_to(sx + shift * left_x, sy + shift * left_y, angle)
 
     def _lane_angle(self, lane_id: str, pos_m: float) -> float:
         """The SUMO angle (degrees, clockwise from north) of a lane at ``pos_m`` along it."""
@@ -331,15 +334,18 @@ class SumoWorld:
             walked += seg
         return 0.0
 
-    def _reinsert_ego(self) -> None:
+    def _insert_ego(self, route_id: str) -> None:
+        """Add the ego's SUMO vehicle on its route (registered as ``route_id``); SUMO never moves it."""
         sumo = self.sumo
-        self._ego_reinsertions += 1
-        self._ego_width = 0.0  # the new vehicle has its type's width
-        route_id = f"langprop_ego_route_{self._ego_reinsertions}"
         sumo.route.add(route_id, self._ego_route)
         sumo.vehicle.add(EGO_ID, route_id, typeID=_EGO_TYPE, depart="now", departSpeed="0")
         sumo.vehicle.setSpeedMode(EGO_ID, 0)
         sumo.vehicle.setLaneChangeMode(EGO_ID, 0)
+
+    def _reinsert_ego(self) -> None:
+        self._ego_reinsertions += 1
+        self._ego_width = 0.0  # the new vehicle has its type's width
+        self._insert_ego(f"langprop_ego_route_{self._ego_reinsertions}")
 
     def ego_lane_id(self) -> str:
         """The SUMO lane the ego is mapped to ("" off the network; ":..." inside a junction)."""

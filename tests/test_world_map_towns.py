@@ -20,7 +20,7 @@ def test_transform_round_trip_scalars_and_arrays() -> None:
     points = np.array([[0.0, 0.0], [5.0, -7.0], [100.0, 250.0]])
     back = transform.points_to_carla(transform.points_to_sumo(points))
     np.testing.assert_allclose(back, points)
-    sx, sy = transform.sumo_to_carla(np.array([12.5]), np.array([-3.0]))
+    sx, sy = transform.to_carla(np.array([12.5]), np.array([-3.0]))
     np.testing.assert_allclose([sx[0], sy[0]], [0.0, 0.0])
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from sumo_world.towns import TownStore
 
 __all__ = ["town", "routes"]
 
 _TOWNS_DIR_HELP = "Folder of stored towns (default: $LANGPROP_TOWNS or ./towns)."
 
 
-def _store(towns_dir: Path | None):  # -> TownStore (imported lazily: keeps `langprop --help` fast)
+def _store(towns_dir: Path | None) -> TownStore:
+    # Imported here, not at the top: keeps `langprop --help` fast.
     from sumo_world.towns import TownStore
 
     return TownStore(towns_dir)
@@ -147,7 +152,7 @@ def routes_show(file: Path, plan: bool, towns_dir: Path | None) -> None:
                 f"(format {route.extra.get('format')})")
         if plan and route.town in store:
             try:
-                dense = plan_route(RoadNetwork.load(store.get(route.town).net_path), route)
+                dense = plan_route(RoadNetwork.load(store.net_path(route.town)), route)
                 # One junction manoeuvre per run of equal non-LANEFOLLOW commands.
                 turns = Counter(c for i, c in enumerate(dense.commands) if c in ("LEFT", "RIGHT", "STRAIGHT")
                                 and (i == 0 or dense.commands[i - 1] != c))
