@@ -62,6 +62,7 @@ def _print_set(name: str, records: list[dict]) -> dict[str, float]:
 
 
 def generated_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
+    """Route records of the expert on random routes of ``args.towns`` generated 4x4 grids."""
     from sumo_world.road_network import RoadNetwork
     from sumo_world.route_planner import random_routes
     from sumo_world.routes import write_routes
@@ -84,6 +85,7 @@ def generated_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> li
 
 
 def town01(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
+    """Route records of the expert on Town01's leaderboard training routes."""
     from sumo_world.routes import read_routes
     from sumo_world.towns import TownStore
 
@@ -126,6 +128,7 @@ def expert_speed(record_dir: Path, max_scenes: int = 5000) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the route sets, print their scores against the target, then the expert's speed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--towns", type=int, default=2, help="generated towns (4x4 grids)")
     parser.add_argument("--routes-per-town", type=int, default=5)

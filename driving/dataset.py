@@ -63,6 +63,7 @@ class SceneRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_jsonable(self) -> dict[str, Any]:
+        """The JSON-safe form written as one line of a chunk."""
         return {
             "scene": scene_to_jsonable(self.scene),
             "label": self.label.to_dict() if self.label is not None else None,
@@ -71,6 +72,7 @@ class SceneRecord:
 
     @classmethod
     def from_jsonable(cls, data: dict[str, Any]) -> "SceneRecord":
+        """Inverse of :meth:`to_jsonable`."""
         label = data.get("label")
         return cls(
             scene=scene_from_jsonable(data["scene"]),
@@ -111,6 +113,7 @@ class SceneDataset:
     # -- index -------------------------------------------------------------------
     @property
     def index_path(self) -> Path:
+        """The dataset's ``index.json``."""
         return self.root / INDEX_FILE
 
     def _read_index(self) -> dict[str, Any]:

@@ -16,10 +16,12 @@ __all__ = [
 
 
 def kmh_to_mps(speed_kmh: float) -> float:
+    """km/h -> m/s."""
     return speed_kmh / 3.6
 
 
 def mps_to_kmh(speed_mps: float) -> float:
+    """m/s -> km/h."""
     return speed_mps * 3.6
 
 
@@ -29,11 +31,13 @@ def wrap_angle_deg(angle_deg: float) -> float:
 
 
 def yaw_to_unit_vector(yaw_deg: float) -> np.ndarray:
+    """The unit forward vector (2,) of a yaw in degrees."""
     yaw = math.radians(yaw_deg)
     return np.array([math.cos(yaw), math.sin(yaw)])
 
 
 def unit_vector_to_yaw(vector: np.ndarray) -> float:
+    """The yaw in degrees of a forward vector (the inverse of :func:`yaw_to_unit_vector`)."""
     return math.degrees(math.atan2(float(vector[1]), float(vector[0])))
 
 

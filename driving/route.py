@@ -42,7 +42,13 @@ class RouteTracker:
         self._cumulative_m = np.concatenate([[0.0], np.cumsum(steps)])
 
     @property
+    def cumulative_m(self) -> np.ndarray:
+        """Route length (N,) from the first point to each point."""
+        return self._cumulative_m
+
+    @property
     def length_m(self) -> float:
+        """The whole route's length."""
         return float(self._cumulative_m[-1])
 
     @property
@@ -65,16 +71,25 @@ class RouteTracker:
         return self.index + int(far[0]) if len(far) else len(self.points) - 1
 
     def target(self, ego_xy: np.ndarray, min_distance_m: float = TARGET_MIN_DISTANCE_M) -> np.ndarray:
+        """A copy of the point at :meth:`target_index`."""
         return self.points[self.target_index(ego_xy, min_distance_m)].copy()
 
     def command_at(self, index: int) -> str:
+        """The RoadOption name of point ``index`` (LANEFOLLOW when the route has none)."""
         return self.commands[index] if self.commands is not None else "LANEFOLLOW"
+
+    def indices_ahead(self, max_distance_m: float = 50.0) -> range:
+        """Indices of the route points from the current progress up to ``max_distance_m``
+        along the route (at least the current point)."""
+        limit = self._cumulative_m[self.index] + max_distance_m
+        end = int(np.searchsorted(self._cumulative_m, limit, side="right"))
+        return range(self.index, max(end, self.index + 1))
 
     def points_ahead(self, max_distance_m: float = 50.0) -> np.ndarray:
         """Route points from the current progress up to ``max_distance_m`` along the route."""
-        limit = self._cumulative_m[self.index] + max_distance_m
-        end = int(np.searchsorted(self._cumulative_m, limit, side="right"))
-        return self.points[self.index:max(end, self.index + 1)].copy()
+        ahead = self.indices_ahead(max_distance_m)
+        return self.points[ahead.start:ahead.stop].copy()
 
     def remaining_m(self) -> float:
+        """Route length still ahead of the ego's current point."""
         return self.length_m - self.progress_m

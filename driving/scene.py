@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -187,7 +187,20 @@ def validate_scene(scene: Mapping[str, Any], strict: bool = True) -> None:
             _check_value(where, spec, value)
 
 
+def _convert(entries: Mapping[str, Any], specs: Mapping[str, KeySpec],
+             convert: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """A copy with each contract key's value passed through ``convert(kind, value)``;
+    unknown keys are kept as they are."""
+    out: dict[str, Any] = {}
+    for name, value in entries.items():
+        spec = specs.get(name)
+        out[name] = convert(spec.kind, value) if spec is not None else value
+    return out
+
+
 def _value_to_jsonable(kind: str, value: Any) -> Any:
+    if kind == "actors":
+        return {str(int(i)): _convert(a, _ACTOR_BY_NAME, _value_to_jsonable) for i, a in value.items()}
     if value is None:
         return None
     if kind in ("vec2", "points"):
@@ -200,6 +213,8 @@ def _value_to_jsonable(kind: str, value: Any) -> Any:
 
 
 def _value_from_jsonable(kind: str, value: Any) -> Any:
+    if kind == "actors":
+        return {int(i): _convert(a, _ACTOR_BY_NAME, _value_from_jsonable) for i, a in value.items()}
     if value is None:
         return None
     if kind == "vec2":
@@ -211,22 +226,6 @@ def _value_from_jsonable(kind: str, value: Any) -> Any:
     return value
 
 
-def _actor_to_jsonable(actor: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for name, value in actor.items():
-        spec = _ACTOR_BY_NAME.get(name)
-        out[name] = _value_to_jsonable(spec.kind, value) if spec else value
-    return out
-
-
-def _actor_from_jsonable(actor: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for name, value in actor.items():
-        spec = _ACTOR_BY_NAME.get(name)
-        out[name] = _value_from_jsonable(spec.kind, value) if spec else value
-    return out
-
-
 _SCENE_BY_NAME = {k.name: k for k in SCENE_KEYS}
 
 
@@ -235,30 +234,12 @@ def scene_to_jsonable(scene: Mapping[str, Any]) -> dict[str, Any]:
 
     Unknown keys are kept as they are (they must already be JSON-safe).
     """
-    out: dict[str, Any] = {}
-    for name, value in scene.items():
-        spec = _SCENE_BY_NAME.get(name)
-        if spec is None:
-            out[name] = value
-        elif spec.kind == "actors":
-            out[name] = {str(int(i)): _actor_to_jsonable(a) for i, a in value.items()}
-        else:
-            out[name] = _value_to_jsonable(spec.kind, value)
-    return out
+    return _convert(scene, _SCENE_BY_NAME, _value_to_jsonable)
 
 
 def scene_from_jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`scene_to_jsonable`."""
-    out: dict[str, Any] = {}
-    for name, value in data.items():
-        spec = _SCENE_BY_NAME.get(name)
-        if spec is None:
-            out[name] = value
-        elif spec.kind == "actors":
-            out[name] = {int(i): _actor_from_jsonable(a) for i, a in value.items()}
-        else:
-            out[name] = _value_from_jsonable(spec.kind, value)
-    return out
+    return _convert(data, _SCENE_BY_NAME, _value_from_jsonable)
 
 
 def copy_scene(scene: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class ActorSet:
                         self.half_length[keep], self.half_width[keep])
 
     def corners(self) -> np.ndarray:
-        """(A, 4, 2) footprint corners."""
+        """(A, 4, 2) footprint corners (driving.geometry.box_corners, vectorized over actors)."""
         f = self.forward * self.half_length[:, None]
         r = np.stack([-self.forward[:, 1], self.forward[:, 0]], axis=1) * self.half_width[:, None]
         c = self.center
@@ -89,6 +89,7 @@ def _stop_at(distance_m: float, config: ExpertConfig) -> float:
 
 
 def cruise_constraint(speed_limit_mps: float | None, config: ExpertConfig) -> SpeedConstraint:
+    """The free-road speed: the cruise speed, or the speed limit when lower."""
     limit = config.cruise_speed_mps if speed_limit_mps is None else min(speed_limit_mps, config.cruise_speed_mps)
     return SpeedConstraint(max(0.0, limit), "free_road")
 
@@ -167,7 +168,8 @@ def lead_vehicle_constraint(path: RoutePath, ego: EgoState, actors: ActorSet,
         return None, in_corridor
     corridor = route_corridor(path, ego, config)
     shapely.prepare(corridor)
-    footprints = shapely.polygons(actors.corners())
+    corners = actors.corners()
+    footprints = shapely.polygons(corners)
     standing_walker = actors.is_pedestrian & (actors.speed_mps <= config.moving_speed_mps)
     width = ego.half_width_m + np.where(standing_walker, config.standing_pedestrian_margin_m,
                                         config.corridor_margin_m)
@@ -176,7 +178,6 @@ def lead_vehicle_constraint(path: RoutePath, ego: EgoState, actors: ActorSet,
         return None, in_corridor
     # Arc lengths of the corridor actors' corners and centres, in one projection.
     n = len(actors)
-    corners = actors.corners()
     s_all, _ = path.project(np.concatenate([corners.reshape(-1, 2), actors.center])[
         np.concatenate([np.repeat(in_corridor, 4), in_corridor])])
     k_in = int(in_corridor.sum())

@@ -28,6 +28,7 @@ class RoutePath:
 
     @property
     def length_m(self) -> float:
+        """Arc length of the last point."""
         return float(self.s[-1])
 
     def project(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from itertools import islice
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
@@ -37,32 +37,21 @@ def relabel_dataset(src: Path, dst: Path | None = None, config: ExpertConfig | N
     source = SceneDataset(src)
     target = SceneDataset(dst if dst is not None else src)
     expert = Expert(config)
-    # Snapshot the runs first: appending to src while reading it must not relabel our own output.
+    # Snapshot the index first: appending to src while reading it must not relabel our own output.
     entries = source.chunks()
-    total = sum(int(e.get("n_records", 0)) for e in entries)
-    runs = list(dict.fromkeys(e["run_id"] for e in entries))
-    new_ids = {run: _relabelled_run_id(run) for run in runs}
+    by_run: dict[str, list[dict]] = {}
+    for entry in entries:
+        by_run.setdefault(entry["run_id"], []).append(entry)
+    new_ids = {run: _relabelled_run_id(run) for run in by_run}
     count = 0
+    total = sum(int(e.get("n_records", 0)) for e in entries)
     with tqdm(total=total, desc="relabel", unit="scene", disable=not progress, leave=False) as bar:
-        for run in runs:
-            batch: list[SceneRecord] = []
-            for record in _records_of(source, run, entries):
-                meta = {**record.meta, "relabelled_from": run}
-                batch.append(SceneRecord(record.scene, expert.predict(record.scene), meta))
-                if len(batch) >= _CHUNK_RECORDS:
-                    target.append(batch, run_id=new_ids[run])
-                    count += len(batch)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
+        for run, run_entries in by_run.items():
+            labelled = (SceneRecord(record.scene, expert.predict(record.scene), {**record.meta, "relabelled_from": run})
+                        for entry in run_entries for record in source.read_chunk(entry))
+            while batch := list(islice(labelled, _CHUNK_RECORDS)):
                 target.append(batch, run_id=new_ids[run])
                 count += len(batch)
                 bar.update(len(batch))
     log.info("relabelled %d scenes from %s into %s", count, src, dst or src)
     return count
-
-
-def _records_of(dataset: SceneDataset, run_id: str, entries: list[dict]) -> Iterator[SceneRecord]:
-    for entry in entries:
-        if entry["run_id"] == run_id:
-            yield from dataset.read_chunk(entry)

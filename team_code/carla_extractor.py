@@ -26,7 +26,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -110,6 +110,13 @@ class _StopPoint:
     lane: tuple[int, int]  # (road_id, lane_id)
 
 
+def _stop_point_of(waypoint: Any) -> _StopPoint:
+    """The stop point at a CARLA waypoint: its position, heading and lane."""
+    return _StopPoint(xy=_xy(waypoint.transform.location),
+                      forward=yaw_to_unit_vector(float(waypoint.transform.rotation.yaw)),
+                      lane=(int(waypoint.road_id), int(waypoint.lane_id)))
+
+
 @dataclass(frozen=True)
 class _Light:
     actor: Any
@@ -153,9 +160,7 @@ class CarlaSceneProvider:
         self._route_z = np.array([float(t.location.z) for t in transforms])
         self.tracker = RouteTracker(np.array([_xy(t.location) for t in transforms]),
                                     commands=[_road_option_name(item[1]) for item in global_plan])
-        self._route_cumulative_m = np.concatenate(
-            [[0.0], np.cumsum(np.linalg.norm(np.diff(self.tracker.points, axis=0), axis=1))])
-        self._route_lane_cache: dict[int, tuple[tuple[int, int], bool]] = {}
+        self._route_lane_cache: dict[int, tuple[tuple[int, int], bool] | None] = {}
         self._lights: list[_Light] | None = None
         self._stop_signs: list[_StopSign] | None = None
         self._completed_stop_signs: set[int] = set()
@@ -279,43 +284,33 @@ class CarlaSceneProvider:
         if index not in self._route_lane_cache:
             x, y = self.tracker.points[index]
             wp = self.map.get_waypoint(carla.Location(x=float(x), y=float(y), z=float(self._route_z[index])))
-            if wp is None:
-                return None
-            self._route_lane_cache[index] = ((int(wp.road_id), int(wp.lane_id)), bool(wp.is_junction))
+            # None (off the map) is cached too: the answer will not change.
+            self._route_lane_cache[index] = None if wp is None else \
+                ((int(wp.road_id), int(wp.lane_id)), bool(wp.is_junction))
         return self._route_lane_cache[index]
-
-    def _route_indices_ahead(self, max_distance_m: float) -> range:
-        start = self.tracker.index
-        limit = self._route_cumulative_m[start] + max_distance_m
-        end = int(np.searchsorted(self._route_cumulative_m, limit, side="right"))
-        return range(start, max(end, start + 1))
 
     def _lanes_ahead(self, ego_wp: Any) -> set[tuple[int, int]]:
         """The lanes the ego is on or will drive along within the look-ahead."""
         lanes = set()
         if ego_wp is not None:
             lanes.add((int(ego_wp.road_id), int(ego_wp.lane_id)))
-        for index in self._route_indices_ahead(ROUTE_LOOKAHEAD_M):
+        for index in self.tracker.indices_ahead(ROUTE_LOOKAHEAD_M):
             info = self._route_point_lane(index)
             if info is not None:
                 lanes.add(info[0])
         return lanes
 
     def _distance_to_junction(self) -> float | None:
-        progress = self._route_cumulative_m[self.tracker.index]
-        for index in self._route_indices_ahead(ROUTE_LOOKAHEAD_M):
+        cumulative = self.tracker.cumulative_m
+        for index in self.tracker.indices_ahead(ROUTE_LOOKAHEAD_M):
             info = self._route_point_lane(index)
             if info is not None and info[1]:
-                return float(self._route_cumulative_m[index] - progress)
+                return float(cumulative[index] - self.tracker.progress_m)
         return None
 
     def _stop_point(self, location: Any) -> _StopPoint | None:
         wp = self.map.get_waypoint(location)
-        if wp is None:
-            return None
-        return _StopPoint(xy=_xy(wp.transform.location),
-                          forward=yaw_to_unit_vector(float(wp.transform.rotation.yaw)),
-                          lane=(int(wp.road_id), int(wp.lane_id)))
+        return _stop_point_of(wp) if wp is not None else None
 
     def _static_actors(self) -> None:
         """Lights and stop signs do not move: read them (and their stop points) once."""
@@ -334,9 +329,7 @@ class CarlaSceneProvider:
         volume = light.trigger_volume
         trigger_xy = _local_to_world(transform, volume.location)
         if hasattr(light, "get_stop_waypoints"):
-            waypoints = light.get_stop_waypoints()
-            stops = [_StopPoint(_xy(wp.transform.location), yaw_to_unit_vector(float(wp.transform.rotation.yaw)),
-                                (int(wp.road_id), int(wp.lane_id))) for wp in waypoints]
+            stops = [_stop_point_of(wp) for wp in light.get_stop_waypoints()]
         else:  # pragma: no cover - CARLA before 0.9.10: the trigger volume's lane
             point = self._stop_point(carla.Location(x=float(trigger_xy[0]), y=float(trigger_xy[1]), z=0.0))
             stops = [point] if point is not None else []
@@ -351,7 +344,7 @@ class CarlaSceneProvider:
         if stop is None:
             return None
         # The stop point is the volume's centre (the sign's trigger area), on its lane.
-        stop = _StopPoint(xy=centre, forward=stop.forward, lane=stop.lane)
+        stop = replace(stop, xy=centre)
         yaw = float(transform.rotation.yaw) + float(volume.rotation.yaw)
         return _StopSign(actor_id=int(sign.id), stop=stop, volume_yaw_deg=yaw,
                          volume_half_x=float(volume.extent.x), volume_half_y=float(volume.extent.y))

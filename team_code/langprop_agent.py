@@ -33,14 +33,13 @@ from typing import Any
 from driving.labels import DrivingLabel, PolicyAction, parse_policy_output
 from langprop_core.sandbox import ScriptTimeout
 from team_code.config import ConfigError
-from team_code.privileged_agent import BRAKE_ACTION, PrivilegedAgent, action_from_label
+from team_code.privileged_agent import _LOG_EVERY, BRAKE_ACTION, PrivilegedAgent, action_from_label
 
 __all__ = ["LangPropAgent", "get_entry_point", "FUNCTION_NAME"]
 
 log = logging.getLogger(__name__)
 
 FUNCTION_NAME = "predict_speed_and_steering"
-_LOG_EVERY = 100
 
 
 def get_entry_point() -> str:

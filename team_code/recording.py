@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from driving.dataset import SceneDataset, SceneRecord
 from driving.labels import DrivingLabel, PolicyAction
 from driving.scene import copy_scene
 
@@ -32,14 +33,12 @@ class SceneRecorder:
     """Appends ticks of one run to the dataset at ``root``."""
 
     def __init__(self, root: Path, run_id: str, route_id: str | None = None, flush_every: int = 200) -> None:
-        from driving.dataset import SceneDataset  # imported here: recording is optional
-
         self.root = Path(root)
         self.run_id = run_id
         self.route_id = route_id
         self.flush_every = max(1, int(flush_every))
         self._dataset = SceneDataset(self.root)
-        self._buffer: list[Any] = []
+        self._buffer: list[SceneRecord] = []
         self.n_recorded = 0
         self.chunks: list[Path] = []
 
@@ -49,8 +48,6 @@ class SceneRecorder:
 
         ``extra`` adds JSON-safe metadata (e.g. the policy's exception).
         """
-        from driving.dataset import SceneRecord
-
         meta = {
             "route_id": self.route_id,
             "run_id": self.run_id,
@@ -78,4 +75,5 @@ class SceneRecorder:
         log.debug("recorded %d ticks of run %s to %s", len(records), self.run_id, chunk)
 
     def close(self) -> None:
+        """Write what is still buffered."""
         self.flush()
