@@ -6,7 +6,11 @@ import stat
 
 import pytest
 
-from langprop_core.files import atomic_write_json, atomic_write_text
+import driving.files
+import langprop_core.files
+
+# The two layers each have the helper (neither may import the other): test both.
+WRITERS = pytest.mark.parametrize("files", [langprop_core.files, driving.files], ids=["core", "driving"])
 
 
 @pytest.fixture
@@ -22,18 +26,20 @@ def _mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_new_file_gets_the_umask_mode_not_the_temporary_files(tmp_path, umask_027):
+@WRITERS
+def test_new_file_gets_the_umask_mode_not_the_temporary_files(files, tmp_path, umask_027):
     target = tmp_path / "sub" / "index.json"
-    atomic_write_json(target, {"b": 1, "a": [1, 2]})
+    files.atomic_write_json(target, {"b": 1, "a": [1, 2]})
     assert target.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
     assert _mode(target) == 0o640
     assert [p.name for p in target.parent.iterdir()] == ["index.json"]
 
 
-def test_rewrite_keeps_the_existing_files_mode(tmp_path):
+@WRITERS
+def test_rewrite_keeps_the_existing_files_mode(files, tmp_path):
     target = tmp_path / "script.py"
     target.write_text("old\n")
     target.chmod(0o604)
-    atomic_write_text(target, "new\n")
+    files.atomic_write_text(target, "new\n")
     assert target.read_text() == "new\n"
     assert _mode(target) == 0o604
