@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driving.clock import TICK_S
+
 __all__ = ["PIDController", "VehicleControllerConfig", "VehicleController"]
 
 # The tick the paper's gains were tuned at (CARLA leaderboard, 20 Hz).
-REFERENCE_DT_S = 0.05
+REFERENCE_DT_S = TICK_S
 
 
 class PIDController:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from driving.carla_compat import VehicleControl
+from driving.clock import TICK_S
 from driving.controllers import VehicleController
 from driving.geometry import relative_angle_deg
 
@@ -69,7 +70,7 @@ class FollowAgent(_BuiltinAgent):
     def setup(self, path_to_conf_file: str | None) -> None:
         super().setup(path_to_conf_file)
         self.target_speed_mps = float(self.options.get("speed", 6.0))
-        self.controller = VehicleController(dt=0.05)
+        self.controller = VehicleController(dt=TICK_S)
 
     def run_step(self, input_data: dict, timestamp: float) -> VehicleControl:
         angle, speed = self._steering_deg()

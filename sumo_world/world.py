@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from driving.clock import TICK_S
 from sumo_world.ego import EgoParams, EgoState
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class SumoWorld:
     absent). Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, town: Any, traffic: TrafficConfig | None = None, seed: int = 0, step_s: float = 0.05, *,
+    def __init__(self, town: Any, traffic: TrafficConfig | None = None, seed: int = 0, step_s: float = TICK_S, *,
                  network: Any = None, route_files: Sequence[Path] | None = None,
                  work_dir: Path | None = None, warmup_s: float = 10.0,
                  ego_params: EgoParams | None = None) -> None:

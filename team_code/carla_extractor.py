@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from driving.carla_compat import RoadOption
+from driving.clock import TICK_S
 from driving.geometry import kmh_to_mps, to_ego_frame, yaw_to_unit_vector
 from driving.route import RouteTracker
 
@@ -241,7 +242,7 @@ class CarlaSceneProvider:
         snapshot = self.world.get_snapshot() if hasattr(self.world, "get_snapshot") else None
         if snapshot is not None:
             return float(snapshot.timestamp.elapsed_seconds)
-        return self._ticks * 0.05  # the leaderboard's fixed 20 Hz step
+        return self._ticks * TICK_S  # the leaderboard's fixed step
 
     def _speed_limit_mps(self) -> float:
         limit_kmh = float(self.hero.get_speed_limit()) if hasattr(self.hero, "get_speed_limit") else 0.0

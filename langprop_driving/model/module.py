@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from driving.clock import TICKS_PER_SECOND
 from driving.labels import MAX_TARGET_SPEED_MPS, SPEED_LEVEL_MPS
 from driving.scene import describe_scene_contract
 from langprop_core.module import Module
@@ -22,7 +23,7 @@ def driving_template_vars(function_name: str = FUNCTION_NAME) -> dict:
         "scene_contract": describe_scene_contract(),
         "speed_levels": dict(SPEED_LEVEL_MPS),
         "max_speed_mps": MAX_TARGET_SPEED_MPS,
-        "ticks_per_second": 20,
+        "ticks_per_second": TICKS_PER_SECOND,
     }
 
 
