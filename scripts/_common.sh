@@ -120,7 +120,8 @@ print_help() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
-# parse_args DEFAULT_WORLD "$@": the options every script shares. Sets WORLD
+# parse_args DEFAULT_WORLD "$@": the options every script shares (and the
+# script's own, through an optional script_option function). Sets WORLD
 # ($WORLD, else DEFAULT_WORLD; --world), DRY_RUN (--dry-run) and EXTRA (what
 # follows --), prints the help for -h/--help, and checks the world.
 parse_args() {
@@ -135,7 +136,14 @@ parse_args() {
             --dry-run) DRY_RUN=1; shift ;;
             -h|--help) print_help; exit 0 ;;
             --) shift; EXTRA=("$@"); break ;;
-            *) die "unknown option '$1' (see --help)" ;;
+            *)
+                # A script with options of its own defines script_option, which
+                # sets OPTION_WORDS to the number of words it took.
+                if declare -F script_option > /dev/null && script_option "$@"; then
+                    shift "${OPTION_WORDS}"
+                else
+                    die "unknown option '$1' (see --help)"
+                fi ;;
         esac
     done
     check_world

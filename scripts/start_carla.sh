@@ -18,30 +18,23 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
-WORLD="${WORLD:-carla}"
-DRY_RUN="${DRY_RUN:-0}"
 PORT="${PORT:-2000}"
 CARLA_VERSION="${CARLA_VERSION:-}"
 CARLA_GPU="${CARLA_GPU:-}"
 CARLA_OFFSCREEN="${CARLA_OFFSCREEN:-1}"
 CARLA_WAIT_S="${CARLA_WAIT_S:-60}"
-EXTRA=()
-while (( $# > 0 )); do
+# This script's own options, on top of parse_args' shared ones.
+script_option() {
     case "$1" in
-        --port) PORT="${2:-}"; shift 2 ;;
-        --version) CARLA_VERSION="${2:-}"; shift 2 ;;
-        --gpu) CARLA_GPU="${2:-}"; shift 2 ;;
-        --no-offscreen) CARLA_OFFSCREEN=0; shift ;;
-        --wait) CARLA_WAIT_S="${2:-}"; shift 2 ;;
-        --world) WORLD="${2:-}"; shift 2 ;;
-        --world=*) WORLD="${1#*=}"; shift ;;
-        --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) print_help; exit 0 ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) die "unknown option '$1' (see --help)" ;;
+        --port) PORT="${2:-}"; OPTION_WORDS=2 ;;
+        --version) CARLA_VERSION="${2:-}"; OPTION_WORDS=2 ;;
+        --gpu) CARLA_GPU="${2:-}"; OPTION_WORDS=2 ;;
+        --no-offscreen) CARLA_OFFSCREEN=0; OPTION_WORDS=1 ;;
+        --wait) CARLA_WAIT_S="${2:-}"; OPTION_WORDS=2 ;;
+        *) return 1 ;;
     esac
-done
-check_world
+}
+parse_args carla "$@"
 
 if [[ "${WORLD}" == "embedded" ]]; then
     echo "The embedded world runs inside the langprop process; there is no server to start."
