@@ -14,14 +14,11 @@ from langprop_core.sandbox import SandboxConfig
 from langprop_core.task import Task
 from langprop_core.trainer import Trainer, TrainerConfig
 from tests.fixtures.llm_server import reply, slow, status
+from tests.test_core_trainer import fence
 
 WEAK = "def f(x):\n    return x\n"
 BETTER = "def f(x):\n    return x + x if x < 6 else x\n"
 PERFECT = "def f(x):\n    return 2 * x\n"
-
-
-def fence(src: str) -> str:
-    return f"Sure.\n```python\n{src}```\n"
 
 
 def responder(messages):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from driving.files import atomic_write_json as _write_json
+from langprop_driving.model.objective import DrivingObjective
 
 __all__ = [
     "WorldConfig", "TrainConfig", "DaggerConfig", "WorkDir", "atomic_write_json", "config_dict",
@@ -70,10 +71,11 @@ class TrainConfig:
     record_stride: int = 5
     max_records: int | None = 3000
     infraction_weight: float = 3.0
-    horizon_s: float = 3.0
-    standstill_horizon_s: float = 240.0
-    repeat_penalty: float = 1.0
-    steering_tolerance_deg: float = 30.0
+    # The objective's knobs default to the objective's own defaults (one source).
+    horizon_s: float = DrivingObjective.horizon_s
+    standstill_horizon_s: float = DrivingObjective.standstill_horizon_s
+    repeat_penalty: float = DrivingObjective.repeat_penalty
+    steering_tolerance_deg: float = DrivingObjective.steering_tolerance_deg
     sandbox_mode: str = "process"
     sandbox_workers: int | None = None
     timeout_s: float = 1.0

@@ -45,7 +45,7 @@ def _demo_train_config() -> TrainConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo builds; the defaults fit in about 15 minutes on 2 cores."""
+    """What the demo builds; the defaults run in about 3 minutes on 2 cores (the issue allows 15)."""
 
     work_dir: Path = Path("runs/demo")
     town: str = "demo_grid"
