@@ -1,0 +1,471 @@
+"""The parent's side: worker processes, the batch scheduler, the watchdog, message checks.
+
+A batch of calls is ``sources x inputs``. In process mode every worker gets the
+batch's inputs once (pickled once, sent once per worker per batch), then runs
+jobs ``(script, range of inputs)`` and answers with one message per job.
+
+Limits, enforced per call:
+
+- time: inside the job a periodic ``SIGALRM`` raises in a call that has run
+  longer than ``timeout_s``; a call stuck where Python cannot interrupt it is
+  caught here, by watching a shared progress counter, and the worker's whole
+  process group is killed.
+- memory: ``RLIMIT_AS``; running out raises ``MemoryError`` in the script or
+  ends the job's fork.
+- a job whose fork dies (``os._exit``, a crash) fails the call it was on; the
+  rest of the job runs again. A worker that dies or sends anything but a
+  well-formed message is killed (with its process group) and replaced.
+
+Every message from a worker is decoded by
+:func:`~langprop_core.sandbox.codec.decode` and checked; failures come back as
+:class:`CallResult` with ``exception`` set, never as exceptions.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import gc
+import json
+import logging
+import math
+import multiprocessing.connection
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Sequence
+
+from langprop_core.copier import CopyPlanner
+from langprop_core.sandbox import isolation
+from langprop_core.sandbox.codec import Bounds, UnsafeOutput, check_plain, decode
+from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_DIED_PREFIX, CallResult,
+                                          SandboxConfig, SandboxUnavailable)
+from langprop_core.sandbox.execution import Dependency, Executor
+from langprop_core.sandbox.inputs import prepare_inputs
+from langprop_core.sandbox.worker import WORKER_CODE, Progress
+
+__all__ = ["ScriptRunner", "Worker"]
+
+log = logging.getLogger("langprop_core.sandbox")
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
+# Beyond the per-call timeout, how long the parent waits for a worker that
+# shows no progress before it kills it (the in-worker alarm should fire first).
+_HARD_GRACE_S = 0.5
+# Before its first call of a job a worker may still be starting or decoding the
+# batch's inputs: on a loaded machine that takes seconds, and must not count
+# against the script's time limit (it made closed-loop rollouts differ between runs).
+_STARTUP_LIMIT_S = 60.0
+# A script that kills its worker this many times in one batch fails its remaining calls.
+_MAX_DEATHS_PER_SCRIPT = 3
+_MAX_JOB_BYTES = 64 << 20
+_MAX_TEXT = 1 << 16
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@functools.lru_cache(maxsize=8)
+def _report_protections(landlock_abi: int, seccomp: bool, missing: tuple[str, ...]) -> None:
+    """Say once per process what the workers are boxed in by (and what they are not)."""
+    text = isolation.Protections(landlock_abi, seccomp, os.geteuid() == 0, missing).describe()
+    (log.warning if missing else log.info)(text)
+
+
+class Worker:
+    """A worker process started with ``python -I -c`` in a process group of its own.
+
+    Not a ``multiprocessing.Process``: spawn and forkserver re-import the
+    caller's ``__main__``, which would run a leaderboard evaluator's or a user's
+    script again in every worker.
+    """
+
+    def __init__(self, config: SandboxConfig) -> None:
+        progress_fd = os.memfd_create("langprop-progress")
+        os.ftruncate(progress_fd, 8)
+        self.progress = Progress(progress_fd)
+        self.progress.value = -1
+        self.scratch = tempfile.mkdtemp(prefix="langprop-sandbox-")
+        parent_sock, child_sock = socket.socketpair()
+        settings = {"memory_mb": config.memory_mb, "max_file_mb": config.max_file_mb,
+                    "strict": config.strict, "max_result_bytes": config.max_result_bytes,
+                    "max_result_depth": config.max_result_depth,
+                    "max_stdout_chars": config.max_stdout_chars, "timeout_s": config.timeout_s,
+                    "max_job_bytes": _MAX_JOB_BYTES, "max_message_bytes": self.max_message_bytes(config)}
+        env = isolation.worker_environment([], self.scratch)
+        # stderr goes to the scratch (bounded by RLIMIT_FSIZE): never to the user's terminal.
+        with open(os.path.join(self.scratch, "worker.log"), "wb") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-c", WORKER_CODE, _PACKAGE_ROOT, str(child_sock.fileno()),
+                 str(progress_fd), str(os.getpid()), self.scratch, json.dumps(settings)],
+                pass_fds=(child_sock.fileno(), progress_fd), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=log_file, env=env, close_fds=True, process_group=0)
+        child_sock.close()
+        os.close(progress_fd)
+        self.conn = multiprocessing.connection.Connection(parent_sock.detach())
+        self.max_bytes = settings["max_message_bytes"]
+        self.started_at = time.monotonic()
+        self.ready = False
+        self.batch_token: int | None = None
+        self.job: tuple[str, int, int] | None = None
+        self.seen_progress = -1
+        self.seen_at = 0.0
+
+    @staticmethod
+    def max_message_bytes(config: SandboxConfig) -> int:
+        """The largest message a worker may send: the job's outputs and each row's texts."""
+        per_row = config.max_stdout_chars * 4 + 4 * 4096 + 256
+        return _MAX_JOB_BYTES + 2000 * per_row + (1 << 16)
+
+    def handshake(self, timeout_s: float = _STARTUP_LIMIT_S) -> tuple[int, bool, tuple[str, ...]]:
+        """Wait for the worker's report of what it applied; raises :class:`SandboxUnavailable`
+        when it refused (strict) or could not start."""
+        msg: Any = None
+        if self.conn.poll(timeout_s):
+            try:
+                msg = decode(self.conn.recv_bytes(1 << 16))
+            except (EOFError, OSError, UnsafeOutput):
+                msg = None
+        if isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "refused":
+            self.kill()
+            raise SandboxUnavailable(str(msg[1]))
+        if not (isinstance(msg, tuple) and len(msg) == 4 and msg[0] == "hello"):
+            detail = self._log_tail()
+            self.kill()
+            raise SandboxUnavailable(f"a sandbox worker did not start (exit code {self.exitcode}): "
+                                     f"{detail or 'no message'}")
+        self.ready = True
+        return int(msg[1]), bool(msg[2]), tuple(str(m) for m in msg[3])
+
+    def _log_tail(self) -> str:
+        try:
+            with open(os.path.join(self.scratch, "worker.log"), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 2000))
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def assign(self, job: tuple[str, int, int], now: float) -> None:
+        self.job = job
+        self.seen_progress = -2
+        self.seen_at = now
+        self.conn.send_bytes(pickle.dumps(("run",) + job, _PICKLE))
+
+    def receive(self) -> Any:
+        """The next message, decoded as plain data; raises EOFError/OSError/UnsafeOutput."""
+        return decode(self.conn.recv_bytes(self.max_bytes))
+
+    def kill(self) -> None:
+        """Kill the worker's whole process group (its job's fork included) and remove its scratch."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            log.warning("sandbox worker %d did not exit after SIGKILL", self.process.pid)
+        self.conn.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def stop(self) -> None:
+        try:
+            self.conn.send_bytes(pickle.dumps(("stop",), _PICKLE))
+            self.process.wait(timeout=1)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+def _checked_rows(msg: Any, n: int, bounds: Bounds) -> list[CallResult] | None:
+    """The rows of a ``done`` message as results, or None when the message is malformed.
+    Each output is checked again here: a hostile job may have forged the message."""
+    if not (type(msg) is tuple and len(msg) == 2 and msg[0] == "done" and type(msg[1]) is list
+            and len(msg[1]) == n):
+        return None
+    out = []
+    for row in msg[1]:
+        if not (type(row) is tuple and len(row) == 5):
+            return None
+        output, exc, tb, printed, dt = row
+        if not ((exc is None or type(exc) is str) and (tb is None or type(tb) is str)
+                and type(printed) is str and type(dt) is float):
+            return None
+        try:
+            check_plain(output, bounds)
+        except UnsafeOutput as unsafe:
+            output, exc, tb = None, UNSAFE_PREFIX + str(unsafe), None
+        out.append(CallResult(output, None if exc is None else exc[:_MAX_TEXT],
+                              None if tb is None else tb[:_MAX_TEXT], printed[:_MAX_TEXT],
+                              dt if dt == dt and dt >= 0 else 0.0))
+    return out
+
+
+class ScriptRunner:
+    """Runs a population of scripts over a batch of inputs.
+
+    Use as a context manager (or call :meth:`close`) so worker processes end.
+    ``protections`` holds what the workers applied (after the first batch).
+    """
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self._workers: list[Worker] = []
+        self._token = 0
+        self._executor: Executor | None = None
+        self._planner: CopyPlanner | None = None
+        self._bounds = Bounds(self.config.max_result_bytes, self.config.max_result_depth)
+        self.workers_replaced = 0
+        self.protections: isolation.Protections | None = None
+        self.startup_s: list[float] = []
+        if self.config.mode == "inprocess":
+            log.warning("sandbox mode 'inprocess': scripts run in this process with no limit and no "
+                        "containment; use it for trusted code only (os._exit ends this process)")
+
+    # -- public API
+
+    def run_batch(self, sources: dict[str, str], function_name: str, inputs: Sequence[tuple],
+                  dependencies: Sequence[Dependency] = ()) -> dict[str, list[CallResult]]:
+        """Call every script on every input; results in input order, per script id.
+
+        ``dependencies`` are loaded into every script's namespace (see
+        :class:`Dependency`); one that cannot be loaded fails every call.
+        Raises :class:`SandboxUnavailable` only for a machine that cannot give
+        the protections ``strict`` asks for.
+        """
+        inputs = list(inputs)
+        for i, args in enumerate(inputs):
+            if not isinstance(args, tuple):
+                raise TypeError(f"inputs[{i}] is a {type(args).__name__}; each input must be a "
+                                f"tuple of positional arguments")
+        dependencies = tuple(dependencies)
+        for dep in dependencies:
+            if not isinstance(dep, Dependency):
+                raise TypeError(f"dependencies must be Dependency objects, not {type(dep).__name__}")
+        if not sources or not inputs:
+            return {sid: [] for sid in sources}
+        if self.config.mode == "inprocess":
+            return self._run_inprocess(sources, function_name, inputs, dependencies)
+        return self._run_process(sources, function_name, inputs, dependencies)
+
+    def start(self) -> isolation.Protections:
+        """Start the workers now (else the first batch does); what they apply."""
+        self._ensure_workers()
+        assert self.protections is not None
+        return self.protections
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        for worker in self._workers:
+            worker.stop()
+        self._workers = []
+
+    def __enter__(self) -> "ScriptRunner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- in-process
+
+    def _run_inprocess(self, sources: dict[str, str], function_name: str, inputs: list[tuple],
+                       dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
+        if self._executor is None:
+            self._executor = Executor(self.config.max_stdout_chars, timeout_s=None)
+            self._planner = CopyPlanner()
+        prepared = prepare_inputs(inputs, self._planner)
+        out: dict[str, list[CallResult]] = {}
+        gc_was_enabled = gc.isenabled()
+        # The cyclic GC would otherwise walk every output kept so far again and
+        # again; scripts' garbage is collected after the batch.
+        gc.disable()
+        try:
+            for sid, source in sources.items():
+                out[sid] = self._executor.run_job_inprocess(sid, source, function_name, prepared,
+                                                            dependencies)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return out
+
+    # -- worker processes
+
+    def _ensure_workers(self) -> None:
+        alive = []
+        for worker in self._workers:
+            if worker.is_alive():
+                alive.append(worker)
+            else:
+                worker.kill()
+                self.workers_replaced += 1
+        self._workers = alive
+        fresh = [Worker(self.config) for _ in range(self.config.workers - len(self._workers))]
+        try:
+            for worker in fresh:
+                abi, seccomp, missing = worker.handshake()
+                self.startup_s.append(time.monotonic() - worker.started_at)
+                if self.protections is None:
+                    self.protections = isolation.Protections(abi, seccomp, os.geteuid() == 0, missing)
+                    _report_protections(abi, seccomp, missing)
+        except BaseException:
+            for worker in fresh:
+                worker.kill()
+            raise
+        self._workers.extend(fresh)
+
+    def _chunk_size(self, n_scripts: int, n_inputs: int) -> int:
+        per_worker = math.ceil(n_scripts * n_inputs / (self.config.workers * 4))
+        return max(1, min(n_inputs, per_worker, 2000))
+
+    def _run_process(self, sources: dict[str, str], function_name: str, inputs: list[tuple],
+                     dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
+        n = len(inputs)
+        try:
+            payload = pickle.dumps(("load", function_name, dict(sources), inputs, dependencies),
+                                   _PICKLE)
+        except Exception as exc:  # noqa: BLE001 - name the problem for the caller
+            raise TypeError(f"the inputs cannot be sent to sandbox workers ({type(exc).__name__}: "
+                            f"{exc}); make them picklable or use SandboxConfig(mode='inprocess')") from exc
+        self._token += 1
+        token = self._token
+        chunk = self._chunk_size(len(sources), n)
+        jobs: collections.deque[tuple[str, int, int]] = collections.deque(
+            (sid, s, min(s + chunk, n)) for sid in sources for s in range(0, n, chunk))
+        results: dict[str, list[CallResult | None]] = {sid: [None] * n for sid in sources}
+        deaths: collections.Counter[str] = collections.Counter()
+        hard_limit_s = self.config.timeout_s + max(_HARD_GRACE_S, self.config.timeout_s)
+        self._ensure_workers()
+
+        while True:
+            now = time.monotonic()
+            for worker in self._workers:
+                while worker.job is None and jobs:
+                    job = jobs.popleft()
+                    if deaths[job[0]] >= _MAX_DEATHS_PER_SCRIPT:
+                        self._fail(results, job, f"{WORKER_DIED_PREFIX}the script killed its worker "
+                                                 f"{deaths[job[0]]} times in this batch; call not run")
+                        continue
+                    try:
+                        if worker.batch_token != token:
+                            worker.conn.send_bytes(payload)
+                            worker.batch_token = token
+                        worker.assign(job, now)
+                    except OSError:  # died while idle: replace it, keep the job
+                        jobs.appendleft(job)
+                        worker.job = None
+                        worker.kill()
+                        self._ensure_workers()
+                        break
+            busy = [w for w in self._workers if w.job is not None]
+            if not busy:
+                break
+            # A dying worker closes its socket, which wakes this wait too.
+            multiprocessing.connection.wait([w.conn for w in busy], timeout=0.05)
+            now = time.monotonic()
+            replace = False
+            for worker in busy:
+                sid, start, stop = worker.job
+                if worker.conn.poll():
+                    try:
+                        msg = worker.receive()
+                    except (EOFError, OSError):
+                        self._worker_died(worker, results, jobs, deaths, "died")
+                        replace = True
+                        continue
+                    except UnsafeOutput as unsafe:
+                        self._worker_died(worker, results, jobs, deaths, "unsafe", str(unsafe))
+                        replace = True
+                        continue
+                    if type(msg) is tuple and len(msg) == 4 and msg[0] == "died":
+                        self._job_died(worker, msg, results, jobs, deaths)
+                        continue
+                    rows = _checked_rows(msg, stop - start, self._bounds)
+                    if rows is None:
+                        self._worker_died(worker, results, jobs, deaths, "unsafe",
+                                          "a malformed message from the worker")
+                        replace = True
+                        continue
+                    results[sid][start:stop] = rows
+                    worker.job = None
+                elif not worker.is_alive():
+                    self._worker_died(worker, results, jobs, deaths, "died")
+                    replace = True
+                else:
+                    seen = worker.progress.value
+                    limit_s = hard_limit_s if seen >= 0 else max(hard_limit_s, _STARTUP_LIMIT_S)
+                    if seen != worker.seen_progress:
+                        worker.seen_progress, worker.seen_at = seen, now
+                    elif now - worker.seen_at > limit_s:
+                        self._worker_died(worker, results, jobs, deaths, "timeout")
+                        replace = True
+            if replace:
+                self._ensure_workers()
+        return results  # type: ignore[return-value] - every slot is filled by now
+
+    @staticmethod
+    def _fail(results: dict, job: tuple[str, int, int], message: str) -> None:
+        sid, start, stop = job
+        for i in range(start, stop):
+            results[sid][i] = CallResult(None, message, None, "", 0.0)
+
+    @staticmethod
+    def _requeue(jobs: collections.deque, sid: str, start: int, at: int, stop: int) -> None:
+        if at > start:
+            jobs.appendleft((sid, start, at))
+        if at + 1 < stop:
+            jobs.appendleft((sid, at + 1, stop))
+
+    def _job_died(self, worker: Worker, msg: tuple, results: dict, jobs: collections.deque,
+                  deaths: collections.Counter) -> None:
+        """The job's fork ended without its results; the template lives on."""
+        sid, start, stop = worker.job
+        _, why, code, at = msg
+        at = at if type(at) is int and start <= at < stop else start
+        code = code if type(code) is int else None
+        message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
+                   f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")
+        if type(why) is str and "over" in why:
+            message = f"{UNSAFE_PREFIX}{why}"
+        results[sid][at] = CallResult(None, message, None, "", 0.0)
+        deaths[sid] += 1
+        log.info("script %s: %s on input %d", sid, message, at)
+        worker.job = None
+        self._requeue(jobs, sid, start, at, stop)
+
+    def _worker_died(self, worker: Worker, results: dict, jobs: collections.deque,
+                     deaths: collections.Counter, why: str, detail: str = "") -> None:
+        sid, start, stop = worker.job
+        at = worker.progress.value
+        at = start if at < start or at >= stop else at
+        worker.kill()
+        if why == "timeout":
+            message = (f"{TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
+                       f"(worker killed)")
+        elif why == "unsafe":
+            message = f"{UNSAFE_PREFIX}{detail} (worker killed)"
+        else:
+            code = worker.exitcode
+            message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
+                       f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")
+        results[sid][at] = CallResult(None, message, None, "", 0.0)
+        deaths[sid] += 1
+        log.info("script %s: %s on input %d; worker replaced", sid, message, at)
+        worker.job = None
+        self._requeue(jobs, sid, start, at, stop)
