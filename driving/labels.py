@@ -14,6 +14,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from langprop_core.sandbox.codec import bounded_repr
+
 __all__ = [
     "SPEED_LEVEL_MPS",
     "SPEED_LEVELS",
@@ -85,13 +87,13 @@ def parse_policy_output(output: Any) -> PolicyAction:
         return output
     if not isinstance(output, (tuple, list)) or len(output) != 2:
         raise InvalidPolicyOutput(
-            f"expected a pair (speed_level or target_speed_mps, turn_angle_deg), got {output!r:.200}"
+            f"expected a pair (speed_level or target_speed_mps, turn_angle_deg), got {bounded_repr(output, 200)}"
         )
     speed, angle = output
     try:
         angle_deg = float(angle)
     except (TypeError, ValueError):
-        raise InvalidPolicyOutput(f"turn angle is not a number: {angle!r:.100}") from None
+        raise InvalidPolicyOutput(f"turn angle is not a number: {bounded_repr(angle, 100)}") from None
     if not math.isfinite(angle_deg):
         raise InvalidPolicyOutput(f"turn angle is not finite: {angle_deg}")
     # Wrap to (-180, 180]: scripts sometimes return 350 for -10.
@@ -101,14 +103,14 @@ def parse_policy_output(output: Any) -> PolicyAction:
     if isinstance(speed, str):
         level = speed.strip().upper()
         if level not in SPEED_LEVEL_MPS:
-            raise InvalidPolicyOutput(f"speed level {speed!r:.50} is not one of {', '.join(SPEED_LEVELS)}")
+            raise InvalidPolicyOutput(f"speed level {bounded_repr(speed, 50)} is not one of {', '.join(SPEED_LEVELS)}")
         return PolicyAction(SPEED_LEVEL_MPS[level], angle_deg, full_brake=level == "STOP")
     if isinstance(speed, bool):
         raise InvalidPolicyOutput(f"speed is a bool: {speed!r}")
     try:
         speed_mps = float(speed)
     except (TypeError, ValueError):
-        raise InvalidPolicyOutput(f"speed is neither a level nor a number: {speed!r:.100}") from None
+        raise InvalidPolicyOutput(f"speed is neither a level nor a number: {bounded_repr(speed, 100)}") from None
     if not math.isfinite(speed_mps) or speed_mps < 0.0 or speed_mps > MAX_TARGET_SPEED_MPS:
         raise InvalidPolicyOutput(f"target speed {speed_mps} m/s is outside [0, {MAX_TARGET_SPEED_MPS}]")
     return PolicyAction(speed_mps, angle_deg, full_brake=speed_mps == 0.0)

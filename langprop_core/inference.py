@@ -1,7 +1,10 @@
 """Run a trained script: the best policy of a checkpoint, or a plain ``.py`` file.
 
-No LLM is involved. Sandboxed by default (a worker process with time and
-memory limits); ``sandbox=False`` calls the compiled function in this process.
+No LLM is involved. Loading a checkpoint reads data only (JSON and script
+text): no code of it runs in this process. Sandboxed by default (a contained
+worker process with time and memory limits, results decoded as plain data,
+see :mod:`langprop_core.sandbox`); ``sandbox=False`` calls the compiled
+function in this process, for trusted scripts only.
 Either way every call gets its own copy of the arguments. A policy whose module
 depends on other modules runs with their recorded scripts loaded beside it
 (see :class:`langprop_core.sandbox.Dependency`).
@@ -9,6 +12,7 @@ depends on other modules runs with their recorded scripts loaded beside it
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,16 +20,19 @@ from langprop_core.checkpoint import load_checkpoint
 from langprop_core.copier import CopyPlanner
 from langprop_core.policy import Policy
 from langprop_core.sandbox import (Dependency, SandboxConfig, ScriptError, ScriptRunner, ScriptTimeout,
-                                   load_function, prepare_inputs)
+                                   WorkerKilled, load_function, prepare_inputs)
 
 __all__ = ["PolicyFunction", "load_policy"]
+
+log = logging.getLogger(__name__)
 
 
 class PolicyFunction:
     """A callable policy. Raises :class:`ScriptError` when the script fails."""
 
     def __init__(self, policy: Policy, sandbox: bool = True, timeout_s: float = 1.0,
-                 memory_mb: int = 1024, dependencies: Sequence[Dependency] = ()) -> None:
+                 memory_mb: int = 1024, dependencies: Sequence[Dependency] = (),
+                 strict: bool = False) -> None:
         self.policy = policy
         self.sandboxed = sandbox
         self.dependencies = tuple(dependencies)
@@ -33,9 +40,10 @@ class PolicyFunction:
         self._fn: Any = None
         self._planner = CopyPlanner()
         if sandbox:
-            self._runner = ScriptRunner(SandboxConfig(mode="process", workers=1,
-                                                      timeout_s=timeout_s, memory_mb=memory_mb))
+            self._runner = ScriptRunner(SandboxConfig(mode="process", workers=1, timeout_s=timeout_s,
+                                                      memory_mb=memory_mb, strict=strict))
         else:
+            log.warning("policy %s runs in this process, uncontained: trusted scripts only", policy.id)
             try:
                 self._fn = load_function(policy.source, policy.function_name,
                                          f"<script {policy.id}>", self.dependencies)
@@ -49,13 +57,15 @@ class PolicyFunction:
 
     def __call__(self, *args: Any) -> Any:
         """Call the policy's function on a copy of ``args``; raises :class:`ScriptError`
-        (:class:`ScriptTimeout` past the time limit) when the script fails."""
+        (:class:`ScriptTimeout` past the time limit, :class:`WorkerKilled` when the
+        call ended its worker) when the script fails."""
         if self._runner is not None:
             result = self._runner.run_batch({self.policy.id: self.policy.source},
                                             self.policy.function_name, [args],
                                             self.dependencies)[self.policy.id][0]
             if result.exception is not None:
-                error = ScriptTimeout if result.timed_out else ScriptError
+                error = (ScriptTimeout if result.timed_out else
+                         WorkerKilled if result.killed_worker else ScriptError)
                 raise error(f"policy {self.policy.id}: {result.exception}\n"
                             f"{result.traceback or ''}".rstrip())
             return result.output
@@ -63,7 +73,7 @@ class PolicyFunction:
         prepared = prepare_inputs([args], self._planner)
         try:
             return self._fn(*prepared.copiers[0](prepared.data[0]))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a trusted script is its failure too
             raise ScriptError(f"policy {self.policy.id}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
@@ -99,7 +109,7 @@ def _function_in_file(path: Path, source: str, function_name: str | None) -> str
 
 
 def load_policy(path: Path | str, function_name: str | None = None, sandbox: bool = True,
-                timeout_s: float = 1.0, module: str | None = None) -> PolicyFunction:
+                timeout_s: float = 1.0, module: str | None = None, strict: bool = False) -> PolicyFunction:
     """The best script of a checkpoint directory (ours or original LangProp), or a ``.py`` file.
 
     A run directory holding several module checkpoints loads ``module``, or
@@ -116,4 +126,5 @@ def load_policy(path: Path | str, function_name: str | None = None, sandbox: boo
         checkpoint = load_checkpoint(path, function_name, module=module)
         policy = checkpoint.best
         dependencies = checkpoint.dependencies
-    return PolicyFunction(policy, sandbox=sandbox, timeout_s=timeout_s, dependencies=dependencies)
+    return PolicyFunction(policy, sandbox=sandbox, timeout_s=timeout_s, dependencies=dependencies,
+                          strict=strict)

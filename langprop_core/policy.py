@@ -60,11 +60,22 @@ class Policy:
     n_exceptions: int = 0
     # Sum of decayed batch weights behind ``priority`` (see Module.update_priority).
     priority_weight: float = 0.0
+    # Mean wall time of one call over every call scored (slow is a cost: it goes to the prompts).
+    mean_call_s: float | None = None
+    n_timed_calls: int = 0
 
     @classmethod
     def from_source(cls, source: str, function_name: str, **kwargs: Any) -> "Policy":
         """A policy whose id is derived from the normalized source."""
         return cls(id=policy_id_for(source), source=source, function_name=function_name, **kwargs)
+
+    def record_call_times(self, total_s: float, n: int) -> None:
+        """Fold ``n`` more calls taking ``total_s`` seconds together into :attr:`mean_call_s`."""
+        if n <= 0:
+            return
+        before = (self.mean_call_s or 0.0) * self.n_timed_calls
+        self.n_timed_calls += n
+        self.mean_call_s = (before + total_s) / self.n_timed_calls
 
     def to_dict(self, include_source: bool = True) -> dict[str, Any]:
         """Every field as JSON-ready data (a checkpoint index keeps the source in its own file)."""

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from langprop_core.sandbox import CallResult
 
-__all__ = ["Task", "CaseScore", "score_call"]
+__all__ = ["Task", "CaseScore", "score_call", "time_cost"]
 
 
 @dataclass
@@ -21,6 +21,11 @@ class Task:
     objective raise scores ``exception_score``. ``describe_case(args, label,
     output) -> str`` writes a failure for the update prompt (a generic text
     is used when it is None).
+
+    Slow is a cost where the task opts in: a call that took longer than
+    ``call_budget_s`` loses ``time_charge`` times its overrun in budgets
+    (capped at one budget), so of two scripts that answer alike the faster
+    ranks first. ``time_charge=0`` (the default) charges nothing.
     """
 
     preprocess: Callable[[Any], tuple[tuple, Any]]
@@ -28,6 +33,14 @@ class Task:
     exception_score: float = -1.0
     output_check: Callable[[Any], None] | None = None
     describe_case: Callable[[tuple, Any, Any], str] | None = None
+    call_budget_s: float | None = None
+    time_charge: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.call_budget_s is not None and not self.call_budget_s > 0:
+            raise ValueError(f"Task.call_budget_s must be > 0, not {self.call_budget_s}")
+        if self.time_charge < 0:
+            raise ValueError(f"Task.time_charge must be >= 0, not {self.time_charge}")
 
 
 @dataclass
@@ -56,4 +69,12 @@ def score_call(task: Task, result: CallResult, label: Any, args: tuple) -> CaseS
                          f"({type(exc).__name__}: {exc})", None)
     if score != score:  # NaN
         return CaseScore(task.exception_score, "InvalidOutput: the objective returned NaN", None)
-    return CaseScore(score, None, None)
+    return CaseScore(score - time_cost(task, result.duration_s), None, None)
+
+
+def time_cost(task: Task, duration_s: float) -> float:
+    """What a call of ``duration_s`` seconds costs under ``task`` (0 within its budget)."""
+    budget = task.call_budget_s
+    if budget is None or not task.time_charge or duration_s <= budget:
+        return 0.0
+    return task.time_charge * min(1.0, (duration_s - budget) / budget)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -33,7 +34,7 @@ from langprop_core.llm.reply import ReplyError, extract_script
 from langprop_core.metrics import MetricsLog, plot_training_curve
 from langprop_core.module import Module
 from langprop_core.policy import Policy
-from langprop_core.sandbox import CallResult, Dependency, SandboxConfig, ScriptRunner
+from langprop_core.sandbox import CallResult, Dependency, SandboxConfig, ScriptRunner, bounded_repr
 from langprop_core.task import CaseScore, Task, score_call
 
 __all__ = ["TrainerConfig", "FitResult", "Trainer", "SetupError"]
@@ -100,7 +101,40 @@ def _trim(text: str, limit: int) -> str:
 
 
 def _short_repr(value: Any, limit: int) -> str:
-    return _trim(repr(value), limit)
+    # Bounded in size and time: a script's output may be built to make repr explode.
+    return bounded_repr(value, limit)
+
+
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+
+
+def _secrets(optimizer: Any) -> tuple[str, ...]:
+    """Values no script output may carry into a prompt, the index or a log: the
+    configured API key and any environment value named like a key, token or password."""
+    from langprop_core.llm.factory import resolve_api_key
+
+    found = {resolve_api_key(), getattr(optimizer, "api_key", None)}
+    found.update(v for k, v in os.environ.items() if any(w in k.upper() for w in _SECRET_WORDS))
+    return tuple(sorted((v for v in found if isinstance(v, str) and len(v) >= 8), key=len, reverse=True))
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _speed_class(mean_call_s: float | None) -> str | None:
+    """The mean call time as the prompts show it: an order of magnitude, so the
+    prompt (and with it a replayed LLM call) does not change with the machine's load."""
+    if mean_call_s is None:
+        return None
+    ms = mean_call_s * 1000.0
+    for bound in (1, 10, 100, 1000):
+        if ms < bound:
+            return f"under {bound}" if bound == 1 else f"{bound // 10}-{bound}"
+    return "over 1000"
 
 
 def _mean_score(cases: list[CaseScore]) -> float:
@@ -120,6 +154,7 @@ class Trainer:
         self.rejected: Counter[str] = Counter()
         self._runner: ScriptRunner | None = None
         self._dependencies: tuple[Dependency, ...] = ()
+        self._secrets = _secrets(optimizer)
 
     # -- public API
 
@@ -326,9 +361,12 @@ class Trainer:
             n_exc = sum(c.error is not None for c in cases)
             batch_scores[policy.id] = mean
             module.update_priority(policy, mean)
+            _, calls = scored[policy.id]
+            policy.record_call_times(sum(c.duration_s for c in calls), len(calls))
             policy.n_calls += len(cases)
             policy.n_exceptions += n_exc
             exceptions += n_exc
+        retired = self._retire_worker_killers(module, scored)
         module.rerank()
         before = Counter(self.rejected)
         new = 0
@@ -346,7 +384,20 @@ class Trainer:
                 "mean_batch_score": sum(batch_scores.values()) / len(batch_scores),
                 "population": len(module.population), "new_scripts": new,
                 "exceptions": exceptions, "calls": len(idx) * len(batch_scores),
-                "rejected": rejected_now}
+                "rejected": rejected_now, "retired": retired}
+
+    @staticmethod
+    def _retire_worker_killers(module: Module, scored: dict[str, tuple[list, list]]) -> list[str]:
+        """Drop scripts that ended their worker on every call of the batch (a resume of a
+        checkpoint holding one then progresses); one script always stays. Their ids."""
+        retired = []
+        for policy in list(module.population):
+            calls = scored[policy.id][1]
+            if len(module.population) > 1 and calls and all(c.killed_worker for c in calls):
+                module.population.remove(policy)
+                retired.append(policy.id)
+                log.info("script %s retired: it ended its worker on every call", policy.id)
+        return retired
 
     def _validate(self, module: Module, task: Task, data: _Prepared, epoch: int,
                   step: int) -> dict[str, Any]:
@@ -380,7 +431,7 @@ class Trainer:
                 parts.append("Traceback (last lines):\n" + "\n".join(lines))
         if result.stdout:
             parts.append("Printed output:\n" + _trim(result.stdout.rstrip(), limit // 4))
-        return _trim("\n".join(parts), limit)
+        return _mask(_trim("\n".join(parts), limit), self._secrets)
 
     def _update_request(self, module: Module, task: Task, data: _Prepared, idx: list[int],
                         parent: Policy, score: float, scored: tuple[list[CaseScore], list[CallResult]],
@@ -390,7 +441,7 @@ class Trainer:
         worst = [j for j in worst if cases[j].score < 1.0][:self.config.n_failure_cases]
         failures = [self._case_text(task, data.args[idx[j]], data.labels[idx[j]], calls[j], cases[j])
                     for j in worst]
-        messages = module.update_prompt(parent, score, failures)
+        messages = module.update_prompt(parent, score, failures, mean_call_ms=_speed_class(parent.mean_call_s))
         return ProposalRequest(messages=tuple(messages), n=self.config.n_responses,
                                function_name=module.function_name, parent_source=parent.source,
                                seed=_derive_seed(self.config.seed, "update", step, rank, parent.id))

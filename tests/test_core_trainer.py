@@ -105,7 +105,12 @@ def test_bad_scripts_are_scored_as_exceptions_and_training_completes(tmp_path):
     assert dict(trainer.rejected) == {"no_code": 1, "syntax_error": 1, "missing_function": 1}
     ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "double")
     by_source = {p.source: p for p in ck.policies}
+    # The script that ends its worker on every call is scored, then retired.
+    retired = [pid for r in result.history if r["kind"] == "train" for pid in r["retired"]]
+    assert BAD["exit"] not in by_source and len(retired) == 1
     for name, src in BAD.items():
+        if name == "exit":
+            continue
         p = by_source[src]
         assert p.n_calls > 0 and p.n_exceptions == p.n_calls, name
         assert p.priority == -1.0, name
@@ -188,7 +193,10 @@ _TRAIN_SCRIPT = textwrap.dedent("""
 def _snapshot(run_dir: Path) -> dict:
     ck = run_dir / "checkpoints" / "thermostat"
     files = {p.name: p.read_text() for p in sorted((ck / "scripts").iterdir())}
-    return {"index": json.loads((ck / "index.json").read_text()), "scripts": files}
+    index = json.loads((ck / "index.json").read_text())
+    for policy in index["policies"]:  # wall-clock call times differ between runs
+        policy.pop("mean_call_s")
+    return {"index": index, "scripts": files}
 
 
 @pytest.mark.slow

@@ -44,7 +44,7 @@ cannot be caught and ends the caller).
 """
 from langprop_core.sandbox.codec import UnsafeOutput, bounded_repr
 from langprop_core.sandbox.config import (CallResult, SandboxConfig, SandboxUnavailable, ScriptError,
-                                          ScriptTimeout)
+                                          ScriptTimeout, WorkerKilled)
 from langprop_core.sandbox.execution import Dependency, DependencyError, load_function
 from langprop_core.sandbox.inputs import prepare_inputs
 from langprop_core.sandbox.isolation import Protections, die_with_parent, probe
@@ -52,4 +52,4 @@ from langprop_core.sandbox.pool import ScriptRunner
 
 __all__ = ["ScriptError", "ScriptTimeout", "CallResult", "SandboxConfig", "ScriptRunner", "load_function",
            "Dependency", "DependencyError", "prepare_inputs", "UnsafeOutput", "bounded_repr",
-           "SandboxUnavailable", "Protections", "probe", "die_with_parent"]
+           "SandboxUnavailable", "WorkerKilled", "Protections", "probe", "die_with_parent"]

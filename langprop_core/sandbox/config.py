@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ScriptError", "ScriptTimeout", "SandboxUnavailable", "CallResult", "SandboxConfig",
+__all__ = ["ScriptError", "ScriptTimeout", "WorkerKilled", "SandboxUnavailable", "CallResult", "SandboxConfig",
            "TIMEOUT_PREFIX", "WORKER_DIED_PREFIX", "UNSAFE_PREFIX"]
 
 # Every timeout message starts with this (in-worker alarm or a killed worker).
@@ -20,6 +20,10 @@ class ScriptError(Exception):
 
 class ScriptTimeout(ScriptError):
     """A script call ran past its time limit."""
+
+
+class WorkerKilled(ScriptError):
+    """A script call ended its worker process (``os._exit``, a crash, the memory limit)."""
 
 
 class SandboxUnavailable(RuntimeError):
