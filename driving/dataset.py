@@ -149,10 +149,12 @@ class SceneDataset:
         return list(self._read_index()["chunks"])
 
     # -- writing -----------------------------------------------------------------
-    def append(self, records: Iterable[SceneRecord], run_id: str) -> Path:
+    def append(self, records: Iterable[SceneRecord], run_id: str, replace: bool = False) -> Path:
         """Write ``records`` as a new chunk of run ``run_id``; returns the chunk's path.
 
-        Never overwrites: appending to an existing run id adds another chunk to it.
+        Appending to an existing run id adds another chunk to it; with
+        ``replace`` the run's earlier chunks are dropped in the same index
+        write (a rerun of a route, or a half-written one, is then recorded once).
         ``meta["run_id"]`` of each record is set to ``run_id``.
         """
         if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
@@ -175,6 +177,8 @@ class SceneDataset:
             chunk_dir = self.root / CHUNK_DIR
             chunk_dir.mkdir(parents=True, exist_ok=True)
             index = self._read_index()
+            stale = [c for c in index["chunks"] if c.get("run_id") == run_id] if replace else []
+            index["chunks"] = [c for c in index["chunks"] if c not in stale]
             n = sum(1 for c in index["chunks"] if c.get("run_id") == run_id)
             name = f"{run_id}-{n:05d}-{uuid.uuid4().hex[:8]}.jsonl.gz"
             path = chunk_dir / name
@@ -184,6 +188,8 @@ class SceneDataset:
                 "created_unix": round(time.time(), 3),
             })
             atomic_write_bytes(self.index_path, (json.dumps(index, indent=1) + "\n").encode())
+            for entry in stale:  # after the index no longer names them
+                (self.root / entry["file"]).unlink(missing_ok=True)
         return path
 
     # -- reading -----------------------------------------------------------------

@@ -354,6 +354,11 @@ def _safe(text: str) -> str:
 
 def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = None, cwd: str | None = None) -> None:
     """Entry of a route's child process: run it, send ("ok", outcome) or ("error", status, message)."""
+    from langprop_core.sandbox import die_with_parent
+
+    # Its parent is the forkserver (or, with spawn, the evaluator), which ends
+    # with the evaluator: a kill -9 of collect/dagger/evaluate leaves no route running.
+    die_with_parent()
     logging.basicConfig(level=logging.WARNING)
     if cwd:
         os.chdir(cwd)

@@ -15,8 +15,11 @@ key                environment              meaning
 =================  =======================  ==========================================
 checkpoint         LANGPROP_CHECKPOINT      LangProp checkpoint dir or script (.py)
 sandbox            LANGPROP_SANDBOX         run the script in a worker process (true)
+sandbox_strict     LANGPROP_SANDBOX_STRICT  refuse to run when the machine lacks a
+                                            sandbox protection (false)
 timeout_s          LANGPROP_TIMEOUT_S       per-call wall-clock limit of the script (10.0)
-max_timeouts       LANGPROP_MAX_TIMEOUTS    timeouts in a row after which the script is
+max_timeouts       LANGPROP_MAX_TIMEOUTS    timeouts or worker deaths in a row after
+                                            which the script is
                                             taken for a runaway and not called again
                                             on this route: the car brakes (3)
 record_dir         LANGPROP_RECORD_DIR      record scenes for DAgger into this dataset
@@ -69,6 +72,7 @@ class AgentConfig:
 
     checkpoint: Path | None = None
     sandbox: bool = True
+    sandbox_strict: bool = False
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_timeouts: int = DEFAULT_MAX_TIMEOUTS
     record_dir: Path | None = None
@@ -93,6 +97,7 @@ class AgentConfig:
 _ENV = {
     "checkpoint": "LANGPROP_CHECKPOINT",
     "sandbox": "LANGPROP_SANDBOX",
+    "sandbox_strict": "LANGPROP_SANDBOX_STRICT",
     "timeout_s": "LANGPROP_TIMEOUT_S",
     "max_timeouts": "LANGPROP_MAX_TIMEOUTS",
     "record_dir": "LANGPROP_RECORD_DIR",
@@ -103,7 +108,7 @@ _ENV = {
     "run_id": "LANGPROP_RUN_ID",
     "track": "LANGPROP_TRACK",
 }
-_FIELD_TYPES = {"checkpoint": Path, "record_dir": Path, "sandbox": bool, "timeout_s": float, "max_timeouts": int,
+_FIELD_TYPES = {"checkpoint": Path, "record_dir": Path, "sandbox": bool, "sandbox_strict": bool, "timeout_s": float, "max_timeouts": int,
                 "record_every": int, "dagger_beta": float, "seed": int, "route_id": str,
                 "run_id": str, "track": str}
 _PATH_KEYS = ("checkpoint", "record_dir")

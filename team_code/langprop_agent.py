@@ -13,10 +13,12 @@ and the route carries on.
 
 Timeouts: the per-call limit (``timeout_s``, 10 s by default) is generous
 because the world waits for the agent; it stops runaway scripts, and a script
-that times out ``max_timeouts`` times in a row is not called again on that
-route (the car brakes). Timeouts are counted apart from other failures and
-reported with :meth:`route_meta` (the embedded runner puts them in the route
-record's meta), so a run whose result a loaded machine changed says so.
+that times out or kills its worker ``max_timeouts`` times in a row is not
+called again on that route (the car brakes: respawning a worker every tick
+would slow the route hundredfold). Timeouts and worker deaths are counted
+apart from other failures and reported with :meth:`route_meta` (the embedded
+runner puts them in the route record's meta), so a run whose result a loaded
+machine changed, or that gave up on its script, says so.
 
 DAgger: with ``record_dir`` (``LANGPROP_RECORD_DIR``) every tick is recorded;
 with ``dagger_beta`` (``LANGPROP_DAGGER_BETA``) the expert drives a whole route
@@ -31,7 +33,7 @@ import time
 from typing import Any
 
 from driving.labels import DrivingLabel, PolicyAction, parse_policy_output
-from langprop_core.sandbox import ScriptTimeout
+from langprop_core.sandbox import ScriptTimeout, WorkerKilled
 from team_code.config import ConfigError
 from team_code.privileged_agent import _LOG_EVERY, BRAKE_ACTION, PrivilegedAgent, action_from_label
 
@@ -65,12 +67,14 @@ class LangPropAgent(PrivilegedAgent):
         from langprop_core.inference import load_policy
 
         self.policy = load_policy(str(checkpoint), function_name=FUNCTION_NAME,
-                                  sandbox=self.config.sandbox, timeout_s=self.config.timeout_s)
+                                  sandbox=self.config.sandbox, timeout_s=self.config.timeout_s,
+                                  strict=self.config.sandbox_strict)
         self.expert = None
         self.expert_drives = False
         self.last_exception: str | None = None
         self.policy_calls = 0
         self.timeout_count = 0
+        self.worker_kill_count = 0
         self.timeouts_in_a_row = 0
         self.abandoned_at_tick: int | None = None
         self.slowest_call_s = 0.0
@@ -100,7 +104,7 @@ class LangPropAgent(PrivilegedAgent):
             label = self.expert.predict(scene)
             return action_from_label(label), label, {}
         if self.abandoned_at_tick is not None:  # a runaway script: not called again on this route
-            return BRAKE_ACTION, None, {"policy_exception": "abandoned after repeated timeouts"}
+            return BRAKE_ACTION, None, {"policy_exception": "abandoned after repeated timeouts or worker deaths"}
         self.policy_calls += 1
         started = time.perf_counter()
         try:
@@ -113,9 +117,11 @@ class LangPropAgent(PrivilegedAgent):
             self.exception_count += 1
             self.last_exception = f"{type(error).__name__}: {error}"
             extra = {"policy_exception": self.last_exception[:500]}
-            if isinstance(error, ScriptTimeout):
-                self._on_timeout()
-                extra["policy_timeout"] = True
+            if isinstance(error, (ScriptTimeout, WorkerKilled)):
+                self._on_runaway(error)
+                extra["policy_timeout" if isinstance(error, ScriptTimeout) else "policy_killed_worker"] = True
+            else:
+                self.timeouts_in_a_row = 0
             if self.exception_count % _LOG_EVERY == 1:
                 log.warning("policy failed (failure %d, tick %d): %s; braking",
                             self.exception_count, self.n_ticks, self.last_exception)
@@ -124,15 +130,21 @@ class LangPropAgent(PrivilegedAgent):
             self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started)
         return action, None, {}
 
-    def _on_timeout(self) -> None:
-        self.timeout_count += 1
+    def _on_runaway(self, error: Exception) -> None:
+        """A timeout or a killed worker; ``max_timeouts`` of them in a row: give the script up."""
+        if isinstance(error, ScriptTimeout):
+            self.timeout_count += 1
+            what = f"timed out (limit {self.config.timeout_s:.3g} s)"
+        else:
+            self.worker_kill_count += 1
+            what = "killed its worker"
         self.timeouts_in_a_row += 1
-        log.warning("policy timed out (limit %.3g s; timeout %d, %d in a row, tick %d)", self.config.timeout_s,
-                    self.timeout_count, self.timeouts_in_a_row, self.n_ticks)
+        log.warning("policy %s (timeouts %d, worker deaths %d, %d in a row, tick %d)", what,
+                    self.timeout_count, self.worker_kill_count, self.timeouts_in_a_row, self.n_ticks)
         if self.timeouts_in_a_row >= self.config.max_timeouts:
             self.abandoned_at_tick = self.n_ticks
-            log.error("policy timed out %d times in a row: taken for a runaway script and not called again "
-                      "on this route (the car brakes)", self.timeouts_in_a_row)
+            log.error("policy timed out or killed its worker %d times in a row: taken for a runaway script "
+                      "and not called again on this route (the car brakes)", self.timeouts_in_a_row)
 
     def route_meta(self) -> dict[str, Any]:
         """What the results should say about the policy's run (the embedded runner adds it to the meta)."""
@@ -143,6 +155,7 @@ class LangPropAgent(PrivilegedAgent):
             "policy_calls": self.policy_calls,
             "policy_failures": self.exception_count,
             "policy_timeouts": self.timeout_count,
+            "policy_worker_deaths": self.worker_kill_count,
             "policy_timeout_s": float(self.config.timeout_s),
             "policy_abandoned_at_tick": self.abandoned_at_tick,
             "policy_slowest_call_s": round(self.slowest_call_s, 4),

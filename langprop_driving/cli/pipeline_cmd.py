@@ -59,9 +59,10 @@ def _train_options(fn: Callable) -> Callable:
                      help="Seconds before an infraction in which repeating the car's action is penalised."),
         click.option("--repeat-penalty", type=float, default=TrainConfig.repeat_penalty, show_default=True,
                      help="Score of repeating the action that led to an infraction (negated)."),
-        click.option("--sandbox", "sandbox_mode", type=click.Choice(["process", "inprocess"]),
+        click.option("--sandbox", "sandbox_mode", type=click.Choice(["process", "strict", "inprocess"]),
                      default=TrainConfig.sandbox_mode, show_default=True,
-                     help="Run scripts in worker processes (safe) or in this one (fast)."),
+                     help="Run scripts in contained worker processes (process), the same but refusing "
+                          "to run without every protection (strict), or in this one, trusted (inprocess)."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -85,8 +85,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.record_stride < 1:
             raise ValueError(f"record_stride must be >= 1, got {self.record_stride}")
-        if self.sandbox_mode not in ("process", "inprocess"):
-            raise ValueError(f"sandbox_mode must be 'process' or 'inprocess', got {self.sandbox_mode!r}")
+        if self.sandbox_mode not in ("process", "strict", "inprocess"):
+            raise ValueError(f"sandbox_mode must be 'process', 'strict' or 'inprocess', got {self.sandbox_mode!r}")
 
 
 @dataclass(frozen=True)

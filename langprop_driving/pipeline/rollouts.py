@@ -321,7 +321,8 @@ def import_recording(recorded: list[SceneRecord], record: Mapping[str, Any] | No
     for r in recorded:
         r.meta["stage"] = stage
     if recorded:
-        dataset.append(recorded, run_id)
+        # Keyed by run (one run per stage and route): an import that was cut short is replaced, not doubled.
+        dataset.append(recorded, run_id, replace=True)
     return len(recorded)
 
 

@@ -134,7 +134,9 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
     task = driving_task(_counting(objective, counter), exception_score=-max(1.0, config.repeat_penalty))
     module = make_driving_module(seed_sources=seed_sources, max_keep=config.max_keep)
     optimizer = make_optimizer(optimizer_config, seed_sources=list(seed_sources))
-    sandbox = SandboxConfig(mode=config.sandbox_mode, timeout_s=config.timeout_s,
+    # "strict": worker processes that refuse to run without every protection.
+    sandbox = SandboxConfig(mode="process" if config.sandbox_mode == "strict" else config.sandbox_mode,
+                            strict=config.sandbox_mode == "strict", timeout_s=config.timeout_s,
                             **({"workers": config.sandbox_workers} if config.sandbox_workers else {}))
     trainer_config = TrainerConfig(epochs=config.epochs, batch_size=config.batch_size,
                                    n_responses=config.n_responses, top_k=config.top_k,
