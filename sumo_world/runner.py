@@ -352,13 +352,16 @@ def _safe(text: str) -> str:
 # ----------------------------------------------------------------------------- child processes
 
 
-def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = None, cwd: str | None = None,
+                evaluator_pid: int | None = None) -> None:
     """Entry of a route's child process: run it, send ("ok", outcome) or ("error", status, message)."""
-    from langprop_core.sandbox import die_with_parent
+    from langprop_core.sandbox import die_with
 
-    # Its parent is the forkserver (or, with spawn, the evaluator), which ends
-    # with the evaluator: a kill -9 of collect/dagger/evaluate leaves no route running.
-    die_with_parent()
+    # Its parent is the forkserver, which outlives the evaluator while a child
+    # runs: watch the evaluator itself, so a kill -9 of collect/dagger/evaluate
+    # leaves no route (nor its sandbox workers) running.
+    if evaluator_pid is not None:
+        die_with(evaluator_pid)
     logging.basicConfig(level=logging.WARNING)
     if cwd:
         os.chdir(cwd)
@@ -437,7 +440,7 @@ def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Jo
                           pictures_dir=None, scene_setup=config.scene_setup, on_tick=config.tick_hook)
             # The forkserver's environment and folder date from its start: hand over today's.
             env = {key: value for key, value in os.environ.items() if key.startswith("LANGPROP_")}
-            process = context.Process(target=_child_main, args=(child_conn, kwargs, env, os.getcwd()),
+            process = context.Process(target=_child_main, args=(child_conn, kwargs, env, os.getcwd(), os.getpid()),
                                       daemon=True,
                                       name=f"langprop-route-{job.route.route_id}")
             process.start()
