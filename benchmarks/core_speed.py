@@ -12,15 +12,25 @@ checkpoints (~200 lines, docstrings included):
   every call, then the function on a ``copy.deepcopy`` of the inputs. It is
   timed on a subset of the inputs (``--paper-inputs``) and reported per call.
 
+The cost of the hardening (Landlock, seccomp, a fork per job, the plain-data
+codec): the sandbox as it was before it (``--before``, a git revision, read
+with ``git show`` into a temporary module) is timed the same way, with its
+worker start-up time; ``--before ''`` skips it.
+
 Run: ``python benchmarks/core_speed.py`` (``--help`` for options).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from langprop_core.sandbox import SandboxConfig, ScriptRunner
@@ -332,8 +342,47 @@ def best_rate(n_calls: int, run: Callable[[], Any], repeat: int) -> tuple[float,
     return n_calls / best, result
 
 
+# The last revision of the sandbox before its hardening (issue 10).
+UNHARDENED_REVISION = "374fb89"
+_UNHARDENED_MODULE = "langprop_unhardened_sandbox"
+
+
+def unhardened_sandbox(revision: str) -> Any:
+    """The sandbox module of ``revision`` (a single file then), importable by its workers; None
+    when it cannot be read (not a git checkout)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(["git", "show", f"{revision}:langprop_core/sandbox.py"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    folder = tempfile.mkdtemp(prefix="langprop-unhardened-")
+    source = source.replace("from langprop_core.sandbox import _worker_entry",
+                            f"from {_UNHARDENED_MODULE} import _worker_entry")
+    path = Path(folder) / f"{_UNHARDENED_MODULE}.py"
+    path.write_text(source)
+    # Its workers inherit this environment and import the module from there.
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH")) if p)
+    spec = importlib.util.spec_from_file_location(_UNHARDENED_MODULE, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_UNHARDENED_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def sandboxed_rate(runner: Any, scripts: dict[str, str], inputs: list[tuple], repeat: int
+                   ) -> tuple[float, float, Any]:
+    """calls/s of a started runner, its start-up time (first small batch), its last results."""
+    t0 = time.perf_counter()
+    runner.run_batch(scripts, FUNCTION_NAME, inputs[:10])  # start the workers
+    startup_s = time.perf_counter() - t0
+    rate, results = best_rate(len(scripts) * len(inputs),
+                              lambda: runner.run_batch(scripts, FUNCTION_NAME, inputs), repeat)
+    return rate, startup_s, results
+
+
 def measure(name: str, scripts: dict[str, str], inputs: list[tuple], paper_inputs: int,
-            workers: int, repeat: int) -> None:
+            workers: int, repeat: int, before: Any = None) -> None:
     """Time the three approaches on the same scripts and inputs, check they agree, print a table."""
     n_calls = len(scripts) * len(inputs)
     lines = max(len(src.strip().splitlines()) for src in scripts.values())
@@ -348,11 +397,13 @@ def measure(name: str, scripts: dict[str, str], inputs: list[tuple], paper_input
             n_calls, lambda: runner.run_batch(scripts, FUNCTION_NAME, inputs), repeat)
 
     with ScriptRunner(SandboxConfig(mode="process", workers=workers)) as runner:
-        t0 = time.perf_counter()
-        runner.run_batch(scripts, FUNCTION_NAME, inputs[:10])  # start the workers
-        startup_s = time.perf_counter() - t0
-        sandbox_rate, sandboxed = best_rate(
-            n_calls, lambda: runner.run_batch(scripts, FUNCTION_NAME, inputs), repeat)
+        sandbox_rate, startup_s, sandboxed = sandboxed_rate(runner, scripts, inputs, repeat)
+        protections = runner.protections
+        worker_start_s = sum(runner.startup_s) / len(runner.startup_s)
+    before_rate = before_startup_s = None
+    if before is not None:
+        with before.ScriptRunner(before.SandboxConfig(mode="process", workers=workers)) as runner:
+            before_rate, before_startup_s, _ = sandboxed_rate(runner, scripts, inputs, repeat)
 
     # Same answers from all three (a speed-up that changes results is no speed-up).
     for results in (inproc, sandboxed):
@@ -366,7 +417,13 @@ def measure(name: str, scripts: dict[str, str], inputs: list[tuple], paper_input
     print(f"  {'ours, sandboxed (' + str(workers) + ' worker processes)':<46}{sandbox_rate:>10,.0f}"
           f"{sandbox_rate / paper_rate:>9.1f}x")
     print(f"  {'ours, in-process (trusted)':<46}{inproc_rate:>10,.0f}{inproc_rate / paper_rate:>9.1f}x")
-    print(f"  (worker start-up, not included: {startup_s:.2f} s)")
+    print(f"  (worker start-up, not included: {startup_s:.2f} s for the pool, {worker_start_s:.2f} s "
+          f"per worker to its report)")
+    print(f"  {protections.describe()}")
+    if before_rate is not None:
+        print(f"  hardening cost: {before_rate:,.0f} calls/s before ({UNHARDENED_REVISION}), "
+              f"{sandbox_rate:,.0f} after ({sandbox_rate / before_rate - 1:+.0%}); pool start-up "
+              f"{before_startup_s:.2f} s before, {startup_s:.2f} s after")
 
 
 def main() -> None:
@@ -379,13 +436,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--size", choices=["small", "paper-sized", "both"], default="both",
                         help="script size to measure")
+    parser.add_argument("--before", default=UNHARDENED_REVISION,
+                        help="git revision of the unhardened sandbox to compare with ('' to skip)")
     args = parser.parse_args()
+    before = unhardened_sandbox(args.before) if args.before else None
+    if args.before and before is None:
+        print(f"(the sandbox of {args.before} cannot be read with git: hardening cost not measured)")
     inputs = make_inputs(args.inputs)
     print(f"{os.cpu_count()} CPUs; targets: sandboxed >= 20x the paper's approach, in-process >= 100x")
     for name, template in TEMPLATES.items():
         if args.size in (name, "both"):
             measure(name, make_scripts(args.scripts, template), inputs, args.paper_inputs, args.workers,
-                    args.repeat)
+                    args.repeat, before)
 
 
 if __name__ == "__main__":

@@ -420,15 +420,18 @@ math.sqrt = lambda v: 0.0
 np.add = None
 GLOBAL_LEFT = 1
 builtins.LEFT_BEHIND = True
+with open("left-for-the-next.txt", "w") as note:  # in the worker's scratch directory
+    note.write("hello")
 def f(x):
     return 0
 """
 CHECKER = """
+import os
 import numpy as np
 def f(x):
     return (abs(-x) + int(__import__('math').sqrt(4)) - 2, hasattr(__builtins__, "LEFT_BEHIND")
             if not isinstance(__builtins__, dict) else "LEFT_BEHIND" in __builtins__,
-            int(np.add(x, 1)))
+            int(np.add(x, 1)), os.path.exists("left-for-the-next.txt"))
 """
 
 
@@ -437,8 +440,9 @@ def test_patches_of_one_script_are_not_seen_by_the_next():
     with ScriptRunner(SandboxConfig(workers=1, timeout_s=1.0)) as runner:
         first = runner.run_batch({"patch": PATCHER, "check": CHECKER}, "f", [(1,), (2,), (3,)])
         again = runner.run_batch({"check": CHECKER, "victim": VICTIM}, "f", [(1,), (2,), (3,)])
-    assert [c.output for c in first["check"]] == [(1, False, 2), (2, False, 3), (3, False, 4)]
-    assert [c.output for c in again["check"]] == [(1, False, 2), (2, False, 3), (3, False, 4)]
+    expected = [(1, False, 2, False), (2, False, 3, False), (3, False, 4, False)]
+    assert [c.output for c in first["check"]] == expected
+    assert [c.output for c in again["check"]] == expected
     _assert_victim_unchanged(again)
 
 

@@ -63,8 +63,14 @@ def check_plain(value: Any, bounds: Bounds) -> int:
     t = type(value)
     if t in _SMALL_ATOMS:
         return 9
-    if t is tuple and _SMALL_ATOMS.issuperset(map(type, value)):  # the usual (speed, angle)
-        return 9 * len(value) + 5
+    if t is tuple and _ATOMS.issuperset(map(type, value)):  # the usual ("MOVE", angle): no walk
+        size = 9 * len(value) + 5
+        for v in value:
+            if type(v) is str or type(v) is bytes:
+                size += len(v)
+        if size > bounds.max_bytes:
+            raise UnsafeOutput("the value is over the size bound")
+        return size
     budget = [bounds.max_bytes]
     _walk(value, 0, bounds.max_depth, budget, _numpy())
     return bounds.max_bytes - budget[0]

@@ -64,6 +64,8 @@ _STARTUP_LIMIT_S = 60.0
 # A script that kills its worker this many times in one batch fails its remaining calls.
 _MAX_DEATHS_PER_SCRIPT = 3
 _MAX_JOB_BYTES = 64 << 20
+# Each job costs a fork (a few ms): jobs of up to this many calls keep that under 1%.
+_MAX_JOB_CALLS = 5000
 _MAX_TEXT = 1 << 16
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -118,7 +120,7 @@ class Worker:
     def max_message_bytes(config: SandboxConfig) -> int:
         """The largest message a worker may send: the job's outputs and each row's texts."""
         per_row = config.max_stdout_chars * 4 + 4 * 4096 + 256
-        return _MAX_JOB_BYTES + 2000 * per_row + (1 << 16)
+        return _MAX_JOB_BYTES + _MAX_JOB_CALLS * per_row + (1 << 16)
 
     def handshake(self, timeout_s: float = _STARTUP_LIMIT_S) -> tuple[int, bool, tuple[str, ...]]:
         """Wait for the worker's report of what it applied; raises :class:`SandboxUnavailable`
@@ -195,20 +197,26 @@ def _checked_rows(msg: Any, n: int, bounds: Bounds) -> list[CallResult] | None:
             and len(msg[1]) == n):
         return None
     out = []
+    append = out.append
+    check = check_plain
     for row in msg[1]:
-        if not (type(row) is tuple and len(row) == 5):
+        if type(row) is not tuple or len(row) != 5:
             return None
         output, exc, tb, printed, dt = row
-        if not ((exc is None or type(exc) is str) and (tb is None or type(tb) is str)
-                and type(printed) is str and type(dt) is float):
+        if type(printed) is not str or type(dt) is not float:
             return None
+        if exc is not None or tb is not None:
+            if not ((exc is None or type(exc) is str) and (tb is None or type(tb) is str)):
+                return None
+            exc = None if exc is None else exc[:_MAX_TEXT]
+            tb = None if tb is None else tb[:_MAX_TEXT]
+        if len(printed) > _MAX_TEXT:
+            printed = printed[:_MAX_TEXT]
         try:
-            check_plain(output, bounds)
+            check(output, bounds)
         except UnsafeOutput as unsafe:
             output, exc, tb = None, UNSAFE_PREFIX + str(unsafe), None
-        out.append(CallResult(output, None if exc is None else exc[:_MAX_TEXT],
-                              None if tb is None else tb[:_MAX_TEXT], printed[:_MAX_TEXT],
-                              dt if dt == dt and dt >= 0 else 0.0))
+        append(CallResult(output, exc, tb, printed, dt if dt >= 0.0 else 0.0))
     return out
 
 
@@ -332,7 +340,7 @@ class ScriptRunner:
 
     def _chunk_size(self, n_scripts: int, n_inputs: int) -> int:
         per_worker = math.ceil(n_scripts * n_inputs / (self.config.workers * 4))
-        return max(1, min(n_inputs, per_worker, 2000))
+        return max(1, min(n_inputs, per_worker, _MAX_JOB_CALLS))
 
     def _run_process(self, sources: dict[str, str], function_name: str, inputs: list[tuple],
                      dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:

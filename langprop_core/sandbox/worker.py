@@ -8,9 +8,11 @@ says what it applied (``hello``), then serves the parent's messages:
 
 - ``load``: the batch's inputs (the parent's own data);
 - ``run``: one job (a script over a range of inputs) in a fresh fork that
-  adds the per-job rules, runs the calls, sends ``done`` with the bounded,
-  checked results as plain data, and exits. A fork that dies any other way
-  ends the template with its status, so the parent sees the worker die;
+  holds no channel to the parent, only a pipe to the template; it adds the
+  per-job rules, runs the calls, writes ``done`` with the bounded, checked
+  results as plain data, and exits. The template forwards that, or ``died``
+  (with the input it was on) when the fork ended any other way, then empties
+  the scratch directory;
 - ``stop``.
 """
 from __future__ import annotations
@@ -21,8 +23,8 @@ import mmap
 import multiprocessing.connection
 import os
 import pickle
+import shutil
 import signal
-import sys
 from typing import Any
 
 from langprop_core.copier import CopyPlanner
@@ -141,6 +143,7 @@ def _run_in_fork(conn: Any, progress: Progress, settings: dict[str, Any], bounds
                 break
             chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
+    _clear_scratch()
     at = progress.value
     progress.value = -1
     if chunks is None:
@@ -150,3 +153,17 @@ def _run_in_fork(conn: Any, progress: Progress, settings: dict[str, Any], bounds
     else:
         code = os.waitstatus_to_exitcode(status)
         conn.send_bytes(encode(("died", "the call ended its process", code, at)))
+
+
+def _clear_scratch() -> None:
+    """Remove what the job left in the scratch directory (the cwd): the next script must not see it."""
+    for entry in os.scandir("."):
+        if entry.name == "worker.log":
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
