@@ -7,7 +7,10 @@ on itself, in this order (see :func:`lock_down_template` and
 1. environment: the worker was started with :func:`worker_environment` only;
 2. ``PR_SET_PDEATHSIG`` (SIGKILL when the parent goes), re-checked against the
    parent's pid so a parent that died before the call is noticed;
-3. rlimits: address space, file size, open files, processes, no core files;
+3. rlimits: address space, file size, open files, no core files. Not
+   ``RLIMIT_NPROC``: it counts every process and thread of the user (as root,
+   all of the machine's), so it cannot bound one worker; seccomp denies
+   process creation instead;
 4. capabilities: a worker started as root keeps uid 0 (the Python install may
    live in a directory only root can traverse) but drops every capability,
    the bounding set included, so it is an ordinary user of root's files: what
@@ -164,6 +167,10 @@ def worker_environment(package_roots: Iterable[str], scratch: str) -> dict[str, 
 
 def die_with_parent(parent_pid: int | None = None) -> None:
     """SIGKILL this process when its parent ends (Linux; nothing elsewhere).
+
+    The kernel ties the signal to the parent's *thread* that started this
+    process: start workers from a long-lived thread (the trainer and the agent
+    start them from the main thread).
 
     ``parent_pid``: the expected parent; if it is already gone (it died before
     the call) this process ends now.

@@ -15,6 +15,7 @@ import numpy as np
 
 from driving.geometry import relative_angle_deg, to_ego_frame
 from driving.labels import InvalidPolicyOutput, parse_policy_output
+from langprop_core.sandbox import bounded_repr
 
 __all__ = ["describe_scene", "describe_case", "relevant_actors"]
 
@@ -111,8 +112,8 @@ def _describe_output(output: Any) -> str:
     try:
         action = parse_policy_output(output)
     except InvalidPolicyOutput as exc:
-        return f"{output!r:.200} (invalid: {exc})"
-    return f"{output!r:.120} -> target {action.target_speed_mps:.1f} m/s, steering {action.steering_deg:.1f} deg"
+        return f"{bounded_repr(output, 200)} (invalid: {exc})"
+    return f"{bounded_repr(output, 120)} -> target {action.target_speed_mps:.1f} m/s, steering {action.steering_deg:.1f} deg"
 
 
 def describe_case(args: tuple, target: Any, output: Any, max_actors: int = 6) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from driving.clock import TICK_S
 from driving.labels import parse_policy_output
 from driving.scene import scene_from_jsonable
 from langprop_core.task import Task
@@ -30,12 +31,14 @@ def _check_output(output: Any) -> None:
 
 
 def driving_task(objective: DrivingObjective | None = None, exception_score: float = -1.0,
-                 max_case_actors: int = 6) -> Task:
+                 max_case_actors: int = 6, time_charge: float = 0.5) -> Task:
     """The Task for ``predict_speed_and_steering`` over driving records.
 
     ``exception_score`` is what a raising, timing-out or invalid-output call scores;
     keep it at or below ``-objective.repeat_penalty`` so that crashing is never
-    better than repeating a bad action.
+    better than repeating a bad action. A call longer than the agent's tick
+    (:data:`driving.clock.TICK_S`) loses up to ``time_charge`` (see
+    :func:`langprop_core.task.time_cost`): a script too slow to drive is not a good one.
     """
     objective = objective or DrivingObjective()
 
@@ -43,4 +46,5 @@ def driving_task(objective: DrivingObjective | None = None, exception_score: flo
         return describe_case(args, target, output, max_actors=max_case_actors)
 
     return Task(preprocess=preprocess_record, objective=objective, exception_score=exception_score,
-                output_check=_check_output, describe_case=describe)
+                output_check=_check_output, describe_case=describe, call_budget_s=TICK_S,
+                time_charge=time_charge)
