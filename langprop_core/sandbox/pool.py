@@ -104,7 +104,8 @@ class Worker:
                 [sys.executable, "-I", "-c", WORKER_CODE, _PACKAGE_ROOT, str(child_sock.fileno()),
                  str(progress_fd), str(os.getpid()), self.scratch, json.dumps(settings)],
                 pass_fds=(child_sock.fileno(), progress_fd), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=log_file, env=env, close_fds=True, process_group=0)
+                stdout=subprocess.DEVNULL, stderr=log_file, env=env, close_fds=True,
+                start_new_session=True)  # its own session and process group (killed whole)
         child_sock.close()
         os.close(progress_fd)
         self.conn = multiprocessing.connection.Connection(parent_sock.detach())
