@@ -25,6 +25,7 @@ import os
 import pickle
 import shutil
 import signal
+import time
 from typing import Any
 
 from langprop_core.copier import CopyPlanner
@@ -34,6 +35,8 @@ from langprop_core.sandbox.execution import Dependency, Executor
 from langprop_core.sandbox.inputs import Inputs, prepare_inputs
 
 __all__ = ["Progress", "entry", "WORKER_CODE"]
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
 
 WORKER_CODE = ("import sys; sys.path[:0] = sys.argv[1].split('\\0'); "
                "from langprop_core.sandbox.worker import entry; entry(sys.argv[2:])")
@@ -79,6 +82,42 @@ def entry(argv: list[str]) -> None:
     _serve(conn, Progress(int(progress_fd)), settings, applied.seccomp)
 
 
+class _JobFork:
+    """The fork serving one script: a pipe each way to the template, no channel to the parent."""
+
+    def __init__(self, pid: int, key: tuple, to_child: int, from_child: int, generation: int) -> None:
+        self.pid, self.key, self.generation = pid, key, generation
+        self.to_child, self.from_child = to_child, from_child
+
+    def end(self, grace_s: float = 0.0) -> int:
+        """Stop the fork (after ``grace_s`` for it to exit by itself); its exit code."""
+        for fd in (self.to_child, self.from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return -9
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return -9
+        return os.waitstatus_to_exitcode(status)
+
+
 def _serve(conn: Any, progress: Progress, settings: dict[str, Any], seccomp: bool) -> None:
     planner = CopyPlanner()
     sources: dict[str, str] = {}
@@ -86,73 +125,143 @@ def _serve(conn: Any, progress: Progress, settings: dict[str, Any], seccomp: boo
     inputs = Inputs([], [])
     dependencies: tuple[Dependency, ...] = ()
     bounds = Bounds(settings["max_result_bytes"], settings["max_result_depth"])
-    while True:
-        try:
-            # The parent's messages: its own data (sources, inputs), trusted.
-            msg = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        kind = msg[0]
-        if kind == "load":
-            _, function_name, sources, args, dependencies = msg
-            inputs = prepare_inputs(args, planner)
-        elif kind == "run":
-            _, script_id, start, stop = msg
-            _run_in_fork(conn, progress, settings, bounds, seccomp, script_id, sources[script_id],
-                         function_name, inputs, start, stop, dependencies)
-        elif kind == "stop":
-            return
+    load_blob = b""
+    generation = 0
+    fork: _JobFork | None = None
+    try:
+        while True:
+            try:
+                # The parent's messages: its own data (sources, inputs), trusted.
+                raw = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            msg = pickle.loads(raw)
+            kind = msg[0]
+            if kind == "load":
+                _, function_name, sources, args, dependencies = msg
+                inputs = prepare_inputs(args, planner)
+                load_blob, generation = raw, generation + 1
+            elif kind == "run":
+                _, script_id, start, stop = msg
+                key = (sources[script_id], function_name, dependencies)
+                if fork is not None and fork.key != key:
+                    fork.end()
+                    fork = None
+                    _clear_scratch()  # the next script must not see what this one left
+                if fork is None:
+                    fork = _start_fork(key, generation, conn, progress, settings, bounds, seccomp,
+                                       script_id, inputs, start, stop)
+                else:
+                    blob = load_blob if fork.generation != generation else None
+                    fork.generation = generation
+                    try:
+                        _write_frame(fork.to_child, pickle.dumps((script_id, start, stop, blob), _PICKLE))
+                    except OSError:
+                        pass  # it died: reading its answer says so
+                if not _forward(conn, progress, fork, settings["max_message_bytes"]):
+                    fork = None  # ended by _forward
+                    _clear_scratch()
+            elif kind == "stop":
+                return
+    finally:
+        if fork is not None:
+            fork.end()
 
 
-def _run_in_fork(conn: Any, progress: Progress, settings: dict[str, Any], bounds: Bounds, seccomp: bool,
-                 script_id: str, source: str, function_name: str, inputs: Inputs, start: int, stop: int,
-                 dependencies: tuple[Dependency, ...]) -> None:
-    """Run one job in a fork that holds no channel to the parent, only a pipe to
-    this template; forward what it wrote when it exited cleanly, else say how it ended."""
+def _start_fork(key: tuple, generation: int, conn: Any, progress: Progress, settings: dict[str, Any],
+                bounds: Bounds, seccomp: bool, script_id: str, inputs: Inputs, start: int,
+                stop: int) -> _JobFork:
+    """Fork the process that runs this script's jobs (the first one now, more on request)."""
     template = os.getpid()
-    read_fd, write_fd = os.pipe()
+    down_r, down_w = os.pipe()
+    up_r, up_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
-            os.close(read_fd)
+            os.close(down_w)
+            os.close(up_r)
             conn.close()  # the job's fork cannot talk to the parent, only to its template
             isolation.lock_down_job(template, seccomp)
-            executor = Executor(settings["max_stdout_chars"], settings["timeout_s"], bounds,
-                                settings["max_job_bytes"])
-            rows = executor.run_job(script_id, source, function_name, inputs, start, stop, progress,
-                                    dependencies)
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(encode(("done", rows)))
+            _job_loop(down_r, up_w, progress, settings, bounds, key, script_id, inputs, start, stop)
         except BaseException:  # noqa: BLE001 - the fork must never return into the template's loop
             code = 72
         finally:
             os._exit(code)
-    os.close(write_fd)
-    limit = settings["max_message_bytes"]
-    chunks, size = [], 0
-    with os.fdopen(read_fd, "rb") as pipe:
-        while True:
-            chunk = pipe.read(1 << 20)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                os.kill(pid, signal.SIGKILL)
-                chunks = None
-                break
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    _clear_scratch()
+    os.close(down_r)
+    os.close(up_w)
+    return _JobFork(pid, key, down_w, up_r, generation)
+
+
+def _job_loop(down: int, up: int, progress: Progress, settings: dict[str, Any], bounds: Bounds,
+              key: tuple, script_id: str, inputs: Inputs, start: int, stop: int) -> None:
+    """In the fork: run a job, answer, wait for the next one of the same script (EOF: exit)."""
+    source, function_name, dependencies = key
+    executor = Executor(settings["max_stdout_chars"], settings["timeout_s"], bounds, settings["max_job_bytes"])
+    planner = CopyPlanner()
+    while True:
+        rows = executor.run_job(script_id, source, function_name, inputs, start, stop, progress,
+                                dependencies)
+        _write_frame(up, encode(("done", rows)))
+        frame = _read_frame(down, 1 << 40)
+        if frame is None:
+            return
+        script_id, start, stop, blob = pickle.loads(frame)  # from the template: trusted
+        if blob is not None:
+            inputs = prepare_inputs(pickle.loads(blob)[3], planner)
+
+
+def _forward(conn: Any, progress: Progress, fork: _JobFork, limit: int) -> bool:
+    """Pass the fork's answer to the parent; False (and ``died`` sent) when it gave none."""
+    try:
+        frame = _read_frame(fork.from_child, limit)
+        why = "the call ended its process"
+    except _TooBig:
+        frame, why = None, f"the job's results are over {limit} bytes"
     at = progress.value
     progress.value = -1
-    if chunks is None:
-        conn.send_bytes(encode(("died", f"the job's results are over {limit} bytes", -9, at)))
-    elif status == 0 and chunks:
-        conn.send_bytes(b"".join(chunks))
-    else:
-        code = os.waitstatus_to_exitcode(status)
-        conn.send_bytes(encode(("died", "the call ended its process", code, at)))
+    if frame is not None:
+        conn.send_bytes(frame)
+        return True
+    code = fork.end(grace_s=0.0 if "over" in why else 0.5)
+    conn.send_bytes(encode(("died", why, code, at)))
+    return False
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _write_frame(fd: int, data: bytes) -> None:
+    view = memoryview(len(data).to_bytes(8, "little") + data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int, limit: int) -> bytes | None:
+    """One length-prefixed frame; None at EOF; :class:`_TooBig` past ``limit``."""
+    try:
+        head = _read_exact(fd, 8)
+        if head is None:
+            return None
+        size = int.from_bytes(head, "little")
+        if size > limit:
+            raise _TooBig
+        return _read_exact(fd, size)
+    except OSError:
+        return None
 
 
 def _clear_scratch() -> None:
