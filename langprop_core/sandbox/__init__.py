@@ -25,8 +25,9 @@ Linux kernel with Landlock and libseccomp, a script
   connects nowhere (seccomp; Landlock TCP rules where ABI >= 4), starts no
   process and execs nothing, signals only itself, cannot ptrace, and dies
   with its parent; a root worker drops every capability first;
-- cannot touch the next script: every job runs in a fresh fork of a clean
-  template, so a patch of ``builtins``, ``math`` or ``numpy`` ends with it;
+- cannot touch the next script: every script runs in a fresh fork of a clean
+  template (kept for that script's later jobs only), so a patch of
+  ``builtins``, ``math`` or ``numpy``, a global or a scratch file ends with it;
 - is bounded in time (in-worker alarm, parent watchdog killing the worker's
   process group), memory (``RLIMIT_AS``) and output (stdout captured and cut;
   the worker's own stderr goes to its scratch directory).

@@ -3,9 +3,9 @@
 A script is compiled and run once per job, in a namespace of its own (its own
 ``__builtins__`` dict, so rebinding a builtin by name stays in the script);
 calls get a fresh copy of their inputs and their printed text is captured.
-In a worker each job runs in a fresh fork of the worker's template process,
-so whatever a script changes (``builtins``, ``math``, ``numpy``, globals)
-ends with the job.
+In a worker each script runs in a fresh fork of the worker's template
+process, so whatever a script changes (``builtins``, ``math``, ``numpy``,
+globals) is seen by no other script.
 """
 from __future__ import annotations
 

@@ -7,12 +7,14 @@ installed), locks itself down (:func:`~langprop_core.sandbox.isolation.lock_down
 says what it applied (``hello``), then serves the parent's messages:
 
 - ``load``: the batch's inputs (the parent's own data);
-- ``run``: one job (a script over a range of inputs) in a fresh fork that
-  holds no channel to the parent, only a pipe to the template; it adds the
-  per-job rules, runs the calls, writes ``done`` with the bounded, checked
-  results as plain data, and exits. The template forwards that, or ``died``
-  (with the input it was on) when the fork ended any other way, then empties
-  the scratch directory;
+- ``run``: one job (a script over a range of inputs), run by that script's
+  fork: a fresh fork of the template whenever the script differs from the
+  last one (the next job of the same script, e.g. the agent's next tick,
+  reuses it). The fork holds no channel to the parent, only a pipe each way
+  to the template; it adds the per-job rules, runs the calls and writes
+  ``done`` with the bounded, checked results as plain data. The template
+  forwards that, or ``died`` (with the input it was on) when the fork ended;
+  the scratch directory is emptied between scripts;
 - ``stop``.
 """
 from __future__ import annotations
