@@ -663,3 +663,14 @@ def _module(tmp_path: Path) -> Module:
     (tdir / "update.txt").write_text("%% user\n```python\n{{ code }}\n```\n"
                                      "{% for c in failures %}CASE:\n{{ c }}\n{% endfor %}")
     return Module("m", "f", tdir)
+
+
+def test_strict_is_a_choice_of_the_pipeline_and_the_agent(monkeypatch):
+    from langprop_driving.pipeline.config import TrainConfig
+    from team_code.config import load_agent_config
+
+    assert TrainConfig(sandbox_mode="strict").sandbox_mode == "strict"
+    with pytest.raises(ValueError, match="strict"):
+        TrainConfig(sandbox_mode="thread")
+    monkeypatch.setenv("LANGPROP_SANDBOX_STRICT", "true")
+    assert load_agent_config(None).sandbox_strict is True
