@@ -29,6 +29,7 @@ from langprop_core.sandbox.codec import Bounds, check_plain, decode, encode
 from langprop_core.task import Task, score_call
 from langprop_core.trainer import Trainer, TrainerConfig
 from tests.test_core_trainer import ScriptedOptimizer, fence
+from tests.test_world_run_evaluate import world_setup  # noqa: F401 - a fixture (a small town, routes)
 
 SECRET = "sk-hostile-test-SECRET-0123456789abcdef"
 VICTIM = "import math\ndef f(x):\n    return abs(-x) + int(math.sqrt(4)) - 2\n"
@@ -674,3 +675,66 @@ def test_strict_is_a_choice_of_the_pipeline_and_the_agent(monkeypatch):
         TrainConfig(sandbox_mode="thread")
     monkeypatch.setenv("LANGPROP_SANDBOX_STRICT", "true")
     assert load_agent_config(None).sandbox_strict is True
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, their children...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+@pytest.mark.slow
+@needs_kernel
+def test_kill_9_of_evaluate_leaves_nothing_running(world_setup, tmp_path):
+    # A real `langprop evaluate` of a sandboxed script: its route process, the forkserver, the
+    # policy's worker and that worker's fork must all be gone after a kill -9 of the command.
+    script = tmp_path / "slow.py"
+    script.write_text("import time\ndef predict_speed_and_steering(scene):\n    time.sleep(0.05)\n"
+                      "    return 'MOVE', 0.0\n")
+    config = tmp_path / "agent.yaml"
+    config.write_text("sandbox: true\n")
+    command = [str(Path(sys.executable).parent / "langprop"), "evaluate", "--town", "testgrid",
+               "--routes", str(world_setup["routes"]), "--towns-dir", str(world_setup["towns"]),
+               "--agent", str(script), "--agent-config", str(config), "--results", str(tmp_path / "r.json"),
+               "--traffic", "none", "--route-id", world_setup["ids"][1], "--no-progress"]
+    evaluator = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: set[int] = set()
+    for _ in range(1200):  # until the policy's worker and its fork run (a route process, 3 levels down)
+        seen |= _descendants(evaluator.pid)
+        if any("langprop_core.sandbox.worker" in _cmdline(p) for p in seen) and len(seen) >= 4:
+            break
+        time.sleep(0.05)
+    else:
+        evaluator.kill()
+        pytest.fail("the route never started its policy worker")
+    seen |= _descendants(evaluator.pid)
+    evaluator.send_signal(signal.SIGKILL)
+    evaluator.wait()
+    for _ in range(200):
+        if not any(_alive(p) for p in seen):
+            break
+        time.sleep(0.05)
+    left = [p for p in seen if _alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
