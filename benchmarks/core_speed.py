@@ -22,10 +22,12 @@ Run: ``python benchmarks/core_speed.py`` (``--help`` for options).
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import importlib.util
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -357,6 +359,7 @@ def unhardened_sandbox(revision: str) -> Any:
     except (OSError, subprocess.CalledProcessError):
         return None
     folder = tempfile.mkdtemp(prefix="langprop-unhardened-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     source = source.replace("from langprop_core.sandbox import _worker_entry",
                             f"from {_UNHARDENED_MODULE} import _worker_entry")
     path = Path(folder) / f"{_UNHARDENED_MODULE}.py"
