@@ -82,6 +82,8 @@ class FitResult:
 
     best_policy: Policy | None
     history: list[dict[str, Any]]
+    #: why training stopped before its last epoch (a callback's :meth:`Trainer.request_stop`), else None
+    stopped: str | None = None
 
 
 @dataclass
@@ -103,6 +105,10 @@ def _short_repr(value: Any, limit: int) -> str:
     return _trim(repr(value), limit)
 
 
+def _state_key(callback: Callback) -> str:
+    return getattr(callback, "state_key", "") or type(callback).__name__
+
+
 def _mean_score(cases: list[CaseScore]) -> float:
     return sum(c.score for c in cases) / len(cases)
 
@@ -120,6 +126,11 @@ class Trainer:
         self.rejected: Counter[str] = Counter()
         self._runner: ScriptRunner | None = None
         self._dependencies: tuple[Dependency, ...] = ()
+        self.stop_reason: str | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next batch boundary (the checkpoint is already written); ``fit`` returns ``stopped``."""
+        self.stop_reason = reason
 
     # -- public API
 
@@ -158,18 +169,20 @@ class Trainer:
                 state["history"].append(self._validate(module, task, val, -1, 0))
                 metrics.append(state["history"][-1])
                 self._save(module, state)
+            self.stop_reason = None
             self._call("on_fit_start", module)
             total = cfg.epochs * n_batches
             done = min(total, state["epoch"] * n_batches + state["batch"])
             with self._progress(total, done, module.name) as bar:
-                while state["epoch"] < cfg.epochs:
+                while state["epoch"] < cfg.epochs and self.stop_reason is None:
                     epoch = state["epoch"]
                     order = self._batch_order(len(train.args), epoch)
-                    while state["batch"] < n_batches:
+                    while state["batch"] < n_batches and self.stop_reason is None:
                         b = state["batch"]
                         idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                         last = epoch == cfg.epochs - 1 and b == n_batches - 1
                         record = self._train_batch(module, task, train, idx, state, propose=not last)
+                        self._call("on_batch_record", module, record)
                         state["history"].append(record)
                         state["batch"] = b + 1
                         state["step"] += 1
@@ -179,6 +192,8 @@ class Trainer:
                         self._call("on_batch_end", module, record)
                         bar.update(1)
                         bar.set_postfix(best=f"{record['best_priority']:.3f}", pop=len(module.population))
+                    if state["batch"] < n_batches:  # stopped inside the epoch: its end is for the resumed run
+                        break
                     epoch_record = {"kind": "epoch", "epoch": epoch, "step": state["step"],
                                     "best_id": module.best().id, "best_priority": module.best().priority}
                     if validate:
@@ -192,7 +207,11 @@ class Trainer:
                     self._plot(module, state)
                     self._call("on_epoch_end", module, epoch_record)
             result = FitResult(best_policy=module.best() if module.population else None,
-                               history=list(state["history"]))
+                               history=list(state["history"]),
+                               stopped=self.stop_reason if state["epoch"] < cfg.epochs else None)
+            if result.stopped is not None:
+                log.warning("training stopped: %s; checkpoint %s (resume to go on)", self.stop_reason,
+                            self.checkpoint_dir(module))
             self._plot(module, state)
             self._call("on_fit_end", module, result)
             return result
@@ -232,6 +251,10 @@ class Trainer:
                                  f"(a checkpoint written for inference only?)")
             module.load_population(ck.policies, state.get("seen_ids", ()))
             self.rejected = Counter(state.get("rejected", {}))
+            for callback in self.callbacks:
+                saved = state.get("callbacks", {}).get(_state_key(callback))
+                if saved:
+                    callback.load_state_dict(saved)
             metrics.rewrite(state["history"])
             log.info("resuming %s at epoch %d batch %d (%d scripts)", module.name, state["epoch"],
                      state["batch"], len(module.population))
@@ -258,6 +281,8 @@ class Trainer:
     def _save(self, module: Module, state: dict[str, Any]) -> None:
         state["seen_ids"] = sorted(module.seen_ids)
         state["rejected"] = dict(sorted(self.rejected.items()))
+        kept = {_state_key(cb): cb.state_dict() for cb in self.callbacks}
+        state["callbacks"] = {key: value for key, value in kept.items() if value}
         ck_dir = self.checkpoint_dir(module)
         # The state lives in the index (one atomic write with the population);
         # trainer_state.json is a readable copy.
@@ -415,7 +440,7 @@ class Trainer:
                     source = extract_script(proposal.reply, module.function_name)
                 except ReplyError as exc:
                     self.rejected[exc.reason] += 1
-                    log.info("reply rejected (%s): %s", exc.reason, exc)
+                    log.warning("reply rejected (%s): %s", exc.reason, exc)
                     continue
                 child = Policy.from_source(
                     source, module.function_name, parent_id=parent.id if parent else None,

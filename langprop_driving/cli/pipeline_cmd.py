@@ -62,6 +62,16 @@ def _train_options(fn: Callable) -> Callable:
         click.option("--sandbox", "sandbox_mode", type=click.Choice(["process", "inprocess"]),
                      default=TrainConfig.sandbox_mode, show_default=True,
                      help="Run scripts in worker processes (safe) or in this one (fast)."),
+        click.option("--max-llm-calls", type=click.IntRange(1), default=None,
+                     help="Stop training (at a batch boundary, with a checkpoint) after this many LLM calls; "
+                          "replies replayed from the cache do not count."),
+        click.option("--max-llm-tokens", type=click.IntRange(1), default=None,
+                     help="Same, for input + output tokens."),
+        click.option("--max-llm-cost", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Same, for the estimated cost (needs --llm-prices)."),
+        click.option("--llm-prices", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+                     help='JSON price table: {"model": {"input": X, "output": Y}} per million tokens '
+                          "(default: $LANGPROP_LLM_PRICES; none: no cost estimate)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -78,7 +88,9 @@ def _train_config(kw: dict[str, Any]) -> TrainConfig:
                        top_k=kw["top_k"], record_stride=kw["record_stride"], max_records=kw["max_records"],
                        infraction_weight=kw["infraction_weight"], horizon_s=kw["horizon_s"],
                        repeat_penalty=kw["repeat_penalty"], sandbox_mode=kw["sandbox_mode"],
-                       seed=kw.get("seed", 0))
+                       seed=kw.get("seed", 0), max_llm_calls=kw["max_llm_calls"],
+                       max_llm_tokens=kw["max_llm_tokens"], max_llm_cost=kw["max_llm_cost"],
+                       llm_prices=kw["llm_prices"])
 
 
 def _optimizer_config(kw: dict[str, Any]) -> Any:
@@ -172,6 +184,17 @@ def train_cmd(**kw: Any) -> None:
                + (f", validation {outcome.val_score:.3f}" if outcome.val_score is not None else ""))
     click.echo(f"checkpoint: {outcome.checkpoint}")
     click.echo(f"{outcome.policy_calls} policy calls in {outcome.wall_s:.1f} s ({outcome.calls_per_s:.0f}/s)")
+    _echo_llm_usage(outcome)
+
+
+def _echo_llm_usage(outcome: Any) -> None:
+    """The run's LLM spend and rejected replies (TrainOutcome.llm / .rejected)."""
+    from langprop_core.llm.usage import LLMUsage
+
+    if outcome.llm:
+        click.echo("LLM: " + LLMUsage.from_dict(outcome.llm).describe())
+    if outcome.rejected:
+        click.echo("rejected replies: " + ", ".join(f"{k} {v}" for k, v in outcome.rejected.items()))
 
 
 @click.command("dagger")

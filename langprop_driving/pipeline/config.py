@@ -81,8 +81,17 @@ class TrainConfig:
     timeout_s: float = 1.0
     seed: int = 0
     progress: bool = True
+    # LLM spend per training run (None: no limit); a cost limit needs llm_prices, a JSON file of
+    # {"model": {"input": per million input tokens, "output": per million output tokens}}.
+    max_llm_calls: int | None = None
+    max_llm_tokens: int | None = None
+    max_llm_cost: float | None = None
+    llm_prices: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.max_llm_cost is not None and self.llm_prices is None:
+            raise ValueError("an LLM cost budget needs a price table (llm_prices / --llm-prices / "
+                             "$LANGPROP_LLM_PRICES)")
         if self.record_stride < 1:
             raise ValueError(f"record_stride must be >= 1, got {self.record_stride}")
         if self.sandbox_mode not in ("process", "inprocess"):
