@@ -75,7 +75,7 @@ def test_train_stops_at_the_call_budget_and_goes_on_with_a_larger_one(tmp_path, 
     assert marker.exists()
 
 
-@pytest.mark.parametrize("command", ["collect", "dagger"])
+@pytest.mark.parametrize("command", ["collect", "dagger", "evaluate"])
 def test_the_same_world_options_everywhere(command):
     out = CliRunner().invoke(main, [command, "--help"])
     assert out.exit_code == 0

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import click
 
+from langprop_driving.cli.options import (apply, backend_options, ray_options_of, seed_option, towns_dir_option,
+                                          traffic_option, workers_option)
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
 
 __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
@@ -18,21 +20,13 @@ __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout
 def _world_options(fn: Callable) -> Callable:
     options = [
         click.option("--town", required=True, help="Town name in the towns directory (see `langprop town list`)."),
-        click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Towns directory (default: $LANGPROP_TOWNS or ./towns)."),
-        click.option("--traffic", default=WorldConfig.traffic, show_default=True,
-                     type=click.Choice(["none", "light", "default", "busy"]), help="Traffic density."),
-        click.option("--seed", type=int, default=WorldConfig.seed, show_default=True,
-                     help="Seed of traffic and agents."),
-        click.option("--workers", type=int, default=WorldConfig.workers, show_default=True,
-                     help="Routes run in parallel."),
-        click.option("--backend", type=click.Choice(["local", "ray"]), default=WorldConfig.backend, show_default=True,
-                     help="Where rollouts run: local processes, or a Ray cluster (pip install ray)."),
-        click.option("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS)."),
+        towns_dir_option,
+        traffic_option(WorldConfig.traffic),
+        seed_option(WorldConfig.seed),
+        workers_option(WorldConfig.workers),
+        backend_options,
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return apply(options, fn)
 
 
 def _train_options(fn: Callable) -> Callable:
@@ -80,7 +74,8 @@ def _train_options(fn: Callable) -> Callable:
 
 def _world(kw: dict[str, Any]) -> WorldConfig:
     return WorldConfig(town=kw["town"], towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"],
-                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"])
+                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"],
+                       ray_resources=ray_options_of(kw))
 
 
 def _train_config(kw: dict[str, Any]) -> TrainConfig:

@@ -45,10 +45,24 @@ class WorldConfig:
     workers: int = 1
     backend: str = "local"
     ray_address: str | None = None
+    #: custom Ray resources every rollout task needs, e.g. (("carla_server", 1.0),)
+    ray_resources: tuple[tuple[str, float], ...] = ()
     timeout_factor: float | None = None
     # seconds standing still before "agent blocked" ends a route (None: the leaderboard's 180 s)
     blocked_time_s: float | None = None
     pictures: bool = False
+
+    def ray_options(self) -> Any:
+        """The :class:`~langprop_driving.pipeline.parallel.RayOptions` of this world."""
+        from langprop_driving.pipeline.parallel import RayOptions
+
+        return RayOptions(address=self.ray_address, resources=tuple(self.ray_resources))
+
+    def shared_paths(self, *paths: Any) -> tuple[str, ...]:
+        """``paths`` and the towns folder: what a Ray worker must see to run a route of this world."""
+        from sumo_world.towns import TownStore
+
+        return tuple(str(p) for p in (*paths, TownStore(self.towns_dir).root))
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "ray"):
