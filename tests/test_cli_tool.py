@@ -81,3 +81,36 @@ def test_the_same_world_options_everywhere(command):
     assert out.exit_code == 0
     for option in ("--towns-dir", "--traffic", "--seed", "--workers", "--backend", "--ray-address"):
         assert option in out.output, (command, option)
+
+
+def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """(command line, the file its one-line error must name) for each command."""
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{ this is not json")
+    routes = tmp_path / "routes.xml"
+    routes.write_text("<routes><route id='0'")
+    empty = tmp_path / "no_dataset"
+    empty.mkdir()
+    net = tmp_path / "town.xodr"
+    net.write_text("not an OpenDRIVE file")
+    return [
+        (["results", str(garbage)], str(garbage)),
+        (["routes", "show", str(routes), "--no-plan"], str(routes)),
+        (["evaluate", "--routes", str(routes), "--agent", "expert", "--towns-dir", str(tmp_path)], str(routes)),
+        (["collect", "--town", "T", "--routes", str(routes), "--towns-dir", str(tmp_path),
+          "--work-dir", str(tmp_path / "w")], str(routes)),
+        (["relabel", str(empty)], str(empty)),  # a usage error: click's exit code 2
+        (["import-rollout", str(empty), "--results", str(garbage), "--work-dir", str(tmp_path / "w")],
+         str(garbage)),
+        (["town", "import", str(net), "--towns-dir", str(tmp_path / "towns")], str(net)),
+    ]
+
+
+def test_every_command_reports_bad_input_as_one_line(tmp_path):
+    for args, named in _bad_inputs(tmp_path):
+        out = CliRunner().invoke(main, args)
+        lines = out.output.strip().splitlines()
+        assert out.exit_code == (2 if args[0] == "relabel" else 1), (args, out.output)
+        assert "Traceback" not in out.output, (args, out.output)
+        errors = [line for line in lines if line.startswith("Error: ")]
+        assert len(errors) == 1 and named in errors[0], (args, out.output)

@@ -36,7 +36,12 @@ class _LazyGroup(click.Group):
         # One place for every command's errors (see errors.py); click's own pass through.
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except click.UsageError:
+            raise
+        except click.ClickException as exc:  # a command's own error: one line too (a tool's output may be many)
+            exc.message = "; ".join(line.strip() for line in exc.message.splitlines() if line.strip())
+            raise
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - reported as one line, re-raised with --debug
             from langprop_driving.cli.errors import report
