@@ -253,7 +253,7 @@ class Trainer:
             self.rejected = Counter(state.get("rejected", {}))
             for callback in self.callbacks:
                 saved = state.get("callbacks", {}).get(_state_key(callback))
-                if saved:
+                if saved and hasattr(callback, "load_state_dict"):
                     callback.load_state_dict(saved)
             metrics.rewrite(state["history"])
             log.info("resuming %s at epoch %d batch %d (%d scripts)", module.name, state["epoch"],
@@ -281,7 +281,7 @@ class Trainer:
     def _save(self, module: Module, state: dict[str, Any]) -> None:
         state["seen_ids"] = sorted(module.seen_ids)
         state["rejected"] = dict(sorted(self.rejected.items()))
-        kept = {_state_key(cb): cb.state_dict() for cb in self.callbacks}
+        kept = {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}
         state["callbacks"] = {key: value for key, value in kept.items() if value}
         ck_dir = self.checkpoint_dir(module)
         # The state lives in the index (one atomic write with the population);
@@ -296,7 +296,9 @@ class Trainer:
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            method = getattr(callback, hook, None)  # a duck-typed callback may leave hooks out
+            if method is not None:
+                method(self, *args)
 
     # -- data
 

@@ -156,3 +156,14 @@ def test_cost_budget_needs_the_models_price(tmp_path, fake_llm_server):
     with pytest.raises(ValueError, match="needs the price of model 'other-model'"):
         trainer.fit(_module(tmp_path), TASK, DATA)
     assert json.loads(json.dumps(PRICE.__dict__))  # prices are plain numbers
+
+
+def test_an_endpoint_that_refuses_seeds_gets_none_from_then_on(tmp_path, fake_llm_server):
+    from tests.fixtures.llm_server import status
+
+    fake_llm_server.responder = never_perfect()
+    fake_llm_server.enqueue(status(400, "Unrecognized request argument supplied: seed"))
+    result, usage = fit(fake_llm_server, tmp_path / "run", LLMBudget(max_calls=3))
+    bodies = fake_llm_server.chat_requests
+    assert "seed" in bodies[0] and all("seed" not in body for body in bodies[1:])
+    assert usage.usage.calls == 3 and len(bodies) == 4  # the refused request is not a call the endpoint answered

@@ -221,6 +221,7 @@ def dagger_cmd(**kw: Any) -> None:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
         click.echo(f"iteration {it.iteration}: driven script scored {score} on the road; "
                    f"{it.n_new_records} new scenes; retrained: {it.train.checkpoint}")
+        _echo_llm_usage(it.train)
     click.echo(f"final checkpoint: {outcome.final_checkpoint}")
 
 
