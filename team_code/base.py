@@ -12,6 +12,13 @@ The two leaderboard versions differ in construction order:
 - 2.0: ``Agent(host, port, debug)``; the evaluator calls ``set_global_plan``,
   then ``setup(path_to_conf_file)``, and asks the class for ``get_ros_version()``.
 
+Forks call the same hooks with more arguments (carla_garage:
+``Agent(config, route_date_string)``, ``setup(config, route, traffic_manager)``,
+``run_step(input_data, timestamp, sensors)``; Bench2Drive: ``setup(config +
+"+" + save_name)``); :class:`team_code.privileged_agent.PrivilegedAgent` takes
+them. A leaderboard that is on the path but fails to import is a warning that
+carries the error, not a silent switch to the stand-in.
+
 The stand-in follows 1.0 (config path in the constructor) and keeps the dense
 plan in ``set_global_plan``; agents must do their world work lazily in the first
 ``run_step`` and must not assume ``setup`` ran before ``set_global_plan``.

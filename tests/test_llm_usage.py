@@ -167,3 +167,11 @@ def test_an_endpoint_that_refuses_seeds_gets_none_from_then_on(tmp_path, fake_ll
     bodies = fake_llm_server.chat_requests
     assert "seed" in bodies[0] and all("seed" not in body for body in bodies[1:])
     assert usage.usage.calls == 3 and len(bodies) == 4  # the refused request is not a call the endpoint answered
+
+
+def test_usage_of_several_runs_adds_up():
+    from langprop_core.llm.usage import LLMUsage
+
+    runs = [LLMUsage(2, 1, 10, 20, 0.5).to_dict(), LLMUsage(3, 0, 5, 5, 0.25).to_dict()]
+    assert LLMUsage.total(runs) == LLMUsage(5, 1, 15, 25, 0.75)
+    assert LLMUsage.total([*runs, LLMUsage(1).to_dict()]).cost is None  # one run without prices

@@ -22,7 +22,8 @@ from team_code.config import load_agent_config, split_fork_suffix
 from team_code.expert_agent import ExpertAgent
 from team_code.langprop_agent import LangPropAgent
 
-from .test_team_code_agents import MOVE_RIGHT, ScriptedProvider, global_plan, make_scene, script
+from .test_team_code_agents import (FAKE_LEADERBOARD_2, MOVE_RIGHT, ScriptedProvider, global_plan,
+                                   make_scene, script)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,27 +81,7 @@ class AutonomousAgent:
 '''
 
 # Leaderboard 2.0 (Bench2Drive builds on it): host, port, debug; setup after the plan.
-LEADERBOARD_2_BASE = '''
-import enum
-class Track(enum.Enum):
-    SENSORS = "SENSORS"
-    MAP = "MAP"
-class AutonomousAgent:
-    def __init__(self, carla_host, carla_port, debug=False):
-        self.track = Track.SENSORS
-        self._global_plan = None
-        self._global_plan_world_coord = None
-    def setup(self, path_to_conf_file):
-        pass
-    def destroy(self):
-        pass
-    @staticmethod
-    def get_ros_version():
-        return -1
-    def set_global_plan(self, global_plan_gps, global_plan_world_coord):
-        self._global_plan_world_coord = global_plan_world_coord[::10]
-        self._global_plan = global_plan_gps[::10]
-'''
+LEADERBOARD_2_BASE = FAKE_LEADERBOARD_2
 
 PRELUDE = '''
 import sys, warnings

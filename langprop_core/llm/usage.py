@@ -116,6 +116,16 @@ class LLMUsage:
     def from_dict(cls, data: Mapping[str, Any]) -> "LLMUsage":
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
+    @classmethod
+    def total(cls, usages: "list[Mapping[str, Any]]") -> "LLMUsage":
+        """The sum of several runs' usage dicts (cost known only when every run's is)."""
+        runs = [cls.from_dict(u) for u in usages]
+        costs = [u.cost for u in runs]
+        return cls(calls=sum(u.calls for u in runs), cached_calls=sum(u.cached_calls for u in runs),
+                   prompt_tokens=sum(u.prompt_tokens for u in runs),
+                   completion_tokens=sum(u.completion_tokens for u in runs),
+                   cost=round(sum(costs), 6) if costs and None not in costs else None)
+
     def describe(self) -> str:
         """One line for a run's summary."""
         text = (f"{self.calls} LLM calls ({self.cached_calls} replayed from the cache), "
