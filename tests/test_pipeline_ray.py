@@ -35,9 +35,9 @@ _WALL_CLOCK_KEYS = {"duration_system", "duration_system_s", "system_duration", "
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray cluster on 127.0.0.1 with 2 CPUs, shut down after the module."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    """A local Ray cluster on 127.0.0.1 with 2 CPUs and one CARLA server declared, shut down after the module."""
+    ray.init(address="local", num_cpus=2, resources={"carla_server": 1}, include_dashboard=False,
+             log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         yield ray
     finally:
@@ -147,3 +147,11 @@ def test_a_worker_that_cannot_see_the_shared_folder_fails_at_once(ray_cluster, t
                 paths=(str(tmp_path / "not-mounted-here"),)) for i in range(3)]
     with pytest.raises(SharedFilesystemError, match=r"cannot see .*not-mounted-here.*every Ray node mounts"):
         run_jobs(jobs, workers=2, backend="ray", progress=False)
+
+
+def test_tasks_take_the_declared_resource_and_an_undeclared_one_is_an_error(ray_cluster, tmp_path):
+    jobs = [Job(f"route {i}", die_until, {"counter": str(tmp_path / str(i)), "deaths": 0}) for i in range(2)]
+    carla = RayOptions(resources=(("carla_server", 1.0),))  # one server: the two tasks run one after the other
+    assert run_jobs(jobs, backend="ray", progress=False, ray_options=carla) == ["ok after 1 attempt(s)"] * 2
+    with pytest.raises(ValueError, match=r"declares no resource 'tpu_server'.*ray start --resources"):
+        run_jobs(jobs, backend="ray", progress=False, ray_options=RayOptions(resources=(("tpu_server", 1.0),)))

@@ -195,6 +195,12 @@ def submit_ray(calls: Sequence[tuple[Callable[..., Any], dict[str, Any], Sequenc
                workers: int) -> tuple[Any, list[Any]]:
     """Submit ``(fn, kwargs, paths)`` calls as Ray tasks (one CPU each, plus ``options.resources``); (ray, refs)."""
     ray = ensure_ray(options, workers)
+    declared = ray.cluster_resources()
+    missing = [name for name, _ in options.resources if name not in declared]
+    if missing:  # tasks would wait forever for a resource no node has
+        raise ValueError(f"the Ray cluster declares no resource {', '.join(map(repr, missing))}: start its nodes "
+                         f"with e.g. ray start --resources '{{\"{missing[0]}\": 1}}' (declared: "
+                         f"{', '.join(sorted(declared)) or 'none'})")
     task_options: dict[str, Any] = {"num_cpus": 1, "max_retries": options.max_retries, "retry_exceptions": False}
     if options.resources:
         task_options["resources"] = dict(options.resources)
