@@ -17,7 +17,26 @@ __all__ = ["Callback", "LoggingCallback"]
 
 
 class Callback:
-    """Override the hooks you need."""
+    """Override the hooks you need.
+
+    A callback with state to keep across a resume returns it from
+    :meth:`state_dict` (JSON-safe); the trainer saves it in the checkpoint
+    under :attr:`state_key` and hands it back to :meth:`load_state_dict` when
+    the run resumes.
+    """
+
+    #: where the trainer keeps this callback's state in the checkpoint (default: the class name)
+    state_key: str = ""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to save with every checkpoint; nothing by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output on resume."""
+
+    def on_batch_record(self, trainer: "Trainer", module: "Module", record: dict[str, Any]) -> None:
+        """Called with a batch's history record before it is saved; may add keys to it."""
 
     def on_fit_start(self, trainer: "Trainer", module: "Module") -> None:
         """Called once the population is ready (seeded, set up or resumed)."""

@@ -83,6 +83,8 @@ class FitResult:
 
     best_policy: Policy | None
     history: list[dict[str, Any]]
+    #: why training stopped before its last epoch (a callback's :meth:`Trainer.request_stop`), else None
+    stopped: str | None = None
 
 
 @dataclass
@@ -137,6 +139,10 @@ def _speed_class(mean_call_s: float | None) -> str | None:
     return "over 1000"
 
 
+def _state_key(callback: Callback) -> str:
+    return getattr(callback, "state_key", "") or type(callback).__name__
+
+
 def _mean_score(cases: list[CaseScore]) -> float:
     return sum(c.score for c in cases) / len(cases)
 
@@ -155,6 +161,11 @@ class Trainer:
         self._runner: ScriptRunner | None = None
         self._dependencies: tuple[Dependency, ...] = ()
         self._secrets = _secrets(optimizer)
+        self.stop_reason: str | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next batch boundary (the checkpoint is already written); ``fit`` returns ``stopped``."""
+        self.stop_reason = reason
 
     # -- public API
 
@@ -193,18 +204,20 @@ class Trainer:
                 state["history"].append(self._validate(module, task, val, -1, 0))
                 metrics.append(state["history"][-1])
                 self._save(module, state)
+            self.stop_reason = None
             self._call("on_fit_start", module)
             total = cfg.epochs * n_batches
             done = min(total, state["epoch"] * n_batches + state["batch"])
             with self._progress(total, done, module.name) as bar:
-                while state["epoch"] < cfg.epochs:
+                while state["epoch"] < cfg.epochs and self.stop_reason is None:
                     epoch = state["epoch"]
                     order = self._batch_order(len(train.args), epoch)
-                    while state["batch"] < n_batches:
+                    while state["batch"] < n_batches and self.stop_reason is None:
                         b = state["batch"]
                         idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                         last = epoch == cfg.epochs - 1 and b == n_batches - 1
                         record = self._train_batch(module, task, train, idx, state, propose=not last)
+                        self._call("on_batch_record", module, record)
                         state["history"].append(record)
                         state["batch"] = b + 1
                         state["step"] += 1
@@ -214,6 +227,8 @@ class Trainer:
                         self._call("on_batch_end", module, record)
                         bar.update(1)
                         bar.set_postfix(best=f"{record['best_priority']:.3f}", pop=len(module.population))
+                    if state["batch"] < n_batches:  # stopped inside the epoch: its end is for the resumed run
+                        break
                     epoch_record = {"kind": "epoch", "epoch": epoch, "step": state["step"],
                                     "best_id": module.best().id, "best_priority": module.best().priority}
                     if validate:
@@ -227,7 +242,11 @@ class Trainer:
                     self._plot(module, state)
                     self._call("on_epoch_end", module, epoch_record)
             result = FitResult(best_policy=module.best() if module.population else None,
-                               history=list(state["history"]))
+                               history=list(state["history"]),
+                               stopped=self.stop_reason if state["epoch"] < cfg.epochs else None)
+            if result.stopped is not None:
+                log.warning("training stopped: %s; checkpoint %s (resume to go on)", self.stop_reason,
+                            self.checkpoint_dir(module))
             self._plot(module, state)
             self._call("on_fit_end", module, result)
             return result
@@ -267,6 +286,10 @@ class Trainer:
                                  f"(a checkpoint written for inference only?)")
             module.load_population(ck.policies, state.get("seen_ids", ()))
             self.rejected = Counter(state.get("rejected", {}))
+            for callback in self.callbacks:
+                saved = state.get("callbacks", {}).get(_state_key(callback))
+                if saved and hasattr(callback, "load_state_dict"):
+                    callback.load_state_dict(saved)
             metrics.rewrite(state["history"])
             log.info("resuming %s at epoch %d batch %d (%d scripts)", module.name, state["epoch"],
                      state["batch"], len(module.population))
@@ -293,6 +316,8 @@ class Trainer:
     def _save(self, module: Module, state: dict[str, Any]) -> None:
         state["seen_ids"] = sorted(module.seen_ids)
         state["rejected"] = dict(sorted(self.rejected.items()))
+        kept = {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}
+        state["callbacks"] = {key: value for key, value in kept.items() if value}
         ck_dir = self.checkpoint_dir(module)
         # The state lives in the index (one atomic write with the population);
         # trainer_state.json is a readable copy.
@@ -306,7 +331,9 @@ class Trainer:
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            method = getattr(callback, hook, None)  # a duck-typed callback may leave hooks out
+            if method is not None:
+                method(self, *args)
 
     # -- data
 
@@ -466,7 +493,7 @@ class Trainer:
                     source = extract_script(proposal.reply, module.function_name)
                 except ReplyError as exc:
                     self.rejected[exc.reason] += 1
-                    log.info("reply rejected (%s): %s", exc.reason, exc)
+                    log.warning("reply rejected (%s): %s", exc.reason, exc)
                     continue
                 child = Policy.from_source(
                     source, module.function_name, parent_id=parent.id if parent else None,

@@ -91,17 +91,51 @@ run_or_print() {
     fi
 }
 
-# carla_pythonpath: put the CARLA agents package, leaderboard, scenario_runner and this repo on PYTHONPATH.
+# carla_pythonpath: PYTHONPATH as the leaderboard's get-started page builds it
+# ($CARLA_ROOT/PythonAPI/carla for CARLA's `agents`, scenario_runner,
+# leaderboard), plus this repo, with the `carla` client that matches ${PYTHON}
+# first: an installed carla wheel (then nothing is added for it), else the egg of
+# $CARLA_ROOT/PythonAPI/carla/dist built for this Python version. An egg built for
+# another Python version is never used (it fails inside the evaluator with an
+# obscure import error); with no match the script stops and says what it found.
+# Sets CARLA_CLIENT (where carla comes from) and exports PYTHONPATH.
 carla_pythonpath() {
-    local parts=("${CARLA_ROOT}/PythonAPI/carla" "${LEADERBOARD_ROOT}" "${SCENARIO_RUNNER_ROOT}" "${REPO_ROOT}")
-    local egg
-    # Older CARLA releases ship the client as an egg instead of the pip wheel.
-    for egg in "${CARLA_ROOT}"/PythonAPI/carla/dist/carla-*.egg; do
-        [[ -e "${egg}" ]] && parts+=("${egg}")
-    done
+    local version installed egg candidate others=()
+    version="$("${PYTHON}" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" \
+        || die "PYTHON=${PYTHON}: cannot run it"
+    # What this Python imports as carla without our additions (a pip wheel, a .pth file).
+    installed="$(PYTHONPATH= "${PYTHON}" -c 'import importlib.util as u; s = u.find_spec("carla"); print(s.origin if s else "")' 2>/dev/null || true)"
+    local parts=()
+    if [[ -n "${installed}" ]]; then
+        CARLA_CLIENT="installed for Python ${version}: ${installed}"
+    else
+        for candidate in "${CARLA_ROOT}"/PythonAPI/carla/dist/carla-*.egg; do
+            [[ -e "${candidate}" ]] || continue
+            if [[ "$(basename "${candidate}")" == *"-py${version}-"* || "$(basename "${candidate}")" == *"-py${version}.egg" ]]; then
+                egg="${candidate}"
+            else
+                others+=("$(basename "${candidate}")")
+            fi
+        done
+        if [[ -z "${egg:-}" ]]; then
+            die "no carla client for Python ${version} (PYTHON=${PYTHON}): not installed (pip install carla==<your CARLA version>) and no carla-*-py${version}-*.egg in ${CARLA_ROOT}/PythonAPI/carla/dist${others[0]+ (found: ${others[*]}; set PYTHON to an interpreter of that version)}"
+        fi
+        CARLA_CLIENT="egg for Python ${version}: ${egg}"
+        parts+=("${egg}")
+    fi
+    parts+=("${CARLA_ROOT}/PythonAPI/carla" "${SCENARIO_RUNNER_ROOT}" "${LEADERBOARD_ROOT}" "${REPO_ROOT}")
     local joined
     joined="$(IFS=:; echo "${parts[*]}")"
     export PYTHONPATH="${joined}${PYTHONPATH:+:${PYTHONPATH}}"
+}
+
+# print_pythonpath: with --dry-run, the PYTHONPATH the command runs with (a line
+# to paste before it) and where carla comes from (stderr).
+print_pythonpath() {
+    if is_true "${DRY_RUN:-0}"; then
+        echo "carla client: ${CARLA_CLIENT}" >&2
+        printf 'export PYTHONPATH=%q\n' "${PYTHONPATH}"
+    fi
 }
 
 # leaderboard_version: 2.0 when the evaluator takes --traffic-manager-port, else 1.0 ($LEADERBOARD_VERSION wins).

@@ -16,9 +16,14 @@
 #                         (the LangProp agent needs it or LANGPROP_CHECKPOINT)
 #   CHECKPOINT_ENDPOINT   results JSON (default: results/<routes name>.json)
 #   REPETITIONS (1)  PORT (2000)  TM_PORT (8000)  CHALLENGE_TRACK_CODENAME (SENSORS)
-#   RESUME (0)  DEBUG_CHALLENGE (0)  RECORD_PATH ("")  ROUTES_SUBSET (2.0 only)
+#   RESUME (0)  DEBUG_CHALLENGE (0)  RECORD_PATH ("")
+#   ROUTES_SUBSET         routes to run: '' = all, '0-4', '1,6,8' (1.0 and 2.0)
+#   DEBUG_CHECKPOINT      live results of 2.0 (default: beside CHECKPOINT_ENDPOINT,
+#                         <name>_live.txt; the evaluator's own default is ./live_results.txt)
 #   LEADERBOARD_VERSION   force 1.0 or 2.0
-#   PYTHON                interpreter with the carla client and this package (default python3)
+#   PYTHON                interpreter with the carla client and this package (default python3);
+#                         its carla comes first on PYTHONPATH: the installed wheel, else the
+#                         egg for its version in $CARLA_ROOT/PythonAPI/carla/dist (--dry-run prints it)
 # Embedded (--world embedded): ROUTES, TOWN (a town of `langprop town list`),
 #   TEAM_AGENT, TEAM_CONFIG, CHECKPOINT_ENDPOINT, RESUME as above; TRAFFIC
 #   (none/light/default/busy), SEED, LANGPROP_TOWNS (towns folder).
@@ -90,7 +95,7 @@ DEBUG_CHALLENGE="${DEBUG_CHALLENGE:-0}"
 RECORD_PATH="${RECORD_PATH:-}"
 export CHALLENGE_TRACK_CODENAME
 carla_pythonpath
-mkdir -p "$(dirname "${CHECKPOINT_ENDPOINT}")"
+is_true "${DRY_RUN}" || mkdir -p "$(dirname "${CHECKPOINT_ENDPOINT}")"
 
 cmd=("${PYTHON}" "${LEADERBOARD_ROOT}/leaderboard/leaderboard_evaluator.py"
      --routes="${ROUTES}" --repetitions="${REPETITIONS}" --track="${CHALLENGE_TRACK_CODENAME}"
@@ -99,10 +104,14 @@ cmd=("${PYTHON}" "${LEADERBOARD_ROOT}/leaderboard/leaderboard_evaluator.py"
 if [[ "${VERSION}" == "1.0" ]]; then
     cmd+=(--scenarios="${SCENARIOS}" --trafficManagerPort="${TM_PORT}")
 else
-    cmd+=(--traffic-manager-port="${TM_PORT}")
-    [[ -n "${ROUTES_SUBSET:-}" ]] && cmd+=(--routes-subset="${ROUTES_SUBSET}")
+    # Without it 2.0 writes its live results to ./live_results.txt, wherever the script was started.
+    DEBUG_CHECKPOINT="${DEBUG_CHECKPOINT:-${CHECKPOINT_ENDPOINT%.json}_live.txt}"
+    cmd+=(--traffic-manager-port="${TM_PORT}" --debug-checkpoint="${DEBUG_CHECKPOINT}")
 fi
+# Both versions take --routes-subset ('' runs every route).
+[[ -n "${ROUTES_SUBSET:-}" ]] && cmd+=(--routes-subset="${ROUTES_SUBSET}")
 # The evaluator parses --resume with type=bool: any non-empty value means True, so pass it only when wanted.
 is_true "${RESUME}" && cmd+=(--resume=True)
 
+print_pythonpath
 run_or_print "${cmd[@]}" ${EXTRA[@]+"${EXTRA[@]}"}

@@ -26,6 +26,7 @@ the scenes' clock (seconds from the route's start).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -100,6 +101,9 @@ class EvaluationConfig:
     route_wall_limit_s: float | None = None
     animation: bool = False
     agent_label: str | None = None
+    #: runs the route jobs elsewhere (e.g. one Ray task each): ``(jobs, config, on_done)``, calling
+    #: ``on_done(job, outcome)`` for each; None runs them in child processes here (``workers`` at a time)
+    route_executor: Callable[[list[Any], "EvaluationConfig", Callable[[Any, "RouteOutcome"], None]], None] | None = None
 
 
 @dataclass
@@ -489,6 +493,25 @@ def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Jo
             on_done(job, outcome)
 
 
+def run_job(job: Any, config: EvaluationConfig) -> RouteOutcome:
+    """Run one route job of :func:`evaluate` in a child process of this process; its outcome.
+
+    For route executors that place jobs on other machines (the job and config
+    travel there; the route then runs as it would locally).
+    """
+    outcomes: list[RouteOutcome] = []
+    single = dataclasses.replace(config, workers=1, progress=False, route_executor=None)
+    _run_jobs([job], single, lambda _job, outcome: outcomes.append(outcome))
+    return outcomes[0]
+
+
+def crashed_outcome(job: Any, message: str, wall_s: float = 0.0) -> RouteOutcome:
+    """The outcome of a job whose run died where it ran (recorded as a crashed route)."""
+    outcome = _failed_outcome(job.route, getattr(job.town, "name", str(job.town)), STATUS_CRASHED, message, wall_s)
+    outcome.meta["repetition"] = job.repetition
+    return outcome
+
+
 # ----------------------------------------------------------------------------- a route set
 
 
@@ -580,7 +603,7 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
             bar.update(1)
 
     try:
-        _run_jobs(todo, config, on_done)
+        (config.route_executor or _run_jobs)(todo, config, on_done)
     finally:
         if bar is not None:
             bar.close()

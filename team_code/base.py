@@ -12,6 +12,13 @@ The two leaderboard versions differ in construction order:
 - 2.0: ``Agent(host, port, debug)``; the evaluator calls ``set_global_plan``,
   then ``setup(path_to_conf_file)``, and asks the class for ``get_ros_version()``.
 
+Forks call the same hooks with more arguments (carla_garage:
+``Agent(config, route_date_string)``, ``setup(config, route, traffic_manager)``,
+``run_step(input_data, timestamp, sensors)``; Bench2Drive: ``setup(config +
+"+" + save_name)``); :class:`team_code.privileged_agent.PrivilegedAgent` takes
+them. A leaderboard that is on the path but fails to import is a warning that
+carries the error, not a silent switch to the stand-in.
+
 The stand-in follows 1.0 (config path in the constructor) and keeps the dense
 plan in ``set_global_plan``; agents must do their world work lazily in the first
 ``run_step`` and must not assume ``setup`` ran before ``set_global_plan``.
@@ -19,8 +26,10 @@ plan in ``set_global_plan``; agents must do their world work lazily in the first
 from __future__ import annotations
 
 import enum
+import importlib.util
 import inspect
 import logging
+import warnings
 from typing import Any
 
 from driving.carla_compat import VehicleControl
@@ -94,15 +103,34 @@ class FallbackAutonomousAgent:
         self._global_plan_world_coord = list(global_plan_world_coord)
 
 
-try:  # pragma: no cover - depends on PYTHONPATH
-    from leaderboard.autoagents.autonomous_agent import AutonomousAgent, Track  # type: ignore
+def _import_leaderboard_base() -> tuple[type, type, bool]:
+    """The leaderboard's ``AutonomousAgent`` and ``Track``, or the stand-ins.
 
-    HAVE_LEADERBOARD = True
-except ImportError as error:  # leaderboard/srunner not on PYTHONPATH: the usual case off CARLA
-    log.debug("leaderboard not importable (%s); using the fallback agent base", error)
-    AutonomousAgent = FallbackAutonomousAgent  # type: ignore[misc,assignment]
-    Track = FallbackTrack  # type: ignore[misc,assignment]
-    HAVE_LEADERBOARD = False
+    Absent (``leaderboard`` not on the path): the stand-ins, silently, as off
+    CARLA. Present but failing to import (a broken ``carla`` egg, a missing
+    ``srunner``): the stand-ins too, but with a warning that carries the error,
+    because an agent that silently lost its real base fails later, and far
+    from the cause.
+    """
+    try:
+        present = importlib.util.find_spec("leaderboard") is not None
+    except (ImportError, ValueError):  # a half-initialised or blocked package counts as absent
+        present = False
+    if not present:
+        log.debug("leaderboard not on the path; using the stand-in agent base")
+        return FallbackAutonomousAgent, FallbackTrack, False
+    try:
+        from leaderboard.autoagents.autonomous_agent import AutonomousAgent as base, Track as track  # type: ignore
+    except Exception as error:  # any failure of its imports: say which, then stand in
+        message = (f"leaderboard is on the path but leaderboard.autoagents.autonomous_agent failed to import "
+                   f"({type(error).__name__}: {error}); the agents use the stand-in base class instead")
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        log.warning(message)
+        return FallbackAutonomousAgent, FallbackTrack, False
+    return base, track, True
+
+
+AutonomousAgent, Track, HAVE_LEADERBOARD = _import_leaderboard_base()
 
 
 def _leaderboard_version(base: type) -> int:

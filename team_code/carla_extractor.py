@@ -27,6 +27,7 @@ import fnmatch
 import logging
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -134,6 +135,26 @@ class _StopSign:
     volume_half_y: float
 
 
+def _call_site() -> str:
+    """Where the extractor was asked for: the nearest caller outside this module, and outside ``team_code``.
+
+    A "too early" error is a wrong call order somewhere up the stack (an agent's
+    ``setup``, a fork's evaluator); naming the frames saves a debugging session.
+    """
+    import inspect
+
+    here = Path(__file__).resolve()
+    package = here.parent
+    frames = [(Path(f.filename).resolve(), f.lineno, f.function) for f in inspect.stack(context=0)[2:]]
+    sites = []
+    nearest = next((f for f in frames if f[0] != here), None)
+    outside = next((f for f in frames if package not in f[0].parents), None)
+    for frame in (nearest, outside):
+        if frame is not None and f"{frame[0]}:{frame[1]} in {frame[2]}" not in sites:
+            sites.append(f"{frame[0]}:{frame[1]} in {frame[2]}")
+    return "called from " + (", via ".join(sites) if sites else "an unknown caller")
+
+
 class CarlaSceneProvider:
     """Builds the strict scene of the current tick from a CARLA world.
 
@@ -175,7 +196,8 @@ class CarlaSceneProvider:
 
         world = CarlaDataProvider.get_world()
         if world is None:
-            raise RuntimeError("CarlaDataProvider has no world yet; build the extractor in run_step, not in setup")
+            raise RuntimeError("CarlaDataProvider has no world yet; build the extractor in run_step, not in setup "
+                               f"({_call_site()})")
         if hasattr(CarlaDataProvider, "get_hero_actor"):
             hero = CarlaDataProvider.get_hero_actor()
         else:  # older scenario_runner: find the actor spawned with role_name "hero"
@@ -183,7 +205,7 @@ class CarlaSceneProvider:
                          if (getattr(a, "attributes", None) or {}).get("role_name") == "hero"), None)
         if hero is None:
             raise RuntimeError("CarlaDataProvider has no hero actor yet; build the extractor in run_step, "
-                               "not in setup")
+                               f"not in setup ({_call_site()})")
         static_fn = getattr(CarlaDataProvider, "get_all_actors", None)
         return cls(world, CarlaDataProvider.get_map(), hero, global_plan,
                    actors_fn=world.get_actors, static_actors_fn=static_fn)

@@ -32,6 +32,11 @@ track              LANGPROP_TRACK           leaderboard track (SENSORS; falls ba
                                             CHALLENGE_TRACK_CODENAME)
 =================  =======================  ==========================================
 
+Bench2Drive's evaluator passes ``TEAM_CONFIG + "+" + save_name``: a path that
+does not exist but whose part before the last ``+`` does (or is empty) is read
+as that part, and the save name (the route's) becomes ``route_id`` unless the
+file sets one.
+
 Relative paths in a config file are resolved against the file's folder when
 that path exists there.
 
@@ -49,8 +54,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["AgentConfig", "ConfigError", "load_agent_config", "parse_key_value_text", "DEFAULT_TIMEOUT_S",
-           "DEFAULT_MAX_TIMEOUTS"]
+__all__ = ["AgentConfig", "ConfigError", "load_agent_config", "parse_key_value_text", "split_fork_suffix",
+           "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_TIMEOUTS"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -197,11 +202,31 @@ def _from_mapping(values: Mapping[str, Any], source: str, base_dir: Path | None)
     return out
 
 
+def split_fork_suffix(path_to_conf_file: str) -> tuple[str, str | None]:
+    """``(config path, save name)`` of a Bench2Drive-style ``"<config>+<save_name>"`` argument.
+
+    A path that exists is taken whole (``+`` may be part of a real name); else
+    the part before the last ``+`` when it exists or is empty (no config).
+    Anything else comes back unchanged, for the caller's "does not exist" error.
+    """
+    if "+" not in path_to_conf_file or Path(path_to_conf_file).expanduser().exists():
+        return path_to_conf_file, None
+    before, _, save_name = path_to_conf_file.rpartition("+")
+    if before == "" or Path(before).expanduser().exists():
+        return before, save_name or None
+    return path_to_conf_file, None
+
+
 def load_agent_config(path_to_conf_file: str | os.PathLike | None,
                       environ: Mapping[str, str] | None = None) -> AgentConfig:
     """The agent config from ``TEAM_CONFIG`` (may be None or empty) and the environment."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    save_name = None
+    if path_to_conf_file not in (None, ""):
+        path_to_conf_file, save_name = split_fork_suffix(os.fspath(path_to_conf_file))
+    if save_name is not None:
+        values["route_id"] = save_name
     if path_to_conf_file not in (None, ""):
         path = Path(path_to_conf_file).expanduser()
         if path.is_dir() or path.suffix == ".py":
@@ -209,7 +234,7 @@ def load_agent_config(path_to_conf_file: str | os.PathLike | None,
                 raise ConfigError(f"agent config: checkpoint script {path} does not exist")
             values["checkpoint"] = path
         elif path.is_file():
-            values = _from_mapping(_read_file(path), str(path), path.parent)
+            values = {**values, **_from_mapping(_read_file(path), str(path), path.parent)}
         else:
             raise ConfigError(f"agent config {path} does not exist (expected a checkpoint dir, "
                               f"a .py script, a .json file or a 'key: value' file)")

@@ -24,9 +24,9 @@ class ExpertAgent(PrivilegedAgent):
 
     controller_name = "expert"
 
-    def setup(self, path_to_conf_file: str | None) -> None:
+    def setup(self, path_to_conf_file: str | None, *args: Any, **kwargs: Any) -> None:
         """Read the config and build the expert (no world access here)."""
-        super().setup(path_to_conf_file)
+        super().setup(path_to_conf_file, *args, **kwargs)
         from expert import Expert
 
         self.expert = Expert()

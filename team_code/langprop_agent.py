@@ -54,9 +54,9 @@ class LangPropAgent(PrivilegedAgent):
 
     controller_name = "policy"
 
-    def setup(self, path_to_conf_file: str | None) -> None:
+    def setup(self, path_to_conf_file: str | None, *args: Any, **kwargs: Any) -> None:
         """Read the config and load the policy (no world access here)."""
-        super().setup(path_to_conf_file)
+        super().setup(path_to_conf_file, *args, **kwargs)
         checkpoint = self.config.checkpoint
         if checkpoint is None:
             raise ConfigError(

@@ -35,6 +35,28 @@ BRAKE_ACTION = PolicyAction(target_speed_mps=0.0, steering_deg=0.0, full_brake=T
 _LOG_EVERY = 100
 
 
+def _split_for(init: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+               ) -> tuple[tuple[Any, ...], dict[str, Any], tuple[Any, ...], dict[str, Any]]:
+    """Split ``args``/``kwargs`` into what the callable ``init`` accepts and the rest."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(init).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: pass everything
+        return args, kwargs, (), {}
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        n_positional = len(args)
+    else:
+        n_positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        names = set(kwargs)
+    else:
+        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    taken_kwargs = {k: v for k, v in kwargs.items() if k in names}
+    extra_kwargs = {k: v for k, v in kwargs.items() if k not in names}
+    return args[:n_positional], taken_kwargs, args[n_positional:], extra_kwargs
+
+
 def action_from_label(label: DrivingLabel) -> PolicyAction:
     """The action the expert's label asks for (STOP brakes fully)."""
     return PolicyAction(float(label.target_speed_mps), float(label.steering_deg),
@@ -47,11 +69,33 @@ class PrivilegedAgent(AutonomousAgent):
     #: the ``controller`` recorded with each tick ("expert" or "policy")
     controller_name = "expert"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Construct with whatever the evaluator passes, as far as the base class takes it.
+
+        Forks call the constructor differently from the leaderboard they build
+        on: carla_garage's 1.0 evaluator passes ``(agent_config,
+        route_date_string)`` to agents on the plain 1.0 base, whose constructor
+        takes the config path only. Arguments the base does not take are kept
+        in :attr:`leaderboard_extra_args` and otherwise ignored.
+        """
+        taken_args, taken_kwargs, extra_args, extra_kwargs = _split_for(super().__init__, args, kwargs)
+        self.leaderboard_extra_args: tuple[tuple[Any, ...], dict[str, Any]] = (extra_args, extra_kwargs)
+        super().__init__(*taken_args, **taken_kwargs)
+
     # -- leaderboard hooks ----------------------------------------------------------
-    def setup(self, path_to_conf_file: str | None) -> None:
-        """Read the config (``TEAM_CONFIG`` and LANGPROP_* variables); no world access."""
+    def setup(self, path_to_conf_file: str | None, *args: Any, **kwargs: Any) -> None:
+        """Read the config (``TEAM_CONFIG`` and LANGPROP_* variables); no world access.
+
+        Forks pass more than the config path (carla_garage: a route index or
+        name, the traffic manager); those are kept in :attr:`setup_extra_args`
+        and not used: the route comes from ``set_global_plan`` and the agent
+        never drives other actors. Bench2Drive appends ``"+" + save_name`` to
+        the path: :func:`team_code.config.load_agent_config` reads the part
+        before it and takes the save name as the route id.
+        """
         from driving.controllers import VehicleController
 
+        self.setup_extra_args: tuple[tuple[Any, ...], dict[str, Any]] = (args, kwargs)
         self.config: AgentConfig = load_agent_config(path_to_conf_file)
         self.track = track_from_name(self.config.track)
         self.vehicle_controller = VehicleController(dt=STEP_S)
@@ -65,11 +109,11 @@ class PrivilegedAgent(AutonomousAgent):
     def sensors(self) -> list[dict[str, Any]]:
         """Speed, GNSS and IMU; the scene itself is read from the simulator."""
         return [
-            {"type": "sensor.speedometer", "reading_frequency": 20, "id": "speed"},
+            {"type": "sensor.speedometer", "id": "speed"},
             {"type": "sensor.other.gnss", "x": 0.0, "y": 0.0, "z": 0.0,
              "roll": 0.0, "pitch": 0.0, "yaw": 0.0, "id": "gps"},
             {"type": "sensor.other.imu", "x": 0.0, "y": 0.0, "z": 0.0,
-             "roll": 0.0, "pitch": 0.0, "yaw": 0.0, "sensor_tick": STEP_S, "id": "imu"},
+             "roll": 0.0, "pitch": 0.0, "yaw": 0.0, "id": "imu"},
         ]
 
     def set_global_plan(self, global_plan_gps: list, global_plan_world_coord: list) -> None:
@@ -81,8 +125,11 @@ class PrivilegedAgent(AutonomousAgent):
         """Use ``provider`` for scenes (the embedded world); else CARLA's extractor."""
         self.scene_provider = provider
 
-    def run_step(self, input_data: dict, timestamp: float) -> Any:
-        """One tick: scene -> action -> ``carla.VehicleControl``; never raises for a bad tick."""
+    def run_step(self, input_data: dict, timestamp: float, *args: Any) -> Any:
+        """One tick: scene -> action -> ``carla.VehicleControl``; never raises for a bad tick.
+
+        Extra arguments (carla_garage's base passes its sensors) are ignored.
+        """
         if not self._started:
             self._start()
         self.n_ticks += 1

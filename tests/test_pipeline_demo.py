@@ -69,6 +69,7 @@ def test_demo_resumes_after_a_kill_and_reports(tmp_path: Path):
     # the expert data of the killed run was kept, not collected again
     assert {c["file"] for c in dataset.chunks() if c["run_id"].startswith("collect")} == collected
     assert "optimizer: mutation" in text and "no LLM" in text
+    assert "LLM, all trainings: 0 LLM calls (0 replayed from the cache), 0 tokens in, 0 out" in text
     for label in ("expert", "seed script", "offline-trained", "DAgger-trained"):
         assert label in result.rows_train and len(result.rows_train[label]) == 1
         assert len(result.rows_val[label]) == 1

@@ -99,10 +99,21 @@ def test_langprop_agent_needs_a_policy(fake_carla):
                **variables).returncode == 0
 
 
+def command_words(result: subprocess.CompletedProcess) -> list[str]:
+    """The words of the command a --dry-run printed (its last line; the line before exports PYTHONPATH)."""
+    return shlex.split(result.stdout.strip().splitlines()[-1])
+
+
+def printed_pythonpath(result: subprocess.CompletedProcess) -> list[str]:
+    lines = [line for line in result.stdout.splitlines() if line.startswith("export PYTHONPATH=")]
+    assert len(lines) == 1, result.stdout
+    return shlex.split(lines[0].removeprefix("export "))[0].removeprefix("PYTHONPATH=").split(":")
+
+
 def test_leaderboard_2_command(fake_carla):
     result = run("run_evaluation.sh", "--dry-run", PORT="2010", TM_PORT="8010", **fake_carla)
     assert result.returncode == 0, result.stderr
-    words = shlex.split(result.stdout.strip())
+    words = command_words(result)
     assert words[0] == sys.executable
     assert words[1].endswith("leaderboard/leaderboard_evaluator.py")
     assert f"--routes={fake_carla['ROUTES']}" in words
@@ -114,7 +125,7 @@ def test_leaderboard_2_command(fake_carla):
     # --resume is parsed as bool(str): it must be absent unless resuming.
     assert not any(w.startswith("--resume") for w in words)
     assert not any(w.startswith("--scenarios") for w in words)
-    resumed = shlex.split(run("run_evaluation.sh", "--dry-run", RESUME="1", **fake_carla).stdout.strip())
+    resumed = command_words(run("run_evaluation.sh", "--dry-run", RESUME="1", **fake_carla))
     assert "--resume=True" in resumed
 
 
@@ -125,7 +136,7 @@ def test_leaderboard_1_needs_scenarios(fake_carla, tmp_path):
     scenarios = tmp_path / "scenarios.json"
     scenarios.write_text("{}")
     result = run("run_evaluation.sh", "--dry-run", SCENARIOS=str(scenarios), **fake_carla)
-    words = shlex.split(result.stdout.strip())
+    words = command_words(result)
     assert f"--scenarios={scenarios}" in words and "--trafficManagerPort=8000" in words
     assert not any(w.startswith("--traffic-manager-port") for w in words)
     # The leaderboard's own scenario file is the default when it is there.
@@ -133,7 +144,7 @@ def test_leaderboard_1_needs_scenarios(fake_carla, tmp_path):
     default.parent.mkdir()
     default.write_text("{}")
     result = run("run_evaluation.sh", "--dry-run", **fake_carla)
-    assert f"--scenarios={default}" in shlex.split(result.stdout.strip())
+    assert f"--scenarios={default}" in command_words(result)
     assert "SCENARIOS not set" in result.stderr
 
 
@@ -155,7 +166,7 @@ def test_embedded_evaluation_runs_langprop_evaluate(fake_carla):
 def test_collect_data_uses_the_expert_and_records(fake_carla, tmp_path):
     result = run("collect_data.sh", "--dry-run", WORK_DIR=str(tmp_path / "work"), **fake_carla)
     assert result.returncode == 0, result.stderr
-    words = shlex.split(result.stdout.strip())
+    words = command_words(result)
     assert f"--agent={REPO_ROOT}/team_code/expert_agent.py" in words
     assert f"--checkpoint={tmp_path}/work/collect/results.json" in words
     result = run("collect_data.sh", "--world", "embedded", "--dry-run", WORK_DIR="w", ROUTES=fake_carla["ROUTES"],
@@ -277,3 +288,71 @@ def test_start_carla_checks_version_and_waits_for_the_port(tmp_path):
                 break
             time.sleep(0.05)
     assert run("start_carla.sh", "--world", "embedded").stdout.startswith("The embedded world")
+
+
+# --- the leaderboard command per version, and PYTHONPATH -------------------------------------------
+def python_without_site(tmp_path: Path) -> str:
+    """An interpreter of this Python version that has no carla installed (site-packages off)."""
+    wrapper = tmp_path / "python-no-site"
+    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def make_eggs(fake_carla: dict, *tags: str) -> dict[str, Path]:
+    dist = Path(fake_carla["CARLA_ROOT"]) / "PythonAPI" / "carla" / "dist"
+    dist.mkdir(parents=True, exist_ok=True)
+    eggs = {}
+    for tag in tags:
+        eggs[tag] = dist / f"carla-0.9.15-py{tag}-linux-x86_64.egg"
+        eggs[tag].write_text("")
+    return eggs
+
+
+THIS_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_dry_run_command_and_pythonpath_per_version(fake_carla, tmp_path, version):
+    if version == "1.0":
+        evaluator = Path(fake_carla["LEADERBOARD_ROOT"]) / "leaderboard" / "leaderboard_evaluator.py"
+        evaluator.write_text("parser.add_argument('--trafficManagerPort', default='8000')\n"
+                             "parser.add_argument('--routes-subset', default='')\n")
+        scenarios = tmp_path / "scenarios.json"
+        scenarios.write_text("{}")
+        fake_carla = {**fake_carla, "SCENARIOS": str(scenarios)}
+    eggs = make_eggs(fake_carla, "2.7", THIS_PYTHON)
+    results = tmp_path / "out" / "run.json"
+    result = run("run_evaluation.sh", "--dry-run", ROUTES_SUBSET="0-2", CHECKPOINT_ENDPOINT=str(results),
+                 PYTHON=python_without_site(tmp_path), **fake_carla)
+    assert result.returncode == 0, result.stderr
+    words = command_words(result)
+    assert "--routes-subset=0-2" in words
+    if version == "2.0":  # else the live results land in ./live_results.txt
+        assert f"--debug-checkpoint={tmp_path}/out/run_live.txt" in words
+    else:  # 1.0 has no such option
+        assert not any(w.startswith("--debug-checkpoint") for w in words)
+    # the egg of this Python first, then the order of the leaderboard's docs; never the 2.7 egg
+    carla_root = fake_carla["CARLA_ROOT"]
+    assert printed_pythonpath(result)[:5] == [
+        str(eggs[THIS_PYTHON]), f"{carla_root}/PythonAPI/carla", fake_carla["SCENARIO_RUNNER_ROOT"],
+        fake_carla["LEADERBOARD_ROOT"], str(REPO_ROOT)]
+    assert str(eggs["2.7"]) not in result.stdout
+    assert f"egg for Python {THIS_PYTHON}" in result.stderr
+    assert not results.parent.exists()  # a dry run creates nothing
+
+
+def test_installed_carla_wheel_wins_over_eggs(fake_carla):
+    make_eggs(fake_carla, THIS_PYTHON)
+    result = run("run_evaluation.sh", "--dry-run", **fake_carla)  # this venv has the carla wheel
+    assert result.returncode == 0, result.stderr
+    assert printed_pythonpath(result)[0] == f"{fake_carla['CARLA_ROOT']}/PythonAPI/carla"
+    assert ".egg" not in result.stdout and "carla client: installed" in result.stderr
+
+
+def test_only_another_pythons_egg_is_an_error(fake_carla, tmp_path):
+    make_eggs(fake_carla, "2.7")
+    result = run("run_evaluation.sh", "--dry-run", PYTHON=python_without_site(tmp_path), **fake_carla)
+    assert result.returncode == 2
+    assert f"no carla client for Python {THIS_PYTHON}" in result.stderr
+    assert "carla-0.9.15-py2.7-linux-x86_64.egg" in result.stderr

@@ -13,7 +13,7 @@ class LLMOptimizer(Optimizer):
     """Asks ``client`` for ``request.n`` replies to the request's messages.
 
     ``params`` fixes the model and sampling; its ``n`` is replaced by the
-    request's. Replies are returned as they are (reply parsing happens in one
+    request's, and its ``seed`` by the request's. Replies are returned as they are (reply parsing happens in one
     place, downstream), so a reply without code is still a proposal. An
     :class:`~langprop_core.llm.base.LLMError` (the client gave up after its
     retries, or a replay-cache miss) propagates: a silent gap would make a run
@@ -48,7 +48,9 @@ class LLMOptimizer(Optimizer):
     def propose(self, request: ProposalRequest) -> list[Proposal]:
         if request.n < 1:
             return []
-        params = dataclasses.replace(self.params, n=request.n)
+        # The request's seed goes to the endpoint (OpenAI, vLLM, llama.cpp and Ollama take one); the
+        # client drops it for an endpoint that refuses it.
+        params = dataclasses.replace(self.params, n=request.n, seed=request.seed)
         completion = self.client.complete(request.messages, params)
         with self._lock:
             self._usage.add(completion.usage)

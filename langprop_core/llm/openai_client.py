@@ -71,6 +71,7 @@ class OpenAIClient(LLMClient):
         self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout_s, max_retries=0)
         self._usage = TokenUsage()
         self._lock = threading.Lock()  # top-k updates call complete() from several threads
+        self._send_seed = True  # until the endpoint refuses a seed
 
     @property
     def endpoint(self) -> str:
@@ -108,7 +109,7 @@ class OpenAIClient(LLMClient):
                                   "temperature": params.temperature, "n": n}
         if params.max_tokens is not None:
             kwargs["max_tokens"] = params.max_tokens
-        if params.seed is not None:
+        if params.seed is not None and self._send_seed:
             kwargs["seed"] = params.seed
         retrying = Retrying(
             retry=retry_if_exception_type(RETRYABLE_ERRORS),
@@ -118,7 +119,17 @@ class OpenAIClient(LLMClient):
             reraise=False,
         )
         try:
-            return retrying(self._client.chat.completions.create, **kwargs)
+            try:
+                return retrying(self._client.chat.completions.create, **kwargs)
+            except openai.BadRequestError as exc:
+                if "seed" not in kwargs or "seed" not in str(exc).lower():
+                    raise
+                # An endpoint without seeds (some proxies reject unknown parameters): ask again without.
+                log.warning("LLM endpoint %s refused the seed parameter (%s); sending none from now on",
+                            self.endpoint, _describe_error(exc))
+                self._send_seed = False
+                kwargs.pop("seed")
+                return retrying(self._client.chat.completions.create, **kwargs)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise LLMError(f"LLM call to {self.endpoint} (model {params.model!r}) gave up after "

@@ -32,6 +32,23 @@ class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
 
+    def invoke(self, ctx: click.Context) -> object:
+        # One place for every command's errors (see errors.py); click's own pass through.
+        try:
+            return super().invoke(ctx)
+        except click.UsageError:
+            raise
+        except click.ClickException as exc:  # a command's own error: one line too (a tool's output may be many)
+            exc.message = "; ".join(line.strip() for line in exc.message.splitlines() if line.strip())
+            raise
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as one line, re-raised with --debug
+            from langprop_driving.cli.errors import report
+
+            report(ctx, exc)
+            raise  # pragma: no cover - report always raises or exits
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _COMMANDS:
             module_name, attr = _COMMANDS[cmd_name].split(":")
@@ -40,10 +57,16 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="langprop-driver", prog_name="langprop", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of one line.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     """Train driving code with an LLM as the optimizer (LangProp), and run it
     on CARLA leaderboard routes, in CARLA or in the embedded SUMO world."""
+    from langprop_driving.cli.errors import DEBUG_KEY
+
+    ctx.meta[DEBUG_KEY] = debug
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

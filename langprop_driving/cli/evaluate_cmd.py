@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from langprop_driving.cli.options import backend_options, seed_option, towns_dir_option, traffic_option, workers_option
+
 if TYPE_CHECKING:
     from langprop_driving.pipeline.evaluate import AgentSpec
 
@@ -29,11 +31,9 @@ __all__ = ["evaluate"]
                    "checkpoint the --agent sets.")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results JSON (leaderboard format); default results/<routes name>_embedded.json.")
-@click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of stored towns (default: $LANGPROP_TOWNS or ./towns).")
-@click.option("--traffic", type=click.Choice(["none", "light", "default", "busy"]), default="default",
-              show_default=True, help="Background traffic density.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the traffic and SUMO.")
+@towns_dir_option
+@traffic_option("default")
+@seed_option(0, "traffic and SUMO")
 @click.option("--route-id", "route_ids", multiple=True, help="Run only these route ids (repeatable).")
 @click.option("--repetitions", type=click.IntRange(1), default=1, show_default=True,
               help="Runs per route (repetition r uses seed + r).")
@@ -42,14 +42,14 @@ __all__ = ["evaluate"]
 @click.option("--animation", is_flag=True, help="Also write a GIF of each run into --pictures.")
 @click.option("--timeout-factor", type=float, default=1.0, show_default=True,
               help="Scale of the leaderboard's route timeout.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Routes simulated in parallel (one process each).")
+@workers_option(1)
+@backend_options
 @click.option("--no-resume", is_flag=True, help="Start a new results file (the old one is kept as .bak).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str | None, results: Path | None,
              towns_dir: Path | None, traffic: str, seed: int, route_ids: tuple[str, ...], repetitions: int,
              pictures_dir: Path | None, animation: bool, timeout_factor: float, workers: int, no_resume: bool,
-             no_progress: bool) -> None:
+             no_progress: bool, **backend: str | None) -> None:
     """Evaluate AGENT on the routes of ROUTES and write leaderboard-format results."""
     if animation and pictures_dir is None:
         raise click.UsageError("--animation needs --pictures DIR")
@@ -88,7 +88,8 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         results=results, towns_dir=towns_dir,
         traffic=traffic, seed=seed, route_ids=list(route_ids) or None, repetitions=repetitions,
         resume=not no_resume, pictures_dir=pictures_dir, animation=animation, timeout_factor=timeout_factor,
-        workers=workers, progress=not no_progress)
+        workers=workers, progress=not no_progress,
+        route_executor=_route_executor(backend, workers, towns_dir, routes, results))
     try:
         data = run_evaluation(config)
     except (EvaluationError, RouteFileError, TownError, ResultsFileError, AgentLoadError,
@@ -107,6 +108,19 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     click.echo(f"results: {results} (entry status: {data.get('entry_status', '')})")
     if pictures_dir is not None:
         click.echo(f"pictures: {pictures_dir}")
+
+
+def _route_executor(backend: dict, workers: int, towns_dir: Path | None, routes: Path, results: Path) -> object:
+    """One Ray task per route run with ``--backend ray``; None for the local processes."""
+    if backend.get("backend") != "ray":
+        return None
+    from langprop_driving.cli.options import ray_options_of
+    from langprop_driving.pipeline.config import WorldConfig
+    from langprop_driving.pipeline.parallel import ray_route_executor
+
+    world = WorldConfig(town="", towns_dir=towns_dir, workers=workers, backend="ray",
+                        ray_address=backend.get("ray_address"), ray_resources=ray_options_of(backend))
+    return ray_route_executor(world.ray_options(), workers, world.shared_paths(routes, results.parent))
 
 
 def _resolve(agent: str, agent_config: str | None, results: Path) -> "AgentSpec":

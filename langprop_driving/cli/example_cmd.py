@@ -27,8 +27,8 @@ __all__ = ["example"]
 @click.option("--temperature", type=float, default=None, help="Sampling temperature.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None,
               help="Choices per LLM request (1 for servers that ignore n).")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Record/replay cache of LLM calls.")
+@click.option("--llm-cache", "--cache-dir", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Record/replay cache of LLM calls (the same option as train's).")
 @click.option("--cache-mode", type=click.Choice(CACHE_MODES), default=None,
               help="auto: replay what is cached, record the rest; record: ask the LLM again; "
                    "replay: offline, a miss is an error [default: auto].")

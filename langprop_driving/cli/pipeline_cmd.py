@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import click
 
+from langprop_driving.cli.options import (apply, backend_options, ray_options_of, seed_option, towns_dir_option,
+                                          traffic_option, workers_option)
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
 
 __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
@@ -18,21 +20,13 @@ __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout
 def _world_options(fn: Callable) -> Callable:
     options = [
         click.option("--town", required=True, help="Town name in the towns directory (see `langprop town list`)."),
-        click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Towns directory (default: $LANGPROP_TOWNS or ./towns)."),
-        click.option("--traffic", default=WorldConfig.traffic, show_default=True,
-                     type=click.Choice(["none", "light", "default", "busy"]), help="Traffic density."),
-        click.option("--seed", type=int, default=WorldConfig.seed, show_default=True,
-                     help="Seed of traffic and agents."),
-        click.option("--workers", type=int, default=WorldConfig.workers, show_default=True,
-                     help="Routes run in parallel."),
-        click.option("--backend", type=click.Choice(["local", "ray"]), default=WorldConfig.backend, show_default=True,
-                     help="Where rollouts run: local processes, or a Ray cluster (pip install ray)."),
-        click.option("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS)."),
+        towns_dir_option,
+        traffic_option(WorldConfig.traffic),
+        seed_option(WorldConfig.seed),
+        workers_option(WorldConfig.workers),
+        backend_options,
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return apply(options, fn)
 
 
 def _train_options(fn: Callable) -> Callable:
@@ -63,6 +57,16 @@ def _train_options(fn: Callable) -> Callable:
                      default=TrainConfig.sandbox_mode, show_default=True,
                      help="Run scripts in contained worker processes (process), the same but refusing "
                           "to run without every protection (strict), or in this one, trusted (inprocess)."),
+        click.option("--max-llm-calls", type=click.IntRange(1), default=None,
+                     help="Stop training (at a batch boundary, with a checkpoint) after this many LLM calls; "
+                          "replies replayed from the cache do not count."),
+        click.option("--max-llm-tokens", type=click.IntRange(1), default=None,
+                     help="Same, for input + output tokens."),
+        click.option("--max-llm-cost", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Same, for the estimated cost (needs --llm-prices)."),
+        click.option("--llm-prices", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+                     help='JSON price table: {"model": {"input": X, "output": Y}} per million tokens '
+                          "(default: $LANGPROP_LLM_PRICES; none: no cost estimate)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -71,7 +75,8 @@ def _train_options(fn: Callable) -> Callable:
 
 def _world(kw: dict[str, Any]) -> WorldConfig:
     return WorldConfig(town=kw["town"], towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"],
-                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"])
+                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"],
+                       ray_resources=ray_options_of(kw))
 
 
 def _train_config(kw: dict[str, Any]) -> TrainConfig:
@@ -79,7 +84,9 @@ def _train_config(kw: dict[str, Any]) -> TrainConfig:
                        top_k=kw["top_k"], record_stride=kw["record_stride"], max_records=kw["max_records"],
                        infraction_weight=kw["infraction_weight"], horizon_s=kw["horizon_s"],
                        repeat_penalty=kw["repeat_penalty"], sandbox_mode=kw["sandbox_mode"],
-                       seed=kw.get("seed", 0))
+                       seed=kw.get("seed", 0), max_llm_calls=kw["max_llm_calls"],
+                       max_llm_tokens=kw["max_llm_tokens"], max_llm_cost=kw["max_llm_cost"],
+                       llm_prices=kw["llm_prices"])
 
 
 def _optimizer_config(kw: dict[str, Any]) -> Any:
@@ -173,6 +180,17 @@ def train_cmd(**kw: Any) -> None:
                + (f", validation {outcome.val_score:.3f}" if outcome.val_score is not None else ""))
     click.echo(f"checkpoint: {outcome.checkpoint}")
     click.echo(f"{outcome.policy_calls} policy calls in {outcome.wall_s:.1f} s ({outcome.calls_per_s:.0f}/s)")
+    _echo_llm_usage(outcome)
+
+
+def _echo_llm_usage(outcome: Any) -> None:
+    """The run's LLM spend and rejected replies (TrainOutcome.llm / .rejected)."""
+    from langprop_core.llm.usage import LLMUsage
+
+    if outcome.llm:
+        click.echo("LLM: " + LLMUsage.from_dict(outcome.llm).describe())
+    if outcome.rejected:
+        click.echo("rejected replies: " + ", ".join(f"{k} {v}" for k, v in outcome.rejected.items()))
 
 
 @click.command("dagger")
@@ -204,6 +222,7 @@ def dagger_cmd(**kw: Any) -> None:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
         click.echo(f"iteration {it.iteration}: driven script scored {score} on the road; "
                    f"{it.n_new_records} new scenes; retrained: {it.train.checkpoint}")
+        _echo_llm_usage(it.train)
     click.echo(f"final checkpoint: {outcome.final_checkpoint}")
 
 

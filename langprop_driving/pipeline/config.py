@@ -45,10 +45,24 @@ class WorldConfig:
     workers: int = 1
     backend: str = "local"
     ray_address: str | None = None
+    #: custom Ray resources every rollout task needs, e.g. (("carla_server", 1.0),)
+    ray_resources: tuple[tuple[str, float], ...] = ()
     timeout_factor: float | None = None
     # seconds standing still before "agent blocked" ends a route (None: the leaderboard's 180 s)
     blocked_time_s: float | None = None
     pictures: bool = False
+
+    def ray_options(self) -> Any:
+        """The :class:`~langprop_driving.pipeline.parallel.RayOptions` of this world."""
+        from langprop_driving.pipeline.parallel import RayOptions
+
+        return RayOptions(address=self.ray_address, resources=tuple(self.ray_resources))
+
+    def shared_paths(self, *paths: Any) -> tuple[str, ...]:
+        """``paths`` and the towns folder: what a Ray worker must see to run a route of this world."""
+        from sumo_world.towns import TownStore
+
+        return tuple(str(p) for p in (*paths, TownStore(self.towns_dir).root))
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "ray"):
@@ -81,8 +95,17 @@ class TrainConfig:
     timeout_s: float = 1.0
     seed: int = 0
     progress: bool = True
+    # LLM spend per training run (None: no limit); a cost limit needs llm_prices, a JSON file of
+    # {"model": {"input": per million input tokens, "output": per million output tokens}}.
+    max_llm_calls: int | None = None
+    max_llm_tokens: int | None = None
+    max_llm_cost: float | None = None
+    llm_prices: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.max_llm_cost is not None and self.llm_prices is None:
+            raise ValueError("an LLM cost budget needs a price table (llm_prices / --llm-prices / "
+                             "$LANGPROP_LLM_PRICES)")
         if self.record_stride < 1:
             raise ValueError(f"record_stride must be >= 1, got {self.record_stride}")
         if self.sandbox_mode not in ("process", "strict", "inprocess"):

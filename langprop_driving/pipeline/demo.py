@@ -225,6 +225,11 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
     for name, path in outputs.items():
         echo(f"{name}: {path}")
     trainings = [offline] + [it.train for it in dagger_outcome.iterations]
+    spent = [t.llm for t in trainings if t.llm]
+    if spent:
+        from langprop_core.llm.usage import LLMUsage
+
+        echo(f"LLM, all trainings: {LLMUsage.total(spent).describe()}")
     return DemoResult(optimizer_description, rows_train, rows_val, dict(timer.times), tables, outputs, trainings,
                       dagger_outcome)
 

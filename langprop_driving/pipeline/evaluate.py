@@ -90,6 +90,11 @@ def evaluate_agent(agent: str | Path, world: WorldConfig, routes: Path, results:
 
     spec = resolve_agent(agent)
     log.info("evaluating %s on %s", spec.description, routes)
+    if world.backend == "ray":
+        from langprop_driving.pipeline.parallel import ray_route_executor
+
+        runner_options.setdefault("route_executor", ray_route_executor(
+            world.ray_options(), world.workers, world.shared_paths(routes, Path(results).parent)))
     config = evaluation_config(
         town=world.town, routes=Path(routes), agent=spec.agent, agent_config=spec.agent_config,
         results=Path(results), towns_dir=world.towns_dir, traffic=world.traffic, seed=world.seed,

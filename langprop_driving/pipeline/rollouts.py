@@ -262,11 +262,12 @@ def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path,
             results=str(results_path), towns_dir=str(world.towns_dir) if world.towns_dir else None,
             traffic=world.traffic, seed=world.seed,
             pictures_dir=str(stage_dir / "pictures") if world.pictures else None,
-            timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s)))
+            timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s),
+            paths=world.shared_paths(routes, results_dir)))
     failures: dict[str, str] = {}
     if jobs:
-        outputs = run_jobs(jobs, workers=world.workers, backend=world.backend, ray_address=world.ray_address,
-                           desc=f"{stage} rollouts", progress=progress)
+        outputs = run_jobs(jobs, workers=world.workers, backend=world.backend, desc=f"{stage} rollouts",
+                           progress=progress, ray_options=world.ray_options())
         for job, output in zip(jobs, outputs):
             if isinstance(output, JobFailed):
                 failures[job.name.split(":", 1)[1]] = output.error

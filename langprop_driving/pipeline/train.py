@@ -22,7 +22,7 @@ from langprop_driving.model.objective import (
 )
 from langprop_driving.pipeline.config import TrainConfig, WorkDir
 
-__all__ = ["TrainOutcome", "select_records", "train_stage", "objective_for"]
+__all__ = ["TrainOutcome", "TrainingStopped", "select_records", "train_stage", "objective_for", "usage_callback"]
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,33 @@ class TrainOutcome:
     wall_s: float
     policy_calls: int
     calls_per_s: float
+    #: LLM usage of the run (see langprop_core.llm.usage.LLMUsage) and rejected replies by reason
+    llm: dict[str, Any] | None = None
+    rejected: dict[str, int] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainOutcome":
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped at an LLM budget; the checkpoint is written and the stage is not done."""
+
+    def __init__(self, reason: str, checkpoint: str, usage: str) -> None:
+        super().__init__(f"{reason}; {usage}; checkpoint {checkpoint} (run again with a larger budget to go on)")
+        self.reason = reason
+        self.checkpoint = checkpoint
+
+
+def usage_callback(config: TrainConfig) -> Any:
+    """The LLM usage and budget callback of ``config`` (prices from ``llm_prices`` or $LANGPROP_LLM_PRICES)."""
+    import os
+
+    from langprop_core.llm.usage import LLMBudget, UsageCallback, load_prices
+
+    prices_path = config.llm_prices or (os.environ.get("LANGPROP_LLM_PRICES") or None)
+    prices = load_prices(prices_path) if prices_path else {}
+    return UsageCallback(LLMBudget(config.max_llm_calls, config.max_llm_tokens, config.max_llm_cost), prices)
 
 
 def objective_for(config: TrainConfig) -> DrivingObjective:
@@ -143,12 +166,15 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
                                    n_failure_cases=config.n_failure_cases, seed=config.seed, sandbox=sandbox,
                                    progress=config.progress)
     run_dir = work.train(name)
-    trainer = Trainer(optimizer, trainer_config, run_dir, callbacks=list(callbacks))
+    usage = usage_callback(config)
+    trainer = Trainer(optimizer, trainer_config, run_dir, callbacks=[usage, *callbacks])
     log.info("training %s on %d records (%d distinct), validating on %d; optimizer: %s", name, len(train_data),
              len(train_records), len(val_data or []), optimizer.describe())
     start = time.perf_counter()
     result = trainer.fit(module, task, train_data, val_data, resume=resume)
     wall_s = time.perf_counter() - start
+    if result.stopped is not None:
+        raise TrainingStopped(result.stopped, str(trainer.checkpoint_dir(module)), usage.usage.describe())
     best = result.best_policy
     val_records = [h for h in result.history if h.get("kind") == "val"]
     val_score = val_records[-1].get("best_val_score") if val_records else None
@@ -157,6 +183,7 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         best_policy_id=best.id, best_score=best.priority, val_score=val_score,
         optimizer=optimizer.describe(), n_train=len(train_data), n_val=len(val_data or []),
         wall_s=round(wall_s, 3), policy_calls=counter[0],
-        calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0)
+        calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0,
+        llm=usage.usage.to_dict(), rejected=dict(sorted(trainer.rejected.items())))
     work.mark_done(stage, asdict(outcome))
     return outcome
