@@ -65,6 +65,18 @@ def _actor_set(scene: Mapping[str, Any], ego_xy: np.ndarray, max_range_m: float)
             kinds.append(str(actor.get("actor_type", "pedestrian" if is_ped else "car")))
             peds.append(is_ped)
             rows.append((loc, fwd, vel, half_l, half_w))
+    for prop_id, prop in (scene.get("static_props") or {}).items():
+        # A scenario's prop (vending machine, barrier) is an obstacle that never moves: a parked car.
+        loc = np.asarray(prop["location_world_coord"], dtype=float)
+        if abs(loc[0] - ego_xy[0]) > max_range_m or abs(loc[1] - ego_xy[1]) > max_range_m:
+            continue
+        fwd = np.asarray(prop["orientation_unit_vector"], dtype=float)
+        norm = float(np.hypot(fwd[0], fwd[1]))
+        fwd = fwd / norm if norm > 1e-6 else np.array([1.0, 0.0])
+        ids.append(int(prop_id))
+        kinds.append("static_prop")
+        peds.append(False)
+        rows.append((loc, fwd, np.zeros(2), float(prop["length_m"]) / 2.0, float(prop["width_m"]) / 2.0))
     if not rows:
         empty2 = np.zeros((0, 2))
         return ActorSet([], [], np.zeros(0, bool), empty2, empty2, empty2, np.zeros(0), np.zeros(0), np.zeros(0))

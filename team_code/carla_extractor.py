@@ -234,6 +234,7 @@ class CarlaSceneProvider:
             "distance_to_traffic_light_m": light_distance,
             "ego_in_junction": bool(ego_wp.is_junction) if ego_wp is not None else False,
             "distance_to_junction_m": self._distance_to_junction(),
+            "static_props": self._props(ego_xy),
         }
         return scene
 
@@ -279,6 +280,27 @@ class CarlaSceneProvider:
             }
             (vehicles if is_vehicle else pedestrians)[int(actor.id)] = entry
         return vehicles, pedestrians
+
+    def _props(self, ego_xy: np.ndarray) -> dict[int, dict]:
+        """Static props within 50 m (the scenarios' vending machines and barriers are ``static.prop.*``)."""
+        props: dict[int, dict] = {}
+        for actor in self._actors_fn():
+            type_id = str(actor.type_id)
+            if not type_id.startswith("static.prop."):
+                continue
+            transform = actor.get_transform()
+            box = actor.bounding_box
+            centre = _local_to_world(transform, box.location)
+            if np.linalg.norm(centre - ego_xy) > ACTOR_RADIUS_M:
+                continue
+            props[int(actor.id)] = {
+                "location_world_coord": centre,
+                "orientation_unit_vector": yaw_to_unit_vector(float(transform.rotation.yaw)),
+                "length_m": 2.0 * float(box.extent.x),
+                "width_m": 2.0 * float(box.extent.y),
+                "prop_type": type_id,
+            }
+        return props
 
     def _route_point_lane(self, index: int) -> tuple[tuple[int, int], bool] | None:
         """(road_id, lane_id) and junction flag of a route point, cached (the route is static)."""
