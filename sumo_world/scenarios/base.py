@@ -169,6 +169,14 @@ class Scenario:
         self.started_at_s: float | None = None
         self.ended_at_s: float | None = None
 
+    @property
+    def trigger_m(self) -> float:
+        """Distance along the route of the trigger (its nearest route point: where scenario_runner's
+        ``get_waypoint(trigger)`` lies on the lane), from the match position on."""
+        t = self.definition.trigger
+        start = max(0, self.definition.route_index - 3)
+        return self.env.path.distance_of(np.array([t.x, t.y]), start)
+
     # ------------------------------------------------------------------ lifecycle (the manager's)
     def start(self, tick: ScenarioTick) -> None:
         """The ego reached the trigger: place the actors and begin."""

@@ -40,7 +40,7 @@ class ControlLoss(Scenario):
     def __init__(self, definition, env) -> None:
         super().__init__(definition, env)
         path = env.path
-        start = float(path.cumulative_m[definition.route_index])
+        start = self._start_m = self.trigger_m
         self._debris_m = [start + d for d in DEBRIS_DISTANCES_M]
         for d in self._debris_m:
             xy, yaw = path.pose_at(d)
@@ -66,7 +66,7 @@ class ControlLoss(Scenario):
     def step(self, tick: ScenarioTick) -> None:
         if self._phase == "approach":
             # The parallel of scenario_runner: the start condition, or the 30 m drive, whichever first.
-            if self._near(tick, 0) or tick.progress_m - self.env.path.cumulative_m[self.definition.route_index] > END_DISTANCE_M:
+            if self._near(tick, 0) or tick.progress_m - self._start_m > END_DISTANCE_M:
                 self._noise_on = True
                 self._phase = "jitter"
         elif self._phase == "jitter":

@@ -63,7 +63,7 @@ class FollowLeadingVehicle(Scenario):
 
     def __init__(self, definition, env) -> None:
         super().__init__(definition, env)
-        start = float(env.path.cumulative_m[definition.route_index])
+        start = self.trigger_m
         self.lead = LeadOnRoute(self, start + FIRST_VEHICLE_LOCATION_M)
         self.actors.append(self.lead.actor)
         self._phase = "drive"

@@ -54,7 +54,7 @@ class DynamicObjectCrossing(Scenario):
         lanes = env.lanes_to_the_right(path.lanes[index])
         self.num_lane_changes = 1 + lanes.steps
         start_m = START_DISTANCE_M + EXTRA_DISTANCE_PER_LANE_M * lanes.driving_lanes_passed
-        trigger_m = float(path.cumulative_m[index])
+        trigger_m = self.trigger_m
         reference_xy, reference_yaw = path.pose_at(trigger_m)
         base_xy, base_yaw = path.pose_at(trigger_m + start_m)
         lateral = lanes.offset_to_rightmost_m + lanes.rightmost_width_m

@@ -37,7 +37,7 @@ class ManeuverOppositeDirection(Scenario):
     def __init__(self, definition, env) -> None:
         super().__init__(definition, env)
         path = env.path
-        self._start_m = float(path.cumulative_m[definition.route_index])
+        self._start_m = self.trigger_m
         for d in (FIRST_VEHICLE_LOCATION_M, FIRST_VEHICLE_LOCATION_M + SECOND_PROP_GAP_M):
             xy, yaw = path.pose_at(self._start_m + d)
             self.props.append(Prop(env.new_id(), "static.prop.streetbarrier", float(xy[0]), float(xy[1]),

@@ -35,7 +35,7 @@ class OtherLeadingVehicle(Scenario):
     def __init__(self, definition, env) -> None:
         super().__init__(definition, env)
         path = env.path
-        self._start_m = float(path.cumulative_m[definition.route_index])
+        self._start_m = self.trigger_m
         self.first = LeadOnRoute(self, self._start_m + FIRST_VEHICLE_LOCATION_M)
         self.actors.append(self.first.actor)
         self.second = None
