@@ -277,3 +277,21 @@ def test_start_carla_checks_version_and_waits_for_the_port(tmp_path):
                 break
             time.sleep(0.05)
     assert run("start_carla.sh", "--world", "embedded").stdout.startswith("The embedded world")
+
+
+def test_embedded_scripts_pass_scenarios_through(fake_carla, tmp_path):
+    scenarios = tmp_path / "scenarios.json"
+    scenarios.write_text('{"available_scenarios": []}')
+    result = run("run_evaluation.sh", "--world", "embedded", "--dry-run", ROUTES=fake_carla["ROUTES"], TOWN="Town01",
+                 TEAM_CONFIG=fake_carla["TEAM_CONFIG"], SCENARIOS=str(scenarios))
+    words = shlex.split(result.stdout.strip())
+    assert dict(zip(words[4::2], words[5::2]))["--scenarios"] == str(scenarios)
+    result = run("collect_data.sh", "--world", "embedded", "--dry-run", WORK_DIR="w", ROUTES=fake_carla["ROUTES"],
+                 TOWN="Town01", SCENARIOS=str(scenarios))
+    assert shlex.split(result.stdout.strip())[-2:] == ["--scenarios", str(scenarios)]
+    result = run("dagger_carla.sh", "--world", "embedded", "--dry-run", WORK_DIR="w", ROUTES=fake_carla["ROUTES"],
+                 CHECKPOINT=fake_carla["TEAM_CONFIG"], TOWN="T", SCENARIOS=str(scenarios))
+    assert shlex.split(result.stdout.strip())[-2:] == ["--scenarios", str(scenarios)]
+    result = run("run_evaluation.sh", "--world", "embedded", "--dry-run", ROUTES=fake_carla["ROUTES"], TOWN="Town01",
+                 TEAM_CONFIG=fake_carla["TEAM_CONFIG"], SCENARIOS=str(tmp_path / "missing.json"))
+    assert result.returncode != 0 and "SCENARIOS" in result.stderr

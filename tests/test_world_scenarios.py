@@ -395,3 +395,22 @@ def test_a_route_follower_hits_the_scenario3_walker_and_the_expert_does_not(town
                                      progress=False, warmup_s=1.0))
     plain = data["_checkpoint"]["records"][0]
     assert "scenarios" not in plain["meta"] and not plain["infractions"]["collisions_pedestrian"]
+
+
+def test_evaluate_command_names_a_malformed_scenario_file_before_running(town01: dict, shared_data: Path,
+                                                                         tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from langprop_driving.cli.evaluate_cmd import evaluate as evaluate_command
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"available_scenarios": [{"Town01": [{"scenario_type": "Scenario3", '
+                   '"available_event_configurations": [{"transform": {"x": "1", "y": "2", "z": "0"}}]}]}]}')
+    routes = shared_data / "carla_town01" / "routes_town01_training.xml"
+    result = CliRunner().invoke(evaluate_command, [
+        "--town", "Town01", "--routes", str(routes), "--agent", "builtin:stopped", "--towns-dir",
+        str(town01["towns"]), "--traffic", "none", "--route-id", "0", "--results", str(tmp_path / "r.json"),
+        "--no-progress", "--scenarios", str(bad)])
+    assert result.exit_code != 0
+    assert str(bad) in result.output and "available_event_configurations[0].transform" in result.output
+    assert "'yaw'" in result.output and not (tmp_path / "r.json").exists()

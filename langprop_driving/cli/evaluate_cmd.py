@@ -40,6 +40,9 @@ __all__ = ["evaluate"]
 @click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for a bird's-eye PNG per route.")
 @click.option("--animation", is_flag=True, help="Also write a GIF of each run into --pictures.")
+@click.option("--scenarios", "scenarios", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Leaderboard-1.0 scenario file (the leaderboard's --scenarios, e.g. "
+                   "all_towns_traffic_scenarios_public.json): run the scenarios it gives each route.")
 @click.option("--timeout-factor", type=float, default=1.0, show_default=True,
               help="Scale of the leaderboard's route timeout.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
@@ -48,8 +51,8 @@ __all__ = ["evaluate"]
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str | None, results: Path | None,
              towns_dir: Path | None, traffic: str, seed: int, route_ids: tuple[str, ...], repetitions: int,
-             pictures_dir: Path | None, animation: bool, timeout_factor: float, workers: int, no_resume: bool,
-             no_progress: bool) -> None:
+             pictures_dir: Path | None, animation: bool, scenarios: Path | None, timeout_factor: float,
+             workers: int, no_resume: bool, no_progress: bool) -> None:
     """Evaluate AGENT on the routes of ROUTES and write leaderboard-format results."""
     if animation and pictures_dir is None:
         raise click.UsageError("--animation needs --pictures DIR")
@@ -67,6 +70,8 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         env = [f"ROUTES={routes}", f"TEAM_AGENT={spec.agent}", f"CHECKPOINT_ENDPOINT={results}"]
         if agent_config:
             env.append(f"TEAM_CONFIG={agent_config}")
+        if scenarios is not None:
+            env.append(f"SCENARIOS={scenarios}")
         if not no_resume:
             env.append("RESUME=1")
         click.echo("The CARLA world runs under the leaderboard's own evaluator, with a CARLA server started by "
@@ -78,6 +83,7 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     from sumo_world.results import ResultsFileError
     from sumo_world.route_planner import RoutePlanningError
     from sumo_world.routes import RouteFileError
+    from sumo_world.scenarios import ScenarioFileError
     from sumo_world.runner import EvaluationConfig, EvaluationError, evaluate as run_evaluation
     from sumo_world.summary import format_summary_table
     from sumo_world.towns import TownError
@@ -88,11 +94,11 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         results=results, towns_dir=towns_dir,
         traffic=traffic, seed=seed, route_ids=list(route_ids) or None, repetitions=repetitions,
         resume=not no_resume, pictures_dir=pictures_dir, animation=animation, timeout_factor=timeout_factor,
-        workers=workers, progress=not no_progress)
+        workers=workers, progress=not no_progress, scenarios=scenarios)
     try:
         data = run_evaluation(config)
     except (EvaluationError, RouteFileError, TownError, ResultsFileError, AgentLoadError,
-            RoutePlanningError) as exc:
+            RoutePlanningError, ScenarioFileError) as exc:
         raise click.ClickException(str(exc)) from exc
     records = data["_checkpoint"]["records"]
     click.echo(format_summary_table(records))

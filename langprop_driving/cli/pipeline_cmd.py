@@ -29,6 +29,8 @@ def _world_options(fn: Callable) -> Callable:
         click.option("--backend", type=click.Choice(["local", "ray"]), default=WorldConfig.backend, show_default=True,
                      help="Where rollouts run: local processes, or a Ray cluster (pip install ray)."),
         click.option("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS)."),
+        click.option("--scenarios", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="Leaderboard-1.0 scenario file: the routes run the scenarios it gives them."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -70,7 +72,8 @@ def _train_options(fn: Callable) -> Callable:
 
 def _world(kw: dict[str, Any]) -> WorldConfig:
     return WorldConfig(town=kw["town"], towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"],
-                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"])
+                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"],
+                       scenarios=kw.get("scenarios"))
 
 
 def _train_config(kw: dict[str, Any]) -> TrainConfig:

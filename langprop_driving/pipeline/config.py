@@ -49,6 +49,8 @@ class WorldConfig:
     # seconds standing still before "agent blocked" ends a route (None: the leaderboard's 180 s)
     blocked_time_s: float | None = None
     pictures: bool = False
+    # a leaderboard-1.0 scenario file: the routes run the scenarios it gives them (sumo_world.scenarios)
+    scenarios: Path | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "ray"):
