@@ -14,6 +14,7 @@ from sumo_world.routes import RouteSpec, read_routes, write_routes
 from sumo_world.scenarios import ScenarioFileError, ScenarioManager, match_route, read_scenario_file
 from sumo_world.scenarios.base import RUNNING, WAITING
 from sumo_world.scene_builder import RouteContext
+from sumo_world.summary import format_summary_table
 from sumo_world.towns import TownStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -379,12 +380,16 @@ def test_a_route_follower_hits_the_scenario3_walker_and_the_expert_does_not(town
     for label, agent, config in (("follow", "builtin:follow", "speed=8"), ("expert", EXPERT, None)):
         data = evaluate(EvaluationConfig(town="Town01", routes=routes, agent=agent, agent_config=config,
                                          results=tmp_path / f"{label}.json", towns_dir=town01["towns"],
-                                         traffic="none", progress=False, warmup_s=1.0, scenarios=scenarios))
+                                         traffic="none", progress=False, warmup_s=1.0, scenarios=scenarios,
+                                         pictures_dir=tmp_path / label))
         records[label] = data["_checkpoint"]["records"][0]
     follow, expert = records["follow"], records["expert"]
     s3 = [s for s in follow["meta"]["scenarios"] if s["type"] == "Scenario3"]
     assert s3 and s3[0]["outcome"] == "infraction" and "collisions_pedestrian" in s3[0]["infractions"]
     assert len(follow["infractions"]["collisions_pedestrian"]) >= 1
+    table = format_summary_table([follow])
+    assert "scen_inf" in table.splitlines()[0] and table.splitlines()[2].split()[-1] != "0"
+    assert (tmp_path / "follow" / "route_0s_rep0.png").stat().st_size > 10_000
     assert expert["status"] == "Completed" and not expert["infractions"]["collisions_pedestrian"]
     assert not expert["infractions"]["collisions_layout"]
     s3 = [s for s in expert["meta"]["scenarios"] if s["type"] == "Scenario3"]

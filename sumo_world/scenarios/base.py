@@ -168,6 +168,7 @@ class Scenario:
         self.status = WAITING
         self.started_at_s: float | None = None
         self.ended_at_s: float | None = None
+        self.placement: dict[int, tuple[float, float]] = {}  # where each actor/prop was when it appeared
 
     @property
     def trigger_m(self) -> float:
@@ -185,6 +186,7 @@ class Scenario:
         for item in [*self.actors, *self.props]:
             item.visible = True
         self.on_start(tick)
+        self.placement = {item.actor_id: (item.x, item.y) for item in [*self.actors, *self.props]}
 
     def finish(self, tick: ScenarioTick) -> None:
         """The scenario's end condition held: remove its actors."""

@@ -265,7 +265,8 @@ class ScenarioManager:
                 "type": d.name, "class": scenario.name, "subtype": d.subtype, "trigger": d.trigger.as_dict(),
                 "route_index": d.route_index, "started_at_s": scenario.started_at_s,
                 "ended_at_s": scenario.ended_at_s,
-                "actors": [_actor_record(a) for a in scenario.actors] + [_prop_record(p) for p in scenario.props],
+                "actors": ([_actor_record(a, scenario.placement) for a in scenario.actors]
+                           + [_prop_record(p) for p in scenario.props]),
             }
             if scenario.started_at_s is None:
                 record["outcome"], record["infractions"] = "not reached", []
@@ -280,8 +281,9 @@ class ScenarioManager:
         return out
 
 
-def _actor_record(actor: Any) -> dict[str, Any]:
-    return {"id": actor.actor_id, "kind": actor.actor_type, "x": round(actor.x, 3), "y": round(actor.y, 3)}
+def _actor_record(actor: Any, placement: Mapping[int, tuple[float, float]]) -> dict[str, Any]:
+    x, y = placement.get(actor.actor_id, (actor.x, actor.y))  # where it appeared (or waits, unstarted)
+    return {"id": actor.actor_id, "kind": actor.actor_type, "x": round(x, 3), "y": round(y, 3)}
 
 
 def _prop_record(prop: Any) -> dict[str, Any]:
