@@ -419,3 +419,27 @@ def test_evaluate_command_names_a_malformed_scenario_file_before_running(town01:
     assert result.exit_code != 0
     assert str(bad) in result.output and "available_event_configurations[0].transform" in result.output
     assert "'yaw'" in result.output and not (tmp_path / "r.json").exists()
+
+
+def test_static_props_are_a_scene_key_with_its_own_description_and_the_expert_stops_for_one() -> None:
+    from driving.scene import SceneError, describe_scene_contract, scene_from_jsonable, scene_to_jsonable, \
+        validate_scene
+    from expert import Expert
+    from expert.scenarios import make_prop, make_scene
+
+    blocked = make_scene(speed_mps=6.0, static_props={7: make_prop(12.0, 0.0, 90.0, prop_type="static.prop.streetbarrier",
+                                                                   length_m=0.6, width_m=2.0)})
+    validate_scene(blocked, strict=True)
+    back = scene_from_jsonable(json.loads(json.dumps(scene_to_jsonable(blocked))))
+    np.testing.assert_allclose(back["static_props"][7]["location_world_coord"], [12.0, 0.0])
+    text = describe_scene_contract()
+    assert "`static_props`" in text and "`prop_type`" in text and "`length_m`" in text
+    broken = dict(blocked, static_props={7: {"location_world_coord": np.zeros(2)}})
+    with pytest.raises(SceneError, match="static_props.*orientation_unit_vector"):
+        validate_scene(broken)
+    expert = Expert()
+    assert expert.predict(make_scene(speed_mps=6.0)).target_speed_mps > 5.0
+    label = expert.predict(blocked)
+    assert label.target_speed_mps < 4.0 and label.reason == "lead_vehicle"  # it brakes for the barrier ahead
+    beside = make_scene(speed_mps=6.0, static_props={7: make_prop(15.0, 3.6)})  # a vending machine on the kerb
+    assert expert.predict(beside).target_speed_mps > 5.0
