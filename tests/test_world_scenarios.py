@@ -443,3 +443,32 @@ def test_static_props_are_a_scene_key_with_its_own_description_and_the_expert_st
     assert label.target_speed_mps < 4.0 and label.reason == "lead_vehicle"  # it brakes for the barrier ahead
     beside = make_scene(speed_mps=6.0, static_props={7: make_prop(15.0, 3.6)})  # a vending machine on the kerb
     assert expert.predict(beside).target_speed_mps > 5.0
+
+
+def test_town_generate_writes_a_scenario_file_that_routes_match(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from langprop_driving.cli.world_cmd import town
+    from sumo_world.route_planner import random_routes
+
+    out = tmp_path / "scenarios.json"
+    result = CliRunner().invoke(town, ["generate", "g", "--size", "3", "--block", "80", "--towns-dir",
+                                       str(tmp_path / "towns"), "--scenarios", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "triggers" in result.output
+    scenario_file = read_scenario_file(out)
+    kinds = {e.scenario for e in scenario_file.events("g")}
+    assert kinds == {"Scenario1", "Scenario3", "Scenario4"}
+    info = TownStore(tmp_path / "towns").get("g")
+    net = RoadNetwork.load(info.net_path)
+    for event in scenario_file.events("g"):  # every trigger lies on a driving lane, heading along it
+        lane, distance = net.nearest_lane(event.trigger.x, event.trigger.y, radius=1.0)
+        yaw = net.lane_heading_yaw(lane, net.lane_position(lane, event.trigger.x, event.trigger.y))
+        assert distance < 0.1 and abs((yaw - event.trigger.yaw_deg + 180) % 360 - 180) < 10.0
+    matched = []
+    for route in random_routes(net, 3, seed=1, town="g", min_length_m=150.0, max_length_m=300.0):
+        dense = plan_route(net, route)
+        context = RouteContext.from_dense_route(net, dense)
+        matched += [s.definition.name for s in
+                    ScenarioManager.for_route(scenario_file, "g", context, dense, net, waypoints=route.waypoints).scenarios]
+    assert "Scenario3" in matched or "Scenario1" in matched

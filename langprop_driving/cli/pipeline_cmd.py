@@ -222,6 +222,8 @@ def dagger_cmd(**kw: Any) -> None:
 @click.option("--seed-script", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this script instead of the bundled naive one.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scenarios/--no-scenarios", default=True, show_default=True,
+              help="Run the leaderboard-1.0 scenarios of a scenario file generated for the demo town.")
 def demo_cmd(**kw: Any) -> None:
     """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures."""
     import shutil
@@ -231,7 +233,7 @@ def demo_cmd(**kw: Any) -> None:
     if kw["fresh"] and kw["work_dir"].exists():
         shutil.rmtree(kw["work_dir"])
     config = DemoConfig(work_dir=kw["work_dir"], dagger_iterations=kw["iterations"], seed=kw["seed"],
-                        seed_script=kw["seed_script"],
+                        seed_script=kw["seed_script"], scenarios=kw["scenarios"],
                         **({"workers": kw["workers"]} if kw["workers"] else {}))
     run_demo(config, _optimizer_config(kw), echo=click.echo)
 
