@@ -52,7 +52,7 @@ _ACTOR_SAMPLE_RADIUS_M = 80.0
 # Record meta keys an agent's route_meta() may not set (the runner's and the run's own).
 _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
                             "infraction_events", "agent_exceptions", "agent_exceptions_raised",
-                            "agent_exceptions_reported", "sensors_unsupported"})
+                            "agent_exceptions_reported", "sensors_unsupported", "scenarios"})
 # Outcome meta key carrying the agent's sensor types to the parent (moved to the file's "sensors").
 _SENSORS_KEY = "agent_sensor_types"
 

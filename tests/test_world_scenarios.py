@@ -472,3 +472,19 @@ def test_town_generate_writes_a_scenario_file_that_routes_match(tmp_path: Path) 
         matched += [s.definition.name for s in
                     ScenarioManager.for_route(scenario_file, "g", context, dense, net, waypoints=route.waypoints).scenarios]
     assert "Scenario3" in matched or "Scenario1" in matched
+
+
+def test_scenario10_ends_20_m_after_the_ego_left_the_next_intersection(town01: dict, tmp_path: Path) -> None:
+    dense, context, scenario_file = _one(town01, tmp_path, "Scenario10", "0", 200)
+    manager = ScenarioManager.for_route(scenario_file, "Town01", context, dense, town01["net"])
+    s10 = manager.scenarios[0]
+    entry, exit_ = s10.env.path.next_intersection(s10.definition.route_index)
+    ended: dict[str, float] = {}
+
+    def watch(t, state, snap, progress):
+        if s10.status == "done" and "at" not in ended:
+            ended["at"] = progress
+
+    _drive(manager, context, 8.0, 45.0, on_tick=watch)
+    assert not s10.actors and not s10.props
+    assert ended["at"] - context.cumulative_m[exit_] == pytest.approx(20.0, abs=1.5)
