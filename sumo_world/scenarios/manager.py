@@ -102,7 +102,8 @@ class ScenarioEnv:
         self._next_id += 1
         return self._next_id
 
-    def _lane(self, lane_id: str) -> Any:
+    def lane(self, lane_id: str) -> Any:
+        """The sumolib lane ``lane_id`` (None when unknown or without a network)."""
         if self.network is None or not lane_id:
             return None
         try:
@@ -112,12 +113,12 @@ class ScenarioEnv:
 
     def lane_width(self, lane_id: str) -> float:
         """Width (m) of a SUMO lane (3.5 m when unknown)."""
-        lane = self._lane(lane_id)
+        lane = self.lane(lane_id)
         return float(lane.getWidth()) if lane is not None else _DEFAULT_LANE_WIDTH_M
 
     def lanes_to_the_right(self, lane_id: str) -> LaneSteps:
         """Walk right from ``lane_id`` over driving lanes until a sidewalk or the road's edge."""
-        lane = self._lane(lane_id)
+        lane = self.lane(lane_id)
         if lane is None:
             return LaneSteps(1, 0, 0.0, self.lane_width(lane_id))
         lanes = lane.getEdge().getLanes()  # index 0 is the rightmost (SUMO drives on the right)

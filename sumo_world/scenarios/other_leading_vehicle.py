@@ -39,7 +39,7 @@ class OtherLeadingVehicle(Scenario):
         self.first = LeadOnRoute(self, self._start_m + FIRST_VEHICLE_LOCATION_M)
         self.actors.append(self.first.actor)
         self.second = None
-        lane = env._lane(path.lanes[definition.route_index])
+        lane = env.lane(path.lanes[definition.route_index])
         if lane is not None:
             lanes = lane.getEdge().getLanes()
             if lane.getIndex() + 1 < len(lanes) and lanes[lane.getIndex() + 1].allows("passenger"):
