@@ -8,8 +8,17 @@ expert's own speed in milliseconds per scene, measured on the scenes it recorded
 
     .venv/bin/python benchmarks/expert_score.py                      # full
     .venv/bin/python benchmarks/expert_score.py --quick              # 1 town x 2 routes, 2 Town01 routes
+    .venv/bin/python benchmarks/expert_score.py --leaderboard --traffic leaderboard   # issue 9
 
 Target (issue 4): driving score >= 90 with route completion >= 95 % on both.
+
+``--leaderboard`` (issue 9) runs instead the leaderboard-1.0 training routes
+(``leaderboard1/routes_training.xml``: Town01, 03, 04, 06) with the public
+scenario file, for the expert, ``builtin:follow`` and the naive seed script,
+and prints per town and agent: DS, RC, scenarios triggered/matched and the
+infractions inside them. ``--lb-towns`` and ``--lb-routes-per-town`` run a
+subset; ``--traffic`` takes any preset name of ``sumo_world.traffic``. Target:
+the expert DS >= 90 in every town, the other two clearly worse.
 """
 from __future__ import annotations
 
@@ -36,13 +45,15 @@ def _default_shared_data() -> Path:
 
 
 def _evaluate(town: str, routes: Path, towns_dir: Path, results: Path, args: argparse.Namespace,
-              route_ids: list[str] | None = None) -> dict:
+              route_ids: list[str] | None = None, agent: str = AGENT, agent_config: str | None = None,
+              scenarios: Path | None = None) -> dict:
     from sumo_world.runner import EvaluationConfig, evaluate
 
-    config = EvaluationConfig(town=town, routes=routes, agent=AGENT, results=results, towns_dir=towns_dir,
-                              traffic=args.traffic, seed=args.seed, route_ids=route_ids, resume=False,
-                              workers=args.workers, progress=not args.no_progress,
-                              pictures_dir=(results.parent / "pictures") if args.pictures else None)
+    config = EvaluationConfig(town=town, routes=routes, agent=agent, agent_config=agent_config, results=results,
+                              towns_dir=towns_dir, traffic=args.traffic, seed=args.seed, route_ids=route_ids,
+                              resume=False, workers=args.workers, progress=not args.no_progress,
+                              pictures_dir=(results.parent / "pictures" / results.stem) if args.pictures else None,
+                              scenarios=scenarios)
     return evaluate(config)
 
 
@@ -104,6 +115,68 @@ def town01(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
     return _records(results)
 
 
+def _carla_town(store, name: str, shared: Path):
+    """Town ``name`` of the store, imported from the shared data when missing (OpenDRIVE when at hand)."""
+    if name in store:
+        return store.get(name)
+    for xodr in (shared / "carla_town01" / f"{name}.xodr", shared / "carla_towns" / f"{name}.xodr"):
+        if xodr.is_file():
+            return store.import_opendrive(xodr, name)
+    return store.import_net(shared / "carla_towns" / f"{name}.net.xml", name)
+
+
+def leaderboard(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[str, dict[str, list[dict]]]:
+    """{town: {agent label: route records}} of the leaderboard-1.0 training routes with scenarios."""
+    from langprop_driving.model.seed_policy import seed_path
+    from langprop_driving.pipeline.evaluate import resolve_agent
+    from sumo_world.routes import read_routes, write_routes
+    from sumo_world.towns import TownStore
+
+    shared = Path(args.shared_data)
+    routes = read_routes(shared / "leaderboard1" / "routes_training.xml")
+    scenarios = Path(args.scenarios) if args.scenarios else \
+        shared / "leaderboard1" / "all_towns_traffic_scenarios_public.json"
+    agents = {"expert": "expert", "builtin:follow": "builtin:follow", "naive seed": str(seed_path("naive"))}
+    store = TownStore(towns_dir)
+    out: dict[str, dict[str, list[dict]]] = {}
+    for town in args.lb_towns.split(","):
+        chosen = [r for r in routes if r.town == town]
+        if args.lb_routes_per_town:
+            chosen = chosen[:args.lb_routes_per_town]
+        if not chosen:
+            continue
+        _carla_town(store, town, shared)
+        routes_file = write_routes(chosen, work / f"{town}_training.xml")
+        out[town] = {}
+        for label, name in agents.items():
+            spec = resolve_agent(name)
+            started = time.perf_counter()
+            results = _evaluate(town, routes_file, towns_dir, work / f"{town}_{label.replace(' ', '_')}.json",
+                                args, agent=spec.agent, agent_config=spec.agent_config, scenarios=scenarios)
+            print(f"{town} {label}: {len(chosen)} routes in {time.perf_counter() - started:.0f} s", flush=True)
+            out[town][label] = _records(results)
+    return out
+
+
+def print_leaderboard(sets: dict[str, dict[str, list[dict]]]) -> None:
+    """Per town and agent: routes, DS, RC, scenarios triggered/matched, infractions inside scenarios."""
+    from sumo_world.summary import format_comparison_table, mean_scores, scenario_cells
+
+    for town, by_agent in sets.items():
+        print(f"\n== {town}")
+        print(format_comparison_table(by_agent))
+    print("\n== leaderboard-1.0 training routes with the public scenarios")
+    print(f"{'town':8s} {'agent':16s} {'routes':>6s} {'DS':>6s} {'RC':>6s} {'scen':>8s} {'scen_inf':>8s}")
+    for town, by_agent in sets.items():
+        for label, records in by_agent.items():
+            means = mean_scores(records)
+            started, infractions = scenario_cells(records) or ("-", "-")
+            print(f"{town:8s} {label:16s} {len(records):6d} {means['score_composed']:6.1f} "
+                  f"{means['score_route']:6.1f} {started:>8s} {infractions:>8s}")
+        expert = mean_scores(by_agent.get("expert", []))["score_composed"]
+        print(f"{town:8s} expert {'meets' if expert >= 90.0 else 'misses'} the target DS >= 90")
+
+
 def expert_speed(record_dir: Path, max_scenes: int = 5000) -> None:
     """Milliseconds per scene of Expert.predict on recorded scenes (median and 99th percentile)."""
     if not (record_dir / "index.json").is_file():
@@ -147,9 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not record scenes (no expert timing)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1 town x 2 routes and 2 Town01 routes")
+    parser.add_argument("--leaderboard", action="store_true",
+                        help="the leaderboard-1.0 training routes with scenarios, for the expert, builtin:follow "
+                             "and the naive seed (instead of the other sets)")
+    parser.add_argument("--scenarios", type=Path, default=None,
+                        help="scenario file for --leaderboard (default: the public one in --shared-data)")
+    parser.add_argument("--lb-towns", default="Town01,Town03,Town04,Town06")
+    parser.add_argument("--lb-routes-per-town", type=int, default=0, help="first N routes per town (0 = all)")
     args = parser.parse_args(argv)
     if args.quick:
         args.towns, args.routes_per_town, args.town01_routes = 1, 2, 2
+    if args.leaderboard:
+        args.no_record = True  # three agents: no scene recording, no expert timing
 
     with tempfile.TemporaryDirectory(prefix="expert_score_") as tmp:
         work = args.out or Path(tmp)
@@ -159,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_record:
             os.environ["LANGPROP_RECORD_DIR"] = str(record_dir)
         started = time.perf_counter()
+        if args.leaderboard:
+            print_leaderboard(leaderboard(args, towns_dir, work))
+            print(f"wall time {time.perf_counter() - started:.0f} s")
+            return 0
         sets: dict[str, dict[str, float]] = {}
         if not args.no_generated and args.towns > 0:
             records = generated_towns(args, towns_dir, work)

@@ -24,6 +24,7 @@ __all__ = [
     "KeySpec",
     "SCENE_KEYS",
     "ACTOR_KEYS",
+    "PROP_KEYS",
     "ACTOR_GROUPS",
     "ACTOR_TYPES",
     "TRAFFIC_LIGHT_STATES",
@@ -46,7 +47,8 @@ class KeySpec:
 
     ``kind`` is one of: ``vec2`` (ndarray shape (2,)), ``points`` (ndarray
     shape (N, 2)), ``float``, ``optional_float`` (float or None), ``bool``,
-    ``str``, ``optional_str``, ``actors`` ({int id: actor dict}).
+    ``str``, ``optional_str``, ``actors`` ({int id: actor dict}), ``props``
+    ({int id: prop dict}, see :data:`PROP_KEYS`).
     ``paper`` marks the keys of the original LangProp format, which are always
     required; added keys are required from producers (``strict=True``) but a
     paper-format scene without them still validates with ``strict=False``.
@@ -77,6 +79,14 @@ ACTOR_KEYS: tuple[KeySpec, ...] = (
     KeySpec("velocity_mps", "vec2", "world-frame velocity (x, y), m/s"),
     KeySpec("length_m", "float", "full length, metres"),
     KeySpec("width_m", "float", "full width, metres"),
+)
+
+PROP_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("location_world_coord", "vec2", "bounding-box centre (x, y), metres"),
+    KeySpec("orientation_unit_vector", "vec2", "forward unit vector (x, y) of the prop"),
+    KeySpec("length_m", "float", "full length along its forward vector, metres"),
+    KeySpec("width_m", "float", "full width, metres"),
+    KeySpec("prop_type", "str", "CARLA blueprint id, e.g. static.prop.vendingmachine"),
 )
 
 SCENE_KEYS: tuple[KeySpec, ...] = (
@@ -115,10 +125,14 @@ SCENE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("ego_in_junction", "bool", "whether the ego is inside a junction"),
     KeySpec("distance_to_junction_m", "optional_float",
             "distance along the route to the next junction entry (None when none within 50 m), metres"),
+    KeySpec("static_props", "props",
+            "static obstacles within 50 m that are not vehicles or walkers (props placed by scenarios, "
+            "e.g. a vending machine or a street barrier; hitting one is a collision): {id: prop}"),
 )
 
 ACTOR_GROUPS: tuple[str, ...] = tuple(k.name for k in SCENE_KEYS if k.kind == "actors")
 _ACTOR_BY_NAME = {k.name: k for k in ACTOR_KEYS}
+_PROP_BY_NAME = {k.name: k for k in PROP_KEYS}
 
 
 def _is_number(value: Any) -> bool:
@@ -149,6 +163,15 @@ def _check_value(where: str, spec: KeySpec, value: Any) -> None:
             raise SceneError(f"{where}: {value!r} is not one of {', '.join(spec.choices)}")
 
 
+def _check_prop(where: str, prop: Any) -> None:
+    if not isinstance(prop, Mapping):
+        raise SceneError(f"{where}: expected a dict, got {type(prop).__name__}")
+    for spec in PROP_KEYS:
+        if spec.name not in prop:
+            raise SceneError(f"{where}: missing key {spec.name!r}")
+        _check_value(f"{where}[{spec.name!r}]", spec, prop[spec.name])
+
+
 def _check_actor(where: str, actor: Any, strict: bool) -> None:
     if not isinstance(actor, Mapping):
         raise SceneError(f"{where}: expected a dict, got {type(actor).__name__}")
@@ -176,13 +199,16 @@ def validate_scene(scene: Mapping[str, Any], strict: bool = True) -> None:
             continue
         value = scene[spec.name]
         where = f"scene[{spec.name!r}]"
-        if spec.kind == "actors":
+        if spec.kind in ("actors", "props"):
             if not isinstance(value, Mapping):
-                raise SceneError(f"{where}: expected a dict of actors, got {type(value).__name__}")
+                raise SceneError(f"{where}: expected a dict of {spec.kind}, got {type(value).__name__}")
             for actor_id, actor in value.items():
                 if not isinstance(actor_id, (int, np.integer)) or isinstance(actor_id, bool):
-                    raise SceneError(f"{where}: actor id {actor_id!r} is not an int")
-                _check_actor(f"{where}[{actor_id}]", actor, strict)
+                    raise SceneError(f"{where}: {spec.kind[:-1]} id {actor_id!r} is not an int")
+                if spec.kind == "props":
+                    _check_prop(f"{where}[{actor_id}]", actor)
+                else:
+                    _check_actor(f"{where}[{actor_id}]", actor, strict)
         else:
             _check_value(where, spec, value)
 
@@ -201,6 +227,8 @@ def _convert(entries: Mapping[str, Any], specs: Mapping[str, KeySpec],
 def _value_to_jsonable(kind: str, value: Any) -> Any:
     if kind == "actors":
         return {str(int(i)): _convert(a, _ACTOR_BY_NAME, _value_to_jsonable) for i, a in value.items()}
+    if kind == "props":
+        return {str(int(i)): _convert(a, _PROP_BY_NAME, _value_to_jsonable) for i, a in value.items()}
     if value is None:
         return None
     if kind in ("vec2", "points"):
@@ -215,6 +243,8 @@ def _value_to_jsonable(kind: str, value: Any) -> Any:
 def _value_from_jsonable(kind: str, value: Any) -> Any:
     if kind == "actors":
         return {int(i): _convert(a, _ACTOR_BY_NAME, _value_from_jsonable) for i, a in value.items()}
+    if kind == "props":
+        return {int(i): _convert(a, _PROP_BY_NAME, _value_from_jsonable) for i, a in value.items()}
     if value is None:
         return None
     if kind == "vec2":
@@ -269,7 +299,7 @@ def describe_scene_contract(include: Iterable[str] | None = None) -> str:
     type_names = {
         "vec2": "np.ndarray shape (2,)", "points": "np.ndarray shape (N, 2)", "float": "float",
         "optional_float": "float or None", "bool": "bool", "str": "str", "optional_str": "str or None",
-        "actors": "dict[int, dict]",
+        "actors": "dict[int, dict]", "props": "dict[int, dict]",
     }
 
     def row(spec: KeySpec) -> str:
@@ -285,4 +315,7 @@ def describe_scene_contract(include: Iterable[str] | None = None) -> str:
     lines += [row(s) for s in SCENE_KEYS if wanted is None or s.name in wanted]
     lines += ["", "Each actor in `vehicles` and `pedestrians` is a dict with:"]
     lines += [row(s) for s in ACTOR_KEYS]
+    if wanted is None or "static_props" in wanted:
+        lines += ["", "Each prop in `static_props` is a dict with:"]
+        lines += [row(s) for s in PROP_KEYS]
     return "\n".join(lines)

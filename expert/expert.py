@@ -46,16 +46,24 @@ def _route_points(scene: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(route, dtype=float)
 
 
+def _pose(entry: Mapping[str, Any], ego_xy: np.ndarray, max_range_m: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centre, unit forward) of a scene actor or prop within ``max_range_m`` (per axis) of the ego, else None."""
+    loc = np.asarray(entry["location_world_coord"], dtype=float)
+    if abs(loc[0] - ego_xy[0]) > max_range_m or abs(loc[1] - ego_xy[1]) > max_range_m:
+        return None
+    fwd = np.asarray(entry["orientation_unit_vector"], dtype=float)
+    norm = float(np.hypot(fwd[0], fwd[1]))
+    return loc, (fwd / norm if norm > 1e-6 else np.array([1.0, 0.0]))
+
+
 def _actor_set(scene: Mapping[str, Any], ego_xy: np.ndarray, max_range_m: float) -> ActorSet:
     ids, kinds, peds, rows = [], [], [], []
     for group in ("vehicles", "pedestrians"):
         for actor_id, actor in (scene.get(group) or {}).items():
-            loc = np.asarray(actor["location_world_coord"], dtype=float)
-            if abs(loc[0] - ego_xy[0]) > max_range_m or abs(loc[1] - ego_xy[1]) > max_range_m:
+            pose = _pose(actor, ego_xy, max_range_m)
+            if pose is None:
                 continue
-            fwd = np.asarray(actor["orientation_unit_vector"], dtype=float)
-            norm = float(np.hypot(fwd[0], fwd[1]))
-            fwd = fwd / norm if norm > 1e-6 else np.array([1.0, 0.0])
+            loc, fwd = pose
             vel = actor.get("velocity_mps")
             vel = np.asarray(vel, dtype=float) if vel is not None else fwd * float(actor["forward_speed"])
             half_l = float(actor["length_m"]) / 2.0 if "length_m" in actor else float(actor["forward_length"])
@@ -65,6 +73,15 @@ def _actor_set(scene: Mapping[str, Any], ego_xy: np.ndarray, max_range_m: float)
             kinds.append(str(actor.get("actor_type", "pedestrian" if is_ped else "car")))
             peds.append(is_ped)
             rows.append((loc, fwd, vel, half_l, half_w))
+    for prop_id, prop in (scene.get("static_props") or {}).items():
+        # A scenario's prop (vending machine, barrier) is an obstacle that never moves: a parked car.
+        pose = _pose(prop, ego_xy, max_range_m)
+        if pose is None:
+            continue
+        ids.append(int(prop_id))
+        kinds.append("static_prop")
+        peds.append(False)
+        rows.append((*pose, np.zeros(2), float(prop["length_m"]) / 2.0, float(prop["width_m"]) / 2.0))
     if not rows:
         empty2 = np.zeros((0, 2))
         return ActorSet([], [], np.zeros(0, bool), empty2, empty2, empty2, np.zeros(0), np.zeros(0), np.zeros(0))

@@ -14,7 +14,7 @@ import numpy as np
 from driving.geometry import yaw_to_unit_vector
 from driving.route import TARGET_MIN_DISTANCE_M
 
-__all__ = ["make_scene", "make_actor", "straight_route", "arc_route"]
+__all__ = ["make_scene", "make_actor", "make_prop", "straight_route", "arc_route"]
 
 # Sizes (full length, full width) per actor type, metres.
 _SIZES = {
@@ -70,13 +70,22 @@ def make_actor(x: float, y: float, yaw_deg: float = 0.0, speed_mps: float = 0.0,
     }
 
 
+def make_prop(x: float, y: float, yaw_deg: float = 0.0, length_m: float = 0.9, width_m: float = 1.2,
+              prop_type: str = "static.prop.vendingmachine") -> dict[str, Any]:
+    """One ``static_props`` entry (all keys of the contract); defaults: a vending machine."""
+    return {"location_world_coord": np.array([x, y], dtype=float),
+            "orientation_unit_vector": yaw_to_unit_vector(yaw_deg),
+            "length_m": float(length_m), "width_m": float(width_m), "prop_type": prop_type}
+
+
 def make_scene(speed_mps: float = 0.0, route: np.ndarray | None = None,
                ego_xy: tuple[float, float] = (0.0, 0.0), yaw_deg: float = 0.0,
                vehicles: dict[int, dict] | None = None, pedestrians: dict[int, dict] | None = None,
                traffic_light_state: str | None = None, distance_to_traffic_light_m: float | None = None,
                distance_to_stop_sign: float | None = None, speed_limit_mps: float = 13.9,
                ego_in_junction: bool = False, distance_to_junction_m: float | None = None,
-               route_command: str = "LANEFOLLOW", timestamp_s: float = 0.0) -> dict[str, Any]:
+               route_command: str = "LANEFOLLOW", timestamp_s: float = 0.0,
+               static_props: dict[int, dict] | None = None) -> dict[str, Any]:
     """A strict scene; ``distance_to_red_light`` follows from the light's state and distance."""
     ego = np.asarray(ego_xy, dtype=float)
     if route is None:
@@ -109,4 +118,5 @@ def make_scene(speed_mps: float = 0.0, route: np.ndarray | None = None,
         "distance_to_traffic_light_m": distance_to_traffic_light_m,
         "ego_in_junction": bool(ego_in_junction),
         "distance_to_junction_m": distance_to_junction_m,
+        "static_props": dict(static_props or {}),
     }

@@ -11,7 +11,7 @@
 #   (CARLA_ROOT, LEADERBOARD_ROOT, SCENARIO_RUNNER_ROOT, SCENARIOS for 1.0, PORT, ...);
 #   results go to CHECKPOINT_ENDPOINT (default $WORK_DIR/collect/results.json).
 # Embedded (--world embedded, runs `langprop collect`): TOWN; optional TRAFFIC,
-#   SEED, WORKERS, LANGPROP_TOWNS.
+#   SEED, WORKERS, LANGPROP_TOWNS, SCENARIOS (leaderboard-1.0 scenario file).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
@@ -27,6 +27,10 @@ if [[ "${WORLD}" == "embedded" ]]; then
     [[ -n "${TRAFFIC:-}" ]] && cmd+=(--traffic "${TRAFFIC}")
     [[ -n "${SEED:-}" ]] && cmd+=(--seed "${SEED}")
     [[ -n "${WORKERS:-}" ]] && cmd+=(--workers "${WORKERS}")
+    if [[ -n "${SCENARIOS:-}" ]]; then
+        require_file SCENARIOS
+        cmd+=(--scenarios "${SCENARIOS}")
+    fi
     run_or_print "${cmd[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
     exit $?
 fi

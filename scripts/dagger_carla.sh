@@ -18,7 +18,7 @@
 # --dry-run prints the commands (it still writes each iteration's agent.json).
 # CARLA (default): the variables of scripts/run_evaluation.sh (CARLA_ROOT,
 #   LEADERBOARD_ROOT, SCENARIO_RUNNER_ROOT, SCENARIOS for 1.0, PORT, TM_PORT, ...).
-# Embedded: TOWN; optional TRAFFIC, WORKERS, LANGPROP_TOWNS.
+# Embedded: TOWN; optional TRAFFIC, WORKERS, LANGPROP_TOWNS, SCENARIOS (leaderboard-1.0 scenario file).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
@@ -44,6 +44,10 @@ if [[ "${WORLD}" == "embedded" ]]; then
          --beta-decay "${BETA_DECAY}" --seed "${SEED}")
     [[ -n "${TRAFFIC:-}" ]] && cmd+=(--traffic "${TRAFFIC}")
     [[ -n "${WORKERS:-}" ]] && cmd+=(--workers "${WORKERS}")
+    if [[ -n "${SCENARIOS:-}" ]]; then
+        require_file SCENARIOS
+        cmd+=(--scenarios "${SCENARIOS}")
+    fi
     run_or_print "${cmd[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
     exit $?
 fi

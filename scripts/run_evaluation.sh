@@ -26,7 +26,8 @@
 #                         egg for its version in $CARLA_ROOT/PythonAPI/carla/dist (--dry-run prints it)
 # Embedded (--world embedded): ROUTES, TOWN (a town of `langprop town list`),
 #   TEAM_AGENT, TEAM_CONFIG, CHECKPOINT_ENDPOINT, RESUME as above; TRAFFIC
-#   (none/light/default/busy), SEED, LANGPROP_TOWNS (towns folder).
+#   (none/light/default/busy), SEED, LANGPROP_TOWNS (towns folder), SCENARIOS
+#   (leaderboard-1.0 scenario file: the routes run its scenarios; unset: none).
 # LANGPROP_* variables (LANGPROP_CHECKPOINT, LANGPROP_RECORD_DIR, ...) reach the agent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
@@ -61,6 +62,10 @@ if [[ "${WORLD}" == "embedded" ]]; then
     [[ -n "${TEAM_CONFIG}" ]] && cmd+=(--agent-config "${TEAM_CONFIG}")
     [[ -n "${TRAFFIC:-}" ]] && cmd+=(--traffic "${TRAFFIC}")
     [[ -n "${SEED:-}" ]] && cmd+=(--seed "${SEED}")
+    if [[ -n "${SCENARIOS:-}" ]]; then
+        require_file SCENARIOS
+        cmd+=(--scenarios "${SCENARIOS}")
+    fi
     is_true "${RESUME}" || cmd+=(--no-resume)
     run_or_print "${cmd[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
     exit $?

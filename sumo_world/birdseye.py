@@ -234,6 +234,31 @@ def _draw_infractions(ax: Any, outcome: RouteOutcome, until_s: float = math.inf)
                        edgecolors="black", linewidths=0.8, zorder=8, label=f"{label} ({len(events)})")
 
 
+def _draw_scenarios(ax: Any, outcome: RouteOutcome) -> None:
+    """Triggers of the route's scenarios (labelled by number, red when an infraction happened inside)
+    and where their actors appeared: walkers and cyclists as circles, props as squares."""
+    entries = outcome.meta.get("scenarios") or []
+    if not entries:
+        return
+    for entry in entries:
+        t = entry.get("trigger") or {}
+        if "x" not in t:
+            continue
+        colour = {"infraction": "#d62728", "clean": "#2ca02c"}.get(entry.get("outcome"), "#7f7f7f")
+        ax.scatter([t["x"]], [t["y"]], marker="v", s=90, c=colour, edgecolors="black", linewidths=0.6, zorder=7)
+        ax.annotate(str(entry.get("type", "")).replace("Scenario", "S"), (t["x"], t["y"]), fontsize="x-small",
+                    xytext=(4, 4), textcoords="offset points", zorder=9)
+        for actor in entry.get("actors") or []:
+            kind = str(actor.get("kind", ""))
+            prop = kind.startswith("static.")
+            ax.scatter([actor["x"]], [actor["y"]], marker="s" if prop else "o", s=30 if prop else 24,
+                       c="#8c564b" if prop else "#9467bd", alpha=0.4 if prop and not actor.get("solid", True)
+                       else 0.9, edgecolors="black", linewidths=0.4, zorder=7)
+    ax.scatter([], [], marker="v", c="#2ca02c", edgecolors="black", label="scenario trigger (red: infraction)")
+    ax.scatter([], [], marker="o", c="#9467bd", edgecolors="black", label="scenario walker/cyclist/vehicle")
+    ax.scatter([], [], marker="s", c="#8c564b", edgecolors="black", label="scenario prop")
+
+
 def _title(outcome: RouteOutcome) -> str:
     from sumo_world.results import route_scores
 
@@ -289,6 +314,7 @@ def render_route_png(outcome: RouteOutcome, network: Any, path: str | Path, *,
         last = outcome.trajectory[-1]
         ax.add_patch(_ego_patch(last))
     _draw_infractions(ax, outcome)
+    _draw_scenarios(ax, outcome)
     ax.legend(loc="upper left", fontsize="x-small", framealpha=0.85)
     ax.set_title(_title(outcome), fontsize="medium")
 

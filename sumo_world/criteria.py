@@ -7,6 +7,8 @@ differs from CARLA):
   oriented box, shapely) intersects the actor's. A contact with an actor
   counts once; the same actor counts again only after the contact ended and
   5 s passed since it was counted (1.0 ignores repeats within 5 s).
+- **Static props** of scenarios (vending machine, barriers): touching one is a
+  layout collision (``collisions_layout``, 0.65), counted like an actor contact.
 - **Layout collisions**: SUMO towns have no kerbs or props, so hitting the
   static layout is modelled as the ego's *centre leaving the drivable area*
   (lanes and junction areas), i.e. more than half of the car off the road. One
@@ -205,7 +207,9 @@ class RouteCriteria:
         touching: set[int] = set()
         ego_poly = None
         for kind, actors in (("collisions_vehicle", snapshot.vehicles),
-                             ("collisions_pedestrian", snapshot.pedestrians)):
+                             ("collisions_pedestrian", snapshot.pedestrians),
+                             # a scenario's prop (vending machine, barrier) is a static obstacle
+                             ("collisions_layout", getattr(snapshot, "props", None) or ActorArrays())):
             if not len(actors):
                 continue
             reach = ego_radius + np.hypot(actors.half_length_m, actors.half_width_m)
@@ -223,7 +227,8 @@ class RouteCriteria:
                 if last is not None and t - last < _REPEAT_COLLISION_S:
                     continue
                 self._last_counted[actor_id] = t
-                type_id = "walker.pedestrian" if kind == "collisions_pedestrian" else f"vehicle.{actors.types[k]}"
+                type_id = ("walker.pedestrian" if kind == "collisions_pedestrian" else actors.types[k]
+                           if kind == "collisions_layout" else f"vehicle.{actors.types[k]}")
                 self._add(kind, t, ego.x, ego.y,
                           f"Agent collided against object with type={type_id} and id={actor_id} at "
                           f"{_where(ego.x, ego.y)}", actor_id)

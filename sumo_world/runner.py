@@ -53,7 +53,7 @@ _ACTOR_SAMPLE_RADIUS_M = 80.0
 # Record meta keys an agent's route_meta() may not set (the runner's and the run's own).
 _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
                             "infraction_events", "agent_exceptions", "agent_exceptions_raised",
-                            "agent_exceptions_reported", "sensors_unsupported"})
+                            "agent_exceptions_reported", "sensors_unsupported", "scenarios"})
 # Outcome meta key carrying the agent's sensor types to the parent (moved to the file's "sensors").
 _SENSORS_KEY = "agent_sensor_types"
 
@@ -77,6 +77,10 @@ class EvaluationConfig:
     agent) and records the route as crashed. ``animation`` adds a GIF of each
     run beside its PNG in ``pictures_dir``. ``agent_label`` names the agent in
     the records' meta (default: ``builtin:<name>`` or the agent file's stem).
+    ``scenarios`` is a leaderboard-1.0 scenario file (the leaderboard's
+    ``--scenarios``): each route then runs the scenarios the leaderboard would
+    give it (:mod:`sumo_world.scenarios`), listed in its record's meta
+    ``scenarios``; without it nothing of them exists.
     """
 
     town: str
@@ -104,6 +108,7 @@ class EvaluationConfig:
     #: runs the route jobs elsewhere (e.g. one Ray task each): ``(jobs, config, on_done)``, calling
     #: ``on_done(job, outcome)`` for each; None runs them in child processes here (``workers`` at a time)
     route_executor: Callable[[list[Any], "EvaluationConfig", Callable[[Any, "RouteOutcome"], None]], None] | None = None
+    scenarios: Path | None = None
 
 
 @dataclass
@@ -132,11 +137,14 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
               traffic: Any = "default", blocked_time_s: float = 180.0, timeout_factor: float = 1.0,
               warmup_s: float = 10.0, progress: bool = False, pictures_dir: Path | None = None,
               scene_setup: Callable[[Any, Any], None] | None = None,
-              on_tick: Callable[[TickInfo], None] | None = None, network: Any = None) -> RouteOutcome:
+              on_tick: Callable[[TickInfo], None] | None = None, network: Any = None,
+              scenarios: Any = None) -> RouteOutcome:
     """Run one route (a :class:`sumo_world.routes.RouteSpec`) in this process; returns its outcome.
 
     Raises :class:`sumo_world.route_planner.RoutePlanningError` for waypoints
     off the network, and whatever the agent's constructor/setup raises.
+    ``scenarios``: a :class:`sumo_world.scenarios.ScenarioFile` (or a path to
+    one) whose scenarios for the route's town run along it.
     """
     from driving.carla_compat import VehicleControl
     from sumo_world.agent_loader import create_agent, load_agent_class
@@ -164,6 +172,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
         world.add_ego(start, dense.edges)
         if scene_setup is not None:
             scene_setup(world, context)
+        manager = _scenario_manager(scenarios, town, context, dense, network, world, seed, route)
         world.step()  # as the leaderboard ticks once after spawning the hero (SUMO inserts it now)
         start_time = world.time_s
         criteria = RouteCriteria(context, network, CriteriaConfig(blocked_time_s=blocked_time_s,
@@ -188,6 +197,9 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                 snap = world.snapshot()
                 state = ego.state
                 elapsed = snap.time_s - start_time
+                if manager is not None:  # the scenarios' actors join the snapshot like any other
+                    snap = manager.update(elapsed, state, context.tracker.update(state.xy),
+                                          context.progress_m, snap)
                 criteria.update(state, snap)
                 if elapsed + 1e-9 >= next_actor_sample:
                     actors.extend(_actor_samples(snap, state, elapsed))
@@ -204,6 +216,8 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                         logger.warning("route %s: agent run_step raised at t=%.2f s:\n%s",
                                        route.route_id, elapsed, traceback.format_exc())
                     control = VehicleControl(throttle=0.0, steer=0.0, brake=1.0)
+                if manager is not None:
+                    control = manager.perturb(control)
                 trajectory.append(_sample(elapsed, state, control))
                 if on_tick is not None:
                     on_tick(TickInfo(elapsed, frame, state, provider, control, list(criteria.infractions)))
@@ -245,11 +259,24 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
               "seed": int(seed), "traffic": traffic if isinstance(traffic, str) else repr(traffic),
               "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
               "infraction_events": infraction_events(criteria.infractions),
+              **({"scenarios": manager.records(criteria.infractions, duration_game)} if manager is not None else {}),
               _SENSORS_KEY: list(sensors.types)},
     )
     if pictures_dir is not None:
         _picture(outcome, network, Path(pictures_dir))
     return outcome
+
+
+def _scenario_manager(scenarios: Any, town: Any, context: Any, dense: Any, network: Any, world: Any,
+                      seed: int, route: Any) -> Any:
+    """The route's :class:`sumo_world.scenarios.ScenarioManager` (None without a scenario file)."""
+    if scenarios is None:
+        return None
+    from sumo_world.scenarios import ScenarioManager, read_scenario_file
+
+    scenario_file = read_scenario_file(scenarios) if isinstance(scenarios, (str, Path)) else scenarios
+    return ScenarioManager.for_route(scenario_file, str(town.name), context, dense, network, world, seed,
+                                     waypoints=getattr(route, "waypoints", None))
 
 
 def _checked_control(control: Any) -> Any:
@@ -441,7 +468,8 @@ def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Jo
                           seed=int(config.seed) + job.repetition, traffic=config.traffic,
                           blocked_time_s=config.blocked_time_s, timeout_factor=config.timeout_factor,
                           warmup_s=config.warmup_s, progress=config.progress and workers == 1,
-                          pictures_dir=None, scene_setup=config.scene_setup, on_tick=config.tick_hook)
+                          pictures_dir=None, scene_setup=config.scene_setup, on_tick=config.tick_hook,
+                          scenarios=config.scenarios)
             # The forkserver's environment and folder date from its start: hand over today's.
             env = {key: value for key, value in os.environ.items() if key.startswith("LANGPROP_")}
             process = context.Process(target=_child_main, args=(child_conn, kwargs, env, os.getcwd(), os.getpid()),
@@ -559,6 +587,10 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
     if config.repetitions < 1:
         raise EvaluationError(f"repetitions must be >= 1, got {config.repetitions}")
     towns = _resolve_towns(config, routes)
+    if config.scenarios is not None:
+        from sumo_world.scenarios import read_scenario_file
+
+        read_scenario_file(config.scenarios)  # a malformed file fails here, before any route runs
     try:
         load_agent_class(config.agent)  # fail early, before any route runs
     except AgentLoadError as exc:
@@ -566,6 +598,8 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
 
     run_meta = {"agent": config.agent_label or agent_name(config.agent), "seed": int(config.seed),
                 "traffic": config.traffic, "world": "embedded"}
+    if config.scenarios is not None:
+        run_meta["scenario_file"] = str(config.scenarios)
     results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta)
     jobs: list[_Job] = []
     index = 0

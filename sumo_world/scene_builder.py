@@ -31,7 +31,7 @@ from sumo_world.ego import EgoParams, EgoState
 from sumo_world.road_network import STOP_LINK_STATES, lane_edge_id
 from sumo_world.world import ActorArrays, WorldSnapshot
 
-__all__ = ["RouteControl", "RouteContext", "SumoSceneProvider", "ACTOR_RADIUS_M",
+__all__ = ["RouteControl", "RouteContext", "SumoSceneProvider", "prop_dicts", "ACTOR_RADIUS_M",
            "LIGHT_RANGE_M", "STOP_SIGN_RANGE_M"]
 
 ACTOR_RADIUS_M = 50.0
@@ -225,6 +225,24 @@ def actor_dicts(actors: ActorArrays, ego_xy: np.ndarray, radius_m: float = ACTOR
     return out
 
 
+def prop_dicts(props: ActorArrays | None, ego_xy: np.ndarray, radius_m: float = ACTOR_RADIUS_M) -> dict[int, dict]:
+    """Scene entries (``driving.scene.PROP_KEYS``) of the static props within ``radius_m`` of the ego."""
+    if props is None or not len(props):
+        return {}
+    distance = np.linalg.norm(props.xy - ego_xy, axis=1)
+    out: dict[int, dict] = {}
+    for k in np.nonzero(distance <= radius_m)[0]:
+        rad = math.radians(float(props.yaw_deg[k]))
+        out[int(props.ids[k])] = {
+            "location_world_coord": props.xy[k].copy(),
+            "orientation_unit_vector": np.array([math.cos(rad), math.sin(rad)]),
+            "length_m": 2.0 * float(props.half_length_m[k]),
+            "width_m": 2.0 * float(props.half_width_m[k]),
+            "prop_type": str(props.types[k]),
+        }
+    return out
+
+
 class SumoSceneProvider:
     """:class:`driving.provider.SceneProvider` of the embedded world.
 
@@ -315,6 +333,7 @@ class SumoSceneProvider:
             "distance_to_traffic_light_m": light_distance,
             "ego_in_junction": bool(snap.ego_lane_id.startswith(":")),
             "distance_to_junction_m": junction_m,
+            "static_props": prop_dicts(getattr(snap, "props", None), ego_xy),
         }
 
 

@@ -31,6 +31,19 @@ INFRACTION_SHORT_NAMES: dict[str, str] = {
 }
 _LEGEND = ("DS = driving score (%), RC = route completion (%), penalty = infraction penalty (0-1); "
            "infraction columns count events; off_lane% = share of the route driven outside its lanes")
+_SCENARIO_LEGEND = "; scen = scenarios run (triggered/matched), scen_inf = infractions inside them"
+
+
+def scenario_cells(records: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """("triggered/matched", infractions inside scenarios) over ``records``; None when none ran scenarios
+    (their records' meta has no ``scenarios``: the embedded world's list, which leaderboard tools ignore)."""
+    lists = [(record.get("meta") or {}).get("scenarios") for record in records]
+    if all(entries is None for entries in lists):
+        return None
+    entries = [entry for entries in lists for entry in (entries or [])]
+    started = sum(1 for entry in entries if entry.get("started_at_s") is not None)
+    infractions = sum(len(entry.get("infractions") or []) for entry in entries)
+    return f"{started}/{len(entries)}", str(infractions)
 
 
 def _infraction_kinds(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -102,8 +115,10 @@ def format_summary_table(records: Sequence[Mapping[str, Any]]) -> str:
     if not records:
         return "(no route records)"
     kinds = _infraction_kinds(records)
+    with_scenarios = scenario_cells(records) is not None
     header = ["route", "status", "DS", "RC", "penalty", "off_lane%",
-              *(INFRACTION_SHORT_NAMES.get(kind, kind) for kind in kinds)]
+              *(INFRACTION_SHORT_NAMES.get(kind, kind) for kind in kinds),
+              *(["scen", "scen_inf"] if with_scenarios else [])]
     rows = []
     off_lane_values = []
     for record in sorted(records, key=lambda r: int(r.get("index", 0))):
@@ -117,6 +132,7 @@ def format_summary_table(records: Sequence[Mapping[str, Any]]) -> str:
             *_score_cells(record["scores"]),
             "-" if off_lane is None else f"{off_lane:.1f}",
             *(str(counts.get(kind, 0)) for kind in kinds),
+            *(scenario_cells([record]) or ("-", "-") if with_scenarios else ()),
         ])
     totals = _infraction_totals(records, kinds)
     footer = [[
@@ -125,8 +141,9 @@ def format_summary_table(records: Sequence[Mapping[str, Any]]) -> str:
         *_score_cells(mean_scores(records)),
         f"{statistics.fmean(off_lane_values):.1f}" if off_lane_values else "-",
         *(str(totals[kind]) for kind in kinds),
+        *(scenario_cells(records) if with_scenarios else ()),
     ]]
-    return _render(header, rows, footer, numeric_from=2) + "\n" + _LEGEND
+    return _render(header, rows, footer, numeric_from=2) + "\n" + _LEGEND + (_SCENARIO_LEGEND if with_scenarios else "")
 
 
 def format_comparison_table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
@@ -135,8 +152,10 @@ def format_comparison_table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> 
         return "(nothing to compare)"
     all_records = [record for records in rows.values() for record in records]
     kinds = _infraction_kinds(all_records)
+    with_scenarios = scenario_cells(all_records) is not None
     header = ["agent", "routes", "DS", "RC", "penalty",
-              *(INFRACTION_SHORT_NAMES.get(kind, kind) for kind in kinds)]
+              *(INFRACTION_SHORT_NAMES.get(kind, kind) for kind in kinds),
+              *(["scen", "scen_inf"] if with_scenarios else [])]
     table_rows = []
     for label, records in rows.items():
         totals = _infraction_totals(records, kinds)
@@ -145,8 +164,10 @@ def format_comparison_table(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> 
             str(len(records)),
             *_score_cells(mean_scores(records)),
             *(str(totals[kind]) for kind in kinds),
+            *((scenario_cells(records) or ("-", "-")) if with_scenarios else ()),
         ])
-    return _render(header, table_rows, [], numeric_from=1) + "\n" + _LEGEND.split("; off_lane%")[0]
+    return (_render(header, table_rows, [], numeric_from=1) + "\n" + _LEGEND.split("; off_lane%")[0]
+            + (_SCENARIO_LEGEND if with_scenarios else ""))
 
 
 def render_scores_chart(records: Sequence[Mapping[str, Any]], path: str | Path,

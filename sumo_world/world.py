@@ -75,12 +75,18 @@ class ActorArrays:
 
 @dataclass
 class WorldSnapshot:
-    """The world at one tick: time, the ego's SUMO lane, vehicles and pedestrians."""
+    """The world at one tick: time, the ego's SUMO lane, vehicles and pedestrians.
+
+    ``props`` holds static props (types are CARLA blueprint ids such as
+    ``static.prop.vendingmachine``); only scenarios add them
+    (:mod:`sumo_world.scenarios`).
+    """
 
     time_s: float
     ego_lane_id: str
     vehicles: ActorArrays
     pedestrians: ActorArrays
+    props: ActorArrays = field(default_factory=ActorArrays)
 
 
 @dataclass(frozen=True)

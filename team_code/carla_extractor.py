@@ -228,7 +228,7 @@ class CarlaSceneProvider:
         target_index = self.tracker.target_index(ego_xy)
         lanes_ahead = self._lanes_ahead(ego_wp)
 
-        vehicles, pedestrians = self._actors(ego_xy)
+        vehicles, pedestrians, props = self._actors(ego_xy)
         light_state, light_distance = self._traffic_light(ego_xy, forward, lanes_ahead)
         front_xy = ego_xy + forward * half_length
         stop_distance = self._stop_sign(ego_xy, front_xy, forward, ego_speed, lanes_ahead)
@@ -256,6 +256,7 @@ class CarlaSceneProvider:
             "distance_to_traffic_light_m": light_distance,
             "ego_in_junction": bool(ego_wp.is_junction) if ego_wp is not None else False,
             "distance_to_junction_m": self._distance_to_junction(),
+            "static_props": props,
         }
         return scene
 
@@ -270,13 +271,17 @@ class CarlaSceneProvider:
         limit_kmh = float(self.hero.get_speed_limit()) if hasattr(self.hero, "get_speed_limit") else 0.0
         return kmh_to_mps(limit_kmh if limit_kmh > 0 else DEFAULT_SPEED_LIMIT_KMH)
 
-    def _actors(self, ego_xy: np.ndarray) -> tuple[dict[int, dict], dict[int, dict]]:
+    def _actors(self, ego_xy: np.ndarray) -> tuple[dict[int, dict], dict[int, dict], dict[int, dict]]:
+        """Vehicles, walkers and static props (``static.prop.*``: the scenarios' vending machines and
+        barriers) within 50 m, as scene entries."""
         vehicles: dict[int, dict] = {}
         pedestrians: dict[int, dict] = {}
+        props: dict[int, dict] = {}
         for actor in self._actors_fn():
             type_id = str(actor.type_id)
             is_vehicle = type_id.startswith("vehicle.")
-            if not (is_vehicle or fnmatch.fnmatch(type_id, "walker.pedestrian.*")):
+            is_prop = type_id.startswith("static.prop.")
+            if not (is_vehicle or is_prop or fnmatch.fnmatch(type_id, "walker.pedestrian.*")):
                 continue
             if int(actor.id) == int(self.hero.id):
                 continue
@@ -284,6 +289,14 @@ class CarlaSceneProvider:
             box = actor.bounding_box
             centre = _local_to_world(transform, box.location)
             if np.linalg.norm(centre - ego_xy) > ACTOR_RADIUS_M:
+                continue
+            if is_prop:
+                props[int(actor.id)] = {
+                    "location_world_coord": centre,
+                    "orientation_unit_vector": yaw_to_unit_vector(float(transform.rotation.yaw)),
+                    "length_m": 2.0 * float(box.extent.x), "width_m": 2.0 * float(box.extent.y),
+                    "prop_type": type_id,
+                }
                 continue
             velocity = actor.get_velocity()
             yaw = float(transform.rotation.yaw)
@@ -300,7 +313,7 @@ class CarlaSceneProvider:
                 "width_m": 2.0 * float(box.extent.y),
             }
             (vehicles if is_vehicle else pedestrians)[int(actor.id)] = entry
-        return vehicles, pedestrians
+        return vehicles, pedestrians, props
 
     def _route_point_lane(self, index: int) -> tuple[tuple[int, int], bool] | None:
         """(road_id, lane_id) and junction flag of a route point, cached (the route is static)."""

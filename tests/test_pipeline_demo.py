@@ -75,6 +75,9 @@ def test_demo_resumes_after_a_kill_and_reports(tmp_path: Path):
         assert len(result.rows_val[label]) == 1
     assert result.rows_train["expert"][0]["scores"]["score_composed"] > 50.0
     assert "Held-out routes (1)" in result.tables and "DAgger-trained" in result.tables
+    # the demo town's generated scenario file ran along the routes, and the tables count its scenarios
+    assert (work_dir / "routes" / "scenarios.json").is_file() and "scen_inf" in result.tables
+    assert "scenarios" in result.rows_train["expert"][0]["meta"]
     for name in ("summary", "training curve (offline)", "training curve (dagger-1)"):
         assert Path(result.outputs[name]).is_file()
     pictures = list(Path(result.outputs["bird's-eye pictures"]).glob("*.png"))

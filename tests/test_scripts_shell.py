@@ -356,3 +356,21 @@ def test_only_another_pythons_egg_is_an_error(fake_carla, tmp_path):
     assert result.returncode == 2
     assert f"no carla client for Python {THIS_PYTHON}" in result.stderr
     assert "carla-0.9.15-py2.7-linux-x86_64.egg" in result.stderr
+
+
+def test_embedded_scripts_pass_scenarios_through(fake_carla, tmp_path):
+    scenarios = tmp_path / "scenarios.json"
+    scenarios.write_text('{"available_scenarios": []}')
+    result = run("run_evaluation.sh", "--world", "embedded", "--dry-run", ROUTES=fake_carla["ROUTES"], TOWN="Town01",
+                 TEAM_CONFIG=fake_carla["TEAM_CONFIG"], SCENARIOS=str(scenarios))
+    words = command_words(result)
+    assert dict(zip(words[4::2], words[5::2]))["--scenarios"] == str(scenarios)
+    result = run("collect_data.sh", "--world", "embedded", "--dry-run", WORK_DIR="w", ROUTES=fake_carla["ROUTES"],
+                 TOWN="Town01", SCENARIOS=str(scenarios))
+    assert command_words(result)[-2:] == ["--scenarios", str(scenarios)]
+    result = run("dagger_carla.sh", "--world", "embedded", "--dry-run", WORK_DIR="w", ROUTES=fake_carla["ROUTES"],
+                 CHECKPOINT=fake_carla["TEAM_CONFIG"], TOWN="T", SCENARIOS=str(scenarios))
+    assert command_words(result)[-2:] == ["--scenarios", str(scenarios)]
+    result = run("run_evaluation.sh", "--world", "embedded", "--dry-run", ROUTES=fake_carla["ROUTES"], TOWN="Town01",
+                 TEAM_CONFIG=fake_carla["TEAM_CONFIG"], SCENARIOS=str(tmp_path / "missing.json"))
+    assert result.returncode != 0 and "SCENARIOS" in result.stderr

@@ -189,7 +189,9 @@ def test_ego_frame_actors_and_ids(town01, ego_wp):
                        velocity=carla.Vector3D(-1.2, 0.0, 0.0))
     sensor = FakeActor(id=30, type_id="sensor.camera.rgb", transform=walker_tf,
                        bounding_box=carla.BoundingBox(carla.Location(), carla.Vector3D(0.1, 0.1, 0.1)))
-    world = FakeWorld([hero, ahead, behind, far, oncoming, walker, sensor])
+    machine = FakeActor(id=40, type_id="static.prop.vendingmachine", transform=walker_tf,
+                        bounding_box=carla.BoundingBox(carla.Location(0, 0, 1.0), carla.Vector3D(0.5, 0.6, 1.0)))
+    world = FakeWorld([hero, ahead, behind, far, oncoming, walker, sensor, machine])
     provider = CarlaSceneProvider(world, town01, hero, dense_route(ego_wp))
     hero_box_before = (hero.bounding_box.location.x, hero.bounding_box.location.y)
 
@@ -205,6 +207,10 @@ def test_ego_frame_actors_and_ids(town01, ego_wp):
     assert scene["ego_length_m"] == pytest.approx(4.9)
     assert scene["speed_limit_mps"] == pytest.approx(10.0)
     assert scene["timestamp_s"] == pytest.approx(12.5)
+    # A scenario's prop is a static prop, not an actor.
+    assert list(scene["static_props"]) == [40] and 40 not in scene["vehicles"] and 40 not in scene["pedestrians"]
+    assert scene["static_props"][40]["prop_type"] == "static.prop.vendingmachine"
+    assert scene["static_props"][40]["width_m"] == pytest.approx(1.2)
     # transform() works in place: the hero's own box must be untouched.
     assert (hero.bounding_box.location.x, hero.bounding_box.location.y) == hero_box_before
 

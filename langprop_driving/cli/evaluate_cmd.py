@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from langprop_driving.cli.options import backend_options, seed_option, towns_dir_option, traffic_option, workers_option
+from langprop_driving.cli.options import (backend_options, scenarios_option, seed_option, towns_dir_option,
+                                          traffic_option, workers_option)
 
 if TYPE_CHECKING:
     from langprop_driving.pipeline.evaluate import AgentSpec
@@ -40,6 +41,7 @@ __all__ = ["evaluate"]
 @click.option("--pictures", "pictures_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for a bird's-eye PNG per route.")
 @click.option("--animation", is_flag=True, help="Also write a GIF of each run into --pictures.")
+@scenarios_option
 @click.option("--timeout-factor", type=float, default=1.0, show_default=True,
               help="Scale of the leaderboard's route timeout.")
 @workers_option(1)
@@ -48,8 +50,8 @@ __all__ = ["evaluate"]
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str | None, results: Path | None,
              towns_dir: Path | None, traffic: str, seed: int, route_ids: tuple[str, ...], repetitions: int,
-             pictures_dir: Path | None, animation: bool, timeout_factor: float, workers: int, no_resume: bool,
-             no_progress: bool, **backend: str | None) -> None:
+             pictures_dir: Path | None, animation: bool, scenarios: Path | None, timeout_factor: float,
+             workers: int, no_resume: bool, no_progress: bool, **backend: str | None) -> None:
     """Evaluate AGENT on the routes of ROUTES and write leaderboard-format results."""
     if animation and pictures_dir is None:
         raise click.UsageError("--animation needs --pictures DIR")
@@ -67,6 +69,8 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         env = [f"ROUTES={routes}", f"TEAM_AGENT={spec.agent}", f"CHECKPOINT_ENDPOINT={results}"]
         if agent_config:
             env.append(f"TEAM_CONFIG={agent_config}")
+        if scenarios is not None:
+            env.append(f"SCENARIOS={scenarios}")
         if not no_resume:
             env.append("RESUME=1")
         click.echo("The CARLA world runs under the leaderboard's own evaluator, with a CARLA server started by "
@@ -78,6 +82,7 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     from sumo_world.results import ResultsFileError
     from sumo_world.route_planner import RoutePlanningError
     from sumo_world.routes import RouteFileError
+    from sumo_world.scenarios import ScenarioFileError
     from sumo_world.runner import EvaluationConfig, EvaluationError, evaluate as run_evaluation
     from sumo_world.summary import format_summary_table
     from sumo_world.towns import TownError
@@ -88,12 +93,12 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         results=results, towns_dir=towns_dir,
         traffic=traffic, seed=seed, route_ids=list(route_ids) or None, repetitions=repetitions,
         resume=not no_resume, pictures_dir=pictures_dir, animation=animation, timeout_factor=timeout_factor,
-        workers=workers, progress=not no_progress,
-        route_executor=_route_executor(backend, workers, towns_dir, routes, results))
+        workers=workers, progress=not no_progress, scenarios=scenarios,
+        route_executor=_route_executor(backend, workers, towns_dir, routes, results, scenarios))
     try:
         data = run_evaluation(config)
     except (EvaluationError, RouteFileError, TownError, ResultsFileError, AgentLoadError,
-            RoutePlanningError) as exc:
+            RoutePlanningError, ScenarioFileError) as exc:
         raise click.ClickException(str(exc)) from exc
     records = data["_checkpoint"]["records"]
     click.echo(format_summary_table(records))
@@ -110,7 +115,8 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         click.echo(f"pictures: {pictures_dir}")
 
 
-def _route_executor(backend: dict, workers: int, towns_dir: Path | None, routes: Path, results: Path) -> object:
+def _route_executor(backend: dict, workers: int, towns_dir: Path | None, routes: Path, results: Path,
+                    scenarios: Path | None) -> object:
     """One Ray task per route run with ``--backend ray``; None for the local processes."""
     if backend.get("backend") != "ray":
         return None
@@ -118,7 +124,7 @@ def _route_executor(backend: dict, workers: int, towns_dir: Path | None, routes:
     from langprop_driving.pipeline.config import WorldConfig
     from langprop_driving.pipeline.parallel import ray_route_executor
 
-    world = WorldConfig(town="", towns_dir=towns_dir, workers=workers, backend="ray",
+    world = WorldConfig(town="", towns_dir=towns_dir, workers=workers, backend="ray", scenarios=scenarios,
                         ray_address=backend.get("ray_address"), ray_resources=ray_options_of(backend))
     return ray_route_executor(world.ray_options(), workers, world.shared_paths(routes, results.parent))
 

@@ -10,13 +10,19 @@ from typing import Any, Callable
 import click
 
 __all__ = ["TRAFFIC_CHOICES", "towns_dir_option", "traffic_option", "seed_option", "workers_option",
-           "backend_options", "ray_options_of", "apply"]
+           "backend_options", "ray_options_of", "apply", "scenarios_option"]
 
 TRAFFIC_CHOICES = ("none", "light", "default", "busy")
 
 towns_dir_option = click.option(
     "--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Folder of stored towns (default: $LANGPROP_TOWNS or ./towns).")
+
+
+scenarios_option = click.option(
+    "--scenarios", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Leaderboard-1.0 scenario file (the leaderboard's --scenarios, e.g. "
+         "all_towns_traffic_scenarios_public.json): run the scenarios it gives each route.")
 
 
 def traffic_option(default: str) -> Callable:

@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 import click
 
-from langprop_driving.cli.options import (apply, backend_options, ray_options_of, seed_option, towns_dir_option,
-                                          traffic_option, workers_option)
+from langprop_driving.cli.options import (apply, backend_options, ray_options_of, scenarios_option, seed_option,
+                                          towns_dir_option, traffic_option, workers_option)
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
 
 __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
@@ -25,6 +25,7 @@ def _world_options(fn: Callable) -> Callable:
         seed_option(WorldConfig.seed),
         workers_option(WorldConfig.workers),
         backend_options,
+        scenarios_option,
     ]
     return apply(options, fn)
 
@@ -76,7 +77,7 @@ def _train_options(fn: Callable) -> Callable:
 def _world(kw: dict[str, Any]) -> WorldConfig:
     return WorldConfig(town=kw["town"], towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"],
                        workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"],
-                       ray_resources=ray_options_of(kw))
+                       ray_resources=ray_options_of(kw), scenarios=kw.get("scenarios"))
 
 
 def _train_config(kw: dict[str, Any]) -> TrainConfig:
@@ -239,6 +240,8 @@ def dagger_cmd(**kw: Any) -> None:
 @click.option("--seed-script", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this script instead of the bundled naive one.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scenarios/--no-scenarios", default=True, show_default=True,
+              help="Run the leaderboard-1.0 scenarios of a scenario file generated for the demo town.")
 def demo_cmd(**kw: Any) -> None:
     """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures."""
     import shutil
@@ -248,7 +251,7 @@ def demo_cmd(**kw: Any) -> None:
     if kw["fresh"] and kw["work_dir"].exists():
         shutil.rmtree(kw["work_dir"])
     config = DemoConfig(work_dir=kw["work_dir"], dagger_iterations=kw["iterations"], seed=kw["seed"],
-                        seed_script=kw["seed_script"],
+                        seed_script=kw["seed_script"], scenarios=kw["scenarios"],
                         **({"workers": kw["workers"]} if kw["workers"] else {}))
     run_demo(config, _optimizer_config(kw), echo=click.echo)
 

@@ -39,8 +39,10 @@ def town() -> None:
 @click.option("--block", "block_m", type=float, default=100.0, show_default=True, help="Block length in metres.")
 @click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace a town of the same name.")
+@click.option("--scenarios", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a leaderboard-1.0 scenario file for the town here (for evaluate --scenarios).")
 def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_m: float,
-                  towns_dir: Path | None, overwrite: bool) -> None:
+                  towns_dir: Path | None, overwrite: bool, scenarios: Path | None) -> None:
     """Generate the town NAME with SUMO's netgenerate (traffic lights, sidewalks, crossings, all-way stops)."""
     from sumo_world.towns import TownError
 
@@ -51,6 +53,15 @@ def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_
         raise click.ClickException(str(exc)) from exc
     click.echo(f"generated town {info.name}: {info.net_path} ({_describe(info.meta)}) "
                f"in {info.meta.get('generate_s', 0):.2f} s")
+    if scenarios is not None:
+        from sumo_world.road_network import RoadNetwork
+        from sumo_world.scenarios import read_scenario_file
+        from sumo_world.scenarios.generate import write_scenario_file
+
+        write_scenario_file(RoadNetwork.load(info.net_path), info.name, scenarios)
+        events = read_scenario_file(scenarios).events(info.name)
+        kinds = sorted({e.scenario for e in events}, key=lambda n: int(n[len("Scenario"):]))
+        click.echo(f"scenario file {scenarios}: {len(events)} triggers ({', '.join(kinds) or 'none'})")
 
 
 @town.command("import")

@@ -51,6 +51,8 @@ class WorldConfig:
     # seconds standing still before "agent blocked" ends a route (None: the leaderboard's 180 s)
     blocked_time_s: float | None = None
     pictures: bool = False
+    # a leaderboard-1.0 scenario file: the routes run the scenarios it gives them (sumo_world.scenarios)
+    scenarios: Path | None = None
 
     def ray_options(self) -> Any:
         """The :class:`~langprop_driving.pipeline.parallel.RayOptions` of this world."""
@@ -59,10 +61,11 @@ class WorldConfig:
         return RayOptions(address=self.ray_address, resources=tuple(self.ray_resources))
 
     def shared_paths(self, *paths: Any) -> tuple[str, ...]:
-        """``paths`` and the towns folder: what a Ray worker must see to run a route of this world."""
+        """``paths``, the towns folder and the scenario file: what a Ray worker must see to run a route of this world."""
         from sumo_world.towns import TownStore
 
-        return tuple(str(p) for p in (*paths, TownStore(self.towns_dir).root))
+        extra = (self.scenarios,) if self.scenarios else ()
+        return tuple(str(p) for p in (*paths, TownStore(self.towns_dir).root, *extra))
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "ray"):

@@ -64,6 +64,8 @@ class DemoConfig:
     seed_script: Path | None = None
     train: TrainConfig = field(default_factory=_demo_train_config)
     pictures: bool = True
+    # the town's generated leaderboard-1.0 scenario file runs along the routes (sumo_world.scenarios)
+    scenarios: bool = True
 
 
 @dataclass
@@ -115,6 +117,21 @@ def prepare_town_and_routes(work: WorkDir, config: DemoConfig) -> tuple[Path, Pa
     return towns_dir, routes_path, train_ids, val_ids
 
 
+def scenario_file_of(work: WorkDir, config: DemoConfig) -> Path | None:
+    """The demo town's scenario file (``<work>/routes/scenarios.json``, written once), or None without scenarios."""
+    if not config.scenarios:
+        return None
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.scenarios.generate import write_scenario_file
+    from sumo_world.towns import TownStore
+
+    path = work.root / "routes" / "scenarios.json"
+    if not path.is_file():
+        info = TownStore(work.root / "towns").get(config.town)
+        write_scenario_file(RoadNetwork.load(info.net_path), config.town, path)
+    return path
+
+
 def _records_by_route(records: Sequence[dict[str, Any]], route_ids: Sequence[str]) -> list[dict[str, Any]]:
     from sumo_world.results import route_config_id
 
@@ -163,8 +180,9 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
     echo("[1/6] town and routes")
     towns_dir, routes, train_ids, val_ids = timer.run(
         "prepare", lambda: prepare_town_and_routes(work, config))
+    scenario_file = scenario_file_of(work, config)
     world = WorldConfig(town=config.town, towns_dir=towns_dir, traffic=config.traffic, seed=config.seed,
-                        workers=config.workers)
+                        workers=config.workers, scenarios=scenario_file)
     echo(f"      town {config.town}; training routes {', '.join(train_ids)}; held-out {', '.join(val_ids)}")
 
     echo("[2/6] collect: the expert drives every route, recording scenes and labels")

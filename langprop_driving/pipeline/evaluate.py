@@ -101,5 +101,6 @@ def evaluate_agent(agent: str | Path, world: WorldConfig, routes: Path, results:
         route_ids=list(route_ids) if route_ids is not None else None, resume=resume,
         pictures_dir=pictures_dir, timeout_factor=world.timeout_factor, workers=world.workers,
         blocked_time_s=world.blocked_time_s, progress=progress, agent_label=spec.label,
+        scenarios=world.scenarios,
         **{"repetitions": 1, **runner_options})
     return evaluate(config)

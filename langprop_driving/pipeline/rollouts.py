@@ -91,7 +91,7 @@ def evaluation_config(**kwargs: Any) -> Any:
 def run_route(town: str, routes: str, route_id: str, agent: str, agent_config: str | None, results: str,
               towns_dir: str | None = None, traffic: str = "light", seed: int = 0,
               pictures_dir: str | None = None, timeout_factor: float | None = None,
-              blocked_time_s: float | None = None) -> dict[str, Any]:
+              blocked_time_s: float | None = None, scenarios: str | None = None) -> dict[str, Any]:
     """Run one route (a job function: plain arguments, so it travels to a worker); the results JSON."""
     from sumo_world.runner import evaluate
 
@@ -99,7 +99,8 @@ def run_route(town: str, routes: str, route_id: str, agent: str, agent_config: s
         town=town, routes=Path(routes), agent=agent, agent_config=agent_config, results=Path(results),
         towns_dir=Path(towns_dir) if towns_dir else None, traffic=traffic, seed=seed, route_ids=[route_id],
         repetitions=1, resume=True, pictures_dir=Path(pictures_dir) if pictures_dir else None,
-        timeout_factor=timeout_factor, blocked_time_s=blocked_time_s, workers=1, progress=False)
+        timeout_factor=timeout_factor, blocked_time_s=blocked_time_s, workers=1, progress=False,
+        scenarios=Path(scenarios) if scenarios else None)
     return evaluate(config)
 
 
@@ -262,7 +263,8 @@ def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path,
             results=str(results_path), towns_dir=str(world.towns_dir) if world.towns_dir else None,
             traffic=world.traffic, seed=world.seed,
             pictures_dir=str(stage_dir / "pictures") if world.pictures else None,
-            timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s),
+            timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s,
+            scenarios=str(world.scenarios) if world.scenarios else None),
             paths=world.shared_paths(routes, results_dir)))
     failures: dict[str, str] = {}
     if jobs:
