@@ -335,7 +335,8 @@ class Trainer:
         if propose:
             parents = [p for p in module.population[:self.config.top_k] if batch_scores[p.id] < 1.0]
             requests = [self._update_request(module, task, data, idx, p, batch_scores[p.id],
-                                             scored[p.id], step, rank)
+                                             scored[p.id], step, rank,
+                                             others=tuple(o.source for o in parents if o is not p))
                         for rank, p in enumerate(parents)]
             new = self._propose_and_admit(module, requests, parents)
         best = module.best()
@@ -384,7 +385,7 @@ class Trainer:
 
     def _update_request(self, module: Module, task: Task, data: _Prepared, idx: list[int],
                         parent: Policy, score: float, scored: tuple[list[CaseScore], list[CallResult]],
-                        step: int, rank: int) -> ProposalRequest:
+                        step: int, rank: int, others: tuple[str, ...] = ()) -> ProposalRequest:
         cases, calls = scored
         worst = sorted(range(len(cases)), key=lambda j: (cases[j].score, j))
         worst = [j for j in worst if cases[j].score < 1.0][:self.config.n_failure_cases]
@@ -393,7 +394,8 @@ class Trainer:
         messages = module.update_prompt(parent, score, failures)
         return ProposalRequest(messages=tuple(messages), n=self.config.n_responses,
                                function_name=module.function_name, parent_source=parent.source,
-                               seed=_derive_seed(self.config.seed, "update", step, rank, parent.id))
+                               seed=_derive_seed(self.config.seed, "update", step, rank, parent.id),
+                               other_sources=others)
 
     def _propose(self, request: ProposalRequest) -> list[Proposal]:
         # An LLMError (the client gave up after its retries, or a replay-cache
