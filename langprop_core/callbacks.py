@@ -17,7 +17,27 @@ __all__ = ["Callback", "LoggingCallback"]
 
 
 class Callback:
-    """Override the hooks you need."""
+    """Override the hooks you need.
+
+    A callback with a ``state_key`` keeps :meth:`state_dict` in the trainer's
+    state inside the checkpoint, and gets it back through
+    :meth:`load_state_dict` when a run resumes; :meth:`checkpoint_extra` is
+    merged into the checkpoint index's ``extra`` on every save (what readers
+    of the checkpoint should see, e.g. which script was selected).
+    """
+
+    state_key: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback must remember across a resume (JSON-ready)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output of the run being resumed."""
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Entries for the checkpoint index's ``extra`` (JSON-ready; not ``trainer_state``)."""
+        return {}
 
     def on_fit_start(self, trainer: "Trainer", module: "Module") -> None:
         """Called once the population is ready (seeded, set up or resumed)."""

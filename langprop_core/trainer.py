@@ -119,6 +119,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.rejected: Counter[str] = Counter()
         self._runner: ScriptRunner | None = None
+        self._state: dict[str, Any] | None = None
         self._dependencies: tuple[Dependency, ...] = ()
 
     # -- public API
@@ -145,6 +146,7 @@ class Trainer:
         self._dependencies = module.dependencies()
         metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         state = self._start_state(module, resume, metrics)
+        self._state = state
         self._check_layout(state, len(train.args))
         self._runner = ScriptRunner(cfg.sandbox)
         try:
@@ -232,6 +234,9 @@ class Trainer:
                                  f"(a checkpoint written for inference only?)")
             module.load_population(ck.policies, state.get("seen_ids", ()))
             self.rejected = Counter(state.get("rejected", {}))
+            for callback in self.callbacks:
+                if callback.state_key and callback.state_key in state.get("callbacks", {}):
+                    callback.load_state_dict(state["callbacks"][callback.state_key])
             metrics.rewrite(state["history"])
             log.info("resuming %s at epoch %d batch %d (%d scripts)", module.name, state["epoch"],
                      state["batch"], len(module.population))
@@ -258,12 +263,24 @@ class Trainer:
     def _save(self, module: Module, state: dict[str, Any]) -> None:
         state["seen_ids"] = sorted(module.seen_ids)
         state["rejected"] = dict(sorted(self.rejected.items()))
+        callback_states = {c.state_key: c.state_dict() for c in self.callbacks if c.state_key}
+        if callback_states:
+            state["callbacks"] = callback_states
+        extra: dict[str, Any] = {}
+        for callback in self.callbacks:
+            extra.update(callback.checkpoint_extra())
         ck_dir = self.checkpoint_dir(module)
         # The state lives in the index (one atomic write with the population);
         # trainer_state.json is a readable copy.
         save_checkpoint(ck_dir, module.name, module.function_name, module.population,
-                        extra={"trainer_state": state}, dependencies=self._dependencies)
+                        extra={**extra, "trainer_state": state}, dependencies=self._dependencies)
         atomic_write_json(ck_dir / STATE_FILE, {k: v for k, v in state.items() if k != "history"})
+
+    def save(self, module: Module) -> None:
+        """Write ``module``'s checkpoint now (for callbacks that changed the population or their state)."""
+        if self._state is None:
+            raise RuntimeError("Trainer.save: no fit has started")
+        self._save(module, self._state)
 
     def _plot(self, module: Module, state: dict[str, Any]) -> None:
         plot_training_curve(state["history"], self.run_dir / "training_curve.png",
