@@ -63,14 +63,15 @@ class SelectByValidation(Callback):
     ``incumbent`` is the script deployed before this stage, and
     ``incumbent_score`` its validation score (validated here when None).
     ``plot_path``: where to draw objective against validation score.
-    ``validation_name`` names the validation score in records and plots.
+    ``validation_name`` names the validation score in records and plots;
+    ``context`` is recorded with the selection (e.g. what the validation ran on).
     """
 
     state_key = "selection"
 
     def __init__(self, validate: Validator, top_k: int = 3, incumbent: Policy | None = None,
                  incumbent_score: float | None = None, plot_path: Path | str | None = None,
-                 validation_name: str = "validation score") -> None:
+                 validation_name: str = "validation score", context: Mapping[str, Any] | None = None) -> None:
         if top_k < 1:
             raise ValueError(f"SelectByValidation: top_k must be >= 1, not {top_k}")
         self.validate = validate
@@ -78,6 +79,7 @@ class SelectByValidation(Callback):
         self.incumbent = incumbent
         self.plot_path = Path(plot_path) if plot_path is not None else None
         self.validation_name = validation_name
+        self.context = dict(context or {})
         self.scores: dict[str, float] = {}
         if incumbent is not None and incumbent_score is not None:
             self.scores[incumbent.id] = float(incumbent_score)
@@ -146,7 +148,7 @@ class SelectByValidation(Callback):
                 "kept_incumbent": kept, "incumbent_id": incumbent.id if incumbent else None,
                 "incumbent_validation": self.scores.get(incumbent.id) if incumbent else None,
                 "validation_name": self.validation_name, "top_k": self.top_k, "candidates": rows,
-                "spearman": rho, "n_paired": len(paired)}
+                "spearman": rho, "n_paired": len(paired), **self.context}
 
     def _plot(self, module_name: str) -> None:
         rows = [r for r in self.record["candidates"] if r["objective"] is not None]

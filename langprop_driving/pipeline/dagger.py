@@ -71,21 +71,30 @@ class DaggerOutcome:
 
 
 def _driven_scripts(current: str, limit: int) -> tuple[list[str], str | None]:
-    """The seed scripts for training from ``current`` (a .py script, or a checkpoint's best first) and the id
-    of the script that drove (None for a plain .py script); the checkpoint is read once for both."""
+    """The seed scripts for training from ``current`` (a .py script, or a checkpoint's deployed script first,
+    then its ranking) and the id of the script that drove (None for a plain .py script)."""
     if Path(current).suffix == ".py":
         return [Path(current).read_text()], None
     from langprop_core.checkpoint import load_checkpoint
 
-    policies = load_checkpoint(Path(current)).policies
-    return [p.source for p in policies[:limit]], policies[0].id if policies else None
+    checkpoint = load_checkpoint(Path(current))
+    if not checkpoint.policies:
+        return [], None
+    best = checkpoint.best  # the one rule for "the best script" (a selection's choice, else the top)
+    ranked = [best] + [p for p in checkpoint.policies if p.id != best.id]
+    return [p.source for p in ranked[:limit]], best.id
 
 
 def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Sequence[str],
            val_route_ids: Sequence[str] | None, optimizer_config: Any, train_config: TrainConfig,
            dagger_config: DaggerConfig, init_checkpoint: str | Path, progress: bool = True,
-           sandbox_agent: bool = True) -> DaggerOutcome:
-    """Run ``dagger_config.iterations`` DAgger iterations from ``init_checkpoint`` (a checkpoint or a .py script)."""
+           sandbox_agent: bool = True, selection: Any = None) -> DaggerOutcome:
+    """Run ``dagger_config.iterations`` DAgger iterations from ``init_checkpoint`` (a checkpoint or a .py script).
+
+    With ``selection`` (a :class:`~langprop_driving.pipeline.validation.ValidationConfig`) each
+    iteration's training ends by driving its top scripts on the validation routes; the script that
+    drove stays deployed unless one drives better there.
+    """
     dataset = SceneDataset(work.data)
     agent = str(team_code_agent("langprop_agent"))
     current = str(init_checkpoint)
@@ -105,7 +114,7 @@ def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Seq
                  iteration, current, score or 0.0, beta)
         seeds, driven_policy_id = _driven_scripts(current, train_config.max_keep)
         trained = train_stage(work, stage, dataset, train_route_ids, val_route_ids, optimizer_config, train_config,
-                              seed_sources=seeds)
+                              seed_sources=seeds, selection=selection, incumbent=current, progress=progress)
         outcomes.append(IterationOutcome(
             iteration=iteration, driven_checkpoint=current, driven_policy_id=driven_policy_id,
             beta=beta, driving_score=score, route_records=[r.record for r in rollouts if r.record],

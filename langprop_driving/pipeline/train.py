@@ -43,10 +43,16 @@ class TrainOutcome:
     wall_s: float
     policy_calls: int
     calls_per_s: float
+    # select by driving (None without validation routes): the deployed script's validation DS, whether
+    # the incumbent stayed, the objective-DS rank correlation and each candidate's figures
+    validation_ds: float | None = None
+    kept_incumbent: bool | None = None
+    spearman: float | None = None
+    candidates: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainOutcome":
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
 
 
 def objective_for(config: TrainConfig) -> DrivingObjective:
@@ -94,8 +100,13 @@ def _counting(objective: DrivingObjective, counter: list[int]) -> Callable[[Any,
 
 def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: Sequence[str] | None,
                 val_routes: Sequence[str] | None, optimizer_config: Any, config: TrainConfig,
-                seed_sources: Sequence[str], resume: bool = True, callbacks: Sequence[Any] = ()) -> TrainOutcome:
+                seed_sources: Sequence[str], resume: bool = True, callbacks: Sequence[Any] = (),
+                selection: Any = None, incumbent: str | None = None, progress: bool = True) -> TrainOutcome:
     """Train on ``dataset`` (records of ``train_routes``; all when None), validate on ``val_routes``.
+
+    With ``selection`` (a :class:`~langprop_driving.pipeline.validation.ValidationConfig`) the top
+    scripts are driven on its routes when training ends and the best driver is deployed, unless
+    ``incumbent`` (the checkpoint or script deployed before) drives at least as well.
 
     ``optimizer_config`` is a ``langprop_core.llm.factory.OptimizerConfig``; the
     optimizer is built here with ``seed_sources`` (what the mutation optimizer
@@ -141,13 +152,21 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
                                    n_failure_cases=config.n_failure_cases, seed=config.seed, sandbox=sandbox,
                                    progress=config.progress)
     run_dir = work.train(name)
-    trainer = Trainer(optimizer, trainer_config, run_dir, callbacks=list(callbacks))
+    callbacks = list(callbacks)
+    selector = None
+    if selection is not None:
+        from langprop_driving.pipeline.validation import road_selection
+
+        selector = road_selection(work, name, selection, incumbent, progress=progress)
+        callbacks.append(selector)
+    trainer = Trainer(optimizer, trainer_config, run_dir, callbacks=callbacks)
     log.info("training %s on %d records (%d distinct), validating on %d; optimizer: %s", name, len(train_data),
              len(train_records), len(val_data or []), optimizer.describe())
     start = time.perf_counter()
     result = trainer.fit(module, task, train_data, val_data, resume=resume)
     wall_s = time.perf_counter() - start
-    best = result.best_policy
+    best = result.best_policy  # the deployed script when selecting by driving
+    record = (selector.record or {}) if selector is not None else {}
     val_records = [h for h in result.history if h.get("kind") == "val"]
     val_score = val_records[-1].get("best_val_score") if val_records else None
     outcome = TrainOutcome(
@@ -155,6 +174,8 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         best_policy_id=best.id, best_score=best.priority, val_score=val_score,
         optimizer=optimizer.describe(), n_train=len(train_data), n_val=len(val_data or []),
         wall_s=round(wall_s, 3), policy_calls=counter[0],
-        calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0)
+        calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0,
+        validation_ds=record.get("deployed_validation"), kept_incumbent=record.get("kept_incumbent"),
+        spearman=record.get("spearman"), candidates=record.get("candidates"))
     work.mark_done(stage, asdict(outcome))
     return outcome
