@@ -116,8 +116,8 @@ class SelectByValidation(Callback):
             deployed, kept = self.incumbent, True
             if all(p.id != deployed.id for p in module.population):
                 # The incumbent left the population (or never was in it): it comes back, so the
-                # checkpoint holds the script it deploys.
-                module.population.append(replace(deployed))
+                # checkpoint holds the script it deploys; unscored on this stage's data.
+                module.population.append(replace(deployed, priority=None, priority_weight=0.0, scores=[]))
         self.record = self._record(module, candidates, deployed, kept)
         result.best_policy = next(p for p in module.population if p.id == deployed.id)
         log.info("selection: deploying %s (%s %.3f%s); objective-%s rank correlation %s",

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import click
 
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
+from langprop_driving.pipeline.demo import DemoConfig
 
 __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
 
@@ -219,16 +220,21 @@ def dagger_cmd(**kw: Any) -> None:
 @click.option("--seed-script", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this script instead of the bundled naive one.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--select-top-k", type=int, default=DemoConfig.select_top_k, show_default=True,
+              help="Select by driving: this many top scripts per stage drive the held-out routes (0: off).")
+@click.option("--expert-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="DAgger: share of the expert's offline records beside the rollouts (default: as aggregated).")
 def demo_cmd(**kw: Any) -> None:
     """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures."""
     import shutil
 
-    from langprop_driving.pipeline.demo import DemoConfig, run_demo
+    from langprop_driving.pipeline.demo import run_demo
 
     if kw["fresh"] and kw["work_dir"].exists():
         shutil.rmtree(kw["work_dir"])
     config = DemoConfig(work_dir=kw["work_dir"], dagger_iterations=kw["iterations"], seed=kw["seed"],
-                        seed_script=kw["seed_script"],
+                        seed_script=kw["seed_script"], select_top_k=kw["select_top_k"],
+                        expert_share=kw["expert_share"],
                         **({"workers": kw["workers"]} if kw["workers"] else {}))
     run_demo(config, _optimizer_config(kw), echo=click.echo)
 

@@ -46,6 +46,21 @@ class IterationOutcome:
     n_new_records: int
     train: TrainOutcome
 
+    @property
+    def expert_routes(self) -> list[str]:
+        """The routes the expert drove in this iteration's rollouts (DAgger's beta)."""
+        from sumo_world.results import route_config_id
+
+        return [route_config_id(r) for r in self.route_records
+                if (r.get("meta") or {}).get("policy_driver") == "expert"]
+
+    @property
+    def policy_driving_score(self) -> float | None:
+        """Mean driving score of the routes the script drove itself (the expert's routes left out)."""
+        scores = [float(r["scores"]["score_composed"]) for r in self.route_records
+                  if (r.get("meta") or {}).get("policy_driver") != "expert"]
+        return sum(scores) / len(scores) if scores else None
+
 
 @dataclass(frozen=True)
 class DaggerOutcome:
@@ -66,6 +81,7 @@ class DaggerOutcome:
         """JSON-safe form (the report's dagger.json): each route's driving score instead of its record."""
         return {"iterations": [
             {**{k: v for k, v in asdict(it).items() if k != "route_records"},
+             "expert_routes": it.expert_routes, "policy_driving_score": it.policy_driving_score,
              "routes": {str(r.get("route_id")): float(r["scores"]["score_composed"]) for r in it.route_records}}
             for it in self.iterations]}
 
@@ -114,7 +130,8 @@ def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Seq
                  iteration, current, score or 0.0, beta)
         seeds, driven_policy_id = _driven_scripts(current, train_config.max_keep)
         trained = train_stage(work, stage, dataset, train_route_ids, val_route_ids, optimizer_config, train_config,
-                              seed_sources=seeds, selection=selection, incumbent=current, progress=progress)
+                              seed_sources=seeds, selection=selection, incumbent=current, progress=progress,
+                              expert_share=dagger_config.expert_share)
         outcomes.append(IterationOutcome(
             iteration=iteration, driven_checkpoint=current, driven_policy_id=driven_policy_id,
             beta=beta, driving_score=score, route_records=[r.record for r in rollouts if r.record],

@@ -22,7 +22,10 @@ from langprop_driving.model.objective import (
 )
 from langprop_driving.pipeline.config import TrainConfig, WorkDir
 
-__all__ = ["TrainOutcome", "select_records", "train_stage", "objective_for"]
+__all__ = ["TrainOutcome", "select_records", "mix_records", "train_stage", "objective_for", "OFFLINE_STAGE"]
+
+# the stage name of the expert's offline runs in the aggregate dataset (pipeline.collect)
+OFFLINE_STAGE = "collect"
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,8 @@ def objective_for(config: TrainConfig) -> DrivingObjective:
     """The objective with the training config's horizons, penalty and steering tolerance."""
     return DrivingObjective(horizon_s=config.horizon_s, standstill_horizon_s=config.standstill_horizon_s,
                             repeat_penalty=config.repeat_penalty,
-                            steering_tolerance_deg=config.steering_tolerance_deg)
+                            steering_tolerance_deg=config.steering_tolerance_deg, scene_costs=config.scene_costs,
+                            standstill_cost=config.standstill_cost)
 
 
 def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records: int | None = None,
@@ -90,6 +94,25 @@ def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records:
     return window + kept
 
 
+def mix_records(records: Sequence[SceneRecord], expert_share: float | None, seed: int = 0) -> list[SceneRecord]:
+    """``records`` with ``expert_share`` of them from the expert's offline runs, the rest relabelled rollouts.
+
+    The total stays; a side with too few records is repeated (drawn with replacement beyond its size).
+    None, or records of only one side, returns them as they are.
+    """
+    expert = [r for r in records if r.meta.get("stage") == OFFLINE_STAGE]
+    rollouts = [r for r in records if r.meta.get("stage") != OFFLINE_STAGE]
+    if expert_share is None or not expert or not rollouts:
+        return list(records)
+    rng = random.Random(seed)
+    n_expert = round(expert_share * len(records))
+
+    def draw(pool: list[SceneRecord], k: int) -> list[SceneRecord]:
+        return rng.sample(pool, k) if k <= len(pool) else pool + rng.choices(pool, k=k - len(pool))
+
+    return draw(expert, n_expert) + draw(rollouts, len(records) - n_expert)
+
+
 def _counting(objective: DrivingObjective, counter: list[int]) -> Callable[[Any, Any, tuple], float]:
     """``objective`` that counts its calls in ``counter[0]`` (policy calls scored, for calls per second)."""
     def counted(output: Any, target: Any, args: tuple = ()) -> float:
@@ -101,12 +124,14 @@ def _counting(objective: DrivingObjective, counter: list[int]) -> Callable[[Any,
 def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: Sequence[str] | None,
                 val_routes: Sequence[str] | None, optimizer_config: Any, config: TrainConfig,
                 seed_sources: Sequence[str], resume: bool = True, callbacks: Sequence[Any] = (),
-                selection: Any = None, incumbent: str | None = None, progress: bool = True) -> TrainOutcome:
+                selection: Any = None, incumbent: str | None = None, progress: bool = True,
+                expert_share: float | None = None) -> TrainOutcome:
     """Train on ``dataset`` (records of ``train_routes``; all when None), validate on ``val_routes``.
 
     With ``selection`` (a :class:`~langprop_driving.pipeline.validation.ValidationConfig`) the top
     scripts are driven on its routes when training ends and the best driver is deployed, unless
     ``incumbent`` (the checkpoint or script deployed before) drives at least as well.
+    ``expert_share``: see :func:`mix_records` (DAgger's mix of expert data and rollouts).
 
     ``optimizer_config`` is a ``langprop_core.llm.factory.OptimizerConfig``; the
     optimizer is built here with ``seed_sources`` (what the mutation optimizer
@@ -130,6 +155,7 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         else dataset.filter(labelled=True)
     train_records = select_records(train_view, config.record_stride, config.max_records, config.horizon_s,
                                    config.seed)
+    train_records = mix_records(train_records, expert_share, config.seed)
     if not train_records:
         raise ValueError(f"{dataset.root}: no labelled records for training routes {list(train_routes or [])} "
                          "(run collect first)")
