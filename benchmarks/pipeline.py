@@ -198,7 +198,9 @@ def leaderboard_set(args: argparse.Namespace) -> None:
     final = outcome.final_checkpoint or offline.checkpoint
 
     sets: dict[str, dict[str, list[float]]] = {}
-    agents = {"seed script": str(seed_file), "offline": offline.checkpoint, "final": final}
+    agents = {label: agent for label, agent in
+              (("seed script", str(seed_file)), ("offline", offline.checkpoint), ("final", final))
+              if label.split()[0] in args.eval_agents.split(",")}
     for label, agent in agents.items():
         for town in devtest_towns:
             ids = _ids(devtest, town)
@@ -254,6 +256,8 @@ def main() -> None:
                     help="devtest routes of these towns evaluate (comma-separated; '' for none)")
     lb.add_argument("--traffic", default="default", help="traffic preset (none, light, default, busy)")
     lb.add_argument("--town03-traffic", default=None, help="Town03's traffic preset (default: --traffic)")
+    lb.add_argument("--eval-agents", default="seed,offline,final",
+                    help="which scripts evaluate on the unseen routes (comma-separated: seed, offline, final)")
     lb.add_argument("--epochs", type=int, default=2)
     lb.add_argument("--max-records", type=int, default=3000)
     lb.add_argument("--beta", type=float, default=0.0, help="DAgger: chance the expert drives a route")

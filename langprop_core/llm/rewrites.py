@@ -3,7 +3,8 @@
 Every rewrite is found through Python's :mod:`ast` and applied to the source
 *text* at the node's position, so comments and layout survive. The kinds:
 
-- ``number``: a numeric constant is scaled or nudged (type and sign kept);
+- ``number``: a numeric constant is scaled (up to 2x), jumps (up to about 7x) or
+  is nudged (type and sign kept);
 - ``compare``: a comparison operator changes. A single comparison may flip its
   strictness (``<`` -> ``<=``), its direction (``<`` -> ``>``) or become its
   complement (``<`` -> ``>=``); ``==``/``!=`` swap. Inside a chain
@@ -329,8 +330,13 @@ def _mutate_number(value: float | int, rng: random.Random) -> str:
         return _format_number(new, value)
     if value == 0.0:
         return _format_number(rng.choice([0.05, 0.1, 0.2, 0.5]), value)
-    if rng.random() < 0.5:
+    draw = rng.random()
+    if draw < 0.4:
         factor = math.exp(rng.uniform(-0.7, 0.7))  # scale between about 0.5x and 2x
+    elif draw < 0.6:
+        # a jump of up to about 7x either way: a threshold that is off by an order of magnitude
+        # (a 1 m braking distance that needs 8 m) is not reached by steps that must each pay off
+        factor = math.exp(rng.choice([-1, 1]) * rng.uniform(0.7, 2.0))
     else:
         factor = 1.0 + rng.choice([-1, 1]) * rng.uniform(0.03, 0.15)  # a small nudge
     text = _format_number(value * factor, value)

@@ -189,21 +189,36 @@ def train_cmd(**kw: Any) -> None:
 @click.option("--beta", type=float, default=DaggerConfig.beta, show_default=True,
               help="DAgger mixing: probability per route that the expert drives (decays by --beta-decay).")
 @click.option("--beta-decay", type=float, default=DaggerConfig.beta_decay, show_default=True)
+@click.option("--expert-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of the expert's offline records beside the rollouts (default: as aggregated).")
+@click.option("--select-route-id", "select_route_ids", multiple=True,
+              help="Select by driving: after each iteration the top scripts drive these routes of --routes and "
+                   "the best driver is deployed (the incumbent stays unless beaten).")
+@click.option("--select-top-k", type=int, default=3, show_default=True, help="Scripts driven per selection.")
 @_train_options
 def dagger_cmd(**kw: Any) -> None:
     """DAgger: drive the current script, relabel with the expert, aggregate, train; N times."""
     from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.dagger import dagger
 
+    from langprop_driving.pipeline.validation import ValidationConfig
+
     work = WorkDir(kw["work_dir"])
-    outcome = dagger(work, _world(kw), kw["routes"], _route_ids(kw["routes"], kw["route_ids"]),
+    world = _world(kw)
+    selection = (ValidationConfig(world=world, routes=kw["routes"], route_ids=tuple(kw["select_route_ids"]),
+                                  top_k=kw["select_top_k"]) if kw["select_route_ids"] else None)
+    outcome = dagger(work, world, kw["routes"], _route_ids(kw["routes"], kw["route_ids"]),
                      list(kw["val_route_ids"]) or None, _optimizer_config(kw), _train_config(kw),
-                     DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"]),
-                     kw["checkpoint"])
+                     DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"],
+                                  expert_share=kw["expert_share"]),
+                     kw["checkpoint"], selection=selection)
     for it in outcome.iterations:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
-        click.echo(f"iteration {it.iteration}: driven script scored {score} on the road; "
-                   f"{it.n_new_records} new scenes; retrained: {it.train.checkpoint}")
+        selected = "" if it.train.validation_ds is None else (
+            f"; deployed {it.train.best_policy_id}, validation DS {it.train.validation_ds:.1f}"
+            f"{' (incumbent stayed)' if it.train.kept_incumbent else ''}")
+        click.echo(f"iteration {it.iteration} (beta {it.beta:.2f}): driven script scored {score} on the road; "
+                   f"{it.n_new_records} new scenes; retrained: {it.train.checkpoint}{selected}")
     click.echo(f"final checkpoint: {outcome.final_checkpoint}")
 
 
