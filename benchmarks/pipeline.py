@@ -19,7 +19,7 @@ time and policy calls per second in training; then the driving scores.
     python benchmarks/pipeline.py [--iterations 2] [--workers N] [--work-dir DIR] [--keep]
     python benchmarks/pipeline.py --set leaderboard [--train-routes 10] [--val-routes 3] \\
         [--test-routes 17] [--devtest-towns Town01,Town03,Town04,Town06] [--traffic default] \\
-        [--town03-traffic light] [--iterations 3] [--select-top-k 3]
+        [--town03-traffic default:no-pedestrians] [--iterations 3] [--select-top-k 3]
 
 Targets (issue 12, mutation optimizer): the deployed script's validation DS never
 falls across iterations; the final script reaches DS >= 70 on routes it never saw.
@@ -128,6 +128,18 @@ def _town(store: Any, name: str, data: Path) -> None:
     print(f"imported {name} in {time.perf_counter() - started:.0f} s", flush=True)
 
 
+def _traffic(spec: str) -> Any:
+    """A preset name, or ``NAME:no-pedestrians`` (Town03 ships without sidewalks: no walkers can spawn)."""
+    name, _, option = spec.partition(":")
+    if not option:
+        return name
+    if option != "no-pedestrians":
+        raise SystemExit(f"traffic {spec!r}: the only option is ':no-pedestrians'")
+    from sumo_world.traffic import TrafficConfig
+
+    return TrafficConfig.for_density(name, pedestrians=0)
+
+
 def leaderboard_set(args: argparse.Namespace) -> None:
     from driving.dataset import SceneDataset
     from langprop_core.llm.factory import OptimizerConfig
@@ -162,8 +174,8 @@ def leaderboard_set(args: argparse.Namespace) -> None:
         return WorldConfig(town=town, towns_dir=towns_dir, traffic=traffic, seed=args.seed, workers=workers,
                            timeout_factor=args.timeout_factor, blocked_time_s=args.blocked_time_s)
 
-    town03_traffic = args.town03_traffic or args.traffic
-    train_world = world("Town01", args.traffic)
+    town03_traffic = _traffic(args.town03_traffic or args.traffic)
+    train_world = world("Town01", _traffic(args.traffic))
     selection = ValidationConfig(world=world("Town03", town03_traffic), routes=training_routes,
                                  route_ids=tuple(val_ids), top_k=args.select_top_k)
     optimizer = OptimizerConfig(kind="mutation", seed=args.seed)
@@ -204,7 +216,7 @@ def leaderboard_set(args: argparse.Namespace) -> None:
     for label, agent in agents.items():
         for town in devtest_towns:
             ids = _ids(devtest, town)
-            traffic = town03_traffic if town == "Town03" else args.traffic
+            traffic = town03_traffic if town == "Town03" else _traffic(args.traffic)
             res = timed(f"evaluate {label} devtest {town}", lambda: evaluate_agent(
                 agent, world(town, traffic), devtest_routes, work.eval(f"{label}_devtest_{town}") / "results.json",
                 route_ids=ids, progress=False))
@@ -254,8 +266,10 @@ def main() -> None:
     lb.add_argument("--test-routes", type=int, default=17, help="N of the remaining Town03 routes evaluate")
     lb.add_argument("--devtest-towns", default="Town01,Town03,Town04,Town06",
                     help="devtest routes of these towns evaluate (comma-separated; '' for none)")
-    lb.add_argument("--traffic", default="default", help="traffic preset (none, light, default, busy)")
-    lb.add_argument("--town03-traffic", default=None, help="Town03's traffic preset (default: --traffic)")
+    lb.add_argument("--traffic", default="default",
+                    help="traffic preset (none, light, default, busy; NAME:no-pedestrians drops walkers)")
+    lb.add_argument("--town03-traffic", default="default:no-pedestrians",
+                    help="Town03's traffic (its SUMO net has no sidewalks, so no walkers)")
     lb.add_argument("--eval-agents", default="seed,offline,final",
                     help="which scripts evaluate on the unseen routes (comma-separated: seed, offline, final)")
     lb.add_argument("--epochs", type=int, default=2)

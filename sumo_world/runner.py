@@ -534,7 +534,9 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
         raise EvaluationError(str(exc)) from exc
 
     run_meta = {"agent": config.agent_label or agent_name(config.agent), "seed": int(config.seed),
-                "traffic": config.traffic, "world": "embedded"}
+                # a TrafficConfig (e.g. a preset without walkers) is written as its repr, as in each route's meta
+                "traffic": config.traffic if isinstance(config.traffic, str) else repr(config.traffic),
+                "world": "embedded"}
     results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta)
     jobs: list[_Job] = []
     index = 0
