@@ -64,14 +64,22 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, title: str = 
         ax.grid(alpha=0.3)
         if train or val:
             ax.legend(loc="lower right")
+    except BaseException:
+        plt.close(fig)
+        raise
+    _write_png(plt, fig, path)
+    return Path(path)
+
+
+def _write_png(plt: Any, fig: Any, path: Path) -> None:
+    """Lay out, render and close ``fig``, then write it atomically to ``path``."""
+    try:
         fig.tight_layout()
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=100)
     finally:
         plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, png.getvalue())
-    return path
+    atomic_write_bytes(Path(path), png.getvalue())
 
 
 def ranks(values: list[float]) -> list[float]:
@@ -124,11 +132,8 @@ def plot_score_pairs(points: list[tuple[float, float, str]], path: Path, xlabel:
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100)
-    finally:
+    except BaseException:
         plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, png.getvalue())
-    return path
+        raise
+    _write_png(plt, fig, path)
+    return Path(path)
