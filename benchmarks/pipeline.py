@@ -1,39 +1,84 @@
-"""The small LangProp driving pipeline with the `mutation` optimizer (no LLM): what it achieves, how fast.
+"""The LangProp driving pipeline with the `mutation` optimizer (no LLM): what it achieves, how fast.
 
-Runs the demo pipeline (generated town, expert collection, offline training
-from the naive seed, DAgger, evaluation) in a temporary folder, then prints:
+Two sets:
 
-- the driving score of the seed script vs the trained scripts (training and held-out routes);
-- the wall time of each stage;
-- policy calls per second during training (scripts x records scored per second).
+``--set demo`` (default): the demo pipeline (generated town, expert collection,
+offline training from the naive seed, DAgger with selection by driving on the
+held-out routes, evaluation) in a temporary folder.
+
+``--set leaderboard``: the shared leaderboard-1.0 data (``../shared/data`` or
+$LANGPROP_SHARED_DATA), stock imports: collect on the Town01 training routes,
+train offline, DAgger, each stage selecting by driving on a few Town03 training
+routes, then evaluate the deployed script on the devtest routes and the
+remaining Town03 training routes, none of which it trained or was selected on.
+
+Both print, per stage, the objective and validation DS of the deployed script,
+the objective-DS rank correlation (Spearman) over the scripts driven, wall
+time and policy calls per second in training; then the driving scores.
 
     python benchmarks/pipeline.py [--iterations 2] [--workers N] [--work-dir DIR] [--keep]
+    python benchmarks/pipeline.py --set leaderboard [--train-routes 10] [--val-routes 3] \\
+        [--test-routes 17] [--devtest-towns Town01,Town03,Town04,Town06] [--traffic default] \\
+        [--town03-traffic default:no-pedestrians] [--iterations 3] [--select-top-k 3]
+
+Targets (issue 12, mutation optimizer): the deployed script's validation DS never
+falls across iterations; the final script reaches DS >= 70 on routes it never saw.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=2, help="DAgger iterations")
-    parser.add_argument("--workers", type=int, default=None, help="routes in parallel (default: min(4, cores))")
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep everything here (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+def _shared_data() -> Path:
+    env = os.environ.get("LANGPROP_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
+
+def _print_stages(trainings: list[Any]) -> None:
+    print("per stage (deployed script; validation DS on the selection routes; Spearman over the scripts driven):")
+    print(f"  {'stage':<10} {'deployed':<18} {'objective':>9} {'val DS':>7} {'kept':>5} {'Spearman':>8} "
+          f"{'driven':>6} {'wall s':>7} {'calls/s':>8}")
+    for t in trainings:
+        val = "n/a" if t.validation_ds is None else f"{t.validation_ds:.1f}"
+        rho = "n/a" if t.spearman is None else f"{t.spearman:.2f}"
+        objective = "n/a" if t.best_score is None else f"{t.best_score:.3f}"
+        print(f"  {t.name:<10} {t.best_policy_id:<18} {objective:>9} {val:>7} "
+              f"{'yes' if t.kept_incumbent else 'no':>5} {rho:>8} {len(t.candidates or []):>6} "
+              f"{t.wall_s:>7.1f} {t.calls_per_s:>8.0f}")
+    scored = [t.validation_ds for t in trainings if t.validation_ds is not None]
+    if scored:
+        never_falls = all(b >= a - 1e-9 for a, b in zip(scored, scored[1:]))
+        print(f"  deployed validation DS never falls: {'yes' if never_falls else 'NO'} "
+              f"({' -> '.join(f'{s:.1f}' for s in scored)})")
+    pooled = [(r["objective"], r["validation"]) for t in trainings for r in (t.candidates or [])
+              if r.get("objective") is not None]
+    if len(pooled) >= 2:
+        from langprop_core.metrics import spearman
+
+        rho = spearman([p[0] for p in pooled], [p[1] for p in pooled])
+        print(f"  rank correlation pooled over stages ({len(pooled)} scripts): "
+              f"{'n/a' if rho is None else f'{rho:.2f}'}")
+
+
+def demo_set(args: argparse.Namespace) -> None:
     from langprop_core.llm.factory import OptimizerConfig
     from langprop_driving.pipeline.demo import DemoConfig, run_demo
     from sumo_world.summary import mean_scores
 
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="langprop_pipeline_bench_"))
     config = DemoConfig(work_dir=work_dir, dagger_iterations=args.iterations, seed=args.seed,
-                        **({"workers": args.workers} if args.workers else {}))
+                        select_top_k=args.select_top_k, **({"workers": args.workers} if args.workers else {}))
     start = time.perf_counter()
     try:
         result = run_demo(config, OptimizerConfig(kind="mutation", seed=args.seed), echo=lambda _: None,
@@ -44,7 +89,8 @@ def main() -> None:
     total = time.perf_counter() - start
 
     print(f"optimizer: {result.optimizer}")
-    print(f"workers: {config.workers}; DAgger iterations: {config.dagger_iterations}")
+    print(f"workers: {config.workers}; DAgger iterations: {config.dagger_iterations}; "
+          f"select by driving: top {config.select_top_k}")
     print()
     print(f"{'agent':<16} {'DS train routes':>16} {'DS held-out':>12}")
     for label in result.rows_train:
@@ -53,18 +99,194 @@ def main() -> None:
         print(f"{label:<16} {train_ds:>16.2f} {val_ds:>12.2f}")
     for it in result.dagger.iterations:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
-        print(f"DAgger iteration {it.iteration}: the script that drove ({it.driven_policy_id}) scored {score} "
-              f"on the training routes")
+        print(f"DAgger iteration {it.iteration} (beta {it.beta:.2f}): the script that drove "
+              f"({it.driven_policy_id}) scored {score} on the training routes")
+    print()
+    _print_stages(result.trainings)
     print()
     print("wall time per stage (s):")
     for stage, seconds in result.stage_wall_s.items():
         print(f"  {stage:<28} {seconds:8.1f}")
     print(f"  {'total':<28} {total:8.1f}")
+
+
+def _ids(spec: Any, town: str) -> list[str]:
+    return [r.route_id for r in spec if r.town == town]
+
+
+def _town(store: Any, name: str, data: Path) -> None:
+    if name in store:
+        return
+    xodr = data / "carla_towns" / f"{name}.xodr"
+    if name == "Town01":
+        xodr = data / "carla_town01" / "Town01.xodr"
+    started = time.perf_counter()
+    if xodr.is_file():
+        store.import_opendrive(xodr, name)
+    else:  # Town03 ships as a SUMO net only (no sidewalks)
+        store.import_net(data / "carla_towns" / f"{name}.net.xml", name)
+    print(f"imported {name} in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _traffic(spec: str) -> Any:
+    """A preset name, or ``NAME:no-pedestrians`` (Town03 ships without sidewalks: no walkers can spawn)."""
+    name, _, option = spec.partition(":")
+    if not option:
+        return name
+    if option != "no-pedestrians":
+        raise SystemExit(f"traffic {spec!r}: the only option is ':no-pedestrians'")
+    from sumo_world.traffic import TrafficConfig
+
+    return TrafficConfig.for_density(name, pedestrians=0)
+
+
+def leaderboard_set(args: argparse.Namespace) -> None:
+    from driving.dataset import SceneDataset
+    from langprop_core.llm.factory import OptimizerConfig
+    from langprop_driving.model.seed_policy import read_seed_source, seed_path
+    from langprop_driving.pipeline.collect import collect
+    from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorkDir, WorldConfig
+    from langprop_driving.pipeline.dagger import dagger
+    from langprop_driving.pipeline.evaluate import evaluate_agent
+    from langprop_driving.pipeline.rollouts import raise_on_failed_routes, route_records_of
+    from langprop_driving.pipeline.train import train_stage
+    from langprop_driving.pipeline.validation import ValidationConfig
+    from sumo_world.routes import read_routes
+    from sumo_world.towns import TownStore
+
+    data = args.data or _shared_data()
+    training_routes = data / "leaderboard1" / "routes_training.xml"
+    devtest_routes = data / "leaderboard1" / "routes_devtest.xml"
+    training, devtest = read_routes(training_routes), read_routes(devtest_routes)
+    train_ids = _ids(training, "Town01")[:args.train_routes]
+    town03 = _ids(training, "Town03")
+    val_ids, test_ids = town03[:args.val_routes], town03[args.val_routes:][:args.test_routes]
+    devtest_towns = [t for t in args.devtest_towns.split(",") if t]
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="langprop_leaderboard_bench_"))
+    work = WorkDir(work_dir)
+    towns_dir = work.root / "towns"
+    store = TownStore(towns_dir)
+    for name in sorted({"Town01", "Town03", *devtest_towns}):
+        _town(store, name, data)
+    workers = args.workers or max(1, min(4, os.cpu_count() or 1))
+
+    def world(town: str, traffic: str) -> WorldConfig:
+        return WorldConfig(town=town, towns_dir=towns_dir, traffic=traffic, seed=args.seed, workers=workers,
+                           timeout_factor=args.timeout_factor, blocked_time_s=args.blocked_time_s)
+
+    town03_traffic = _traffic(args.town03_traffic or args.traffic)
+    train_world = world("Town01", _traffic(args.traffic))
+    selection = ValidationConfig(world=world("Town03", town03_traffic), routes=training_routes,
+                                 route_ids=tuple(val_ids), top_k=args.select_top_k)
+    optimizer = OptimizerConfig(kind="mutation", seed=args.seed)
+    train_config = TrainConfig(epochs=args.epochs, max_records=args.max_records, progress=False,
+                               seed=args.seed)
+    print(f"work directory: {work.root}")
+    print(f"training: Town01 routes {','.join(train_ids)} ({args.traffic} traffic); selection: Town03 routes "
+          f"{','.join(val_ids)} ({town03_traffic} traffic), top {args.select_top_k}; test: devtest "
+          f"{','.join(devtest_towns) or 'none'} and Town03 routes {','.join(test_ids) or 'none'}; "
+          f"{args.iterations} DAgger iterations; workers {workers}", flush=True)
+    times: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        started = time.perf_counter()
+        out = fn()
+        times[name] = time.perf_counter() - started
+        print(f"  {name} done in {times[name]:.0f} s", flush=True)
+        return out
+
+    collected = timed("collect", lambda: collect(work, train_world, training_routes, train_ids, progress=False))
+    raise_on_failed_routes(collected, "collect")
+    seed_file = seed_path("naive")
+    offline = timed("train-offline", lambda: train_stage(
+        work, "offline", SceneDataset(work.data), train_ids, None, optimizer, train_config,
+        seed_sources=[read_seed_source(seed_file)], selection=selection, incumbent=str(seed_file),
+        progress=False))
+    outcome = timed("dagger", lambda: dagger(
+        work, train_world, training_routes, train_ids, None, optimizer, train_config,
+        DaggerConfig(iterations=args.iterations, beta=args.beta, expert_share=args.expert_share),
+        offline.checkpoint, progress=False, selection=selection))
+    trainings = [offline] + [it.train for it in outcome.iterations]
+    final = outcome.final_checkpoint or offline.checkpoint
+
+    sets: dict[str, dict[str, list[float]]] = {}
+    agents = {label: agent for label, agent in
+              (("seed script", str(seed_file)), ("offline", offline.checkpoint), ("final", final))
+              if label.split()[0] in args.eval_agents.split(",")}
+    for label, agent in agents.items():
+        for town in devtest_towns:
+            ids = _ids(devtest, town)
+            traffic = town03_traffic if town == "Town03" else _traffic(args.traffic)
+            res = timed(f"evaluate {label} devtest {town}", lambda: evaluate_agent(
+                agent, world(town, traffic), devtest_routes, work.eval(f"{label}_devtest_{town}") / "results.json",
+                route_ids=ids, progress=False))
+            sets.setdefault("devtest", {}).setdefault(label, []).extend(
+                float(r["scores"]["score_composed"]) for r in route_records_of(res))
+        if test_ids:
+            res = timed(f"evaluate {label} Town03", lambda: evaluate_agent(
+                agent, world("Town03", town03_traffic), training_routes,
+                work.eval(f"{label}_town03") / "results.json", route_ids=test_ids, progress=False))
+            sets.setdefault("Town03 unseen", {}).setdefault(label, []).extend(
+                float(r["scores"]["score_composed"]) for r in route_records_of(res))
+
     print()
-    print("training (policy calls = scripts x records scored):")
-    for outcome in result.trainings:
-        print(f"  {outcome.name:<10} {outcome.policy_calls:8d} calls in {outcome.wall_s:6.1f} s = "
-              f"{outcome.calls_per_s:8.0f} calls/s; best score {outcome.best_score:.3f}")
+    print(f"optimizer: mutation (seed {args.seed})")
+    _print_stages(trainings)
+    for it in outcome.iterations:
+        score = "n/a" if it.driving_score is None else f"{it.driving_score:.1f}"
+        print(f"  DAgger {it.iteration}: beta {it.beta:.2f}, expert drove {len(it.expert_routes)} route(s); "
+              f"the driving script scored {score} on the Town01 routes")
+    print()
+    print(f"{'agent':<12} " + " ".join(f"{name + ' DS':>18}" for name in sets) + f" {'all unseen DS':>14}")
+    for label in agents:
+        row = [sets[name].get(label, []) for name in sets]
+        pooled = [s for scores in row for s in scores]
+        print(f"{label:<12} " + " ".join(f"{statistics.fmean(s) if s else float('nan'):>18.1f}" for s in row)
+              + f" {statistics.fmean(pooled) if pooled else float('nan'):>14.1f}")
+    print()
+    print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
+    if args.work_dir is None and not args.keep:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=("demo", "leaderboard"), default="demo")
+    parser.add_argument("--iterations", type=int, default=None, help="DAgger iterations (demo 2, leaderboard 3)")
+    parser.add_argument("--workers", type=int, default=None, help="routes in parallel (default: min(4, cores))")
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep everything here (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--select-top-k", type=int, default=None, help="scripts driven per stage (demo 2, "
+                                                                       "leaderboard 3)")
+    lb = parser.add_argument_group("leaderboard set")
+    lb.add_argument("--data", type=Path, default=None, help="shared data folder (default ../shared/data)")
+    lb.add_argument("--train-routes", type=int, default=10, help="first N Town01 training routes")
+    lb.add_argument("--val-routes", type=int, default=3, help="first N Town03 training routes select by driving")
+    lb.add_argument("--test-routes", type=int, default=17, help="N of the remaining Town03 routes evaluate")
+    lb.add_argument("--devtest-towns", default="Town01,Town03,Town04,Town06",
+                    help="devtest routes of these towns evaluate (comma-separated; '' for none)")
+    lb.add_argument("--traffic", default="default",
+                    help="traffic preset (none, light, default, busy; NAME:no-pedestrians drops walkers)")
+    lb.add_argument("--town03-traffic", default="default:no-pedestrians",
+                    help="Town03's traffic (its SUMO net has no sidewalks, so no walkers)")
+    lb.add_argument("--eval-agents", default="seed,offline,final",
+                    help="which scripts evaluate on the unseen routes (comma-separated: seed, offline, final)")
+    lb.add_argument("--epochs", type=int, default=2)
+    lb.add_argument("--max-records", type=int, default=3000)
+    lb.add_argument("--beta", type=float, default=0.0, help="DAgger: chance the expert drives a route")
+    lb.add_argument("--expert-share", type=float, default=None, help="DAgger: share of expert offline records")
+    lb.add_argument("--timeout-factor", type=float, default=None, help="route time limit factor")
+    lb.add_argument("--blocked-time-s", type=float, default=None, help="seconds standing before 'blocked'")
+    args = parser.parse_args()
+    if args.set == "demo":
+        args.iterations = 2 if args.iterations is None else args.iterations
+        args.select_top_k = 2 if args.select_top_k is None else args.select_top_k
+        demo_set(args)
+    else:
+        args.iterations = 3 if args.iterations is None else args.iterations
+        args.select_top_k = 3 if args.select_top_k is None else args.select_top_k
+        leaderboard_set(args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ class Callback:
     A callback with state to keep across a resume returns it from
     :meth:`state_dict` (JSON-safe); the trainer saves it in the checkpoint
     under :attr:`state_key` and hands it back to :meth:`load_state_dict` when
-    the run resumes.
+    the run resumes. :meth:`checkpoint_extra` is merged into the checkpoint
+    index's ``extra`` on every save (what readers of the checkpoint should
+    see, e.g. which script was selected).
     """
 
     #: where the trainer keeps this callback's state in the checkpoint (default: the class name)
@@ -34,6 +36,10 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output on resume."""
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Entries for the checkpoint index's ``extra`` (JSON-ready; not ``trainer_state``)."""
+        return {}
 
     def on_batch_record(self, trainer: "Trainer", module: "Module", record: dict[str, Any]) -> None:
         """Called with a batch's history record before it is saved; may add keys to it."""

@@ -57,9 +57,13 @@ class Checkpoint:
 
     @property
     def best(self) -> Policy:
+        """The script to deploy: the one a selection recorded (``extra["selection"]["deployed_id"]``,
+        see :mod:`langprop_core.selection`), else the top-ranked one. Every reader of "the best
+        script" (inference, agents, evaluation, DAgger) goes through here."""
         if not self.policies:
             raise CheckpointError(f"checkpoint of module {self.module!r} holds no scripts")
-        return self.policies[0]
+        deployed = (self.extra.get("selection") or {}).get("deployed_id")
+        return next((p for p in self.policies if p.id == deployed), self.policies[0])
 
 
 def read_json(path: Path) -> Any:

@@ -1,4 +1,4 @@
-"""Training metrics: a JSON-lines log and a training-curve plot."""
+"""Training metrics: a JSON-lines log, a training-curve plot, and how well one score ranks like another."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from langprop_core.files import atomic_write_bytes, atomic_write_text
 
-__all__ = ["MetricsLog", "read_metrics", "plot_training_curve"]
+__all__ = ["MetricsLog", "read_metrics", "plot_training_curve", "ranks", "spearman", "plot_score_pairs"]
 
 
 class MetricsLog:
@@ -64,11 +64,76 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, title: str = 
         ax.grid(alpha=0.3)
         if train or val:
             ax.legend(loc="lower right")
+    except BaseException:
+        plt.close(fig)
+        raise
+    _write_png(plt, fig, path)
+    return Path(path)
+
+
+def _write_png(plt: Any, fig: Any, path: Path) -> None:
+    """Lay out, render and close ``fig``, then write it atomically to ``path``."""
+    try:
         fig.tight_layout()
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=100)
     finally:
         plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, png.getvalue())
-    return path
+    atomic_write_bytes(Path(path), png.getvalue())
+
+
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties sharing the mean of their ranks (as Spearman's correlation needs)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return out
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation of paired scores (Pearson's on tie-averaged ranks).
+
+    None when it is undefined: fewer than two pairs, or either side constant.
+    """
+    if len(xs) != len(ys):
+        raise ValueError(f"spearman: {len(xs)} x values but {len(ys)} y values")
+    if len(xs) < 2:
+        return None
+    rx, ry = ranks(list(xs)), ranks(list(ys))
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    if sxx == 0 or syy == 0:
+        return None
+    return sxy / (sxx * syy) ** 0.5
+
+
+def plot_score_pairs(points: list[tuple[float, float, str]], path: Path, xlabel: str, ylabel: str,
+                     title: str = "") -> Path:
+    """A scatter of (x, y, label) points as a PNG (e.g. objective against driving score)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    try:
+        for x, y, label in points:
+            ax.scatter([x], [y], color="tab:blue")
+            ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    except BaseException:
+        plt.close(fig)
+        raise
+    _write_png(plt, fig, path)
+    return Path(path)

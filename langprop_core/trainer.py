@@ -159,6 +159,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.rejected: Counter[str] = Counter()
         self._runner: ScriptRunner | None = None
+        self._state: dict[str, Any] | None = None
         self._dependencies: tuple[Dependency, ...] = ()
         self._secrets = _secrets(optimizer)
         self.stop_reason: str | None = None
@@ -191,6 +192,7 @@ class Trainer:
         self._dependencies = module.dependencies()
         metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         state = self._start_state(module, resume, metrics)
+        self._state = state
         self._check_layout(state, len(train.args))
         self._runner = ScriptRunner(cfg.sandbox)
         try:
@@ -318,12 +320,22 @@ class Trainer:
         state["rejected"] = dict(sorted(self.rejected.items()))
         kept = {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}
         state["callbacks"] = {key: value for key, value in kept.items() if value}
+        extra: dict[str, Any] = {}
+        for callback in self.callbacks:
+            if hasattr(callback, "checkpoint_extra"):
+                extra.update(callback.checkpoint_extra())
         ck_dir = self.checkpoint_dir(module)
         # The state lives in the index (one atomic write with the population);
         # trainer_state.json is a readable copy.
         save_checkpoint(ck_dir, module.name, module.function_name, module.population,
-                        extra={"trainer_state": state}, dependencies=self._dependencies)
+                        extra={**extra, "trainer_state": state}, dependencies=self._dependencies)
         atomic_write_json(ck_dir / STATE_FILE, {k: v for k, v in state.items() if k != "history"})
+
+    def save(self, module: Module) -> None:
+        """Write ``module``'s checkpoint now (for callbacks that changed the population or their state)."""
+        if self._state is None:
+            raise RuntimeError("Trainer.save: no fit has started")
+        self._save(module, self._state)
 
     def _plot(self, module: Module, state: dict[str, Any]) -> None:
         plot_training_curve(state["history"], self.run_dir / "training_curve.png",
@@ -400,7 +412,8 @@ class Trainer:
         if propose:
             parents = [p for p in module.population[:self.config.top_k] if batch_scores[p.id] < 1.0]
             requests = [self._update_request(module, task, data, idx, p, batch_scores[p.id],
-                                             scored[p.id], step, rank)
+                                             scored[p.id], step, rank,
+                                             others=tuple(o.source for o in parents if o is not p))
                         for rank, p in enumerate(parents)]
             new = self._propose_and_admit(module, requests, parents)
         best = module.best()
@@ -462,7 +475,7 @@ class Trainer:
 
     def _update_request(self, module: Module, task: Task, data: _Prepared, idx: list[int],
                         parent: Policy, score: float, scored: tuple[list[CaseScore], list[CallResult]],
-                        step: int, rank: int) -> ProposalRequest:
+                        step: int, rank: int, others: tuple[str, ...] = ()) -> ProposalRequest:
         cases, calls = scored
         worst = sorted(range(len(cases)), key=lambda j: (cases[j].score, j))
         worst = [j for j in worst if cases[j].score < 1.0][:self.config.n_failure_cases]
@@ -471,7 +484,8 @@ class Trainer:
         messages = module.update_prompt(parent, score, failures, mean_call_ms=_speed_class(parent.mean_call_s))
         return ProposalRequest(messages=tuple(messages), n=self.config.n_responses,
                                function_name=module.function_name, parent_source=parent.source,
-                               seed=_derive_seed(self.config.seed, "update", step, rank, parent.id))
+                               seed=_derive_seed(self.config.seed, "update", step, rank, parent.id),
+                               other_sources=others)
 
     def _propose(self, request: ProposalRequest) -> list[Proposal]:
         # An LLMError (the client gave up after its retries, or a replay-cache

@@ -597,7 +597,9 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
         raise EvaluationError(str(exc)) from exc
 
     run_meta = {"agent": config.agent_label or agent_name(config.agent), "seed": int(config.seed),
-                "traffic": config.traffic, "world": "embedded"}
+                # a TrafficConfig (e.g. a preset without walkers) is written as its repr, as in each route's meta
+                "traffic": config.traffic if isinstance(config.traffic, str) else repr(config.traffic),
+                "world": "embedded"}
     if config.scenarios is not None:
         run_meta["scenario_file"] = str(config.scenarios)
     results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta)

@@ -1,4 +1,5 @@
-"""The mutation optimizer: deterministic, valid, distinct rewrites of numbers and comparisons."""
+"""The mutation optimizer: deterministic, valid, distinct rewrites (numbers, comparisons, conditions, names,
+crossover); never a chained comparison from a single one."""
 from __future__ import annotations
 
 import ast
@@ -8,6 +9,8 @@ import pytest
 
 from langprop_core.llm.base import ProposalRequest
 from langprop_core.llm.mutation import MutationOptimizer, find_sites, mutate_source
+from langprop_core.llm.rewrites import chain_report, find_edits
+from langprop_driving.model.seed_policy import read_seed_source, seed_path
 from langprop_core.llm.reply import extract_script
 
 PARENT = '''import math
@@ -27,8 +30,8 @@ def request(parent=PARENT, n=4, seed=0):
     return ProposalRequest(messages=(), n=n, function_name="policy", parent_source=parent, seed=seed)
 
 
-def scripts(proposals):
-    return [extract_script(p.reply, "policy") for p in proposals]
+def scripts(proposals, function_name="policy"):
+    return [extract_script(p.reply, function_name) for p in proposals]
 
 
 def test_deterministic_given_seed_and_parent():
@@ -59,11 +62,11 @@ def test_mutants_parse_define_the_function_and_differ():
         assert p.optimizer == "mutation"
 
 
-def test_edits_are_only_numbers_and_comparisons():
+def test_number_and_compare_kinds_edit_only_numbers_and_comparisons():
     rng = random.Random(0)
     parent_tokens = ast.parse(PARENT)
     for _ in range(50):
-        source, notes = mutate_source(PARENT, rng)
+        source, notes = mutate_source(PARENT, rng, kinds=("number", "compare"))
         assert notes
         tree = ast.parse(source)
         # Same shape: only constant values and comparison operators may change.
@@ -76,7 +79,7 @@ def test_number_types_and_signs_kept():
     rng = random.Random(1)
     src = "def policy(x):\n    return x * 3 + 0.5 - (-2.0)\n"
     for _ in range(30):
-        source, _ = mutate_source(src, rng)
+        source, _ = mutate_source(src, rng, kinds=("number",))
         nodes = sorted((n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)),
                        key=lambda n: n.col_offset)
         consts = [n.value for n in nodes]
@@ -130,3 +133,89 @@ def test_non_ascii_source(seed):
     for source in out:
         assert "'été'" in source and "# ‹note›" in source
         ast.parse(source)
+
+
+NAIVE = read_seed_source(seed_path("naive"))
+# Another parent: different limits, an extra condition and a helper NAIVE lacks.
+OTHER = (NAIVE.replace("red < 1.0", "red < 6.0")
+         .replace("0.0 < a < 2.0 and abs(r) < 1.0", "0.0 < a < 8.0 and _near(r)")
+         + "\n\ndef _near(r):\n    return abs(r) < 2.0\n")
+
+
+def _compares(source):
+    return [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Compare)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_never_a_chained_comparison_from_a_single_one(seed):
+    """The issue's failure: ``0.0 < a < 2.0`` became ``0.1352 <= a >= 4.677``, and no single
+    comparison may become a chain. Chains keep one direction; their number never grows."""
+    rng = random.Random(seed)
+    parent_chains = chain_report(ast.parse(NAIVE))
+    assert parent_chains == (1, 0)
+    single = "def policy(d, s):\n    if d < 2.0 and s >= 1:\n        return 0.0\n    return 1.0 if d > 3 else 0.5\n"
+    for _ in range(150):
+        source, _ = mutate_source(NAIVE, rng)
+        chains, mixed = chain_report(ast.parse(source))
+        assert mixed == 0, source
+        assert chains <= 1, source
+        for node in _compares(source):
+            if len(node.ops) > 1:
+                ups = {isinstance(op, (ast.Lt, ast.LtE)) for op in node.ops}
+                assert len(ups) == 1, ast.unparse(node)
+        child, _ = mutate_source(single, rng)
+        assert all(len(n.ops) == 1 for n in _compares(child)), child
+
+
+def test_chained_operators_only_change_strictness():
+    edits = [e for e in find_edits(NAIVE, kinds=("compare",)) if e.line == NAIVE.split("\n").index(
+        "            if 0.0 < a < 2.0 and abs(r) < 1.0:") + 1]
+    chain_edits = [e for e in edits if e.text == "<" and e.choices == ("<=",)]
+    assert len(chain_edits) == 2  # both operators of ``0.0 < a < 2.0``
+    single = [e for e in edits if e.choices != ("<=",)]
+    assert [set(e.choices) for e in single] == [{"<=", ">", ">="}]  # abs(r) < 1.0
+
+
+def test_logic_edits_negate_drop_and_swap():
+    out = {}
+    for edit in find_edits(NAIVE, kinds=("negate", "drop", "swap")):
+        out.setdefault(edit.kind, []).append((edit.text, edit.choices))
+    assert ("red < 1.0", ("not (red < 1.0)",)) in out["negate"]
+    assert ("red is not None and red < 1.0", ("(red < 1.0)", "(red is not None)")) in out["drop"]
+    # A distance tested against None and compared with numbers swaps for another such distance,
+    # never for the loop's actor offset ``a`` (compared with numbers only).
+    assert ("red", ("stop",)) in out["swap"] and ("stop", ("red",)) in out["swap"]
+    assert all(text != "a" and "a" not in choices for text, choices in out["swap"])
+
+
+def test_crossover_exchanges_a_branch_or_a_function_with_its_helpers():
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(60):
+        source, notes = mutate_source(NAIVE, rng, max_edits=1, others=[OTHER], kinds=("cross",))
+        compile(source, "<child>", "exec")
+        seen.add(source)
+        if "_near(r)" in source:
+            assert "def _near(r):" in source  # the helper came with the function that calls it
+    assert any("red < 6.0" in s and "0.0 < a < 2.0" in s for s in seen)  # one branch exchanged
+    assert any("red < 6.0" in s and "_near(r)" in s for s in seen)  # the whole function
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_child_compiles_and_is_new(seed):
+    opt = MutationOptimizer(seed=seed)
+    req = ProposalRequest(messages=(), n=12, function_name="predict_speed_and_steering", parent_source=NAIVE,
+                          seed=seed, other_sources=(OTHER,))
+    out = scripts(opt.propose(req), "predict_speed_and_steering")
+    assert len(out) == 12
+    dumps = {ast.dump(ast.parse(s)) for s in out}
+    assert len(dumps) == 12
+    assert not dumps & {ast.dump(ast.parse(NAIVE)), ast.dump(ast.parse(OTHER))}
+    for source in out:
+        compile(source, "<child>", "exec")
+    assert out == scripts(MutationOptimizer(seed=seed).propose(req), "predict_speed_and_steering")
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="mutation kinds"):
+        MutationOptimizer(kinds=("number", "rewrite"))

@@ -84,6 +84,15 @@ def test_demo_resumes_after_a_kill_and_reports(tmp_path: Path):
     assert len(pictures) == 2
     summary = json.loads((work_dir / "report" / "dagger.json").read_text())
     assert summary["iterations"][0]["driven_policy_id"] == result.trainings[0].best_policy_id
+    # select by driving: every stage drove its top scripts on the held-out route, and the deployed
+    # script's validation DS never fell; the summary shows both figures, the correlation and beta
+    ds = [t.validation_ds for t in result.trainings]
+    assert all(d is not None for d in ds) and ds == sorted(ds)
+    assert all(len(t.candidates) >= 2 for t in result.trainings)
+    report = (work_dir / "report" / "summary.md").read_text()
+    assert "Select by driving" in report and "| offline |" in report and "| dagger-1 |" in report
+    assert "beta 0.00" in report
+    assert "validation DS" in text
 
     # a finished demo reruns from its markers: same table, no new data
     n_records = len(dataset)

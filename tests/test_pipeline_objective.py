@@ -111,13 +111,18 @@ def test_synthetic_scenes_follow_the_contract():
 
 
 def test_objective_sees_causal_confusion():
-    objective = DrivingObjective(horizon_s=3.0, repeat_penalty=1.0)
+    # the paper's objective (no scene costs)
+    objective = DrivingObjective(horizon_s=3.0, repeat_penalty=1.0, scene_costs=False)
     offline = expert_dataset()
     confused_offline = mean_score(stays_stopped, offline, objective)
     sane_offline = mean_score(obeys_lights, offline, objective)
     # offline, the confusion is nearly invisible: it misses only the ticks right after green
     assert confused_offline > 0.95
     assert sane_offline - confused_offline < 0.02
+    # with scene costs, standing after green scores like getting blocked: visible offline already
+    revised = DrivingObjective(horizon_s=3.0, repeat_penalty=1.0)
+    assert (mean_score(obeys_lights, offline, revised) - mean_score(stays_stopped, offline, revised)
+            > 2 * (sane_offline - confused_offline))
 
     aggregate = infraction_weighted(offline + blocked_rollout(), weight=4.0, horizon_s=3.0, seed=1)
     confused_online = mean_score(stays_stopped, aggregate, objective)
@@ -128,7 +133,7 @@ def test_objective_sees_causal_confusion():
 
 
 def test_repeating_the_taken_action_is_penalised_only_before_an_infraction():
-    objective = DrivingObjective(horizon_s=2.0, standstill_horizon_s=5.0, repeat_penalty=0.8)
+    objective = DrivingObjective(scene_costs=False, horizon_s=2.0, standstill_horizon_s=5.0, repeat_penalty=0.8)
     scene = make_scene(0.0)
     taken = {"target_speed_mps": 0.0, "steering_deg": 0.0}
     near = target_from_record(record(scene, label("MOVE"), controller="policy", action=taken,
@@ -161,7 +166,7 @@ def test_repeating_the_taken_action_is_penalised_only_before_an_infraction():
 
 
 def test_taken_action_that_matched_the_expert_is_not_penalised():
-    objective = DrivingObjective()
+    objective = DrivingObjective(scene_costs=False)
     target = target_from_record(record(make_scene(5.0), label("MOVE", 3.0), controller="policy",
                                        action={"target_speed_mps": 6.0, "steering_deg": 2.0},
                                        infraction_within_s=0.5, infraction_kind="collisions_vehicle"))
@@ -172,7 +177,7 @@ def test_taken_action_that_matched_the_expert_is_not_penalised():
 
 
 def test_steering_error_is_graded_not_a_cliff():
-    objective = DrivingObjective(steering_tolerance_deg=30.0)
+    objective = DrivingObjective(scene_costs=False, steering_tolerance_deg=30.0)
     target = DrivingTarget(label("MOVE", 0.0))
     scores = [objective(("MOVE", err), target) for err in (0.0, 5.0, 9.0, 11.0, 20.0, 29.0, 45.0)]
     assert scores == sorted(scores, reverse=True)
@@ -184,7 +189,7 @@ def test_steering_error_is_graded_not_a_cliff():
 
 
 def test_speed_levels_and_target_speeds():
-    objective = DrivingObjective()
+    objective = DrivingObjective(scene_costs=False)
     stop = DrivingTarget(label("STOP", reason="red_light"))
     move = DrivingTarget(DrivingLabel(8.0, 0.0, "MOVE", "free_road"))
     assert objective(("MOVE", 0.0), stop) < objective(("SLOW", 0.0), stop) < objective(("STOP", 0.0), stop)
@@ -228,7 +233,7 @@ def test_case_description_is_in_the_ego_frame():
 
 
 def test_driving_faster_than_the_expert_before_an_infraction_is_blamed():
-    objective = DrivingObjective(horizon_s=3.0, same_speed_mps=1.5)
+    objective = DrivingObjective(scene_costs=False, horizon_s=3.0, same_speed_mps=1.5)
     taken = {"target_speed_mps": 6.0, "steering_deg": 0.0}
 
     def target(expert_speed: float) -> DrivingTarget:
@@ -247,7 +252,7 @@ def test_driving_faster_than_the_expert_before_an_infraction_is_blamed():
 
 
 def test_only_the_part_of_the_action_that_causes_the_infraction_is_blamed():
-    objective = DrivingObjective(horizon_s=3.0)
+    objective = DrivingObjective(scene_costs=False, horizon_s=3.0)
 
     def target(kind: str, expert: DrivingLabel, taken_speed: float, taken_steer: float) -> DrivingTarget:
         return target_from_record(record(make_scene(6.0), expert, controller="policy",
@@ -267,3 +272,38 @@ def test_only_the_part_of_the_action_that_causes_the_infraction_is_blamed():
     assert objective(("MOVE", -40.0), dev) == 1.0
     dev_speed_only = target("route_dev", DrivingLabel(3.0, 0.0, "MOVE", "turn"), 6.0, 0.0)
     assert objective(("MOVE", 0.0), dev_speed_only) > 0
+
+
+def test_scene_costs_score_a_miss_like_the_infraction_it_would_cause():
+    from langprop_driving.model.objective import miss_cost
+
+    plain, costed = DrivingObjective(scene_costs=False), DrivingObjective(scene_costs=True, standstill_cost=0.0)
+    stop = {reason: DrivingLabel(0.0, 0.0, "STOP", reason)
+            for reason in ("red_light", "stop_sign", "pedestrian", "lead_vehicle", "turn")}
+    # leaderboard penalties 0.5 (pedestrian), 0.6 (vehicle), 0.7 (red light), 0.8 (stop sign), per the
+    # dearest miss (a pedestrian, 1 - 0.5)
+    assert miss_cost("pedestrian") == pytest.approx(1.0)
+    assert miss_cost("lead_vehicle") == pytest.approx(0.8)
+    assert miss_cost("red_light") == pytest.approx(0.6)
+    assert miss_cost("stop_sign") == pytest.approx(0.4)
+    assert miss_cost("turn") == 0.0 and miss_cost("free_road") == 0.0
+    scores = {reason: costed(("MOVE", 0.0), label) for reason, label in stop.items()}
+    assert scores["pedestrian"] == pytest.approx(-1.0) and scores["red_light"] == pytest.approx(-0.6)
+    assert scores["pedestrian"] < scores["lead_vehicle"] < scores["red_light"] < scores["stop_sign"] < 0.0
+    # slowing for a turn costs no infraction: graded as before; the old objective scores every miss alike
+    assert scores["turn"] == plain(("MOVE", 0.0), stop["turn"]) >= 0.0
+    assert len({plain(("MOVE", 0.0), label) for label in stop.values()}) == 1
+    # stopping when the expert stops is perfect either way; a moving expert is scored as before
+    assert costed(("STOP", 0.0), stop["pedestrian"]) == 1.0
+    move = DrivingLabel(6.0, 5.0, "MOVE", "free_road")
+    for output in (("MOVE", 5.0), ("STOP", 0.0), (3.0, -10.0)):
+        assert costed(output, move) == plain(output, move)
+
+
+def test_standing_where_the_expert_drives_on_scores_like_a_route_ending_infraction():
+    objective = DrivingObjective()  # the default: scene costs and a standstill cost of 1
+    move = DrivingLabel(6.0, 0.0, "MOVE", "free_road")
+    assert objective(("STOP", 0.0), move) == pytest.approx(-1.0)
+    assert DrivingObjective(standstill_cost=0.4)(("STOP", 0.0), move) == pytest.approx(-0.4)
+    assert DrivingObjective(scene_costs=False)(("STOP", 0.0), move) == pytest.approx(0.4)  # steering only
+    assert objective(("SLOW", 0.0), move) > 0.0  # creeping is not standing

@@ -287,3 +287,22 @@ def test_policy_timeouts_of_a_rollout_are_reported(caplog):
     with caplog.at_level("WARNING"):
         assert warn_policy_timeouts(record, "route 7") == 2
     assert "route 7: the policy timed out 2 time(s) (limit 10.0 s) and was abandoned at tick 40" in caplog.text
+
+
+def test_dagger_mixes_expert_data_and_rollouts_by_the_share_asked():
+    from driving.dataset import SceneRecord
+    from langprop_driving.pipeline.train import mix_records
+
+    expert = [SceneRecord({"i": i}, None, {"stage": "collect"}) for i in range(30)]
+    rollouts = [SceneRecord({"i": 100 + i}, None, {"stage": "dagger-1"}) for i in range(10)]
+    records = expert + rollouts
+    assert mix_records(records, None) == records  # as aggregated
+    half = mix_records(records, 0.5, seed=1)
+    assert len(half) == 40
+    assert sum(r.meta["stage"] == "collect" for r in half) == 20
+    assert {r.scene["i"] for r in half if r.meta["stage"] != "collect"} == set(range(100, 110))  # all, repeated
+    only_rollouts = mix_records(records, 0.0)
+    assert all(r.meta["stage"] == "dagger-1" for r in only_rollouts) and len(only_rollouts) == 40
+    assert mix_records(expert, 0.5) == expert  # one side only: nothing to mix
+    with pytest.raises(ValueError, match="expert_share"):
+        DaggerConfig(expert_share=1.2)

@@ -101,6 +101,8 @@ class ProposalRequest:
     function_name: str
     parent_source: str | None = None
     seed: int = 0
+    # the other parents of this round (what a non-LLM optimizer may cross the parent with)
+    other_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import click
 from langprop_driving.cli.options import (apply, backend_options, ray_options_of, scenarios_option, seed_option,
                                           towns_dir_option, traffic_option, workers_option)
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
+from langprop_driving.pipeline.demo import DemoConfig
 
 __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
 
@@ -208,21 +209,36 @@ def _echo_llm_usage(outcome: Any) -> None:
 @click.option("--beta", type=float, default=DaggerConfig.beta, show_default=True,
               help="DAgger mixing: probability per route that the expert drives (decays by --beta-decay).")
 @click.option("--beta-decay", type=float, default=DaggerConfig.beta_decay, show_default=True)
+@click.option("--expert-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of the expert's offline records beside the rollouts (default: as aggregated).")
+@click.option("--select-route-id", "select_route_ids", multiple=True,
+              help="Select by driving: after each iteration the top scripts drive these routes of --routes and "
+                   "the best driver is deployed (the incumbent stays unless beaten).")
+@click.option("--select-top-k", type=int, default=3, show_default=True, help="Scripts driven per selection.")
 @_train_options
 def dagger_cmd(**kw: Any) -> None:
     """DAgger: drive the current script, relabel with the expert, aggregate, train; N times."""
     from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.dagger import dagger
 
+    from langprop_driving.pipeline.validation import ValidationConfig
+
     work = WorkDir(kw["work_dir"])
-    outcome = dagger(work, _world(kw), kw["routes"], _route_ids(kw["routes"], kw["route_ids"]),
+    world = _world(kw)
+    selection = (ValidationConfig(world=world, routes=kw["routes"], route_ids=tuple(kw["select_route_ids"]),
+                                  top_k=kw["select_top_k"]) if kw["select_route_ids"] else None)
+    outcome = dagger(work, world, kw["routes"], _route_ids(kw["routes"], kw["route_ids"]),
                      list(kw["val_route_ids"]) or None, _optimizer_config(kw), _train_config(kw),
-                     DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"]),
-                     kw["checkpoint"])
+                     DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"],
+                                  expert_share=kw["expert_share"]),
+                     kw["checkpoint"], selection=selection)
     for it in outcome.iterations:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
-        click.echo(f"iteration {it.iteration}: driven script scored {score} on the road; "
-                   f"{it.n_new_records} new scenes; retrained: {it.train.checkpoint}")
+        selected = "" if it.train.validation_ds is None else (
+            f"; deployed {it.train.best_policy_id}, validation DS {it.train.validation_ds:.1f}"
+            f"{' (incumbent stayed)' if it.train.kept_incumbent else ''}")
+        click.echo(f"iteration {it.iteration} (beta {it.beta:.2f}): driven script scored {score} on the road; "
+                   f"{it.n_new_records} new scenes; retrained: {it.train.checkpoint}{selected}")
         _echo_llm_usage(it.train)
     click.echo(f"final checkpoint: {outcome.final_checkpoint}")
 
@@ -242,16 +258,21 @@ def dagger_cmd(**kw: Any) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scenarios/--no-scenarios", default=True, show_default=True,
               help="Run the leaderboard-1.0 scenarios of a scenario file generated for the demo town.")
+@click.option("--select-top-k", type=int, default=DemoConfig.select_top_k, show_default=True,
+              help="Select by driving: this many top scripts per stage drive the held-out routes (0: off).")
+@click.option("--expert-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="DAgger: share of the expert's offline records beside the rollouts (default: as aggregated).")
 def demo_cmd(**kw: Any) -> None:
     """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures."""
     import shutil
 
-    from langprop_driving.pipeline.demo import DemoConfig, run_demo
+    from langprop_driving.pipeline.demo import run_demo
 
     if kw["fresh"] and kw["work_dir"].exists():
         shutil.rmtree(kw["work_dir"])
     config = DemoConfig(work_dir=kw["work_dir"], dagger_iterations=kw["iterations"], seed=kw["seed"],
-                        seed_script=kw["seed_script"], scenarios=kw["scenarios"],
+                        seed_script=kw["seed_script"], scenarios=kw["scenarios"], select_top_k=kw["select_top_k"],
+                        expert_share=kw["expert_share"],
                         **({"workers": kw["workers"]} if kw["workers"] else {}))
     run_demo(config, _optimizer_config(kw), echo=click.echo)
 

@@ -19,6 +19,24 @@ Two terms, after the LangProp paper, with a graded steering error instead of its
   expert scores a full 1.0. :func:`infraction_weighted` samples such records
   more often.
 
+With ``scene_costs`` (the default since issue 12), a scene where the expert
+stops or slows for something whose miss the leaderboard penalises (a red
+light, a stop sign, a lead vehicle or a yielding junction, a crossing
+pedestrian: :data:`REASON_INFRACTION`) and the prediction moves on scores like
+the infraction it would cause: ``-repeat_penalty * cost``, where ``cost`` is the
+infraction's share of the driving score lost (``1 - penalty``) relative to the
+dearest one (a pedestrian: 1.0; a vehicle 0.8, a red light 0.6, a stop sign 0.4).
+Standing where the expert drives on leads to "agent blocked" or a route
+timeout, which end the route: it scores ``-repeat_penalty * standstill_cost``
+(default 1.0, as dear as the dearest penalty). Missing a scene that matters then
+weighs in proportion to what it costs on the road, instead of counting like any
+other wrong speed level. Measured with ``benchmarks/objective_correlation.py``
+(Spearman of objective against validation driving score over the scripts
+selection drove): on the demo's 7, -0.85 without and +0.89 with; on the
+leaderboard set's 9 (Town01 training data, Town03 validation), -0.80 either way:
+the script that drives Town03 best stops for every red light ahead, far earlier
+than the expert, and that standing is what this objective punishes.
+
 Scores are in ``[-repeat_penalty, 1]``; 1.0 is perfect.
 """
 from __future__ import annotations
@@ -30,10 +48,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from driving.geometry import wrap_angle_deg
 from driving.labels import DrivingLabel, PolicyAction, parse_policy_output, speed_level_for
+from driving.penalties import PENALTY
 
 __all__ = [
     "DrivingTarget", "DrivingObjective", "LEVEL_SCORE", "BLAMED_ASPECTS", "predicted_level",
     "target_from_record", "in_infraction_window", "infraction_weighted", "STANDSTILL_KINDS",
+    "REASON_INFRACTION", "miss_cost",
 ]
 
 # (predicted level, expert level) -> speed score. Moving when the expert stops is the
@@ -56,6 +76,22 @@ BLAMED_ASPECTS: dict[str, tuple[str, ...]] = {
     "collisions_layout": ("speed", "steering"), "collisions_vehicle": ("speed", "steering"),
     "collisions_pedestrian": ("speed", "steering"),
 }
+
+
+# The expert's reason to stop or slow (driving.labels.REASONS) -> the infraction that
+# ignoring it leads to.
+REASON_INFRACTION: dict[str, str] = {
+    "red_light": "red_light", "stop_sign": "stop_infraction", "pedestrian": "collisions_pedestrian",
+    "lead_vehicle": "collisions_vehicle", "junction_yield": "collisions_vehicle",
+}
+
+
+def miss_cost(reason: str) -> float:
+    """What ignoring the expert's ``reason`` costs on the leaderboard, relative to the dearest miss (0: nothing)."""
+    kind = REASON_INFRACTION.get(reason)
+    if kind is None:
+        return 0.0
+    return (1.0 - PENALTY[kind]) / (1.0 - min(PENALTY.values()))
 
 
 # Infractions of standing still: the car is to blame for the whole stop, and for being too
@@ -156,6 +192,11 @@ class DrivingObjective:
     # two actions are "the same" when their levels agree, their target speeds and steering this close
     same_action_deg: float = 10.0
     same_speed_mps: float = 1.5
+    # score moving on where the expert stops for a costly reason like the infraction (module docstring)
+    scene_costs: bool = True
+    # with scene_costs: standing where the expert drives on (the way to "blocked" and "timed out",
+    # which end the route: as dear as the dearest penalty) scores -repeat_penalty * standstill_cost
+    standstill_cost: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("speed_weight", "steering_weight", "steering_weight_stopped", "horizon_s",
@@ -238,6 +279,12 @@ class DrivingObjective:
                 if self.same_action(level, action.target_speed_mps, action.steering_deg,
                                     label.speed_level, label.target_speed_mps, label.steering_deg, aspects):
                     return 1.0
+        if self.scene_costs and label.speed_level != "MOVE" and level == "MOVE":
+            cost = miss_cost(label.reason)
+            if cost > 0.0:
+                return -self.repeat_penalty * cost
+        if self.scene_costs and label.speed_level == "MOVE" and level == "STOP" and self.standstill_cost > 0.0:
+            return -self.repeat_penalty * self.standstill_cost
         return self.imitation_score(output, action, label)
 
 

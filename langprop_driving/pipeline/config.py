@@ -93,6 +93,8 @@ class TrainConfig:
     standstill_horizon_s: float = DrivingObjective.standstill_horizon_s
     repeat_penalty: float = DrivingObjective.repeat_penalty
     steering_tolerance_deg: float = DrivingObjective.steering_tolerance_deg
+    scene_costs: bool = DrivingObjective.scene_costs
+    standstill_cost: float = DrivingObjective.standstill_cost
     sandbox_mode: str = "process"
     sandbox_workers: int | None = None
     timeout_s: float = 1.0
@@ -122,6 +124,9 @@ class DaggerConfig:
     iterations: int = 2
     beta: float = 0.0
     beta_decay: float = 0.5
+    # Share of the training records drawn from the expert's offline runs, beside the relabelled
+    # rollouts (None: as aggregated, every run in proportion to its records).
+    expert_share: float | None = None
 
     def beta_at(self, iteration: int) -> float:
         """Expert-mixing probability of iteration ``iteration`` (1-based): beta * decay^(i-1)."""
@@ -132,6 +137,8 @@ class DaggerConfig:
             raise ValueError(f"beta must be within [0, 1], got {self.beta}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.expert_share is not None and not 0.0 <= self.expert_share <= 1.0:
+            raise ValueError(f"expert_share must be within [0, 1], got {self.expert_share}")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,21 @@ class IterationOutcome:
     n_new_records: int
     train: TrainOutcome
 
+    @property
+    def expert_routes(self) -> list[str]:
+        """The routes the expert drove in this iteration's rollouts (DAgger's beta)."""
+        from sumo_world.results import route_config_id
+
+        return [route_config_id(r) for r in self.route_records
+                if (r.get("meta") or {}).get("policy_driver") == "expert"]
+
+    @property
+    def policy_driving_score(self) -> float | None:
+        """Mean driving score of the routes the script drove itself (the expert's routes left out)."""
+        scores = [float(r["scores"]["score_composed"]) for r in self.route_records
+                  if (r.get("meta") or {}).get("policy_driver") != "expert"]
+        return sum(scores) / len(scores) if scores else None
+
 
 @dataclass(frozen=True)
 class DaggerOutcome:
@@ -66,26 +81,36 @@ class DaggerOutcome:
         """JSON-safe form (the report's dagger.json): each route's driving score instead of its record."""
         return {"iterations": [
             {**{k: v for k, v in asdict(it).items() if k != "route_records"},
+             "expert_routes": it.expert_routes, "policy_driving_score": it.policy_driving_score,
              "routes": {str(r.get("route_id")): float(r["scores"]["score_composed"]) for r in it.route_records}}
             for it in self.iterations]}
 
 
 def _driven_scripts(current: str, limit: int) -> tuple[list[str], str | None]:
-    """The seed scripts for training from ``current`` (a .py script, or a checkpoint's best first) and the id
-    of the script that drove (None for a plain .py script); the checkpoint is read once for both."""
+    """The seed scripts for training from ``current`` (a .py script, or a checkpoint's deployed script first,
+    then its ranking) and the id of the script that drove (None for a plain .py script)."""
     if Path(current).suffix == ".py":
         return [Path(current).read_text()], None
     from langprop_core.checkpoint import load_checkpoint
 
-    policies = load_checkpoint(Path(current)).policies
-    return [p.source for p in policies[:limit]], policies[0].id if policies else None
+    checkpoint = load_checkpoint(Path(current))
+    if not checkpoint.policies:
+        return [], None
+    best = checkpoint.best  # the one rule for "the best script" (a selection's choice, else the top)
+    ranked = [best] + [p for p in checkpoint.policies if p.id != best.id]
+    return [p.source for p in ranked[:limit]], best.id
 
 
 def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Sequence[str],
            val_route_ids: Sequence[str] | None, optimizer_config: Any, train_config: TrainConfig,
            dagger_config: DaggerConfig, init_checkpoint: str | Path, progress: bool = True,
-           sandbox_agent: bool = True) -> DaggerOutcome:
-    """Run ``dagger_config.iterations`` DAgger iterations from ``init_checkpoint`` (a checkpoint or a .py script)."""
+           sandbox_agent: bool = True, selection: Any = None) -> DaggerOutcome:
+    """Run ``dagger_config.iterations`` DAgger iterations from ``init_checkpoint`` (a checkpoint or a .py script).
+
+    With ``selection`` (a :class:`~langprop_driving.pipeline.validation.ValidationConfig`) each
+    iteration's training ends by driving its top scripts on the validation routes; the script that
+    drove stays deployed unless one drives better there.
+    """
     dataset = SceneDataset(work.data)
     agent = str(team_code_agent("langprop_agent"))
     current = str(init_checkpoint)
@@ -105,7 +130,8 @@ def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Seq
                  iteration, current, score or 0.0, beta)
         seeds, driven_policy_id = _driven_scripts(current, train_config.max_keep)
         trained = train_stage(work, stage, dataset, train_route_ids, val_route_ids, optimizer_config, train_config,
-                              seed_sources=seeds)
+                              seed_sources=seeds, selection=selection, incumbent=current, progress=progress,
+                              expert_share=dagger_config.expert_share)
         outcomes.append(IterationOutcome(
             iteration=iteration, driven_checkpoint=current, driven_policy_id=driven_policy_id,
             beta=beta, driving_score=score, route_records=[r.record for r in rollouts if r.record],

@@ -29,7 +29,7 @@ from langprop_driving.pipeline.evaluate import evaluate_agent
 from langprop_driving.pipeline.rollouts import raise_on_failed_routes, route_records_of
 from langprop_driving.pipeline.train import TrainOutcome, train_stage
 
-__all__ = ["DemoConfig", "DemoResult", "prepare_town_and_routes", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "prepare_town_and_routes", "run_demo", "selection_table"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ class DemoConfig:
     workers: int = field(default_factory=_default_workers)
     dagger_iterations: int = 2
     dagger_beta: float = 0.0
+    # DAgger's share of expert offline records beside the rollouts (None: as aggregated)
+    expert_share: float | None = None
+    # select by driving: after each training stage this many top scripts drive the held-out routes
+    # and the best driver is deployed, the incumbent kept unless beaten (0: deploy the objective's best)
+    select_top_k: int = 2
     seed_script: Path | None = None
     train: TrainConfig = field(default_factory=_demo_train_config)
     pictures: bool = True
@@ -190,23 +195,32 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
     raise_on_failed_routes(collected, "collect")
     echo(f"      {sum(r.n_records for r in collected)} scenes recorded")
 
-    echo(f"[3/6] train offline from the seed script {seed_file.name}")
+    selection = None
+    if config.select_top_k > 0 and val_ids:
+        from langprop_driving.pipeline.validation import ValidationConfig
+
+        selection = ValidationConfig(world=world, routes=routes, route_ids=tuple(val_ids),
+                                     top_k=config.select_top_k)
+    echo(f"[3/6] train offline from the seed script {seed_file.name}"
+         + (f"; the top {config.select_top_k} by objective then drive the held-out routes, the best driver "
+            f"is deployed" if selection else ""))
     offline = timer.run("train-offline", lambda: train_stage(
         work, "offline", SceneDataset(work.data), train_ids, val_ids, optimizer_config, train_config,
-        seed_sources=[seed_source]))
-    echo(f"      best script {offline.best_policy_id}: train score {_num(offline.best_score)}, "
-         f"held-out score {_num(offline.val_score)}"
+        seed_sources=[seed_source], selection=selection, incumbent=str(seed_file), progress=progress))
+    echo(f"      deployed script {offline.best_policy_id}: train score {_num(offline.best_score)}, "
+         f"held-out score {_num(offline.val_score)}" + _selection_text(offline)
          + f" ({offline.policy_calls} policy calls, {offline.calls_per_s:.0f}/s)")
 
     echo(f"[4/6] DAgger, {config.dagger_iterations} iterations: drive, relabel with the expert, aggregate, train")
     dagger_outcome = timer.run("dagger", lambda: dagger(
         work, world, routes, train_ids, val_ids, optimizer_config, train_config,
-        DaggerConfig(iterations=config.dagger_iterations, beta=config.dagger_beta), offline.checkpoint,
-        progress=progress))
+        DaggerConfig(iterations=config.dagger_iterations, beta=config.dagger_beta, expert_share=config.expert_share),
+        offline.checkpoint, progress=progress, selection=selection))
     for it in dagger_outcome.iterations:
-        echo(f"      iteration {it.iteration}: the driven script scored {_num(it.driving_score, '.1f')} on the road, "
-             f"{it.n_new_records} new scenes; retrained best {it.train.best_policy_id} "
-             f"score {_num(it.train.best_score)}")
+        echo(f"      iteration {it.iteration} (beta {it.beta:.2f}, expert drove {len(it.expert_routes)} route(s)): "
+             f"the driven script scored {_num(it.driving_score, '.1f')} on the road, {it.n_new_records} new "
+             f"scenes; deployed {it.train.best_policy_id} score {_num(it.train.best_score)}"
+             + _selection_text(it.train))
     final_checkpoint = dagger_outcome.final_checkpoint or offline.checkpoint
 
     echo("[5/6] evaluate the seed script and the trained scripts on all routes")
@@ -224,8 +238,9 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
     evaluate("seed script", str(seed_file))
     evaluate("offline-trained", offline.checkpoint)
     evaluate("DAgger-trained", final_checkpoint, pictures=True)
-    selected = _dagger_selection(dagger_outcome, _records_by_route(results["DAgger-trained"], train_ids),
-                                 config.dagger_beta)
+    # Selecting by driving already deploys the best driver; without it, DAgger's own pick (below).
+    selected = None if selection else _dagger_selection(
+        dagger_outcome, _records_by_route(results["DAgger-trained"], train_ids), config.dagger_beta)
     if selected is not None:
         echo(f"      DAgger's best script on the training routes drove in iteration {selected.iteration} "
              f"({selected.driven_policy_id}); evaluating it too")
@@ -270,6 +285,15 @@ def _dagger_selection(outcome: DaggerOutcome, final_train_records: list[dict[str
     return best if best.driving_score > final_ds + 1e-9 else None
 
 
+def _selection_text(outcome: TrainOutcome) -> str:
+    """What selecting by driving did in a stage (empty without it)."""
+    if outcome.validation_ds is None:
+        return ""
+    return (f", validation DS {outcome.validation_ds:.1f}"
+            f"{' (the incumbent stayed)' if outcome.kept_incumbent else ''}, objective-DS rank correlation "
+            f"{_num(outcome.spearman, '.2f')}")
+
+
 def _num(value: float | None, fmt: str = ".3f") -> str:
     return "n/a" if value is None else format(value, fmt)
 
@@ -304,12 +328,32 @@ def _write_outputs(work: WorkDir, offline: TrainOutcome, dagger_outcome: DaggerO
         outputs["bird's-eye pictures"] = str(pictures)
     summary = out_dir / "summary.md"
     lines = ["# LangProp driving demo", "", f"optimizer: {optimizer}", "", "```", tables, "```", "",
-             "DAgger iterations (driving score of the script that drove):", ""]
+             "DAgger iterations (driving score of the script that drove; beta: the chance the expert drove a "
+             "route instead):", ""]
     for it in dagger_outcome.iterations:
-        lines.append(f"- iteration {it.iteration}: {_num(it.driving_score, '.2f')} (policy {it.driven_policy_id}); "
-                     f"retrained best {it.train.best_policy_id} score {_num(it.train.best_score)}")
+        lines.append(f"- iteration {it.iteration}: beta {it.beta:.2f} (expert drove "
+                     f"{', '.join(it.expert_routes) or 'no route'}): {_num(it.driving_score, '.2f')} "
+                     f"(policy {it.driven_policy_id}, on its own routes {_num(it.policy_driving_score, '.2f')}); "
+                     f"deployed {it.train.best_policy_id} score {_num(it.train.best_score)}")
+    lines += ["", *selection_table([offline] + [it.train for it in dagger_outcome.iterations])]
     lines += ["", f"Stage wall times (s): {_stage_times_text(times)}", ""]
     summary.write_text("\n".join(lines))
     outputs["summary"] = str(summary)
     atomic_write_json(out_dir / "dagger.json", dagger_outcome.to_dict())
     return outputs
+
+
+def selection_table(stages: Sequence[TrainOutcome]) -> list[str]:
+    """Markdown lines: per stage the deployed script's objective and validation DS, whether the incumbent
+    stayed, and the objective-DS rank correlation over the scripts driven (nothing without selection)."""
+    rows = [t for t in stages if t.validation_ds is not None]
+    if not rows:
+        return []
+    lines = ["Select by driving (validation DS on the held-out routes; the deployed script never drives "
+             "them worse than the one before it):", "",
+             "| stage | deployed | objective | validation DS | incumbent stayed | Spearman (scripts driven) |",
+             "|---|---|---|---|---|---|"]
+    for t in rows:
+        lines.append(f"| {t.name} | {t.best_policy_id} | {_num(t.best_score)} | {t.validation_ds:.1f} | "
+                     f"{'yes' if t.kept_incumbent else 'no'} | {_num(t.spearman, '.2f')} ({len(t.candidates or [])}) |")
+    return lines + [""]

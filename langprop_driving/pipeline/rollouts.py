@@ -38,7 +38,7 @@ __all__ = [
     "InfractionEvent", "RolloutResult", "infraction_events", "mark_infractions",
     "relabel_records", "run_route", "record_rollouts", "route_records_of", "import_recording", "import_rollout",
     "rollout_agent_settings", "warn_policy_timeouts", "mean_driving_score", "raise_on_failed_routes",
-    "evaluation_config",
+    "evaluation_config", "finished_route_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,9 @@ def _finished_record(results_path: Path) -> dict[str, Any] | None:
     """The route's record when it was driven (to its end or an infraction that ended it), else None."""
     record = _route_record(results_path)
     return record if record is not None and record.get("status") not in _RETRY_STATUSES else None
+
+
+finished_route_record = _finished_record  # public: validation rollouts resume by it too
 
 
 # -- infraction timing ----------------------------------------------------------------------------

@@ -22,7 +22,11 @@ from langprop_driving.model.objective import (
 )
 from langprop_driving.pipeline.config import TrainConfig, WorkDir
 
-__all__ = ["TrainOutcome", "TrainingStopped", "select_records", "train_stage", "objective_for", "usage_callback"]
+__all__ = ["TrainOutcome", "TrainingStopped", "select_records", "mix_records", "train_stage", "objective_for",
+           "usage_callback", "OFFLINE_STAGE"]
+
+# the stage name of the expert's offline runs in the aggregate dataset (pipeline.collect)
+OFFLINE_STAGE = "collect"
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,16 @@ class TrainOutcome:
     #: LLM usage of the run (see langprop_core.llm.usage.LLMUsage) and rejected replies by reason
     llm: dict[str, Any] | None = None
     rejected: dict[str, int] | None = None
+    # select by driving (None without validation routes): the deployed script's validation DS, whether
+    # the incumbent stayed, the objective-DS rank correlation and each candidate's figures
+    validation_ds: float | None = None
+    kept_incumbent: bool | None = None
+    spearman: float | None = None
+    candidates: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainOutcome":
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
 
 
 class TrainingStopped(RuntimeError):
@@ -76,7 +86,8 @@ def objective_for(config: TrainConfig) -> DrivingObjective:
     """The objective with the training config's horizons, penalty and steering tolerance."""
     return DrivingObjective(horizon_s=config.horizon_s, standstill_horizon_s=config.standstill_horizon_s,
                             repeat_penalty=config.repeat_penalty,
-                            steering_tolerance_deg=config.steering_tolerance_deg)
+                            steering_tolerance_deg=config.steering_tolerance_deg, scene_costs=config.scene_costs,
+                            standstill_cost=config.standstill_cost)
 
 
 def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records: int | None = None,
@@ -107,6 +118,25 @@ def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records:
     return window + kept
 
 
+def mix_records(records: Sequence[SceneRecord], expert_share: float | None, seed: int = 0) -> list[SceneRecord]:
+    """``records`` with ``expert_share`` of them from the expert's offline runs, the rest relabelled rollouts.
+
+    The total stays; a side with too few records is repeated (drawn with replacement beyond its size).
+    None, or records of only one side, returns them as they are.
+    """
+    expert = [r for r in records if r.meta.get("stage") == OFFLINE_STAGE]
+    rollouts = [r for r in records if r.meta.get("stage") != OFFLINE_STAGE]
+    if expert_share is None or not expert or not rollouts:
+        return list(records)
+    rng = random.Random(seed)
+    n_expert = round(expert_share * len(records))
+
+    def draw(pool: list[SceneRecord], k: int) -> list[SceneRecord]:
+        return rng.sample(pool, k) if k <= len(pool) else pool + rng.choices(pool, k=k - len(pool))
+
+    return draw(expert, n_expert) + draw(rollouts, len(records) - n_expert)
+
+
 def _counting(objective: DrivingObjective, counter: list[int]) -> Callable[[Any, Any, tuple], float]:
     """``objective`` that counts its calls in ``counter[0]`` (policy calls scored, for calls per second)."""
     def counted(output: Any, target: Any, args: tuple = ()) -> float:
@@ -117,8 +147,15 @@ def _counting(objective: DrivingObjective, counter: list[int]) -> Callable[[Any,
 
 def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: Sequence[str] | None,
                 val_routes: Sequence[str] | None, optimizer_config: Any, config: TrainConfig,
-                seed_sources: Sequence[str], resume: bool = True, callbacks: Sequence[Any] = ()) -> TrainOutcome:
+                seed_sources: Sequence[str], resume: bool = True, callbacks: Sequence[Any] = (),
+                selection: Any = None, incumbent: str | None = None, progress: bool = True,
+                expert_share: float | None = None) -> TrainOutcome:
     """Train on ``dataset`` (records of ``train_routes``; all when None), validate on ``val_routes``.
+
+    With ``selection`` (a :class:`~langprop_driving.pipeline.validation.ValidationConfig`) the top
+    scripts are driven on its routes when training ends and the best driver is deployed, unless
+    ``incumbent`` (the checkpoint or script deployed before) drives at least as well.
+    ``expert_share``: see :func:`mix_records` (DAgger's mix of expert data and rollouts).
 
     ``optimizer_config`` is a ``langprop_core.llm.factory.OptimizerConfig``; the
     optimizer is built here with ``seed_sources`` (what the mutation optimizer
@@ -142,6 +179,7 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         else dataset.filter(labelled=True)
     train_records = select_records(train_view, config.record_stride, config.max_records, config.horizon_s,
                                    config.seed)
+    train_records = mix_records(train_records, expert_share, config.seed)
     if not train_records:
         raise ValueError(f"{dataset.root}: no labelled records for training routes {list(train_routes or [])} "
                          "(run collect first)")
@@ -167,7 +205,14 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
                                    progress=config.progress)
     run_dir = work.train(name)
     usage = usage_callback(config)
-    trainer = Trainer(optimizer, trainer_config, run_dir, callbacks=[usage, *callbacks])
+    callbacks = [usage, *callbacks]
+    selector = None
+    if selection is not None:
+        from langprop_driving.pipeline.validation import road_selection
+
+        selector = road_selection(work, name, selection, incumbent, progress=progress)
+        callbacks.append(selector)
+    trainer = Trainer(optimizer, trainer_config, run_dir, callbacks=callbacks)
     log.info("training %s on %d records (%d distinct), validating on %d; optimizer: %s", name, len(train_data),
              len(train_records), len(val_data or []), optimizer.describe())
     start = time.perf_counter()
@@ -175,7 +220,8 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
     wall_s = time.perf_counter() - start
     if result.stopped is not None:
         raise TrainingStopped(result.stopped, str(trainer.checkpoint_dir(module)), usage.usage.describe())
-    best = result.best_policy
+    best = result.best_policy  # the deployed script when selecting by driving
+    record = (selector.record or {}) if selector is not None else {}
     val_records = [h for h in result.history if h.get("kind") == "val"]
     val_score = val_records[-1].get("best_val_score") if val_records else None
     outcome = TrainOutcome(
@@ -184,6 +230,8 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         optimizer=optimizer.describe(), n_train=len(train_data), n_val=len(val_data or []),
         wall_s=round(wall_s, 3), policy_calls=counter[0],
         calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0,
-        llm=usage.usage.to_dict(), rejected=dict(sorted(trainer.rejected.items())))
+        llm=usage.usage.to_dict(), rejected=dict(sorted(trainer.rejected.items())),
+        validation_ds=record.get("deployed_validation"), kept_incumbent=record.get("kept_incumbent"),
+        spearman=record.get("spearman"), candidates=record.get("candidates"))
     work.mark_done(stage, asdict(outcome))
     return outcome

@@ -1,0 +1,161 @@
+"""Select by validation: the script a training stage deploys is the one that does best where it counts.
+
+A training objective scores single calls; what matters may only show when a
+script runs whole episodes (for a driving policy: routes driven in closed
+loop). :class:`SelectByValidation` is a trainer callback: when a fit ends, the
+``top_k`` scripts by objective (and the incumbent, the script deployed before
+this stage) are run by a ``validate`` function the task supplies (for driving:
+rollouts on held-out routes, in parallel), and the checkpoint records which
+script to deploy:
+
+- the candidate with the best validation score (ties: the better objective),
+- unless the incumbent scores at least as well: it stays, so the deployed
+  script's validation score never falls from one stage to the next.
+
+Both figures of every script validated, the deployed one, and Spearman's rank
+correlation between objective and validation over the scripts validated (does
+the objective predict the validation score?) go into the checkpoint index as
+``extra["selection"]`` (read by :attr:`langprop_core.checkpoint.Checkpoint.best`,
+the one rule for "the best script") and into the callback's resumable state, so
+a resumed run does not validate a script twice.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from langprop_core.callbacks import Callback
+from langprop_core.metrics import plot_score_pairs, spearman
+from langprop_core.policy import Policy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from langprop_core.checkpoint import Checkpoint
+    from langprop_core.module import Module
+    from langprop_core.trainer import FitResult, Trainer
+
+__all__ = ["SelectByValidation", "Validator", "selection_of", "incumbent_of"]
+
+log = logging.getLogger(__name__)
+
+# validate(policies) -> {policy id: score}; higher is better
+Validator = Callable[[Sequence[Policy]], Mapping[str, float]]
+
+
+def selection_of(checkpoint: "Checkpoint") -> dict[str, Any] | None:
+    """The selection record of a checkpoint (see the module docstring), or None."""
+    record = checkpoint.extra.get("selection")
+    return record if isinstance(record, dict) else None
+
+
+def incumbent_of(checkpoint: "Checkpoint") -> tuple[Policy, float | None]:
+    """The deployed script of ``checkpoint`` and its validation score (None when it was not validated)."""
+    record = selection_of(checkpoint) or {}
+    best = checkpoint.best
+    score = record.get("deployed_validation") if record.get("deployed_id") == best.id else None
+    return best, score
+
+
+class SelectByValidation(Callback):
+    """Validate the top scripts when a fit ends and record which one to deploy (see the module docstring).
+
+    ``incumbent`` is the script deployed before this stage, and
+    ``incumbent_score`` its validation score (validated here when None).
+    ``plot_path``: where to draw objective against validation score.
+    ``validation_name`` names the validation score in records and plots;
+    ``context`` is recorded with the selection (e.g. what the validation ran on).
+    """
+
+    state_key = "selection"
+
+    def __init__(self, validate: Validator, top_k: int = 3, incumbent: Policy | None = None,
+                 incumbent_score: float | None = None, plot_path: Path | str | None = None,
+                 validation_name: str = "validation score", context: Mapping[str, Any] | None = None) -> None:
+        if top_k < 1:
+            raise ValueError(f"SelectByValidation: top_k must be >= 1, not {top_k}")
+        self.validate = validate
+        self.top_k = top_k
+        self.incumbent = incumbent
+        self.plot_path = Path(plot_path) if plot_path is not None else None
+        self.validation_name = validation_name
+        self.context = dict(context or {})
+        self.scores: dict[str, float] = {}
+        if incumbent is not None and incumbent_score is not None:
+            self.scores[incumbent.id] = float(incumbent_score)
+        self.record: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": dict(self.scores), "record": self.record}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scores.update({k: float(v) for k, v in (state.get("scores") or {}).items()})
+        self.record = state.get("record")
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"selection": self.record} if self.record else {}
+
+    def on_fit_end(self, trainer: "Trainer", module: "Module", result: "FitResult") -> None:
+        """Validate, choose, record, save the checkpoint; ``result.best_policy`` becomes the deployed script."""
+        candidates = list(module.population[:self.top_k])
+        if not candidates:
+            return
+        pending = [p for p in candidates if p.id not in self.scores]
+        if self.incumbent is not None and self.incumbent.id not in self.scores:
+            pending.append(self.incumbent)
+        if pending:
+            log.info("validating %d script(s): %s", len(pending), ", ".join(p.id for p in pending))
+            scores = self.validate(pending)
+            missing = [p.id for p in pending if p.id not in scores]
+            if missing:
+                raise RuntimeError(f"the validator returned no score for {', '.join(missing)}")
+            self.scores.update({p.id: float(scores[p.id]) for p in pending})
+        best = max(enumerate(candidates), key=lambda rc: (self.scores[rc[1].id], -rc[0]))[1]
+        deployed, kept = best, False
+        if self.incumbent is not None and self.scores[self.incumbent.id] >= self.scores[best.id]:
+            deployed, kept = self.incumbent, True
+            if all(p.id != deployed.id for p in module.population):
+                # The incumbent left the population (or never was in it): it comes back, so the
+                # checkpoint holds the script it deploys; unscored on this stage's data.
+                module.population.append(replace(deployed, priority=None, priority_weight=0.0, scores=[]))
+        self.record = self._record(module, candidates, deployed, kept)
+        result.best_policy = next(p for p in module.population if p.id == deployed.id)
+        log.info("selection: deploying %s (%s %.3f%s); objective-%s rank correlation %s",
+                 deployed.id, self.validation_name, self.scores[deployed.id],
+                 ", the incumbent stays" if kept else "", self.validation_name,
+                 "n/a" if self.record["spearman"] is None else f"{self.record['spearman']:.3f}")
+        if self.plot_path is not None:
+            self._plot(module.name)
+        trainer.save(module)
+
+    def _record(self, module: "Module", candidates: list[Policy], deployed: Policy, kept: bool) -> dict[str, Any]:
+        in_population = {p.id: p for p in module.population}
+        rows = []
+        for rank, policy in enumerate(candidates):
+            rows.append({"id": policy.id, "rank": rank, "objective": policy.priority,
+                         "validation": self.scores[policy.id]})
+        incumbent = self.incumbent
+        if incumbent is not None and all(r["id"] != incumbent.id for r in rows):
+            current = in_population.get(incumbent.id)
+            rows.append({"id": incumbent.id, "rank": None,
+                         "objective": current.priority if current is not None else None,
+                         "validation": self.scores[incumbent.id]})
+        paired = [r for r in rows if r["objective"] is not None]
+        rho = spearman([r["objective"] for r in paired], [r["validation"] for r in paired])
+        current = in_population.get(deployed.id)
+        return {"deployed_id": deployed.id, "deployed_validation": self.scores[deployed.id],
+                "deployed_objective": current.priority if current is not None else None,
+                "kept_incumbent": kept, "incumbent_id": incumbent.id if incumbent else None,
+                "incumbent_validation": self.scores.get(incumbent.id) if incumbent else None,
+                "validation_name": self.validation_name, "top_k": self.top_k, "candidates": rows,
+                "spearman": rho, "n_paired": len(paired), **self.context}
+
+    def _plot(self, module_name: str) -> None:
+        rows = [r for r in self.record["candidates"] if r["objective"] is not None]
+        rho = self.record["spearman"]
+        try:
+            plot_score_pairs([(r["objective"], r["validation"], r["id"][:7]) for r in rows], self.plot_path,
+                             "objective (training priority)", self.validation_name,
+                             f"{module_name}: Spearman {'n/a' if rho is None else f'{rho:.2f}'}")
+        except Exception as exc:  # noqa: BLE001 - a picture must not fail a finished stage
+            log.warning("could not draw %s: %s", self.plot_path, exc)

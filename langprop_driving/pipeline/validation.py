@@ -1,0 +1,147 @@
+"""Select by driving: the scripts a stage could deploy are driven on held-out validation routes.
+
+:class:`RoadValidator` is the driving task's ``validate`` function for
+:class:`langprop_core.selection.SelectByValidation`: each candidate script
+drives every validation route through the LangProp agent (one job per script
+and route, in parallel), and its score is the mean leaderboard driving score.
+The validation world may be another town than the training one (e.g. train on
+Town01, validate on Town03). Results are files::
+
+    <work>/validate/<stage>/scripts/<policy id>.py
+    <work>/validate/<stage>/results/<policy id>/<route>.json
+
+so a killed validation resumes with the routes it had finished.
+:func:`road_selection` builds the callback of one stage, with the script the
+previous stage deployed as the incumbent.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from langprop_core.policy import Policy
+from langprop_core.selection import SelectByValidation
+
+from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
+from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
+
+__all__ = ["ValidationConfig", "RoadValidator", "road_selection", "VALIDATION_NAME"]
+
+log = logging.getLogger(__name__)
+
+VALIDATION_NAME = "validation DS"
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Where and how candidates are driven: the world (its town may differ from training), the route file
+    and route ids, how many top scripts by objective (``top_k``), and whether the script runs sandboxed."""
+
+    world: WorldConfig
+    routes: Path
+    route_ids: tuple[str, ...]
+    top_k: int = 3
+    sandbox: bool = True
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"validation top_k must be >= 1, got {self.top_k}")
+        if not self.route_ids:
+            raise ValueError("validation needs at least one route id")
+
+
+class RoadValidator:
+    """``validate(policies) -> {policy id: mean driving score}`` on the validation routes (see the module
+    docstring); ``route_scores`` keeps every route's score per script driven."""
+
+    def __init__(self, work: WorkDir, stage: str, config: ValidationConfig, progress: bool = True) -> None:
+        self.root = work.root / "validate" / stage
+        self.config = config
+        self.progress = progress
+        self.route_scores: dict[str, dict[str, float]] = {}
+
+    def __call__(self, policies: Sequence[Policy]) -> dict[str, float]:
+        from langprop_driving.pipeline.evaluate import team_code_agent
+        from langprop_driving.pipeline.rollouts import finished_route_record, rollout_agent_settings, run_route
+
+        world, cfg = self.config.world, self.config
+        agent = str(team_code_agent("langprop_agent"))
+        jobs, plans = [], []
+        for policy in policies:
+            script = self.root / "scripts" / f"{policy.id}.py"
+            if not script.is_file():
+                script.parent.mkdir(parents=True, exist_ok=True)
+                script.write_text(policy.source, encoding="utf-8")
+            settings = rollout_agent_settings({"checkpoint": script, "sandbox": cfg.sandbox, "seed": world.seed})
+            config_path = self.root / "configs" / f"{policy.id}.json"
+            atomic_write_json(config_path, settings)
+            for route_id in cfg.route_ids:
+                results = self.root / "results" / policy.id / f"{route_id}.json"
+                plans.append((policy.id, route_id, results))
+                if finished_route_record(results) is not None:
+                    continue
+                results.unlink(missing_ok=True)  # a killed run's partial file: drive again
+                jobs.append(Job(name=f"{policy.id}:{route_id}", fn=run_route, kwargs=dict(
+                    town=world.town, routes=str(cfg.routes), route_id=route_id, agent=agent,
+                    agent_config=str(config_path), results=str(results),
+                    towns_dir=str(world.towns_dir) if world.towns_dir else None, traffic=world.traffic,
+                    seed=world.seed, timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s)))
+        errors: dict[str, str] = {}
+        if jobs:
+            outputs = run_jobs(jobs, workers=world.workers, backend=world.backend, ray_address=world.ray_address,
+                               desc=f"validate {len(policies)} script(s)", progress=self.progress)
+            errors = {job.name: out.error for job, out in zip(jobs, outputs) if isinstance(out, JobFailed)}
+        scores: dict[str, dict[str, float]] = {}
+        failed = []
+        for policy_id, route_id, results in plans:
+            record = finished_route_record(results)
+            if record is None:
+                failed.append(f"{policy_id} on route {route_id}: "
+                              f"{errors.get(f'{policy_id}:{route_id}', 'no results were written')}")
+                continue
+            scores.setdefault(policy_id, {})[route_id] = float(record["scores"]["score_composed"])
+        if failed:
+            raise RuntimeError("validation rollouts failed: " + "; ".join(failed) + " (rerun to retry them)")
+        self.route_scores.update(scores)
+        return {pid: statistics.fmean(by_route.values()) for pid, by_route in scores.items()}
+
+
+def road_selection(work: WorkDir, stage: str, config: ValidationConfig, incumbent_checkpoint: str | Path | None,
+                   progress: bool = True) -> SelectByValidation:
+    """The select-by-driving callback of ``stage``; the incumbent is the deployed script of
+    ``incumbent_checkpoint`` (a checkpoint, or a ``.py`` seed script; None: no incumbent), with its
+    validation DS when that checkpoint was selected on the same routes."""
+    incumbent, score = _incumbent(incumbent_checkpoint, config)
+    return SelectByValidation(RoadValidator(work, stage, config, progress), top_k=config.top_k,
+                              incumbent=incumbent, incumbent_score=score,
+                              plot_path=work.train(stage) / "objective_vs_validation.png",
+                              validation_name=VALIDATION_NAME, context={"validation_key": validation_key(config)})
+
+
+def _incumbent(path: str | Path | None, config: ValidationConfig) -> tuple[Policy | None, float | None]:
+    if path is None:
+        return None, None
+    path = Path(path)
+    if path.suffix == ".py":
+        from langprop_driving.model.seed_policy import FUNCTION_NAME
+
+        return Policy.from_source(path.read_text(encoding="utf-8"), FUNCTION_NAME, optimizer="file"), None
+    from langprop_core.checkpoint import load_checkpoint
+    from langprop_core.selection import incumbent_of, selection_of
+
+    checkpoint = load_checkpoint(path)
+    policy, score = incumbent_of(checkpoint)
+    record: dict[str, Any] = selection_of(checkpoint) or {}
+    # A score measured elsewhere (other routes, town or traffic) is not comparable: drive it again.
+    if record.get("validation_key") != validation_key(config):
+        score = None
+    return policy, score
+
+
+def validation_key(config: ValidationConfig) -> str:
+    """What makes two validation scores comparable: world, route file and routes."""
+    w = config.world
+    return f"{w.town}|{w.towns_dir}|{w.traffic}|{w.seed}|{Path(config.routes).resolve()}|{','.join(config.route_ids)}"
