@@ -6,7 +6,10 @@ differs from CARLA):
 - **Collisions** with vehicles and pedestrians: the ego's footprint (an
   oriented box, shapely) intersects the actor's. A contact with an actor
   counts once; the same actor counts again only after the contact ended and
-  5 s passed since it was counted (1.0 ignores repeats within 5 s).
+  5 s passed since it was counted (1.0 ignores repeats within 5 s). Actors
+  more than 3 m above or below the ego (bridges, overpasses; heights from the
+  net's lanes, which keep OpenDRIVE's elevation) are on another level and never
+  collide.
 - **Layout collisions**: SUMO towns have no kerbs or props, so hitting the
   static layout is modelled as the ego's *centre leaving the drivable area*
   (lanes and junction areas), i.e. more than half of the car off the road. One
@@ -39,6 +42,7 @@ from shapely.geometry import Polygon
 
 from driving.geometry import box_corners
 from driving.penalties import BLOCKED_SPEED_MPS, BLOCKED_TIME_S, ROUTE_DEVIATION_M, STOP_SPEED_MPS
+from sumo_world.collisions import actor_polygon
 from sumo_world.ego import EgoParams, EgoState
 from sumo_world.records import Infraction
 from sumo_world.road_network import lane_edge_id
@@ -209,11 +213,13 @@ class RouteCriteria:
             if not len(actors):
                 continue
             reach = ego_radius + np.hypot(actors.half_length_m, actors.half_width_m)
-            near = np.nonzero(np.linalg.norm(actors.xy - ego.xy, axis=1) < reach)[0]
+            # Footprints on different levels (a bridge over a road) never touch.
+            near = np.nonzero((np.linalg.norm(actors.xy - ego.xy, axis=1) < reach)
+                              & actors.on_level(snapshot.ego_z_m))[0]
             for k in near:
                 if ego_poly is None:
                     ego_poly = self._ego_polygon(ego)
-                if not ego_poly.intersects(_actor_polygon(actors, int(k))):
+                if not ego_poly.intersects(actor_polygon(actors, int(k))):
                     continue
                 actor_id = int(actors.ids[k])
                 touching.add(actor_id)
@@ -282,10 +288,3 @@ class RouteCriteria:
         index = self.context.tracker.index
         window = points[max(0, index - 50): index + 200]
         return float(np.min(np.linalg.norm(window - ego.xy, axis=1)))
-
-
-def _actor_polygon(actors: ActorArrays, k: int) -> Polygon:
-    rad = math.radians(float(actors.yaw_deg[k]))
-    forward = np.array([math.cos(rad), math.sin(rad)])
-    return Polygon(box_corners(actors.xy[k], forward, float(actors.half_length_m[k]),
-                               float(actors.half_width_m[k])))

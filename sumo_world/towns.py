@@ -10,7 +10,8 @@ networks with two-lane roads, traffic lights, sidewalks, crossings and a few
 all-way-stop junctions picked from the seed). CARLA towns are imported from
 their OpenDRIVE file with ``netconvert --offset.disable-normalization`` so
 that SUMO coordinates are CARLA's with y negated (see
-:mod:`sumo_world.transform`).
+:mod:`sumo_world.transform`), or stored from a SUMO net of the town, with
+sidewalks and crossings guessed when it has none (the offset kept).
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _META_FILE = "town.json"
 # Share of the inner junctions of a generated town that become all-way stops.
 _ALLWAY_STOP_SHARE = 0.25
+# netconvert options that add sidewalks to roads that allow pedestrians, and crossings at junctions.
+_GUESS_SIDEWALKS = ("--sidewalks.guess", "--crossings.guess")
 
 
 class TownError(RuntimeError):
@@ -300,39 +303,65 @@ class TownStore:
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=f".{name}.") as tmp:
             out = Path(tmp) / "town.net.xml"
-            # internal-shapes: junction lanes follow the OpenDRIVE connecting roads (CARLA's own
-            # junction lanes) instead of SUMO's smoothed guesses: within 0.3 m rather than 1.4 m on Town01.
+            # No --opendrive.internal-shapes: it makes junction lanes follow the OpenDRIVE connecting
+            # roads, which leaves 2-5 m gaps between ramp and junction lanes in Town04's cloverleaf
+            # junctions (1-2 m in Town06). SUMO's own junction shapes join every lane end; they are
+            # about 1 m less faithful to CARLA's curves on Town01, and routes stay on the road.
             command = [str(sumo_binary("netconvert")), "--opendrive-files", str(xodr),
-                       "--offset.disable-normalization", "--opendrive.internal-shapes", "--output-file", str(out)]
+                       "--offset.disable-normalization", "--output-file", str(out)]
             if sidewalks:
-                command += ["--sidewalks.guess", "--crossings.guess"]
+                command += [*_GUESS_SIDEWALKS]
             _run(command, f"netconvert of {xodr}")
-            meta = {"source": "opendrive", "source_file": str(xodr.resolve()), "sidewalks": sidewalks,
+            meta = {"source": "opendrive", "source_file": str(xodr.resolve()),
+                    "sidewalks": "guessed" if sidewalks else "none",
                     "import_s": round(time.perf_counter() - start, 3)}
             return self._finish(name, out, meta, overwrite)
 
-    def import_net(self, net_xml: str | Path, name: str | None = None, *, overwrite: bool = False) -> TownInfo:
-        """Store an existing SUMO net (e.g. a CARLA town converted elsewhere) under ``name``."""
+    def import_net(self, net_xml: str | Path, name: str | None = None, *, sidewalks: bool = True,
+                   overwrite: bool = False) -> TownInfo:
+        """Store an existing SUMO net (e.g. a CARLA town converted elsewhere) under ``name``.
+
+        A net without sidewalks (the CARLA nets other projects publish have
+        none) gets guessed sidewalks and crossings from ``netconvert`` when
+        ``sidewalks`` is set, with the net's offset kept, so that its
+        coordinates still map onto CARLA's; the metadata says ``"sidewalks":
+        "guessed"``. A net that has sidewalks is stored as it is.
+        """
         net_xml = Path(net_xml)
         if not net_xml.is_file():
             raise TownError(f"SUMO net not found: {net_xml}")
         name = _check_name(name or net_xml.name.split(".")[0])
+        start = time.perf_counter()
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=f".{name}.") as tmp:
             copy = Path(tmp) / "town.net.xml"
             shutil.copyfile(net_xml, copy)
             try:
-                _net_offset(copy)
+                offset = _net_offset(copy)
+                had_sidewalks = _junction_summary(copy)["sidewalk_lanes"] > 0
             except ET.ParseError as exc:
                 raise TownError(f"{net_xml}: not a readable SUMO net: {exc}") from exc
-            meta = {"source": "net", "source_file": str(net_xml.resolve())}
+            meta: dict[str, Any] = {"source": "net", "source_file": str(net_xml.resolve()),
+                                    "sidewalks": "net" if had_sidewalks else "none"}
+            if sidewalks and not had_sidewalks:
+                guessed = Path(tmp) / "guessed.net.xml"
+                command = [str(sumo_binary("netconvert")), "--sumo-net-file", str(copy),
+                           "--offset.disable-normalization", *_GUESS_SIDEWALKS, "--output-file", str(guessed)]
+                _run(command, f"netconvert (guessing sidewalks) of {net_xml}")
+                if _net_offset(guessed) != offset:
+                    raise TownError(f"netconvert changed the offset of {net_xml} ({offset} -> "
+                                    f"{_net_offset(guessed)}); the town would not map onto CARLA's coordinates")
+                copy = guessed
+                meta["sidewalks"] = "guessed"
+            meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, copy, meta, overwrite)
 
-    def import_file(self, path: str | Path, name: str | None = None, *, overwrite: bool = False) -> TownInfo:
+    def import_file(self, path: str | Path, name: str | None = None, *, sidewalks: bool = True,
+                    overwrite: bool = False) -> TownInfo:
         """Import ``.xodr`` (OpenDRIVE) or ``.net.xml`` (SUMO) by its suffix."""
         path = Path(path)
         if path.suffix.lower() == ".xodr":
-            return self.import_opendrive(path, name, overwrite=overwrite)
+            return self.import_opendrive(path, name, sidewalks=sidewalks, overwrite=overwrite)
         if path.name.lower().endswith(".net.xml"):
-            return self.import_net(path, name, overwrite=overwrite)
+            return self.import_net(path, name, sidewalks=sidewalks, overwrite=overwrite)
         raise TownError(f"cannot import {path}: expected an OpenDRIVE .xodr or a SUMO .net.xml file")

@@ -21,7 +21,7 @@ def _world_options(fn: Callable) -> Callable:
         click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Towns directory (default: $LANGPROP_TOWNS or ./towns)."),
         click.option("--traffic", default=WorldConfig.traffic, show_default=True,
-                     type=click.Choice(["none", "light", "default", "busy"]), help="Traffic density."),
+                     type=click.Choice(["none", "light", "default", "busy", "leaderboard"]), help="Traffic density."),
         click.option("--seed", type=int, default=WorldConfig.seed, show_default=True,
                      help="Seed of traffic and agents."),
         click.option("--workers", type=int, default=WorldConfig.workers, show_default=True,
