@@ -18,8 +18,11 @@ differs from CARLA):
   uses) crosses the stop line of a route light while it is red (red-yellow
   counts as red, yellow does not).
 - **Stop sign**: the ego's front must be in the stop zone (from 8 m before the
-  stop line to 2 m past it) at a speed below 0.1 m/s at some tick; leaving the
-  zone otherwise is an infraction. A completed stop hides the sign from the scene.
+  stop line to 2 m past it: the stop area of :mod:`sumo_world.stop_signs`, like
+  CARLA's trigger volume) at a speed below 0.1 m/s at some tick; leaving the
+  zone otherwise is an infraction. A completed stop hides the sign from the
+  scene. The stops are the town's stop signs (imported CARLA towns) or its
+  stop junctions (generated towns).
 - **Outside route lanes**: driven route distance while the ego is off the
   drivable area or on a lane of an edge that is not on the route (the opposite
   direction included); junction interiors never count. Reported as a

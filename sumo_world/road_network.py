@@ -189,9 +189,28 @@ class RoadNetwork:
         return sorted({junction for junction in self.stop_sign_lanes.values()})
 
     @functools.cached_property
+    def stop_signs(self) -> list[Any]:
+        """The town's stop signs (:class:`sumo_world.stop_signs.StopSign`, from ``stop_signs.json`` beside
+        the net); empty for towns without that file."""
+        from sumo_world.stop_signs import STOP_SIGNS_FILE, load_stop_signs
+
+        return load_stop_signs(self.net_path.parent / STOP_SIGNS_FILE)
+
+    @functools.cached_property
     def stop_sign_lanes(self) -> dict[str, str]:
-        """Incoming driving lane id -> junction id, for lanes that must stop before that junction."""
+        """Incoming driving lane id -> junction id, for lanes that must stop before that junction.
+
+        A town with stop signs (imported from CARLA) has them from its signs;
+        otherwise from the net's stop links (generated all-way stops).
+        """
         lanes: dict[str, str] = {}
+        signs = [sign for sign in self.stop_signs if sign.lanes]
+        if signs:
+            for sign in signs:
+                for lane_id in sign.lanes:
+                    if self.net.hasEdge(lane_edge_id(lane_id)):
+                        lanes[lane_id] = self.lane(lane_id).getEdge().getToNode().getID()
+            return lanes
         for lane in self.driving_lanes(internal=False):
             for connection in lane.getOutgoing():
                 if connection.getState() in STOP_LINK_STATES:

@@ -28,7 +28,7 @@ import numpy as np
 from driving.route import RouteTracker
 from driving.scene import ROUTE_COMMANDS, copy_scene
 from sumo_world.ego import EgoParams, EgoState
-from sumo_world.road_network import STOP_LINK_STATES, lane_edge_id
+from sumo_world.road_network import lane_edge_id
 from sumo_world.world import ActorArrays, WorldSnapshot
 
 __all__ = ["RouteControl", "RouteContext", "SumoSceneProvider", "ACTOR_RADIUS_M",
@@ -127,7 +127,7 @@ class RouteContext:
             if tls:
                 controls.append(RouteControl("light", stop_index, float(cumulative[stop_index]), stop_xy,
                                              junction, tls, int(connection.getTLLinkIndex())))
-            elif connection.getState() in STOP_LINK_STATES or lane_a in stop_lanes:
+            elif lane_a in stop_lanes:  # the town's stop signs, or its stop links (generated towns)
                 controls.append(RouteControl("stop", stop_index, float(cumulative[stop_index]), stop_xy,
                                              junction))
         return cls(points, commands, lanes, edges, controls, sorted(set(junction_entries)), speed,

@@ -60,13 +60,18 @@ def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_
 @click.option("--overwrite", is_flag=True, help="Replace a town of the same name.")
 @click.option("--sidewalks/--no-sidewalks", default=True, show_default=True,
               help="Guess sidewalks and crossings (netconvert) where the town has none.")
-def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool, sidewalks: bool) -> None:
+@click.option("--stop-signs", "stop_signs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Stop signs exported from a CARLA server by scripts/export_carla_stops.py "
+                                 "(default: the OpenDRIVE file's type-206 signals).")
+def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool, sidewalks: bool,
+                stop_signs: Path | None) -> None:
     """Import a CARLA town from its OpenDRIVE FILE (.xodr), or store a SUMO net (.net.xml)."""
     from sumo_world.towns import TownError
 
     start = time.perf_counter()
     try:
-        info = _store(towns_dir).import_file(file, name, sidewalks=sidewalks, overwrite=overwrite)
+        info = _store(towns_dir).import_file(file, name, sidewalks=sidewalks, stop_signs=stop_signs,
+                                             overwrite=overwrite)
     except TownError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"imported town {info.name}: {info.net_path} ({_describe(info.meta)}) "
@@ -76,6 +81,12 @@ def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite:
                    f"{info.meta.get('sidewalk_lanes', 0)} sidewalk lanes, {info.meta.get('crossings', 0)} crossings")
     elif info.meta.get("sidewalks") == "none":
         click.echo("  no sidewalks: background pedestrians will be left out of this town's runs")
+    signs = info.meta.get("stop_signs") or {}
+    if signs.get("count"):
+        click.echo(f"  {signs['count']} stop signs from {signs.get('source')}, {signs.get('governing', 0)} placed "
+                   f"on the lanes they govern")
+    elif info.meta.get("stop_signs_note"):
+        click.echo(f"  {info.meta['stop_signs_note']}")
 
 
 @town.command("list")
