@@ -458,7 +458,8 @@ class SumoWorld:
             if vid == EGO_ID or not values:
                 continue
             actor_type, half_l, half_w = self._vehicle_type(values[typ])
-            px, py, pz = values[pos]
+            px, py, *z = values[pos]  # 2 values for a vehicle without a valid position (teleporting)
+            pz = z[0] if z else math.nan
             raw.append((px, py, values[ang], values[spd], half_l, half_w))
             v_z.append(pz)
             v_ids.append(int_id(vid))
@@ -474,7 +475,8 @@ class SumoWorld:
         for pid, values in person.getAllSubscriptionResults().items():
             if not values:
                 continue
-            px, py, pz = values[pos]
+            px, py, *z = values[pos]
+            pz = z[0] if z else math.nan
             p_raw.append((px, py, values[ang], values[spd],
                           _PEDESTRIAN_HALF_SIZE_M, _PEDESTRIAN_HALF_SIZE_M))
             p_z.append(pz)
