@@ -294,6 +294,14 @@ class TownStore:
         ET.ElementTree(root).write(patch, encoding="utf-8", xml_declaration=True)
         return stops
 
+    def _source(self, path: str | Path, what: str, name: str | None) -> tuple[Path, str]:
+        """The file to import (TownError naming it when absent), the town's name, and the store made."""
+        path = Path(path)
+        if not path.is_file():
+            raise TownError(f"{what} not found: {path}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        return path, _check_name(name or path.name.split(".")[0])
+
     def import_opendrive(self, xodr: str | Path, name: str | None = None, *, sidewalks: bool = True,
                          stop_signs: str | Path | None = None, overwrite: bool = False) -> TownInfo:
         """Import a CARLA town from its OpenDRIVE file, keeping CARLA's coordinates.
@@ -304,12 +312,8 @@ class TownStore:
         ``traffic.stop`` actors) when given, else from the file's type-206
         signals (see :mod:`sumo_world.stop_signs`).
         """
-        xodr = Path(xodr)
-        if not xodr.is_file():
-            raise TownError(f"OpenDRIVE file not found: {xodr}")
-        name = _check_name(name or xodr.name.split(".")[0])
         start = time.perf_counter()
-        self.root.mkdir(parents=True, exist_ok=True)
+        xodr, name = self._source(xodr, "OpenDRIVE file", name)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=f".{name}.") as tmp:
             out = Path(tmp) / "town.net.xml"
             # No --opendrive.internal-shapes: it makes junction lanes follow the OpenDRIVE connecting
@@ -338,12 +342,8 @@ class TownStore:
         "guessed"``. A net that has sidewalks is stored as it is. Stop signs
         come from ``stop_signs`` (a CARLA export, see :meth:`import_opendrive`).
         """
-        net_xml = Path(net_xml)
-        if not net_xml.is_file():
-            raise TownError(f"SUMO net not found: {net_xml}")
-        name = _check_name(name or net_xml.name.split(".")[0])
         start = time.perf_counter()
-        self.root.mkdir(parents=True, exist_ok=True)
+        net_xml, name = self._source(net_xml, "SUMO net", name)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=f".{name}.") as tmp:
             copy = Path(tmp) / "town.net.xml"
             shutil.copyfile(net_xml, copy)
