@@ -110,6 +110,8 @@ def _describe(meta: dict) -> str:
     parts.append(f"{junctions.get('traffic_light', 0)} traffic lights")
     parts.append(f"{junctions.get('allway_stop', 0) + junctions.get('priority_stop', 0)} stop junctions")
     parts.append(f"{meta.get('crossings', 0)} crossings")
+    if "stop_signs" in meta:  # imported CARLA towns
+        parts.append(f"{(meta.get('stop_signs') or {}).get('governing', 0)} stop signs")
     return ", ".join(parts)
 
 
