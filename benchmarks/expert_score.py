@@ -11,7 +11,7 @@ expert's own speed in milliseconds per scene, measured on the scenes it recorded
 
 Target (issue 4): driving score >= 90 with route completion >= 95 % on both.
 
-``--leaderboard`` runs the CARLA-towns set instead: the expert on the 50
+``--carla-towns`` (issue 8) runs the CARLA-towns set instead: the expert on the 50
 leaderboard-1.0 training routes (Town01, 03, 04, 06 of ``../shared/data``,
 each town imported the stock way: ``langprop town import`` of the OpenDRIVE
 file where there is one, else of the SUMO net), once per traffic preset of
@@ -20,7 +20,7 @@ infraction penalty, infractions per km, crashed routes and the real-time
 factor (simulated over wall-clock seconds of the route processes).
 ``--per-town N`` runs only the first N routes of each town.
 
-    .venv/bin/python benchmarks/expert_score.py --leaderboard [--per-town 2] [--presets leaderboard]
+    .venv/bin/python benchmarks/expert_score.py --carla-towns [--per-town 2] [--presets leaderboard]
 
 Target (issue 8): DS >= 95 and RC >= 98 % in every town, no crashed route.
 """
@@ -123,7 +123,7 @@ STOCK_TOWNS = {"Town01": "carla_town01/Town01.xodr", "Town03": "carla_towns/Town
                "Town04": "carla_towns/Town04.xodr", "Town06": "carla_towns/Town06.xodr"}
 
 
-def leaderboard_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[str, dict[str, list[dict]]]:
+def carla_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[str, dict[str, list[dict]]]:
     """Route records of the expert on the leaderboard-1.0 training routes: preset -> town -> records."""
     from sumo_world.routes import read_routes, write_routes
     from sumo_world.towns import TownStore
@@ -225,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not record scenes (no expert timing)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1 town x 2 routes and 2 Town01 routes")
-    parser.add_argument("--leaderboard", action="store_true",
+    parser.add_argument("--carla-towns", action="store_true",
                         help="the leaderboard-1.0 training routes on the stock CARLA town imports instead")
-    parser.add_argument("--presets", default="leaderboard,default", help="traffic presets of --leaderboard")
-    parser.add_argument("--per-town", type=int, default=0, help="--leaderboard: first N routes per town (0 = all)")
+    parser.add_argument("--presets", default="leaderboard,default", help="traffic presets of --carla-towns")
+    parser.add_argument("--per-town", type=int, default=0, help="--carla-towns: first N routes per town (0 = all)")
     args = parser.parse_args(argv)
     if args.quick:
         args.towns, args.routes_per_town, args.town01_routes = 1, 2, 2
@@ -241,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_record:
             os.environ["LANGPROP_RECORD_DIR"] = str(record_dir)
         started = time.perf_counter()
-        if args.leaderboard:
+        if args.carla_towns:
             missing = []
-            for preset, by_town in leaderboard_towns(args, towns_dir, work).items():
+            for preset, by_town in carla_towns(args, towns_dir, work).items():
                 missing += [f"{town} ({preset})" for town in print_town_table(preset, by_town)]
             print(f"\ntarget DS >= 95, RC >= 98 %, no crashed route: "
                   f"{'met in every town' if not missing else 'missed in ' + ', '.join(missing)}")
