@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # "s" = stop sign (priority_stop), "w" = all-way stop.
 STOP_LINK_STATES = frozenset("sw")
 _DRIVING_CLASS = "passenger"
+# Slits narrower than twice this between road pieces are closed in the drivable area (m).
+_SLIVER_M = 0.1
 
 
 def lane_edge_id(lane_id: str) -> str:
@@ -238,12 +240,17 @@ class RoadNetwork:
 
     @functools.cached_property
     def drivable_area(self) -> Any:
-        """Shapely (multi)polygon of all driving lanes and junction areas, CARLA frame."""
+        """Shapely (multi)polygon of all driving lanes and junction areas, CARLA frame.
+
+        Closed by :data:`_SLIVER_M`: where a lane's outline meets a junction's
+        a few centimetres apart (CARLA towns imported by netconvert), the slit
+        between them is road, not a place where the ego leaves it.
+        """
         from shapely.ops import unary_union
 
         shapes = [self.lane_polygon(lane.getID()) for lane in self.driving_lanes(internal=True)]
         shapes.extend(self.junction_polygons.values())
-        return unary_union(shapes)
+        return unary_union(shapes).buffer(_SLIVER_M).buffer(-_SLIVER_M)
 
     @functools.cached_property
     def sidewalk_area(self) -> Any:

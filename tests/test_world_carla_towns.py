@@ -145,3 +145,21 @@ def test_town_without_sidewalks_runs_default_traffic_without_pedestrians(shared_
     assert record["status"] == "Failed - Agent timed out"  # it ran (cut short by the small timeout)
     (warning,) = record["meta"]["world_warnings"]
     assert "has no sidewalks" in warning and "20 background pedestrians are left out" in warning
+
+
+def test_drivable_area_has_no_slits_between_lanes_and_junctions(towns: TownStore) -> None:
+    # Where Town06's lane -59_1 meets junction 763 their outlines are centimetres apart: the expert's
+    # centre there, 0.3 m off the route of training route 40, once counted as leaving the road.
+    network = RoadNetwork.load(towns.net_path("Town06"))
+    assert shapely.contains_xy(network.drivable_area, -154.946, 14.833)
+    # closing the slits does not widen the road: 0.3 m beside a lane's outer edge is still off it
+    lane = network.lane("-59_1")
+    shape = shapely.LineString(network.lane_shape("-59_1"))
+    middle = shape.interpolate(0.5, normalized=True)
+    ahead = shape.interpolate(0.5 * shape.length + 1.0)
+    dx, dy = ahead.x - middle.x, ahead.y - middle.y
+    norm = math.hypot(dx, dy)
+    outward = [(middle.x + side * (-dy / norm) * (lane.getWidth() / 2 + 0.3 + 3.5 * k),
+                middle.y + side * (dx / norm) * (lane.getWidth() / 2 + 0.3 + 3.5 * k))
+               for side in (1, -1) for k in range(6)]
+    assert not all(shapely.contains_xy(network.drivable_area, x, y) for x, y in outward)
