@@ -16,9 +16,10 @@ The model (one tick = one bicycle-model step of the ego):
 - **No passing through**: while the ego touches a vehicle, a move that does not
   take its centre farther from that vehicle's is undone: the ego keeps its
   previous pose at zero speed. It can steer away, or wait for the other to go.
-- **The other actor stops**: a SUMO vehicle or walker that the ego touched is
-  held at zero speed for :data:`OTHER_STOP_S` seconds after the last contact,
-  then released to its own driver model.
+- **The other actor stops**: a SUMO vehicle or walker that the ego starts to
+  touch is held at zero speed for :data:`OTHER_STOP_S` seconds, then released
+  to its own driver model (even if the ego still touches it, so that two
+  actors pressed together never stand for ever).
 
 So an agent that drives into traffic loses time, can be blocked (a parked car
 it keeps pushing against) or time out, and its route completion and driving
@@ -83,7 +84,8 @@ class CollisionResponse:
                     continue
                 key = (group, int(actors.ids[k]))
                 touching.add(key)
-                self._hold(key, actors.sumo_ids[k], now)
+                if key not in self._touching:
+                    self._hold(key, actors.sumo_ids[k], now)
                 ahead = float(np.dot(actors.xy[k] - previous.xy, previous.forward)) > 0.0
                 if key not in self._touching and ahead:
                     self.contacts += 1
@@ -111,12 +113,8 @@ class CollisionResponse:
 
     # ------------------------------------------------------------------ holding SUMO's actors
     def _hold(self, key: tuple[str, int], sumo_id: str, now: float) -> None:
-        held = self._held.get(key)
-        if held is not None:
-            held.until_s = now + OTHER_STOP_S
-            return
-        if sumo_id.startswith("static_"):
-            return  # scripted props stand still anyway
+        if key in self._held or sumo_id.startswith("static_"):
+            return  # held already (from the start of this contact), or a scripted prop that never moves
         group = key[0]
         held = _Held(group, sumo_id, now + OTHER_STOP_S)
         sumo = self.world.sumo
