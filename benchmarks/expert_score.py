@@ -19,6 +19,19 @@ and prints per town and agent: DS, RC, scenarios triggered/matched and the
 infractions inside them. ``--lb-towns`` and ``--lb-routes-per-town`` run a
 subset; ``--traffic`` takes any preset name of ``sumo_world.traffic``. Target:
 the expert DS >= 90 in every town, the other two clearly worse.
+
+``--carla-towns`` (issue 8) runs the CARLA-towns set instead: the expert on the 50
+leaderboard-1.0 training routes (Town01, 03, 04, 06 of ``../shared/data``,
+each town imported the stock way: ``langprop town import`` of the OpenDRIVE
+file where there is one, else of the SUMO net), once per traffic preset of
+``--presets`` (default ``leaderboard,default``), and prints per town DS, RC,
+infraction penalty, infractions per km, crashed routes and the real-time
+factor (simulated over wall-clock seconds of the route processes).
+``--per-town N`` runs only the first N routes of each town.
+
+    .venv/bin/python benchmarks/expert_score.py --carla-towns [--per-town 2] [--presets leaderboard]
+
+Target (issue 8): DS >= 95 and RC >= 98 % in every town, no crashed route.
 """
 from __future__ import annotations
 
@@ -115,14 +128,17 @@ def town01(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
     return _records(results)
 
 
-def _carla_town(store, name: str, shared: Path):
-    """Town ``name`` of the store, imported from the shared data when missing (OpenDRIVE when at hand)."""
-    if name in store:
-        return store.get(name)
-    for xodr in (shared / "carla_town01" / f"{name}.xodr", shared / "carla_towns" / f"{name}.xodr"):
-        if xodr.is_file():
-            return store.import_opendrive(xodr, name)
-    return store.import_net(shared / "carla_towns" / f"{name}.net.xml", name)
+# The stock import of each leaderboard-1.0 training town from ../shared/data: the OpenDRIVE file
+# where there is one (Town03 has only a SUMO net; its import guesses sidewalks and crossings).
+STOCK_TOWNS = {"Town01": "carla_town01/Town01.xodr", "Town03": "carla_towns/Town03.net.xml",
+               "Town04": "carla_towns/Town04.xodr", "Town06": "carla_towns/Town06.xodr"}
+
+
+def _stock_town(store, name: str, shared: Path):
+    """Town ``name`` of the store, imported the stock way (``STOCK_TOWNS``) when missing."""
+    if name not in store:
+        store.import_file(shared / STOCK_TOWNS[name], name)
+    return store.get(name)
 
 
 def leaderboard(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[str, dict[str, list[dict]]]:
@@ -145,7 +161,7 @@ def leaderboard(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[s
             chosen = chosen[:args.lb_routes_per_town]
         if not chosen:
             continue
-        _carla_town(store, town, shared)
+        _stock_town(store, town, shared)
         routes_file = write_routes(chosen, work / f"{town}_training.xml")
         out[town] = {}
         for label, name in agents.items():
@@ -175,6 +191,63 @@ def print_leaderboard(sets: dict[str, dict[str, list[dict]]]) -> None:
                   f"{means['score_route']:6.1f} {started:>8s} {infractions:>8s}")
         expert = mean_scores(by_agent.get("expert", []))["score_composed"]
         print(f"{town:8s} expert {'meets' if expert >= 90.0 else 'misses'} the target DS >= 90")
+
+def carla_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[str, dict[str, list[dict]]]:
+    """Route records of the expert on the leaderboard-1.0 training routes: preset -> town -> records."""
+    from sumo_world.routes import read_routes, write_routes
+    from sumo_world.towns import TownStore
+
+    store = TownStore(towns_dir)
+    for name in STOCK_TOWNS:
+        _stock_town(store, name, Path(args.shared_data))
+    routes = read_routes(Path(args.shared_data) / "leaderboard1" / "routes_training.xml")
+    chosen = []
+    for name in STOCK_TOWNS:
+        of_town = [r for r in routes if r.town == name]
+        chosen += of_town[:args.per_town] if args.per_town else of_town
+    routes_file = write_routes(chosen, work / "leaderboard_training_routes.xml")
+    out: dict[str, dict[str, list[dict]]] = {}
+    for preset in args.presets.split(","):
+        config_args = argparse.Namespace(**{**vars(args), "traffic": preset})
+        started = time.perf_counter()
+        results = _evaluate("", routes_file, towns_dir, work / f"leaderboard_{preset}.json", config_args)
+        print(f"{preset} traffic: {len(chosen)} routes in {time.perf_counter() - started:.0f} s")
+        by_town: dict[str, list[dict]] = {}
+        for record in _records(results):
+            by_town.setdefault(record["meta"].get("town", "?"), []).append(record)
+        out[preset] = by_town
+    return out
+
+
+def print_town_table(preset: str, by_town: dict[str, list[dict]]) -> list[str]:
+    """Per town: DS, RC, penalty, infractions per km, crashed routes, real-time factor; returns towns missing
+    the target."""
+    from sumo_world.summary import infraction_counts, mean_scores
+
+    print(f"\n== leaderboard-1.0 training routes, {preset} traffic")
+    print(f"{'town':8s} {'routes':>6s} {'DS':>6s} {'RC':>6s} {'penalty':>7s} {'inf/km':>6s} {'crashed':>7s} "
+          f"{'RTF':>5s}  infractions per km")
+    missing = []
+    for town, records in sorted(by_town.items()):
+        means = mean_scores(records)
+        km = sum(float(r["meta"].get("route_length", 0.0)) * float(r["scores"]["score_route"]) / 100.0
+                 for r in records) / 1000.0
+        totals: dict[str, int] = {}
+        for record in records:
+            for kind, count in infraction_counts(record).items():
+                if kind != "outside_route_lanes":
+                    totals[kind] = totals.get(kind, 0) + count
+        crashed = sum(1 for r in records if "error" in (r.get("meta") or {}))
+        game = sum(float(r["meta"].get("duration_game", 0.0)) for r in records)
+        wall = sum(float(r["meta"].get("duration_system", 0.0)) for r in records)
+        per_km = {kind: count / km for kind, count in totals.items() if count} if km > 0 else {}
+        detail = ", ".join(f"{kind} {value:.2f}" for kind, value in sorted(per_km.items())) or "none"
+        print(f"{town:8s} {len(records):6d} {means['score_composed']:6.1f} {means['score_route']:6.1f} "
+              f"{means['score_penalty']:7.3f} {sum(per_km.values()):6.2f} {crashed:7d} "
+              f"{game / wall if wall else 0.0:5.1f}  {detail}")
+        if means["score_composed"] < 95.0 or means["score_route"] < 98.0 or crashed:
+            missing.append(town)
+    return missing
 
 
 def expert_speed(record_dir: Path, max_scenes: int = 5000) -> None:
@@ -227,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="scenario file for --leaderboard (default: the public one in --shared-data)")
     parser.add_argument("--lb-towns", default="Town01,Town03,Town04,Town06")
     parser.add_argument("--lb-routes-per-town", type=int, default=0, help="first N routes per town (0 = all)")
+    parser.add_argument("--carla-towns", action="store_true",
+                        help="the leaderboard-1.0 training routes on the stock CARLA town imports instead")
+    parser.add_argument("--presets", default="leaderboard,default", help="traffic presets of --carla-towns")
+    parser.add_argument("--per-town", type=int, default=0, help="--carla-towns: first N routes per town (0 = all)")
     args = parser.parse_args(argv)
     if args.quick:
         args.towns, args.routes_per_town, args.town01_routes = 1, 2, 2
@@ -244,6 +321,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.leaderboard:
             print_leaderboard(leaderboard(args, towns_dir, work))
             print(f"wall time {time.perf_counter() - started:.0f} s")
+            return 0
+        if args.carla_towns:
+            missing = []
+            for preset, by_town in carla_towns(args, towns_dir, work).items():
+                missing += [f"{town} ({preset})" for town in print_town_table(preset, by_town)]
+            print(f"\ntarget DS >= 95, RC >= 98 %, no crashed route: "
+                  f"{'met in every town' if not missing else 'missed in ' + ', '.join(missing)}")
+            print(f"wall time {time.perf_counter() - started:.0f} s")
+            if not args.no_record:
+                expert_speed(record_dir)
             return 0
         sets: dict[str, dict[str, float]] = {}
         if not args.no_generated and args.towns > 0:

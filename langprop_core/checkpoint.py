@@ -21,6 +21,7 @@ The original LangProp layout loads too: ``config.json`` holding
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ SCRIPTS_DIR = "scripts"
 DEPENDENCIES_DIR = "dependencies"
 ORIGINAL_CONFIG = "config.json"
 
+logger = logging.getLogger(__name__)
+
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, unreadable or inconsistent; the message names the file."""
@@ -54,6 +57,8 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
     source_format: str = CHECKPOINT_FORMAT
     dependencies: tuple[Dependency, ...] = ()
+    files: dict[str, Path] = field(default_factory=dict)  # policy id -> the script file it came from
+    missing: list[str] = field(default_factory=list)  # original layout: listed records without a file
 
     @property
     def best(self) -> Policy:
@@ -64,6 +69,24 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint of module {self.module!r} holds no scripts")
         deployed = (self.extra.get("selection") or {}).get("deployed_id")
         return next((p for p in self.policies if p.id == deployed), self.policies[0])
+
+    def compiled_best(self) -> Policy:
+        """The best policy, once its script is known to compile.
+
+        A script that does not compile would otherwise fail on every call (a log
+        line every tick of a drive): this fails once, at set-up, with the file and line.
+        """
+        policy = self.best
+        where = str(self.files.get(policy.id, f"<script {policy.id}>"))
+        try:
+            compile(policy.source, where, "exec")
+        except SyntaxError as exc:
+            raise CheckpointError(f"{where}:{exc.lineno}: the best script of checkpoint {self.module!r} does "
+                                  f"not compile: {exc.msg}") from None
+        except ValueError as exc:  # null bytes
+            raise CheckpointError(f"{where}: the best script of checkpoint {self.module!r} does not "
+                                  f"compile: {exc}") from None
+        return policy
 
 
 def read_json(path: Path) -> Any:
@@ -189,6 +212,7 @@ def _load_ours(directory: Path, function_name: str | None) -> Checkpoint:
         raise CheckpointError(f"{index_path}: version {index['version']} is newer than this "
                               f"package reads ({CHECKPOINT_VERSION}); upgrade langprop-driver")
     policies = []
+    files: dict[str, Path] = {}
     for i, entry in enumerate(index.get("policies", [])):
         script = directory / entry.get("file", f"{SCRIPTS_DIR}/{entry.get('id')}.py")
         try:
@@ -200,10 +224,11 @@ def _load_ours(directory: Path, function_name: str | None) -> Checkpoint:
         if function_name:
             policy.function_name = function_name
         policies.append(policy)
+        files[policy.id] = script
     dependencies = _load_dependencies(directory, index_path, index.get("dependencies") or [])
     return Checkpoint(module=index.get("module", directory.name),
                       function_name=function_name or index.get("function_name", ""),
-                      policies=policies, extra=index.get("extra", {}), dependencies=dependencies)
+                      policies=policies, extra=index.get("extra", {}), dependencies=dependencies, files=files)
 
 
 def _load_dependencies(directory: Path, index_path: Path,
@@ -243,6 +268,8 @@ def _load_original(directory: Path, function_name: str | None) -> Checkpoint:
         raise CheckpointError(f"{config_path}: no 'records' object (not a LangProp checkpoint)")
     name = function_name or config.get("name") or directory.name
     ranked = []
+    files: dict[str, Path] = {}
+    missing: list[str] = []
     for key, record in records.items():
         try:
             number = int(key)
@@ -252,7 +279,9 @@ def _load_original(directory: Path, function_name: str | None) -> Checkpoint:
         try:
             source = script.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise CheckpointError(f"{config_path}: record {key!r} has no file {script.name}") from None
+            # The original trainer lists records it pruned or never wrote: keep the ones present.
+            missing.append(script.name)
+            continue
         stats = (record or {}).get("main", {}) if isinstance(record, dict) else {}
         priority = stats.get("priority")
         avg = stats.get("avg_score")
@@ -260,8 +289,16 @@ def _load_original(directory: Path, function_name: str | None) -> Checkpoint:
                         optimizer="langprop-original", priority=priority,
                         scores=[avg] if avg is not None else [], n_calls=int(stats.get("count", 0)))
         ranked.append((priority if priority is not None else float("-inf"), number, policy))
+        files[policy.id] = script
+    if missing:
+        if not ranked:
+            raise CheckpointError(f"{config_path}: none of its {len(missing)} records has a file "
+                                  f"(missing: {', '.join(missing)})")
+        logger.warning("%s lists %d record(s) whose files are missing: %s; loading the %d present",
+                       config_path, len(missing), ", ".join(missing), len(ranked))
     # Highest priority first; the record number breaks ties as the original ranked them.
     ranked.sort(key=lambda item: (-item[0], item[1]))
     return Checkpoint(module=config.get("name", directory.name), function_name=name,
                       policies=[p for _, _, p in ranked],
-                      extra={"original_step": config.get("step")}, source_format="langprop-original")
+                      extra={"original_step": config.get("step")}, source_format="langprop-original",
+                      files=files, missing=missing)

@@ -124,7 +124,7 @@ def load_policy(path: Path | str, function_name: str | None = None, sandbox: boo
         policy = Policy.from_source(source, name, optimizer="file")
     else:
         checkpoint = load_checkpoint(path, function_name, module=module)
-        policy = checkpoint.best
+        policy = checkpoint.compiled_best()  # a broken best script fails here, with its file and line
         dependencies = checkpoint.dependencies
     return PolicyFunction(policy, sandbox=sandbox, timeout_s=timeout_s, dependencies=dependencies,
                           strict=strict)

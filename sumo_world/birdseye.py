@@ -66,6 +66,7 @@ class RoadDrawing:
     road_polygons: tuple[np.ndarray, ...]
     sidewalk_polygons: tuple[np.ndarray, ...]
     lane_centres: tuple[np.ndarray, ...]
+    stop_areas: tuple[np.ndarray, ...] = ()  # where a car must stop at a stop sign (the town's stop_signs.json)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -91,18 +92,32 @@ def road_drawing(network: Any) -> RoadDrawing:
     if isinstance(network, RoadDrawing):
         return network
     if hasattr(network, "net") and hasattr(network, "transform"):
-        return _drawing_from_sumolib(network.net, network.transform)
+        return _with_stop_areas(_drawing_from_sumolib(network.net, network.transform),
+                                getattr(network, "net_path", None))
     if hasattr(network, "net_path"):
         net = _read_net(Path(network.net_path))
         transform = getattr(network, "transform", None) or CarlaSumoTransform.from_net(net)
-        return _drawing_from_sumolib(net, transform)
+        return _with_stop_areas(_drawing_from_sumolib(net, transform), network.net_path)
     if isinstance(network, (str, Path)):
         net = _read_net(Path(network))
-        return _drawing_from_sumolib(net, CarlaSumoTransform.from_net(net))
+        return _with_stop_areas(_drawing_from_sumolib(net, CarlaSumoTransform.from_net(net)), network)
     if hasattr(network, "getEdges"):
         return _drawing_from_sumolib(network, CarlaSumoTransform.from_net(network))
     raise TypeError(f"cannot draw a road network from {type(network).__name__}; pass a RoadDrawing, "
                     f"a RoadNetwork, a Town, a sumolib net or a .net.xml path")
+
+
+def _with_stop_areas(drawing: RoadDrawing, net_path: Any) -> RoadDrawing:
+    """The drawing with the stop areas of the town whose net is ``net_path`` (if it has any)."""
+    from dataclasses import replace
+
+    from sumo_world.stop_signs import STOP_SIGNS_FILE, load_stop_signs
+
+    if net_path is None:
+        return drawing
+    signs = load_stop_signs(Path(net_path).parent / STOP_SIGNS_FILE)
+    areas = tuple(np.asarray(ring, dtype=float) for sign in signs for ring in sign.area if len(ring) >= 3)
+    return replace(drawing, stop_areas=areas) if areas else drawing
 
 
 def _read_net(path: Path) -> Any:
@@ -202,6 +217,10 @@ def _draw_background(ax: Any, outcome: RouteOutcome, drawing: RoadDrawing,
     ax.add_collection(PolyCollection(roads, facecolors=_ROAD_COLOUR, edgecolors="none", zorder=1))
     ax.add_collection(LineCollection(centres, colors="white", linewidths=0.6, linestyles=(0, (4, 4)),
                                      zorder=2))
+    stops = [ring for ring in drawing.stop_areas if _overlaps(ring, limits)]
+    if stops:
+        ax.add_collection(PolyCollection(stops, facecolors="#e41a1c", alpha=0.35, edgecolors="#b30000",
+                                         linewidths=0.8, zorder=2))
     if len(outcome.route_xy) >= 2:
         route = np.asarray(outcome.route_xy, dtype=float)
         ax.plot(route[:, 0], route[:, 1], color=_ROUTE_COLOUR, linewidth=5, alpha=0.35,

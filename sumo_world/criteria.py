@@ -6,7 +6,10 @@ differs from CARLA):
 - **Collisions** with vehicles and pedestrians: the ego's footprint (an
   oriented box, shapely) intersects the actor's. A contact with an actor
   counts once; the same actor counts again only after the contact ended and
-  5 s passed since it was counted (1.0 ignores repeats within 5 s).
+  5 s passed since it was counted (1.0 ignores repeats within 5 s). Actors
+  more than 3 m above or below the ego (bridges, overpasses; heights from the
+  net's lanes, which keep OpenDRIVE's elevation) are on another level and never
+  collide.
 - **Static props** of scenarios (vending machine, barriers): touching one is a
   layout collision (``collisions_layout``, 0.65), counted like an actor contact.
 - **Layout collisions**: SUMO towns have no kerbs or props, so hitting the
@@ -17,8 +20,11 @@ differs from CARLA):
   uses) crosses the stop line of a route light while it is red (red-yellow
   counts as red, yellow does not).
 - **Stop sign**: the ego's front must be in the stop zone (from 8 m before the
-  stop line to 2 m past it) at a speed below 0.1 m/s at some tick; leaving the
-  zone otherwise is an infraction. A completed stop hides the sign from the scene.
+  stop line to 2 m past it: the stop area of :mod:`sumo_world.stop_signs`, like
+  CARLA's trigger volume) at a speed below 0.1 m/s at some tick; leaving the
+  zone otherwise is an infraction. A completed stop hides the sign from the
+  scene. The stops are the town's stop signs (imported CARLA towns) or its
+  stop junctions (generated towns).
 - **Outside route lanes**: driven route distance while the ego is off the
   drivable area or on a lane of an edge that is not on the route (the opposite
   direction included); junction interiors never count. Reported as a
@@ -41,6 +47,7 @@ from shapely.geometry import Polygon
 
 from driving.geometry import box_corners
 from driving.penalties import BLOCKED_SPEED_MPS, BLOCKED_TIME_S, ROUTE_DEVIATION_M, STOP_SPEED_MPS
+from sumo_world.collisions import actor_polygon
 from sumo_world.ego import EgoParams, EgoState
 from sumo_world.records import Infraction
 from sumo_world.road_network import lane_edge_id
@@ -213,11 +220,13 @@ class RouteCriteria:
             if not len(actors):
                 continue
             reach = ego_radius + np.hypot(actors.half_length_m, actors.half_width_m)
-            near = np.nonzero(np.linalg.norm(actors.xy - ego.xy, axis=1) < reach)[0]
+            # Footprints on different levels (a bridge over a road) never touch.
+            near = np.nonzero((np.linalg.norm(actors.xy - ego.xy, axis=1) < reach)
+                              & actors.on_level(snapshot.ego_z_m))[0]
             for k in near:
                 if ego_poly is None:
                     ego_poly = self._ego_polygon(ego)
-                if not ego_poly.intersects(_actor_polygon(actors, int(k))):
+                if not ego_poly.intersects(actor_polygon(actors, int(k))):
                     continue
                 actor_id = int(actors.ids[k])
                 touching.add(actor_id)
@@ -287,10 +296,3 @@ class RouteCriteria:
         index = self.context.tracker.index
         window = points[max(0, index - 50): index + 200]
         return float(np.min(np.linalg.norm(window - ego.xy, axis=1)))
-
-
-def _actor_polygon(actors: ActorArrays, k: int) -> Polygon:
-    rad = math.radians(float(actors.yaw_deg[k]))
-    forward = np.array([math.cos(rad), math.sin(rad)])
-    return Polygon(box_corners(actors.xy[k], forward, float(actors.half_length_m[k]),
-                               float(actors.half_width_m[k])))

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # "s" = stop sign (priority_stop), "w" = all-way stop.
 STOP_LINK_STATES = frozenset("sw")
 _DRIVING_CLASS = "passenger"
+# Slits narrower than twice this between road pieces are closed in the drivable area (m).
+_SLIVER_M = 0.1
 
 
 def lane_edge_id(lane_id: str) -> str:
@@ -189,9 +191,28 @@ class RoadNetwork:
         return sorted({junction for junction in self.stop_sign_lanes.values()})
 
     @functools.cached_property
+    def stop_signs(self) -> list[Any]:
+        """The town's stop signs (:class:`sumo_world.stop_signs.StopSign`, from ``stop_signs.json`` beside
+        the net); empty for towns without that file."""
+        from sumo_world.stop_signs import STOP_SIGNS_FILE, load_stop_signs
+
+        return load_stop_signs(self.net_path.parent / STOP_SIGNS_FILE)
+
+    @functools.cached_property
     def stop_sign_lanes(self) -> dict[str, str]:
-        """Incoming driving lane id -> junction id, for lanes that must stop before that junction."""
+        """Incoming driving lane id -> junction id, for lanes that must stop before that junction.
+
+        A town with stop signs (imported from CARLA) has them from its signs;
+        otherwise from the net's stop links (generated all-way stops).
+        """
         lanes: dict[str, str] = {}
+        signs = [sign for sign in self.stop_signs if sign.lanes]
+        if signs:
+            for sign in signs:
+                for lane_id in sign.lanes:
+                    if self.net.hasEdge(lane_edge_id(lane_id)):
+                        lanes[lane_id] = self.lane(lane_id).getEdge().getToNode().getID()
+            return lanes
         for lane in self.driving_lanes(internal=False):
             for connection in lane.getOutgoing():
                 if connection.getState() in STOP_LINK_STATES:
@@ -219,12 +240,17 @@ class RoadNetwork:
 
     @functools.cached_property
     def drivable_area(self) -> Any:
-        """Shapely (multi)polygon of all driving lanes and junction areas, CARLA frame."""
+        """Shapely (multi)polygon of all driving lanes and junction areas, CARLA frame.
+
+        Closed by :data:`_SLIVER_M`: where a lane's outline meets a junction's
+        a few centimetres apart (CARLA towns imported by netconvert), the slit
+        between them is road, not a place where the ego leaves it.
+        """
         from shapely.ops import unary_union
 
         shapes = [self.lane_polygon(lane.getID()) for lane in self.driving_lanes(internal=True)]
         shapes.extend(self.junction_polygons.values())
-        return unary_union(shapes)
+        return unary_union(shapes).buffer(_SLIVER_M).buffer(-_SLIVER_M)
 
     @functools.cached_property
     def sidewalk_area(self) -> Any:

@@ -29,10 +29,15 @@ from sumo_world.routes import RouteSpec
 
 __all__ = [
     "DenseRoute", "RoutePlanningError", "plan_route", "random_routes",
-    "MAX_WAYPOINT_DISTANCE_M", "location_to_gps",
+    "MAX_WAYPOINT_DISTANCE_M", "SNAP_LIMIT_M", "location_to_gps",
 ]
 
 MAX_WAYPOINT_DISTANCE_M = 5.0
+# A waypoint farther than MAX_WAYPOINT_DISTANCE_M from every lane is snapped to the nearest driving
+# lane, as CARLA's ``map.get_waypoint(..., project_to_road=True)`` does for the leaderboard's route
+# parser (leaderboard-1.0 Town04 route 35 has a waypoint 9 m off its road); farther than this it is
+# a mistake (a route of another town) and planning fails.
+SNAP_LIMIT_M = 15.0
 _STEP_M = 1.0
 _LANE_CHANGE_MAX_M = 20.0
 _DIRECTION_COMMANDS = {"s": "STRAIGHT", "l": "LEFT", "L": "LEFT", "t": "LEFT", "r": "RIGHT", "R": "RIGHT"}
@@ -50,7 +55,8 @@ class DenseRoute:
     ``commands`` (RoadOption names) and ``lanes`` (SUMO lane ids) have one
     entry per point; ``edges`` is the SUMO edge sequence (normal edges only,
     what a SUMO vehicle route would hold); ``waypoint_indices`` the index of
-    the dense point at each sparse waypoint.
+    the dense point at each sparse waypoint; ``waypoint_lane_distances_m``
+    each waypoint's distance to the lane centre it was snapped to.
     """
 
     points: np.ndarray
@@ -60,6 +66,12 @@ class DenseRoute:
     length_m: float
     waypoint_indices: list[int] = field(default_factory=list)
     route_id: str = ""
+    waypoint_lane_distances_m: list[float] = field(default_factory=list)
+
+    @property
+    def max_waypoint_lane_distance_m(self) -> float:
+        """The largest distance from a sparse waypoint to the lane it was snapped to (m)."""
+        return max(self.waypoint_lane_distances_m, default=0.0)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -129,11 +141,14 @@ def _snap(network: RoadNetwork, index: int, waypoint: Sequence[float], route_id:
             while lane.getEdge().getFunction() == "internal" and lane.getOutgoing():
                 lane = lane.getOutgoing()[0].getToLane()
             return _Snap(lane.getID(), lane.getEdge().getID(), 0.0, inside[0][1])
-        nearest = network.nearest_lane(x, y, radius=1000.0)
-        distance = f"{nearest[1]:.1f} m from the nearest driving lane ({nearest[0]})" if nearest \
-            else "more than 1 km from any driving lane"
-        raise RoutePlanningError(f"{_describe(index, waypoint, route_id)} is {distance}; waypoints must lie within "
-                                 f"{MAX_WAYPOINT_DISTANCE_M:.0f} m of a driving lane of {network.net_path.name}")
+        far = network.lanes_near(x, y, SNAP_LIMIT_M)
+        if not far:
+            nearest = network.nearest_lane(x, y, radius=1000.0)
+            distance = f"{nearest[1]:.1f} m from the nearest driving lane ({nearest[0]})" if nearest \
+                else "more than 1 km from any driving lane"
+            raise RoutePlanningError(f"{_describe(index, waypoint, route_id)} is {distance}; waypoints must lie "
+                                     f"within {SNAP_LIMIT_M:.0f} m of a driving lane of {network.net_path.name}")
+        candidates = far[:1]  # like CARLA's projection onto the road: the nearest lane, whatever its heading
     if yaw is not None:
         # Both directions of a road lie within a few metres: keep lanes heading the waypoint's way.
         aligned = [c for c in candidates
@@ -331,8 +346,9 @@ def plan_route(network: RoadNetwork, waypoints: Sequence[Sequence[float]] | Rout
     """Dense-interpolate sparse CARLA waypoints ``(x, y[, z, yaw])`` along the lane graph.
 
     Accepts a :class:`RouteSpec` too. Raises :class:`RoutePlanningError`
-    naming the waypoint when one lies more than 5 m from every driving lane
-    or cannot be reached from the previous one.
+    naming the waypoint when one lies more than ``SNAP_LIMIT_M`` (15 m) from
+    every driving lane or cannot be reached from the previous one; a
+    waypoint 5-15 m off is snapped to the nearest lane, as CARLA does.
     """
     if isinstance(waypoints, RouteSpec):
         route_id = route_id or waypoints.route_id
@@ -369,7 +385,8 @@ def plan_route(network: RoadNetwork, waypoints: Sequence[Sequence[float]] | Rout
     length = float(_cumulative(points)[-1])
     indices = _waypoint_indices(points, waypoints)
     return DenseRoute(points=points, commands=commands, edges=[e.getID() for e in edges], lanes=lanes,
-                      length_m=length, waypoint_indices=indices, route_id=route_id)
+                      length_m=length, waypoint_indices=indices, route_id=route_id,
+                      waypoint_lane_distances_m=[round(float(snap.distance_m), 3) for snap in snaps])
 
 
 def _waypoint_indices(points: np.ndarray, waypoints: Sequence[Sequence[float]]) -> list[int]:

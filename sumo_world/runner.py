@@ -53,7 +53,7 @@ _ACTOR_SAMPLE_RADIUS_M = 80.0
 # Record meta keys an agent's route_meta() may not set (the runner's and the run's own).
 _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
                             "infraction_events", "agent_exceptions", "agent_exceptions_raised",
-                            "agent_exceptions_reported", "sensors_unsupported", "scenarios"})
+                            "agent_exceptions_reported", "sensors_unsupported", "scenarios", "world_warnings"})
 # Outcome meta key carrying the agent's sensor types to the parent (moved to the file's "sensors").
 _SENSORS_KEY = "agent_sensor_types"
 
@@ -126,11 +126,13 @@ class TickInfo:
 # ----------------------------------------------------------------------------- one route
 
 
-def _traffic_config(traffic: Any) -> Any:
-    """A density name as its :class:`TrafficConfig` (the world gives it the run's seed)."""
+def _traffic_config(traffic: Any, town: Any = None, network: Any = None) -> Any:
+    """A preset name as its :class:`TrafficConfig` for the town (the world gives it the run's seed)."""
     from sumo_world.traffic import TrafficConfig
 
-    return TrafficConfig.for_density(traffic) if isinstance(traffic, str) else traffic
+    if not isinstance(traffic, str):
+        return traffic
+    return TrafficConfig.for_density(traffic, town=getattr(town, "name", None), network=network)
 
 
 def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None, *, seed: int = 0,
@@ -148,6 +150,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
     """
     from driving.carla_compat import VehicleControl
     from sumo_world.agent_loader import create_agent, load_agent_class
+    from sumo_world.collisions import CollisionResponse
     from sumo_world.criteria import CriteriaConfig, RouteCriteria
     from sumo_world.ego import EgoState, EgoVehicle
     from sumo_world.road_network import RoadNetwork
@@ -163,7 +166,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
     context.route_id = str(route.route_id)
     spec = load_agent_class(agent)
 
-    world = SumoWorld(town, _traffic_config(traffic), seed=seed, network=network, warmup_s=warmup_s)
+    world = SumoWorld(town, _traffic_config(traffic, town, network), seed=seed, network=network, warmup_s=warmup_s)
     world.start()
     try:
         yaw0 = float(dense.yaw_deg[0])
@@ -180,6 +183,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                                  world.ego_params, start_time_s=start_time, world=world)
         provider = SumoSceneProvider(world, context=context, ego_params=world.ego_params,
                                      start_time_s=start_time)
+        crashes = CollisionResponse(world, world.ego_params)  # a crash costs speed and time, as in CARLA
         agent_obj = create_agent(spec, agent_config, dense.gps_plan(), dense.world_plan())
         if hasattr(agent_obj, "set_scene_provider"):
             agent_obj.set_scene_provider(provider)
@@ -224,6 +228,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                 ego.apply(control.throttle, control.steer, control.brake, world.step_s,
                           hand_brake=bool(getattr(control, "hand_brake", False)),
                           reverse=bool(getattr(control, "reverse", False)))
+                ego.state = crashes.resolve(state, ego.state, snap)
                 world.move_ego(ego.state)
                 world.step()
                 frame += 1
@@ -260,6 +265,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
               "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
               "infraction_events": infraction_events(criteria.infractions),
               **({"scenarios": manager.records(criteria.infractions, duration_game)} if manager is not None else {}),
+              "world_warnings": list(world.warnings),
               _SENSORS_KEY: list(sensors.types)},
     )
     if pictures_dir is not None:

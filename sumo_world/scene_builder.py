@@ -28,7 +28,7 @@ import numpy as np
 from driving.route import RouteTracker
 from driving.scene import ROUTE_COMMANDS, copy_scene
 from sumo_world.ego import EgoParams, EgoState
-from sumo_world.road_network import STOP_LINK_STATES, lane_edge_id
+from sumo_world.road_network import lane_edge_id
 from sumo_world.world import ActorArrays, WorldSnapshot
 
 __all__ = ["RouteControl", "RouteContext", "SumoSceneProvider", "prop_dicts", "ACTOR_RADIUS_M",
@@ -127,7 +127,7 @@ class RouteContext:
             if tls:
                 controls.append(RouteControl("light", stop_index, float(cumulative[stop_index]), stop_xy,
                                              junction, tls, int(connection.getTLLinkIndex())))
-            elif connection.getState() in STOP_LINK_STATES or lane_a in stop_lanes:
+            elif lane_a in stop_lanes:  # the town's stop signs, or its stop links (generated towns)
                 controls.append(RouteControl("stop", stop_index, float(cumulative[stop_index]), stop_xy,
                                              junction))
         return cls(points, commands, lanes, edges, controls, sorted(set(junction_entries)), speed,
@@ -196,13 +196,14 @@ def _connection(network: Any, lane_a: str, lane_b: str) -> Any:
     return best
 
 
-def actor_dicts(actors: ActorArrays, ego_xy: np.ndarray, radius_m: float = ACTOR_RADIUS_M) -> dict[int, dict]:
-    """Scene entries of the actors within ``radius_m`` of the ego (contract keys)."""
+def actor_dicts(actors: ActorArrays, ego_xy: np.ndarray, radius_m: float = ACTOR_RADIUS_M,
+                ego_z_m: float = float("nan")) -> dict[int, dict]:
+    """Scene entries of the actors within ``radius_m`` of the ego and on its level (contract keys)."""
     if not len(actors):
         return {}
     distance = np.linalg.norm(actors.xy - ego_xy, axis=1)
     out: dict[int, dict] = {}
-    for k in np.nonzero(distance <= radius_m)[0]:
+    for k in np.nonzero((distance <= radius_m) & actors.on_level(ego_z_m))[0]:
         yaw = float(actors.yaw_deg[k])
         rad = math.radians(yaw)
         forward = np.array([math.cos(rad), math.sin(rad)])
@@ -319,8 +320,8 @@ class SumoSceneProvider:
             "ego_width": max(0.5, p.half_width_m),
             "distance_to_red_light": red_distance,
             "distance_to_stop_sign": stop_distance,
-            "vehicles": actor_dicts(snap.vehicles, ego_xy),
-            "pedestrians": actor_dicts(snap.pedestrians, ego_xy),
+            "vehicles": actor_dicts(snap.vehicles, ego_xy, ego_z_m=snap.ego_z_m),
+            "pedestrians": actor_dicts(snap.pedestrians, ego_xy, ego_z_m=snap.ego_z_m),
             "timestamp_s": float(snap.time_s - self.start_time_s),
             "ego_yaw_deg": float(ego.yaw_deg),
             "ego_velocity_mps": ego.velocity,

@@ -10,7 +10,8 @@ networks with two-lane roads, traffic lights, sidewalks, crossings and a few
 all-way-stop junctions picked from the seed). CARLA towns are imported from
 their OpenDRIVE file with ``netconvert --offset.disable-normalization`` so
 that SUMO coordinates are CARLA's with y negated (see
-:mod:`sumo_world.transform`).
+:mod:`sumo_world.transform`), or stored from a SUMO net of the town, with
+sidewalks and crossings guessed when it has none (the offset kept).
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _META_FILE = "town.json"
 # Share of the inner junctions of a generated town that become all-way stops.
 _ALLWAY_STOP_SHARE = 0.25
+# netconvert options that add sidewalks to roads that allow pedestrians, and crossings at junctions.
+_GUESS_SIDEWALKS = ("--sidewalks.guess", "--crossings.guess")
 
 
 class TownError(RuntimeError):
@@ -196,7 +199,8 @@ class TownStore:
 
     # Writing ----------------------------------------------------------------------
 
-    def _finish(self, name: str, tmp_net: Path, meta: dict[str, Any], overwrite: bool) -> TownInfo:
+    def _finish(self, name: str, tmp_net: Path, meta: dict[str, Any], overwrite: bool,
+                stop_signs: Path | None = None) -> TownInfo:
         folder = self.root / name
         net_path = self.net_path(name)
         if not overwrite and net_path.exists():
@@ -207,6 +211,11 @@ class TownStore:
         meta["name"] = name
         meta["net_offset"] = _net_offset(tmp_net)
         meta.update(_junction_summary(tmp_net))
+        from sumo_world.stop_signs import STOP_SIGNS_FILE
+
+        (folder / STOP_SIGNS_FILE).unlink(missing_ok=True)  # a replaced town keeps no old signs
+        if stop_signs is not None:
+            shutil.move(str(stop_signs), folder / STOP_SIGNS_FILE)
         shutil.move(str(tmp_net), net_path)
         (folder / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         return self._info(name)
@@ -285,54 +294,141 @@ class TownStore:
         ET.ElementTree(root).write(patch, encoding="utf-8", xml_declaration=True)
         return stops
 
+    def _source(self, path: str | Path, what: str, name: str | None) -> tuple[Path, str]:
+        """The file to import (TownError naming it when absent), the town's name, and the store made."""
+        path = Path(path)
+        if not path.is_file():
+            raise TownError(f"{what} not found: {path}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        return path, _check_name(name or path.name.split(".")[0])
+
     def import_opendrive(self, xodr: str | Path, name: str | None = None, *, sidewalks: bool = True,
-                         overwrite: bool = False) -> TownInfo:
+                         stop_signs: str | Path | None = None, overwrite: bool = False) -> TownInfo:
         """Import a CARLA town from its OpenDRIVE file, keeping CARLA's coordinates.
 
         ``name`` defaults to the file's stem (``Town01.xodr`` -> ``Town01``).
         ``sidewalks`` adds guessed sidewalks and crossings for pedestrians.
+        Stop signs come from ``stop_signs`` (a JSON export of a CARLA server's
+        ``traffic.stop`` actors) when given, else from the file's type-206
+        signals (see :mod:`sumo_world.stop_signs`).
         """
-        xodr = Path(xodr)
-        if not xodr.is_file():
-            raise TownError(f"OpenDRIVE file not found: {xodr}")
-        name = _check_name(name or xodr.name.split(".")[0])
         start = time.perf_counter()
-        self.root.mkdir(parents=True, exist_ok=True)
+        xodr, name = self._source(xodr, "OpenDRIVE file", name)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=f".{name}.") as tmp:
             out = Path(tmp) / "town.net.xml"
-            # internal-shapes: junction lanes follow the OpenDRIVE connecting roads (CARLA's own
-            # junction lanes) instead of SUMO's smoothed guesses: within 0.3 m rather than 1.4 m on Town01.
+            # No --opendrive.internal-shapes: it makes junction lanes follow the OpenDRIVE connecting
+            # roads, which leaves 2-5 m gaps between ramp and junction lanes in Town04's cloverleaf
+            # junctions (1-2 m in Town06). SUMO's own junction shapes join every lane end; they are
+            # about 1 m less faithful to CARLA's curves on Town01, and routes stay on the road.
             command = [str(sumo_binary("netconvert")), "--opendrive-files", str(xodr),
-                       "--offset.disable-normalization", "--opendrive.internal-shapes", "--output-file", str(out)]
+                       "--offset.disable-normalization", "--output-file", str(out)]
             if sidewalks:
-                command += ["--sidewalks.guess", "--crossings.guess"]
+                command += [*_GUESS_SIDEWALKS]
             _run(command, f"netconvert of {xodr}")
-            meta = {"source": "opendrive", "source_file": str(xodr.resolve()), "sidewalks": sidewalks,
-                    "import_s": round(time.perf_counter() - start, 3)}
-            return self._finish(name, out, meta, overwrite)
+            meta = {"source": "opendrive", "source_file": str(xodr.resolve()),
+                    "sidewalks": "guessed" if sidewalks else "none"}
+            out, signs_file = self._add_stop_signs(out, Path(tmp), meta, stop_signs, xodr)
+            meta["import_s"] = round(time.perf_counter() - start, 3)
+            return self._finish(name, out, meta, overwrite, signs_file)
 
-    def import_net(self, net_xml: str | Path, name: str | None = None, *, overwrite: bool = False) -> TownInfo:
-        """Store an existing SUMO net (e.g. a CARLA town converted elsewhere) under ``name``."""
-        net_xml = Path(net_xml)
-        if not net_xml.is_file():
-            raise TownError(f"SUMO net not found: {net_xml}")
-        name = _check_name(name or net_xml.name.split(".")[0])
-        self.root.mkdir(parents=True, exist_ok=True)
+    def import_net(self, net_xml: str | Path, name: str | None = None, *, sidewalks: bool = True,
+                   stop_signs: str | Path | None = None, overwrite: bool = False) -> TownInfo:
+        """Store an existing SUMO net (e.g. a CARLA town converted elsewhere) under ``name``.
+
+        A net without sidewalks (the CARLA nets other projects publish have
+        none) gets guessed sidewalks and crossings from ``netconvert`` when
+        ``sidewalks`` is set, with the net's offset kept, so that its
+        coordinates still map onto CARLA's; the metadata says ``"sidewalks":
+        "guessed"``. A net that has sidewalks is stored as it is. Stop signs
+        come from ``stop_signs`` (a CARLA export, see :meth:`import_opendrive`).
+        """
+        start = time.perf_counter()
+        net_xml, name = self._source(net_xml, "SUMO net", name)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=f".{name}.") as tmp:
             copy = Path(tmp) / "town.net.xml"
             shutil.copyfile(net_xml, copy)
             try:
-                _net_offset(copy)
+                offset = _net_offset(copy)
+                had_sidewalks = _junction_summary(copy)["sidewalk_lanes"] > 0
             except ET.ParseError as exc:
                 raise TownError(f"{net_xml}: not a readable SUMO net: {exc}") from exc
-            meta = {"source": "net", "source_file": str(net_xml.resolve())}
-            return self._finish(name, copy, meta, overwrite)
+            meta: dict[str, Any] = {"source": "net", "source_file": str(net_xml.resolve()),
+                                    "sidewalks": "net" if had_sidewalks else "none"}
+            if sidewalks and not had_sidewalks:
+                guessed = Path(tmp) / "guessed.net.xml"
+                command = [str(sumo_binary("netconvert")), "--sumo-net-file", str(copy),
+                           "--offset.disable-normalization", *_GUESS_SIDEWALKS, "--output-file", str(guessed)]
+                _run(command, f"netconvert (guessing sidewalks) of {net_xml}")
+                if _net_offset(guessed) != offset:
+                    raise TownError(f"netconvert changed the offset of {net_xml} ({offset} -> "
+                                    f"{_net_offset(guessed)}); the town would not map onto CARLA's coordinates")
+                copy = guessed
+                meta["sidewalks"] = "guessed"
+            copy, signs_file = self._add_stop_signs(copy, Path(tmp), meta, stop_signs, None)
+            meta["import_s"] = round(time.perf_counter() - start, 3)
+            return self._finish(name, copy, meta, overwrite, signs_file)
 
-    def import_file(self, path: str | Path, name: str | None = None, *, overwrite: bool = False) -> TownInfo:
+    @staticmethod
+    def _add_stop_signs(net: Path, tmp: Path, meta: dict[str, Any], export: str | Path | None,
+                        xodr: Path | None) -> tuple[Path, Path | None]:
+        """Read the stop signs, place them on the net's lanes, make their junctions stop junctions.
+
+        Returns the (patched) net and the stop-sign file to store; records in
+        ``meta["stop_signs"]`` how many were found, where from, and how many
+        govern a lane (a town with none says so in ``meta["stop_signs_note"]``).
+        """
+        from sumo_world.road_network import RoadNetwork
+        from sumo_world.stop_signs import (StopSignError, assign_lanes, from_export, from_opendrive,
+                                           junction_types, minor_edges, save_stop_signs)
+
+        try:
+            if export is not None:
+                signs, source = from_export(export), str(Path(export).resolve())
+            elif xodr is not None:
+                signs, source = from_opendrive(xodr), "opendrive type-206 signals"
+            else:
+                signs, source = [], "none"
+        except StopSignError as exc:
+            raise TownError(str(exc)) from exc
+        if not signs:
+            meta["stop_signs"] = {"count": 0, "governing": 0, "source": source}
+            where = "its OpenDRIVE file has no type-206 signals" if xodr is not None else "a SUMO net holds none"
+            meta["stop_signs_note"] = (f"no stop signs: {where}; export the level's traffic.stop actors from a "
+                                       f"running CARLA with scripts/export_carla_stops.py and import again with "
+                                       f"--stop-signs FILE")
+            return net, None
+        placed = assign_lanes(RoadNetwork(net), signs)
+        governing = [sign for sign in placed if sign.lanes]
+        meta["stop_signs"] = {"count": len(placed), "governing": len(governing), "source": source}
+        network = RoadNetwork(net)
+        types = junction_types(network, governing)
+        if types:
+            patch = tmp / "stop_junctions.nod.xml"
+            root = ET.Element("nodes")
+            for node_id, kind in sorted(types.items()):
+                ET.SubElement(root, "node", id=node_id, type=kind)
+            ET.ElementTree(root).write(patch, encoding="utf-8", xml_declaration=True)
+            edges = tmp / "stop_approaches.edg.xml"
+            root = ET.Element("edges")
+            lowest = min((edge.getPriority() for edge in network.driving_edges()), default=1)
+            for edge_id in minor_edges(network, governing, types):
+                ET.SubElement(root, "edge", id=edge_id, priority=str(lowest - 1))
+            ET.ElementTree(root).write(edges, encoding="utf-8", xml_declaration=True)
+            patched = tmp / "stops.net.xml"
+            # SUMO's own traffic stops at these junctions too (its stop links on the signed approaches).
+            _run([str(sumo_binary("netconvert")), "--sumo-net-file", str(net), "--node-files", str(patch),
+                  "--edge-files", str(edges), "--offset.disable-normalization", "--output-file", str(patched)],
+                 "netconvert (stop junctions)")
+            net = patched
+        return net, save_stop_signs(tmp / "stop_signs.json", placed, source)
+
+    def import_file(self, path: str | Path, name: str | None = None, *, sidewalks: bool = True,
+                    stop_signs: str | Path | None = None, overwrite: bool = False) -> TownInfo:
         """Import ``.xodr`` (OpenDRIVE) or ``.net.xml`` (SUMO) by its suffix."""
         path = Path(path)
         if path.suffix.lower() == ".xodr":
-            return self.import_opendrive(path, name, overwrite=overwrite)
+            return self.import_opendrive(path, name, sidewalks=sidewalks, stop_signs=stop_signs,
+                                         overwrite=overwrite)
         if path.name.lower().endswith(".net.xml"):
-            return self.import_net(path, name, overwrite=overwrite)
+            return self.import_net(path, name, sidewalks=sidewalks, stop_signs=stop_signs, overwrite=overwrite)
         raise TownError(f"cannot import {path}: expected an OpenDRIVE .xodr or a SUMO .net.xml file")

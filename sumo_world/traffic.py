@@ -1,6 +1,6 @@
 """Background traffic as SUMO route files: cars, bicycles and pedestrians, seeded.
 
-Vehicles (cars and bicycles) all enter at the start, spread over the town on
+Vehicles (cars, bicycles and motorbikes) all enter at the start, spread over the town on
 random lanes, each with one long route built as a random walk over the lane
 graph (turns chosen at random, no U-turn where another way exists), so the
 town stays busy for the whole ``horizon_s``. Pedestrians walk chains of
@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from sumo_world.road_network import RoadNetwork
 
-__all__ = ["TrafficConfig", "DENSITIES", "write_traffic_routes", "VEHICLE_TYPES"]
+__all__ = ["TrafficConfig", "DENSITIES", "PRESETS", "LEADERBOARD_VEHICLES", "write_traffic_routes",
+           "VEHICLE_TYPES", "fit_to_town"]
 
 # name -> (vehicles, bicycles, pedestrians)
 DENSITIES: dict[str, tuple[int, int, int]] = {
@@ -29,6 +30,22 @@ DENSITIES: dict[str, tuple[int, int, int]] = {
     "default": (30, 5, 20),
     "busy": (60, 10, 40),
 }
+# Every preset name: the fixed densities, and "leaderboard", whose count depends on the town.
+PRESETS: tuple[str, ...] = (*DENSITIES, "leaderboard")
+
+# Leaderboard 1.0's background activity (route_scenario.py, _initialize_actors): this many
+# ``vehicle.*`` actors with autopilot on random spawn points, no walkers.
+LEADERBOARD_VEHICLES: dict[str, int] = {
+    "Town01": 120, "Town02": 100, "Town03": 120, "Town04": 200, "Town05": 120,
+    "Town06": 150, "Town07": 110, "Town08": 180, "Town09": 300, "Town10": 120, "Town10HD": 120,
+}
+# ``vehicle.*`` includes two-wheelers: CARLA 0.9.10-0.9.13 has 3 bicycle and 3 motorbike
+# blueprints among about 30 vehicles, so about one background vehicle in ten is each.
+_LEADERBOARD_BICYCLE_SHARE = 0.1
+_LEADERBOARD_MOTORCYCLE_SHARE = 0.1
+# Towns the leaderboard has no count for (generated ones) get Town01's density: 120 vehicles on
+# its 4.9 km of road edges (each direction counted once), i.e. one per 40 m of edge.
+_LEADERBOARD_LANE_M_PER_VEHICLE = 40.0
 
 # SUMO vType attributes. Car sizes are those of a mid-size CARLA car; the
 # leaderboard's background vehicles are of that kind.
@@ -37,6 +54,8 @@ VEHICLE_TYPES: dict[str, dict[str, str]] = {
             "accel": "2.6", "decel": "4.5", "sigma": "0.5", "guiShape": "passenger"},
     "bicycle": {"vClass": "bicycle", "length": "1.8", "width": "0.65", "minGap": "1.0", "maxSpeed": "5.5",
                 "accel": "1.2", "decel": "3.0", "sigma": "0.5", "guiShape": "bicycle"},
+    "motorcycle": {"vClass": "motorcycle", "length": "2.2", "width": "0.8", "minGap": "2.0", "maxSpeed": "20",
+                   "accel": "3.0", "decel": "5.0", "sigma": "0.5", "guiShape": "motorcycle"},
     "pedestrian": {"vClass": "pedestrian", "length": "0.4", "width": "0.5", "minGap": "0.25",
                    "maxSpeed": "1.5", "speedDev": "0.1"},
 }
@@ -55,26 +74,50 @@ class TrafficConfig:
     pedestrians: int = 20
     seed: int = 0
     horizon_s: float = 900.0
+    motorcycles: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vehicles", "bicycles", "pedestrians"):
+        for name in ("vehicles", "bicycles", "pedestrians", "motorcycles"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrafficConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.horizon_s <= 0:
             raise ValueError(f"TrafficConfig.horizon_s must be > 0, got {self.horizon_s}")
 
     @classmethod
-    def for_density(cls, name: str, seed: int = 0, **overrides: Any) -> "TrafficConfig":
-        """A preset: "none", "light", "default" or "busy"."""
+    def for_density(cls, name: str, seed: int = 0, *, town: str | None = None, network: RoadNetwork | None = None,
+                    **overrides: Any) -> "TrafficConfig":
+        """A preset: "none", "light", "default", "busy" or "leaderboard".
+
+        "leaderboard" is leaderboard 1.0's background traffic for ``town``
+        (:data:`LEADERBOARD_VEHICLES`; vehicles only, bicycles and motorbikes
+        among them); a town it has no count for needs its ``network``, and gets
+        Town01's density of vehicles per metre of road.
+        """
+        if name == "leaderboard":
+            total = cls._leaderboard_count(town, network)
+            bicycles = round(total * _LEADERBOARD_BICYCLE_SHARE)
+            motorcycles = round(total * _LEADERBOARD_MOTORCYCLE_SHARE)
+            config = cls(total - bicycles - motorcycles, bicycles, 0, seed, motorcycles=motorcycles)
+            return replace(config, **overrides)
         if name not in DENSITIES:
-            raise ValueError(f"unknown traffic density {name!r}; expected one of {', '.join(DENSITIES)}")
+            raise ValueError(f"unknown traffic density {name!r}; expected one of {', '.join(PRESETS)}")
         vehicles, bicycles, pedestrians = DENSITIES[name]
         return replace(cls(vehicles, bicycles, pedestrians, seed), **overrides)
+
+    @staticmethod
+    def _leaderboard_count(town: str | None, network: RoadNetwork | None) -> int:
+        if town in LEADERBOARD_VEHICLES:
+            return LEADERBOARD_VEHICLES[str(town)]
+        if network is None:
+            raise ValueError(f"the leaderboard traffic preset has no vehicle count for town {town!r} (it knows "
+                             f"{', '.join(LEADERBOARD_VEHICLES)}); pass the town's network to scale by its roads")
+        length = sum(edge.getLength() for edge in network.driving_edges())
+        return max(1, round(length / _LEADERBOARD_LANE_M_PER_VEHICLE))
 
     @property
     def total(self) -> int:
         """Number of actors."""
-        return self.vehicles + self.bicycles + self.pedestrians
+        return self.vehicles + self.bicycles + self.motorcycles + self.pedestrians
 
 
 def _edges_for(network: RoadNetwork, vclass: str) -> list[Any]:
@@ -123,12 +166,34 @@ def _write(root: ET.Element, path: Path) -> Path:
     return path
 
 
+def _walk_edges(network: RoadNetwork) -> list[Any]:
+    """Edges pedestrians can start and end a trip on: ones with a sidewalk (a lane cars may not use)."""
+    return [e for e in _edges_for(network, "pedestrian")
+            if e.getLength() > 5.0 and any(lane.allows("pedestrian") and not lane.allows("passenger")
+                                           for lane in e.getLanes())]
+
+
+def fit_to_town(network: RoadNetwork, config: TrafficConfig) -> tuple[TrafficConfig, list[str]]:
+    """``config`` without the actors the town cannot carry, and a warning saying why for each.
+
+    A town without sidewalks (a SUMO net imported without guessing them) gets
+    no pedestrians rather than failing every route that asks for them.
+    """
+    notes: list[str] = []
+    if config.pedestrians and not _walk_edges(network):
+        notes.append(f"town net {network.net_path.name} has no sidewalks: its {config.pedestrians} background "
+                     f"pedestrians are left out (import the town with sidewalks, e.g. `langprop town import` of "
+                     f"its net, which guesses them)")
+        config = replace(config, pedestrians=0)
+    return config, notes
+
+
 def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: str | Path,
                          avoid_edges: Sequence[str] = ()) -> list[Path]:
     """Write ``vehicles.rou.xml`` and ``pedestrians.rou.xml`` under ``out_dir``; returns the paths.
 
-    Vehicle ids are ``car<i>`` and ``bike<i>``, person ids ``ped<i>``; vType
-    ids ``car``, ``bicycle``, ``pedestrian``. ``avoid_edges`` (e.g. the ego's
+    Vehicle ids are ``car<i>``, ``bike<i>`` and ``moto<i>``, person ids
+    ``ped<i>``; vType ids ``car``, ``bicycle``, ``motorcycle``, ``pedestrian``. ``avoid_edges`` (e.g. the ego's
     first edge) get no vehicle departures, so the ego starts on a free road.
     Deterministic given ``config.seed``. Files with no actors are still
     written (empty ``<routes>``), so a run can always load both.
@@ -141,8 +206,10 @@ def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: s
     vehicles_root = ET.Element("routes")
     _vtype(vehicles_root, "car")
     _vtype(vehicles_root, "bicycle")
+    _vtype(vehicles_root, "motorcycle")
     for type_id, vclass, count, prefix, speed in (("car", "passenger", config.vehicles, "car", 9.0),
-                                                  ("bicycle", "bicycle", config.bicycles, "bike", 4.5)):
+                                                  ("bicycle", "bicycle", config.bicycles, "bike", 4.5),
+                                                  ("motorcycle", "motorcycle", config.motorcycles, "moto", 9.0)):
         if count == 0:
             continue
         edges = [e for e in _edges_for(network, vclass) if e.getID() not in avoid and e.getLength() > 10.0]
@@ -162,9 +229,7 @@ def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: s
     people_root = ET.Element("routes")
     _vtype(people_root, "pedestrian")
     if config.pedestrians:
-        walk_edges = [e for e in _edges_for(network, "pedestrian")
-                      if e.getLength() > 5.0 and any(lane.allows("pedestrian") and not lane.allows("passenger")
-                                                     for lane in e.getLanes())]
+        walk_edges = _walk_edges(network)
         if not walk_edges:
             raise ValueError(f"{network.net_path.name}: no sidewalks for pedestrians; generate or import the "
                              f"town with sidewalks")

@@ -33,7 +33,7 @@ from sumo_world.ego import EgoParams, EgoState
 if TYPE_CHECKING:
     from sumo_world.traffic import TrafficConfig
 
-__all__ = ["ActorArrays", "WorldSnapshot", "SumoWorld", "WorldError", "EGO_ID"]
+__all__ = ["ActorArrays", "WorldSnapshot", "SumoWorld", "WorldError", "EGO_ID", "LEVEL_SEPARATION_M"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ _PEDESTRIAN_HALF_SIZE_M = 0.3  # a walker's footprint (CARLA walkers are about 0
 # never meaningfully mapped to a lane farther than this).
 _MATCH_RADIUS_M = 15.0
 _LATERAL_RESOLUTION_M = 0.8  # SUMO sublane width
+# Actors more than this far apart in height are on different levels (a bridge over a road, an
+# overpass: about 10 m in CARLA's Town04/05): they neither collide nor see each other.
+LEVEL_SEPARATION_M = 3.0
 
 _VCLASS_TO_ACTOR_TYPE = {
     "bicycle": "bicycle", "motorcycle": "motorcycle", "moped": "motorcycle",
@@ -68,14 +71,21 @@ class ActorArrays:
     speed_mps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     half_length_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
     half_width_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    z_m: np.ndarray = field(default_factory=lambda: np.zeros(0))  # height of the lane under it; NaN: unknown
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def on_level(self, z_m: float) -> np.ndarray:
+        """(N,) True for actors at the height ``z_m`` (within :data:`LEVEL_SEPARATION_M`; unknown counts)."""
+        if len(self.z_m) != len(self.ids) or not math.isfinite(z_m):
+            return np.ones(len(self.ids), dtype=bool)
+        return ~(np.abs(self.z_m - z_m) > LEVEL_SEPARATION_M)  # NaN compares False: kept
+
 
 @dataclass
 class WorldSnapshot:
-    """The world at one tick: time, the ego's SUMO lane, vehicles and pedestrians.
+    """The world at one tick: time, the ego's SUMO lane (and its height), vehicles and pedestrians.
 
     ``props`` holds static props (types are CARLA blueprint ids such as
     ``static.prop.vendingmachine``); only scenarios add them
@@ -87,6 +97,7 @@ class WorldSnapshot:
     vehicles: ActorArrays
     pedestrians: ActorArrays
     props: ActorArrays = field(default_factory=ActorArrays)
+    ego_z_m: float = float("nan")  # the height of the lane SUMO maps the ego to (the net keeps OpenDRIVE's)
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,7 @@ class SumoWorld:
         self._ego_reinsertions = 0
         self._ego_width = 0.0
         self._lane_shapes: dict[str, list[tuple[float, float]]] = {}
+        self.warnings: list[str] = []  # what the world left out of the asked-for set-up, and why
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -191,16 +203,19 @@ class SumoWorld:
         c = self._sumo.constants
         for vid in vehicles:
             if vid != EGO_ID:
-                self._sumo.vehicle.subscribe(vid, [c.VAR_POSITION, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE])
+                self._sumo.vehicle.subscribe(vid, [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE])
         for pid in persons:
-            self._sumo.person.subscribe(pid, [c.VAR_POSITION, c.VAR_ANGLE, c.VAR_SPEED])
+            self._sumo.person.subscribe(pid, [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED])
 
     def _write_traffic(self) -> list[Path]:
-        from sumo_world.traffic import TrafficConfig, write_traffic_routes
+        from sumo_world.traffic import TrafficConfig, fit_to_town, write_traffic_routes
 
         config = self.traffic if self.traffic is not None else TrafficConfig.for_density("default")
         # The world's seed decides the traffic too, so one seed reproduces a run.
-        config = replace(config, seed=self.seed)
+        config, notes = fit_to_town(self.network, replace(config, seed=self.seed))
+        for note in notes:
+            logger.warning("%s", note)
+        self.warnings.extend(notes)
         if self._work_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="langprop_world_")
             self._work_dir = Path(self._tmp.name)
@@ -443,41 +458,56 @@ class SumoWorld:
         v_types: list[str] = []
         raw: list[tuple[float, float, float, float, float, float]] = []
         c = sumo.constants
-        pos, ang, spd, typ = c.VAR_POSITION, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE
+        pos, ang, spd, typ = c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE
+        v_z: list[float] = []
         for vid, values in vehicle.getAllSubscriptionResults().items():
             if vid == EGO_ID or not values:
                 continue
             actor_type, half_l, half_w = self._vehicle_type(values[typ])
-            px, py = values[pos]
+            px, py, *z = values[pos]  # 2 values for a vehicle without a valid position (teleporting)
+            pz = z[0] if z else math.nan
             raw.append((px, py, values[ang], values[spd], half_l, half_w))
+            v_z.append(pz)
             v_ids.append(int_id(vid))
             v_sumo.append(vid)
             v_types.append(actor_type)
-        vehicles = self._add_statics("vehicles", self._to_carla(raw, front=True), v_ids, v_sumo, v_types)
+        vehicles = self._add_statics("vehicles", self._to_carla(raw, front=True), v_ids, v_sumo, v_types, v_z)
 
         person = sumo.person
         p_ids: list[int] = []
         p_sumo: list[str] = []
+        p_z: list[float] = []
         p_raw: list[tuple[float, float, float, float, float, float]] = []
         for pid, values in person.getAllSubscriptionResults().items():
             if not values:
                 continue
-            px, py = values[pos]
+            px, py, *z = values[pos]
+            pz = z[0] if z else math.nan
             p_raw.append((px, py, values[ang], values[spd],
                           _PEDESTRIAN_HALF_SIZE_M, _PEDESTRIAN_HALF_SIZE_M))
+            p_z.append(pz)
             p_ids.append(int_id("person:" + pid))
             p_sumo.append(pid)
         p_types = ["pedestrian"] * len(p_ids)
-        pedestrians = self._add_statics("pedestrians", self._to_carla(p_raw, front=False), p_ids, p_sumo, p_types)
+        pedestrians = self._add_statics("pedestrians", self._to_carla(p_raw, front=False), p_ids, p_sumo, p_types,
+                                        p_z)
         return WorldSnapshot(self._time_s, self.ego_lane_id() if self._ego_added else "",
-                             _arrays(v_ids, v_sumo, v_types, vehicles),
-                             _arrays(p_ids, p_sumo, p_types, pedestrians))
+                             _arrays(v_ids, v_sumo, v_types, vehicles, v_z),
+                             _arrays(p_ids, p_sumo, p_types, pedestrians, p_z),
+                             ego_z_m=self._ego_z() if self._ego_added else float("nan"))
+
+    def _ego_z(self) -> float:
+        try:
+            return float(self.sumo.vehicle.getPosition3D(EGO_ID)[2])
+        except Exception:  # not in the simulation this tick (being re-inserted)
+            return float("nan")
 
     def _add_statics(self, group: str, rows: np.ndarray | None, ids: list[int], sumo_ids: list[str],
-                     types: list[str]) -> np.ndarray | None:
+                     types: list[str], z: list[float]) -> np.ndarray | None:
         statics = [a for a in self._static if a.group == group]
         if not statics:
             return rows
+        z += [float("nan")] * len(statics)  # placed by (x, y) only: on every level
         extra = np.array([(a.x, a.y, a.yaw_deg, 0.0, a.half_length_m, a.half_width_m) for a in statics])
         ids += [a.actor_id for a in statics]
         sumo_ids += [f"static_{a.actor_id}" for a in statics]
@@ -499,10 +529,11 @@ class SumoWorld:
         return data
 
 
-def _arrays(ids: list[int], sumo_ids: list[str], types: list[str], data: np.ndarray | None) -> ActorArrays:
+def _arrays(ids: list[int], sumo_ids: list[str], types: list[str], data: np.ndarray | None,
+            z: list[float]) -> ActorArrays:
     if data is None or not len(data):
         return ActorArrays()
     yaw = (data[:, 2] + 180.0) % 360.0 - 180.0
     return ActorArrays(ids=ids, sumo_ids=sumo_ids, types=types, xy=data[:, :2].copy(), yaw_deg=yaw,
                        speed_mps=data[:, 3].copy(), half_length_m=data[:, 4].copy(),
-                       half_width_m=data[:, 5].copy())
+                       half_width_m=data[:, 5].copy(), z_m=np.asarray(z, dtype=float))

@@ -84,6 +84,27 @@ def test_original_layout_with_a_bad_record_key_is_named(tmp_path):
         load_checkpoint(root)
 
 
+def test_original_layout_with_missing_record_files_loads_the_rest_and_warns(tmp_path, caplog):
+    root = _original_layout(tmp_path / "orig")
+    (root / "record_1.txt").unlink()
+    with caplog.at_level("WARNING", logger="langprop_core.checkpoint"):
+        ck = load_checkpoint(root)
+    assert [p.source for p in ck.policies] == [A] and ck.missing == ["record_1.txt"]
+    assert "lists 1 record(s) whose files are missing: record_1.txt" in caplog.text
+    (root / "record_0.txt").unlink()
+    with pytest.raises(CheckpointError, match="none of its 2 records has a file"):
+        load_checkpoint(root)
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_best_script_that_does_not_compile_fails_at_loading_with_file_and_line(tmp_path, sandbox):
+    broken = Policy.from_source("def f(x):\n    return x +\n", "f", priority=0.99)
+    save_checkpoint(tmp_path / "ck", "mod", "f", [broken, *_population()])
+    with pytest.raises(CheckpointError) as info:
+        load_policy(tmp_path / "ck", sandbox=sandbox)
+    assert f"scripts/{broken.id}.py:2: the best script of checkpoint 'mod' does not compile" in str(info.value)
+
+
 @pytest.mark.parametrize("sandbox", [True, False])
 def test_load_policy_runs_best_script(tmp_path, sandbox):
     save_checkpoint(tmp_path / "run" / "checkpoints" / "mod", "mod", "f", _population())

@@ -136,7 +136,7 @@ def test_off_road_waypoint_is_named(town01: RoadNetwork) -> None:
     with pytest.raises(RoutePlanningError) as info:
         plan_route(town01, [(338.70, 226.75, 0.0, 270.0), (200.0, 100.0, 0.0, 0.0)], route_id="r1")
     message = str(info.value)
-    assert "route 'r1' waypoint 1 (x=200.00, y=100.00)" in message and "5 m" in message
+    assert "route 'r1' waypoint 1 (x=200.00, y=100.00)" in message and "15 m" in message
 
 
 def test_waypoint_heading_picks_the_lane_direction(grid: RoadNetwork) -> None:
@@ -190,16 +190,20 @@ def test_dense_lanes_follow_connections(town01: RoadNetwork, grid: RoadNetwork, 
 
 def test_town01_plan_matches_carla_lane_centres(town01: RoadNetwork, shared_data: Path) -> None:
     # CARLA's own map (parsed client-side by the carla wheel) is the reference for the lane centres.
+    # Junction lanes are SUMO's own curves between the lane ends (the import leaves out
+    # --opendrive.internal-shapes, which leaves gaps in Town04's junctions): within 1.5 m of CARLA's.
     import carla
 
     carla_map = carla.Map("Town01", (shared_data / "carla_town01" / "Town01.xodr").read_text())
     for route in read_routes(shared_data / "carla_town01" / "routes_town01_training.xml")[:3]:
         dense = plan_route(town01, route)
-        gaps = []
-        for x, y in dense.points[::2]:
+        gaps = {True: [0.0], False: [0.0]}
+        for (x, y), lane in list(zip(dense.points, dense.lanes))[::2]:
             waypoint = carla_map.get_waypoint(carla.Location(x=float(x), y=float(y), z=0.0), project_to_road=True)
-            gaps.append(np.hypot(waypoint.transform.location.x - x, waypoint.transform.location.y - y))
-        assert max(gaps) < 0.5, route.route_id
+            gap = np.hypot(waypoint.transform.location.x - x, waypoint.transform.location.y - y)
+            gaps[lane.startswith(":")].append(gap)
+        assert max(gaps[False]) < 0.5, route.route_id
+        assert max(gaps[True]) < 1.5, route.route_id
 
 
 def test_goal_behind_start_goes_round_the_block(grid: RoadNetwork) -> None:

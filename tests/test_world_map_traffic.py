@@ -78,3 +78,20 @@ def test_pedestrians_walk_over_crossings(grid: RoadNetwork, tmp_path: Path) -> N
     sidewalks = {edge.getID() for edge in grid.net.getEdges(withInternal=False)
                  if edge.getFunction() in ("", "normal")}
     assert used & sidewalks
+
+
+def test_leaderboard_preset_is_vehicles_only_per_town(grid: RoadNetwork, tmp_path: Path) -> None:
+    town04 = TrafficConfig.for_density("leaderboard", seed=3, town="Town04")
+    assert town04.total == 200 and town04.pedestrians == 0 and town04.seed == 3
+    assert town04.bicycles > 0 and town04.motorcycles > 0 and town04.vehicles > town04.bicycles
+    assert TrafficConfig.for_density("leaderboard", town="Town09").total == 300
+    with pytest.raises(ValueError, match="no vehicle count for town 'Grid'"):
+        TrafficConfig.for_density("leaderboard", town="Grid")
+    # a town the leaderboard does not know gets Town01's density per metre of road
+    scaled = TrafficConfig.for_density("leaderboard", town="Grid", network=grid)
+    road_m = sum(edge.getLength() for edge in grid.driving_edges())
+    assert scaled.total == pytest.approx(road_m / 40.0, abs=1) and scaled.pedestrians == 0
+    paths = write_traffic_routes(grid, scaled, tmp_path)
+    kinds = [v.get("type") for v in ET.parse(paths[0]).getroot().iter("vehicle")]
+    assert kinds.count("motorcycle") == scaled.motorcycles > 0 and kinds.count("bicycle") == scaled.bicycles
+    assert not list(ET.parse(paths[1]).getroot().iter("person"))

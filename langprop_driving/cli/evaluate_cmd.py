@@ -107,12 +107,20 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         click.echo(f"{record['route_id']}: {record['status']}: {record['meta']['error']}", err=True)
     for record in records:
         meta = record.get("meta") or {}
+        for warning in dict.fromkeys(meta.get("world_warnings") or ()):
+            click.echo(f"{record['route_id']}: warning: {warning}", err=True)
         if meta.get("policy_timeouts"):
             click.echo(f"{record['route_id']}: the policy timed out {meta['policy_timeouts']} time(s) (limit "
                        f"{meta.get('policy_timeout_s', '?')} s; the car braked on those ticks)", err=True)
     click.echo(f"results: {results} (entry status: {data.get('entry_status', '')})")
     if pictures_dir is not None:
         click.echo(f"pictures: {pictures_dir}")
+    if failed:
+        # A route that could not run (agent set-up, simulation crash, unplannable route) is not a
+        # driving result: scripts and CI must see it, as the leaderboard marks such entries invalid.
+        which = ", ".join(f"{r['route_id']} ({r['status']})" for r in failed)
+        click.echo(f"error: {len(failed)} of {len(records)} routes failed to run: {which}", err=True)
+        raise SystemExit(1)
 
 
 def _route_executor(backend: dict, workers: int, towns_dir: Path | None, routes: Path, results: Path,

@@ -9,10 +9,12 @@ from typing import Any, Callable
 
 import click
 
+from sumo_world.traffic import PRESETS
+
 __all__ = ["TRAFFIC_CHOICES", "towns_dir_option", "traffic_option", "seed_option", "workers_option",
            "backend_options", "ray_options_of", "apply", "scenarios_option"]
 
-TRAFFIC_CHOICES = ("none", "light", "default", "busy")
+TRAFFIC_CHOICES = PRESETS  # sumo_world.traffic owns the preset names
 
 towns_dir_option = click.option(
     "--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -27,7 +29,7 @@ scenarios_option = click.option(
 
 def traffic_option(default: str) -> Callable:
     return click.option("--traffic", type=click.Choice(TRAFFIC_CHOICES), default=default, show_default=True,
-                        help="Background traffic density.")
+                        help="Background traffic: a density, or leaderboard 1.0's per-town vehicles (no walkers).")
 
 
 def seed_option(default: int = 0, what: str = "traffic and agents") -> Callable:

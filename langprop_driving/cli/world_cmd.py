@@ -69,17 +69,35 @@ def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_
 @click.option("--name", default=None, help="Town name (default: the file name, e.g. Town01).")
 @click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace a town of the same name.")
-def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool) -> None:
+@click.option("--sidewalks/--no-sidewalks", default=True, show_default=True,
+              help="Guess sidewalks and crossings (netconvert) where the town has none.")
+@click.option("--stop-signs", "stop_signs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Stop signs exported from a CARLA server by scripts/export_carla_stops.py "
+                                 "(default: the OpenDRIVE file's type-206 signals).")
+def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool, sidewalks: bool,
+                stop_signs: Path | None) -> None:
     """Import a CARLA town from its OpenDRIVE FILE (.xodr), or store a SUMO net (.net.xml)."""
     from sumo_world.towns import TownError
 
     start = time.perf_counter()
     try:
-        info = _store(towns_dir).import_file(file, name, overwrite=overwrite)
+        info = _store(towns_dir).import_file(file, name, sidewalks=sidewalks, stop_signs=stop_signs,
+                                             overwrite=overwrite)
     except TownError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"imported town {info.name}: {info.net_path} ({_describe(info.meta)}) "
                f"in {time.perf_counter() - start:.2f} s")
+    if info.meta.get("sidewalks") == "guessed":
+        click.echo(f"  sidewalks and crossings were guessed by netconvert (--sidewalks.guess --crossings.guess): "
+                   f"{info.meta.get('sidewalk_lanes', 0)} sidewalk lanes, {info.meta.get('crossings', 0)} crossings")
+    elif info.meta.get("sidewalks") == "none":
+        click.echo("  no sidewalks: background pedestrians will be left out of this town's runs")
+    signs = info.meta.get("stop_signs") or {}
+    if signs.get("count"):
+        click.echo(f"  {signs['count']} stop signs from {signs.get('source')}, {signs.get('governing', 0)} placed "
+                   f"on the lanes they govern")
+    elif info.meta.get("stop_signs_note"):
+        click.echo(f"  {info.meta['stop_signs_note']}")
 
 
 @town.command("list")
@@ -103,6 +121,8 @@ def _describe(meta: dict) -> str:
     parts.append(f"{junctions.get('traffic_light', 0)} traffic lights")
     parts.append(f"{junctions.get('allway_stop', 0) + junctions.get('priority_stop', 0)} stop junctions")
     parts.append(f"{meta.get('crossings', 0)} crossings")
+    if "stop_signs" in meta:  # imported CARLA towns
+        parts.append(f"{(meta.get('stop_signs') or {}).get('governing', 0)} stop signs")
     return ", ".join(parts)
 
 
@@ -145,9 +165,16 @@ def routes_generate(town_name: str, count: int, seed: int, out: Path, min_length
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--plan/--no-plan", default=True, show_default=True,
               help="Plan each route in its town (when the town is stored) and show the dense length.")
+@click.option("--town", "town_name", default=None,
+              help="Only the routes of this town (and plan them in the stored town of that name).")
 @click.option("--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_TOWNS_DIR_HELP)
-def routes_show(file: Path, plan: bool, towns_dir: Path | None) -> None:
-    """List the routes of a leaderboard routes FILE (1.0 or 2.0)."""
+def routes_show(file: Path, plan: bool, town_name: str | None, towns_dir: Path | None) -> None:
+    """List the routes of a leaderboard routes FILE (1.0 or 2.0).
+
+    Planned routes show their length, junction turns and the largest distance
+    from a sparse waypoint to the lane it snapped to; routes that cannot be
+    planned are flagged with the reason.
+    """
     from sumo_world.road_network import RoadNetwork
     from sumo_world.route_planner import RoutePlanningError, plan_route
     from sumo_world.routes import RouteFileError, read_routes
@@ -156,8 +183,12 @@ def routes_show(file: Path, plan: bool, towns_dir: Path | None) -> None:
         found = read_routes(file)
     except RouteFileError as exc:
         raise click.ClickException(str(exc)) from exc
+    if town_name is not None:
+        found = [route for route in found if route.town == town_name]
     store = _store(towns_dir)
-    click.echo(f"{file}: {len(found)} routes")
+    where = f" in {town_name}" if town_name else ""
+    click.echo(f"{file}: {len(found)} routes{where}")
+    unplannable = 0
     for route in found:
         line = (f"  route {route.route_id:>4}  town {route.town:<10} {len(route.waypoints):>3} waypoints "
                 f"(format {route.extra.get('format')})")
@@ -169,9 +200,13 @@ def routes_show(file: Path, plan: bool, towns_dir: Path | None) -> None:
                                 and (i == 0 or dense.commands[i - 1] != c))
                 line += (f"  planned {dense.length_m:.0f} m, {len(dense.points)} points, junctions: "
                          f"{turns.get('LEFT', 0)} left, {turns.get('RIGHT', 0)} right, "
-                         f"{turns.get('STRAIGHT', 0)} straight")
+                         f"{turns.get('STRAIGHT', 0)} straight, waypoint-lane distance max "
+                         f"{dense.max_waypoint_lane_distance_m:.1f} m")
             except RoutePlanningError as exc:
+                unplannable += 1
                 line += f"  NOT PLANNABLE: {exc}"
         elif plan:
             line += "  (town not stored: not planned)"
         click.echo(line)
+    if unplannable:
+        click.echo(f"{unplannable} of {len(found)} routes cannot be planned")
