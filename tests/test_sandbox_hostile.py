@@ -81,18 +81,19 @@ def _run(sources: dict[str, str], inputs, **config):
     return results, pids, scratch
 
 
-def _group_members(pgids: list[int]) -> list[int]:
-    """Processes still alive in the given process groups."""
-    alive = []
+def _proc_stats():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process now."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                yield int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) in pgids and fields[0] != "Z":
-                alive.append(int(entry.name))
-    return alive
+
+
+def _group_members(pgids: list[int]) -> list[int]:
+    """Processes still alive in the given process groups."""
+    return [pid for pid, fields in _proc_stats() if int(fields[2]) in pgids and fields[0] != "Z"]
 
 
 def _assert_victim_unchanged(results):
@@ -680,13 +681,8 @@ def test_strict_is_a_choice_of_the_pipeline_and_the_agent(monkeypatch):
 def _descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (children, their children...)."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    for child, fields in _proc_stats():
+        children.setdefault(int(fields[1]), []).append(child)
     found, todo = set(), [pid]
     while todo:
         for child in children.get(todo.pop(), []):
