@@ -98,7 +98,7 @@ def carla_town(args: argparse.Namespace) -> None:
     from sumo_world.runner import run_route
     from sumo_world.towns import TownStore
     from sumo_world.traffic import TrafficConfig
-    from sumo_world.world import SumoWorld
+    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
 
     with tempfile.TemporaryDirectory(prefix="world_speed_") as tmp:
         town = TownStore(Path(tmp)).import_file(args.carla_town)
@@ -114,13 +114,13 @@ def carla_town(args: argparse.Namespace) -> None:
             ticks.append(time.perf_counter())
             cpu.append(time.process_time())
             if info.frame % 100 == 0:
-                counts.append(len(info.provider._snapshot.vehicles))
+                counts.append(info.provider.world.sumo.vehicle.getIDCount() - 1)  # all of them, not the ego
 
         outcome = run_route(route, town, args.agent, seed=args.seed, traffic=traffic, network=network,
                             on_tick=on_tick)
         steps = len(ticks) - 1
         # Raw SUMO: the same town, traffic and seed, no ego, nothing read, as many steps.
-        with SumoWorld(town, traffic, seed=args.seed, network=network) as world:
+        with SumoWorld(town, traffic, seed=args.seed, network=network, sense_radius_m=SENSE_RADIUS_M) as world:
             raw_start, raw_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 libsumo.simulationStep()

@@ -74,11 +74,12 @@ class CollisionResponse:
         now = float(snapshot.time_s)
         state = proposed
         touching: set[tuple[str, int]] = set()
-        new_polygon = self._polygon(proposed)
-        old_polygon = self._polygon(previous)
+        new_polygon = old_polygon = None  # built when an actor is near enough to touch (rarely)
         for group in ("vehicles", "pedestrians"):
             actors: ActorArrays = getattr(snapshot, group)
             for k in self._near(actors, proposed, snapshot.ego_z_m):
+                if new_polygon is None:
+                    new_polygon, old_polygon = self._polygon(proposed), self._polygon(previous)
                 other = actor_polygon(actors, k)
                 if not new_polygon.intersects(other):
                     continue

@@ -157,7 +157,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
     from sumo_world.route_planner import plan_route
     from sumo_world.scene_builder import RouteContext, SumoSceneProvider
     from sumo_world.sensors import SensorSuite
-    from sumo_world.world import SumoWorld
+    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
 
     wall_start = time.perf_counter()
     network = network or RoadNetwork.load(town.net_path)
@@ -166,7 +166,8 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
     context.route_id = str(route.route_id)
     spec = load_agent_class(agent)
 
-    world = SumoWorld(town, _traffic_config(traffic, town, network), seed=seed, network=network, warmup_s=warmup_s)
+    world = SumoWorld(town, _traffic_config(traffic, town, network), seed=seed, network=network, warmup_s=warmup_s,
+                      sense_radius_m=SENSE_RADIUS_M)
     world.start()
     try:
         yaw0 = float(dense.yaw_deg[0])

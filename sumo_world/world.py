@@ -6,10 +6,17 @@ starts one child process per route). The ego is a SUMO vehicle placed every
 tick with ``moveToXY(..., keepRoute=2)`` at the pose the bicycle model
 (:mod:`sumo_world.ego`) computed, so SUMO's drivers see it as a leader and
 react to it; SUMO never moves it by itself (speed mode 0, no lane changes).
-SUMO runs its sublane model, and the ego is given the lateral band its
-footprint really covers on its lane (wider and off-centre when it is at an
-angle to the lane), so drivers in a neighbouring lane see the part of the ego
-that sticks into theirs.
+SUMO drivers decide every :data:`ACTION_STEP_S` (SUMO's action step: their
+reaction time; positions still move every tick). SUMO maps a vehicle to one
+lane; when the ego's footprint sticks into a neighbouring lane (changing
+lanes, waiting at an angle) a *shadow* vehicle, never reported, holds that
+lane beside it, so the drivers there brake for the part of the ego in their
+way, as CARLA's traffic brakes for the hero's bounding box. (SUMO's sublane
+model would do this too, at three times the cost of the whole simulation.)
+
+With ``sense_radius_m`` set (the runner sets :data:`SENSE_RADIUS_M`) a
+snapshot holds the vehicles within that radius of the ego only: one context
+subscription instead of one per vehicle.
 
 Everything leaving this module is in CARLA's frame (see
 :mod:`sumo_world.transform`); SUMO's vehicle position is the front bumper, so
@@ -33,17 +40,26 @@ from sumo_world.ego import EgoParams, EgoState
 if TYPE_CHECKING:
     from sumo_world.traffic import TrafficConfig
 
-__all__ = ["ActorArrays", "WorldSnapshot", "SumoWorld", "WorldError", "EGO_ID", "LEVEL_SEPARATION_M"]
+__all__ = ["ActorArrays", "WorldSnapshot", "SumoWorld", "WorldError", "EGO_ID", "LEVEL_SEPARATION_M",
+           "ACTION_STEP_S", "SENSE_RADIUS_M"]
 
 logger = logging.getLogger(__name__)
 
 EGO_ID = "ego"
 _EGO_TYPE = "langprop_ego"
+SHADOW_ID = "ego_shadow"  # holds a neighbouring lane the ego's body sticks into; never reported
+_SHADOW_TYPE = "langprop_ego_shadow"
+# The ego covers a neighbouring lane when its footprint reaches this far past its own lane's edge.
+_SHADOW_MIN_OVERLAP_M = 0.3
+# SUMO drivers decide (follow, change lanes, yield) this often; they move every tick. 0.1 s is a
+# quick driver's reaction time and makes SUMO about twice as fast as deciding every 0.05 s tick.
+ACTION_STEP_S = 0.1
+# What a route run needs to see around the ego: the scene's 50 m, the bird's-eye picture's 80 m.
+SENSE_RADIUS_M = 100.0
 _PEDESTRIAN_HALF_SIZE_M = 0.3  # a walker's footprint (CARLA walkers are about 0.6 m across)
 # moveToXY looks for lanes within this radius (SUMO default 100 m: much slower, and the ego is
 # never meaningfully mapped to a lane farther than this).
 _MATCH_RADIUS_M = 15.0
-_LATERAL_RESOLUTION_M = 0.8  # SUMO sublane width
 # Actors more than this far apart in height are on different levels (a bridge over a road, an
 # overpass: about 10 m in CARLA's Town04/05): they neither collide nor see each other.
 LEVEL_SEPARATION_M = 3.0
@@ -131,13 +147,14 @@ class SumoWorld:
     def __init__(self, town: Any, traffic: TrafficConfig | None = None, seed: int = 0, step_s: float = TICK_S, *,
                  network: Any = None, route_files: Sequence[Path] | None = None,
                  work_dir: Path | None = None, warmup_s: float = 10.0,
-                 ego_params: EgoParams | None = None) -> None:
+                 ego_params: EgoParams | None = None, sense_radius_m: float | None = None) -> None:
         self.town = town
         self.traffic = traffic
         self.seed = int(seed)
         self.step_s = float(step_s)
         self.warmup_s = float(warmup_s)
         self.ego_params = ego_params or EgoParams()
+        self.sense_radius_m = sense_radius_m
         if network is None:
             from sumo_world.road_network import RoadNetwork
 
@@ -156,8 +173,10 @@ class SumoWorld:
         self._ego_added = False
         self._ego_route: list[str] = []
         self._ego_reinsertions = 0
-        self._ego_width = 0.0
+        self._shadow_lane = ""  # the lane the shadow holds now ("" when it is out of the simulation)
+        self._shadow_routes = 0
         self._lane_shapes: dict[str, list[tuple[float, float]]] = {}
+        self._lane_widths: dict[str, float] = {}
         self.warnings: list[str] = []  # what the world left out of the asked-for set-up, and why
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,11 +196,7 @@ class SumoWorld:
             "--collision.action", "none", "--collision.check-junctions", "false",
             "--ignore-route-errors", "true", "--time-to-teleport", "120",
             "--pedestrian.model", "striping", "--xml-validation", "never",
-            # The sublane model lets a vehicle straddle two lanes, as the ego does while it changes
-            # lanes or waits at an angle: drivers in both lanes then see it (as CARLA's traffic sees
-            # the hero's bounding box). Without it SUMO maps the ego to one lane only and traffic in
-            # the other lane drives into the part of the ego that sticks out.
-            "--lateral-resolution", f"{_LATERAL_RESOLUTION_M}",
+            "--default.action-step-length", f"{max(self.step_s, ACTION_STEP_S)}",
         ]
         if self._route_files:
             command += ["--route-files", ",".join(str(p) for p in self._route_files)]
@@ -201,9 +216,10 @@ class SumoWorld:
     def _subscribe(self, vehicles: Sequence[str], persons: Sequence[str]) -> None:
         # One getAllSubscriptionResults call per tick instead of four calls per actor.
         c = self._sumo.constants
-        for vid in vehicles:
-            if vid != EGO_ID:
-                self._sumo.vehicle.subscribe(vid, [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE])
+        if self.sense_radius_m is None:
+            for vid in vehicles:
+                if vid not in (EGO_ID, SHADOW_ID):
+                    self._sumo.vehicle.subscribe(vid, _vehicle_vars(c))
         for pid in persons:
             self._sumo.person.subscribe(pid, [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED])
 
@@ -278,7 +294,7 @@ class SumoWorld:
         sx, sy = self.transform.to_sumo(x, y)
         sumo = self.sumo
         for vid in sumo.vehicle.getIDList():
-            if vid == EGO_ID:
+            if vid in (EGO_ID, SHADOW_ID):
                 continue
             px, py = sumo.vehicle.getPosition(vid)
             if math.hypot(px - sx, py - sy) < radius_m + sumo.vehicle.getLength(vid):
@@ -307,54 +323,109 @@ class SumoWorld:
             # SUMO let the ego arrive (it left its route's last edge) or teleported it: put it back.
             self._reinsert_ego()
             self._move_to(sx, sy, angle)
-        self._match_lateral_extent(sx, sy, angle)
-        sumo.vehicle.setSpeed(EGO_ID, max(0.0, state.speed_mps))
+        speed = max(0.0, state.speed_mps)
+        sumo.vehicle.setSpeed(EGO_ID, speed)
+        self._place_shadow(state, sx, sy, angle, speed)
 
     def _move_to(self, sx: float, sy: float, angle: float) -> None:
         """Place the ego's front bumper at SUMO (sx, sy) heading ``angle``, off its route if need be."""
         self.sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
                                    matchThreshold=_MATCH_RADIUS_M)
 
-    def _match_lateral_extent(self, sx: float, sy: float, angle: float) -> None:
-        """Give SUMO the lateral band the ego's footprint really covers on its lane.
+    def _place_shadow(self, state: EgoState, sx: float, sy: float, angle: float, speed: float) -> None:
+        """Hold the neighbouring lane the ego's footprint sticks into with the shadow (or free it).
 
-        SUMO's sublane model treats a vehicle as a rectangle aligned with its
-        lane. An ego at an angle to the lane (changing lanes, turning) covers a
-        wider band, centred away from its front bumper: widen the ego and shift
-        its lateral position so that band is what SUMO's drivers see.
+        SUMO treats a vehicle as a rectangle on one lane. An ego at an angle to
+        its lane, or off its centre, covers a band reaching into the next lane:
+        when it reaches :data:`_SHADOW_MIN_OVERLAP_M` past the lane's edge, the
+        shadow (the ego's length, its speed) stands on that lane level with it.
+        Inside junctions SUMO's right-of-way rules already see the ego.
         """
         sumo = self.sumo
         vehicle = sumo.vehicle
         lane_id = vehicle.getLaneID(EGO_ID)
-        if not lane_id:
+        target = ""
+        if lane_id and not lane_id.startswith(":"):
+            target, tx, ty = self._shadow_target(state, lane_id, vehicle.getLanePosition(EGO_ID), angle)
+        if not target:
+            if self._shadow_lane:
+                self._remove_shadow()
             return
-        p = self.ego_params
-        lane_angle = self._lane_angle(lane_id, vehicle.getLanePosition(EGO_ID))
-        # Heading relative to the lane, positive to the left (SUMO angles turn clockwise).
-        rel = math.radians(((lane_angle - angle) + 180.0) % 360.0 - 180.0)
-        length, width = 2.0 * p.half_length_m, 2.0 * p.half_width_m
-        band = width * abs(math.cos(rel)) + length * abs(math.sin(rel))
-        shift = -p.half_length_m * math.sin(rel)  # the footprint centre lies this far left of the front
-        if abs(band - self._ego_width) > 0.05:
-            vehicle.setWidth(EGO_ID, band)
-            self._ego_width = band
-        if abs(shift) > 0.05:
-            a = math.radians(lane_angle)
-            left_x, left_y = -math.cos(a), math.sin(a)
-            self._move_to(sx + shift * left_x, sy + shift * left_y, angle)
+        if self._shadow_lane and SHADOW_ID not in vehicle.getIDList():
+            self._shadow_lane = ""  # SUMO let it arrive: add it again
+        if not self._shadow_lane:
+            if _SHADOW_TYPE not in sumo.vehicletype.getIDList():
+                sumo.vehicletype.copy(_EGO_TYPE, _SHADOW_TYPE)
+            self._shadow_routes += 1
+            route_id = f"langprop_shadow_route_{self._shadow_routes}"
+            sumo.route.add(route_id, [target.rsplit("_", 1)[0]])
+            vehicle.add(SHADOW_ID, route_id, typeID=_SHADOW_TYPE, depart="now", departSpeed="0")
+            vehicle.setSpeedMode(SHADOW_ID, 0)
+            vehicle.setLaneChangeMode(SHADOW_ID, 0)
+        vehicle.moveToXY(SHADOW_ID, target.rsplit("_", 1)[0], int(target.rsplit("_", 1)[1]), tx, ty, angle=angle,
+                         keepRoute=2, matchThreshold=_MATCH_RADIUS_M)
+        vehicle.setSpeed(SHADOW_ID, speed)
+        self._shadow_lane = target
 
-    def _lane_angle(self, lane_id: str, pos_m: float) -> float:
-        """The SUMO angle (degrees, clockwise from north) of a lane at ``pos_m`` along it."""
+    def _remove_shadow(self) -> None:
+        try:
+            self.sumo.vehicle.remove(SHADOW_ID)
+        except self.sumo.TraCIException:  # it had already left the simulation
+            pass
+        self._shadow_lane = ""
+
+    def _shadow_target(self, state: EgoState, lane_id: str, pos_m: float, angle: float) -> tuple[str, float, float]:
+        """The neighbouring lane the ego's footprint covers, and the shadow's front-bumper point (SUMO frame)."""
+        p = self.ego_params
+        (x0, y0), (x1, y1) = self._lane_segment(lane_id, pos_m)
+        seg = math.hypot(x1 - x0, y1 - y0) or 1.0
+        ux, uy = (x1 - x0) / seg, (y1 - y0) / seg  # along the lane; its left is (-uy, ux)
+        cx, cy = self.transform.to_sumo(state.x, state.y)
+        offset = (cx - x0) * -uy + (cy - y0) * ux  # the footprint centre's distance left of the lane's centre
+        lane_angle = math.degrees(math.atan2(ux, uy))
+        rel = math.radians(((lane_angle - angle) + 180.0) % 360.0 - 180.0)
+        half_band = 0.5 * (2 * p.half_width_m * abs(math.cos(rel)) + 2 * p.half_length_m * abs(math.sin(rel)))
+        half_lane = 0.5 * self._lane_width(lane_id)
+        edge_id, index = lane_id.rsplit("_", 1)
+        for side, reach in ((1, offset + half_band - half_lane), (-1, -offset + half_band - half_lane)):
+            if reach < _SHADOW_MIN_OVERLAP_M:
+                continue
+            neighbour = f"{edge_id}_{int(index) + side}"
+            if int(index) + side < 0 or not self._lane_exists(neighbour):
+                continue
+            # Level with the ego's front, on the neighbour lane's centre line.
+            across = side * (half_lane + 0.5 * self._lane_width(neighbour))
+            fx = cx + p.half_length_m * ux + (across - offset) * -uy
+            fy = cy + p.half_length_m * uy + (across - offset) * ux
+            return neighbour, fx, fy
+        return "", 0.0, 0.0
+
+    def _lane_exists(self, lane_id: str) -> bool:
+        if lane_id in self._lane_widths:
+            return self._lane_widths[lane_id] > 0.0
+        try:
+            allowed = "passenger" in self.sumo.lane.getAllowed(lane_id) or not self.sumo.lane.getAllowed(lane_id)
+            self._lane_widths[lane_id] = self.sumo.lane.getWidth(lane_id) if allowed else 0.0
+        except self.sumo.TraCIException:
+            self._lane_widths[lane_id] = 0.0
+        return self._lane_widths[lane_id] > 0.0
+
+    def _lane_width(self, lane_id: str) -> float:
+        if lane_id not in self._lane_widths:
+            self._lane_widths[lane_id] = self.sumo.lane.getWidth(lane_id)
+        return self._lane_widths[lane_id] or 3.2
+
+    def _lane_segment(self, lane_id: str, pos_m: float) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The segment of a lane's shape (SUMO frame) at ``pos_m`` along it."""
         shape = self._lane_shapes.get(lane_id)
         if shape is None:
             shape = self._lane_shapes[lane_id] = self.sumo.lane.getShape(lane_id)
         walked = 0.0
-        for (x0, y0), (x1, y1) in zip(shape[:-1], shape[1:]):
-            seg = math.hypot(x1 - x0, y1 - y0)
-            if walked + seg >= pos_m or (x1, y1) == shape[-1]:
-                return math.degrees(math.atan2(x1 - x0, y1 - y0)) % 360.0
-            walked += seg
-        return 0.0
+        for a, b in zip(shape[:-1], shape[1:]):
+            walked += math.hypot(b[0] - a[0], b[1] - a[1])
+            if walked >= pos_m:
+                return a, b
+        return shape[-2], shape[-1]
 
     def _insert_ego(self, route_id: str) -> None:
         """Add the ego's SUMO vehicle on its route (registered as ``route_id``); SUMO never moves it."""
@@ -363,10 +434,12 @@ class SumoWorld:
         sumo.vehicle.add(EGO_ID, route_id, typeID=_EGO_TYPE, depart="now", departSpeed="0")
         sumo.vehicle.setSpeedMode(EGO_ID, 0)
         sumo.vehicle.setLaneChangeMode(EGO_ID, 0)
+        if self.sense_radius_m is not None:
+            sumo.vehicle.subscribeContext(EGO_ID, sumo.constants.CMD_GET_VEHICLE_VARIABLE, self.sense_radius_m,
+                                          _vehicle_vars(sumo.constants))
 
     def _reinsert_ego(self) -> None:
         self._ego_reinsertions += 1
-        self._ego_width = 0.0  # the new vehicle has its type's width
         self._insert_ego(f"langprop_ego_route_{self._ego_reinsertions}")
 
     def ego_lane_id(self) -> str:
@@ -460,8 +533,8 @@ class SumoWorld:
         c = sumo.constants
         pos, ang, spd, typ = c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE
         v_z: list[float] = []
-        for vid, values in vehicle.getAllSubscriptionResults().items():
-            if vid == EGO_ID or not values:
+        for vid, values in self._vehicle_values().items():
+            if vid in (EGO_ID, SHADOW_ID) or not values:
                 continue
             actor_type, half_l, half_w = self._vehicle_type(values[typ])
             px, py, *z = values[pos]  # 2 values for a vehicle without a valid position (teleporting)
@@ -496,6 +569,18 @@ class SumoWorld:
                              _arrays(p_ids, p_sumo, p_types, pedestrians, p_z),
                              ego_z_m=self._ego_z() if self._ego_added else float("nan"))
 
+    def _vehicle_values(self) -> dict[str, dict[int, Any]]:
+        """Subscribed variables of the vehicles a snapshot holds: all, or those within the sense radius."""
+        vehicle = self.sumo.vehicle
+        if self.sense_radius_m is None:
+            return vehicle.getAllSubscriptionResults()
+        if self._ego_added:
+            return vehicle.getContextSubscriptionResults(EGO_ID)
+        c = self.sumo.constants  # no ego to centre the radius on yet: read every vehicle once
+        return {vid: {c.VAR_POSITION3D: vehicle.getPosition3D(vid), c.VAR_ANGLE: vehicle.getAngle(vid),
+                      c.VAR_SPEED: vehicle.getSpeed(vid), c.VAR_TYPE: vehicle.getTypeID(vid)}
+                for vid in vehicle.getIDList()}
+
     def _ego_z(self) -> float:
         try:
             return float(self.sumo.vehicle.getPosition3D(EGO_ID)[2])
@@ -527,6 +612,11 @@ class SumoWorld:
             y = y - data[:, 4] * np.sin(rad)
         data[:, 0], data[:, 1], data[:, 2] = x, y, yaw
         return data
+
+
+def _vehicle_vars(c: Any) -> list[int]:
+    """The vehicle variables a snapshot reads (libsumo constants ``c``)."""
+    return [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE]
 
 
 def _arrays(ids: list[int], sumo_ids: list[str], types: list[str], data: np.ndarray | None,
