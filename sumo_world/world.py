@@ -194,7 +194,7 @@ class SumoWorld:
             "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
             # The ego is moved by us and may overlap; collisions are the criteria's business.
             "--collision.action", "none", "--collision.check-junctions", "false",
-            "--ignore-route-errors", "true", "--time-to-teleport", "120",
+            "--ignore-route-errors", "true", "--time-to-teleport", "60",
             "--pedestrian.model", "striping", "--xml-validation", "never",
             "--default.action-step-length", f"{max(self.step_s, ACTION_STEP_S)}",
         ]
