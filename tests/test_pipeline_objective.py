@@ -307,3 +307,19 @@ def test_standing_where_the_expert_drives_on_scores_like_a_route_ending_infracti
     assert DrivingObjective(standstill_cost=0.4)(("STOP", 0.0), move) == pytest.approx(-0.4)
     assert DrivingObjective(scene_costs=False)(("STOP", 0.0), move) == pytest.approx(0.4)  # steering only
     assert objective(("SLOW", 0.0), move) > 0.0  # creeping is not standing
+
+
+def test_stopping_early_for_a_red_light_or_stop_sign_ahead_costs_only_imitation():
+    objective = DrivingObjective()
+    move = DrivingLabel(6.0, 0.0, "MOVE", "free_road")
+    red_ahead = {"distance_to_red_light": 35.0, "distance_to_stop_sign": None}
+    stop_ahead = {"distance_to_red_light": None, "distance_to_stop_sign": 12.0}
+    far_red = {"distance_to_red_light": 80.0, "distance_to_stop_sign": None}
+    # a stop the road would soon ask for anyway costs seconds, not the route: graded by imitation
+    assert objective(("STOP", 0.0), move, (red_ahead,)) == pytest.approx(0.4)
+    assert objective(("STOP", 0.0), move, (stop_ahead,)) == pytest.approx(0.4)
+    # with nothing to stop for near enough, standing still is the route-ending miss it was
+    assert objective(("STOP", 0.0), move, (far_red,)) == pytest.approx(-1.0)
+    assert DrivingObjective(early_stop_range_m=90.0)(("STOP", 0.0), move, (far_red,)) == pytest.approx(0.4)
+    # driving on is scored the same whatever lies ahead
+    assert objective(("MOVE", 6.0), move, (red_ahead,)) == objective(("MOVE", 6.0), move, (far_red,))

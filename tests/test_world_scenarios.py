@@ -488,3 +488,49 @@ def test_scenario10_ends_20_m_after_the_ego_left_the_next_intersection(town01: d
     _drive(manager, context, 8.0, 45.0, on_tick=watch)
     assert not s10.actors and not s10.props
     assert ended["at"] - context.cumulative_m[exit_] == pytest.approx(20.0, abs=1.5)
+
+
+_BLIND_SCRIPT = '''
+import math
+
+def predict_speed_and_steering(scene):
+    """Drives at 8 m/s towards the target point and sees nobody."""
+    ex, ey = scene["ego_location_world_coord"]
+    tx, ty = scene["ego_target_location_world_coord"]
+    fx, fy = scene["ego_orientation_unit_vector"]
+    angle = math.degrees(math.atan2(fx * (ty - ey) - fy * (tx - ex), fx * (tx - ex) + fy * (ty - ey)))
+    return 8.0, max(-60.0, min(60.0, angle))
+'''
+
+
+def test_dagger_rollouts_record_the_scenario3_walker_and_the_expert_relabels_it(town01: dict, shared_data: Path,
+                                                                                 tmp_path: Path) -> None:
+    """DAgger's rollouts see the scenarios: the recorded scenes hold the walker, the expert's labels stop for it."""
+    from driving.dataset import SceneDataset
+    from langprop_driving.pipeline.config import WorkDir, WorldConfig
+    from langprop_driving.pipeline.evaluate import team_code_agent
+    from langprop_driving.pipeline.rollouts import record_rollouts
+
+    script = tmp_path / "blind.py"
+    script.write_text(_BLIND_SCRIPT)
+    routes = _short_route(town01, tmp_path)
+    world = WorldConfig(town="Town01", towns_dir=town01["towns"], traffic="none",
+                        scenarios=shared_data / "leaderboard1" / "all_towns_traffic_scenarios_public.json")
+    dataset = SceneDataset(tmp_path / "data")
+    # as DAgger drives a script: the LangProp agent with the script as its checkpoint, beta 0 (no expert turns)
+    results = record_rollouts(WorkDir(tmp_path / "work"), "dagger-1", world, routes, ["0s"],
+                              str(team_code_agent("langprop_agent")), dataset,
+                              agent_settings={"checkpoint": str(script), "dagger_beta": 0.0}, progress=False)
+    assert results[0].error is None and results[0].n_records > 0, results
+    scenarios = results[0].record["meta"]["scenarios"]
+    assert any(s["type"] == "Scenario3" and s["started_at_s"] is not None for s in scenarios), scenarios
+    records = list(dataset)
+    # no background traffic: every walker in a scene is the scenario's
+    with_walker = [r for r in records if r.scene.get("pedestrians")]
+    assert with_walker, "no recorded scene holds the Scenario3 walker"
+    assert all(r.meta.get("controller") != "expert" for r in with_walker)  # the script drove them
+    # the prop it hides behind is in the scenes too, and the expert's relabel stops for the walker
+    assert any(r.scene.get("static_props") for r in records)
+    reasons = {r.label.reason for r in with_walker if r.label is not None}
+    assert "pedestrian" in reasons, reasons
+    assert any(r.label.speed_level != "MOVE" for r in with_walker if r.label.reason == "pedestrian")

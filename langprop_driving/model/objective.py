@@ -28,7 +28,9 @@ infraction's share of the driving score lost (``1 - penalty``) relative to the
 dearest one (a pedestrian: 1.0; a vehicle 0.8, a red light 0.6, a stop sign 0.4).
 Standing where the expert drives on leads to "agent blocked" or a route
 timeout, which end the route: it scores ``-repeat_penalty * standstill_cost``
-(default 1.0, as dear as the dearest penalty). Missing a scene that matters then
+(default 1.0, as dear as the dearest penalty), except where a red light or a
+stop sign lies within ``early_stop_range_m`` ahead: stopping early for it
+costs seconds, not the route, and is graded by imitation. Missing a scene that matters then
 weighs in proportion to what it costs on the road, instead of counting like any
 other wrong speed level. Measured with ``benchmarks/objective_correlation.py``
 (Spearman of objective against validation driving score over the scripts
@@ -197,6 +199,9 @@ class DrivingObjective:
     # with scene_costs: standing where the expert drives on (the way to "blocked" and "timed out",
     # which end the route: as dear as the dearest penalty) scores -repeat_penalty * standstill_cost
     standstill_cost: float = 1.0
+    # ... unless a red light or an uncompleted stop sign lies within this distance ahead: stopping
+    # early for it costs seconds on the road, not the route, so it is graded by imitation only
+    early_stop_range_m: float = 50.0
 
     def __post_init__(self) -> None:
         for name in ("speed_weight", "steering_weight", "steering_weight_stopped", "horizon_s",
@@ -283,9 +288,21 @@ class DrivingObjective:
             cost = miss_cost(label.reason)
             if cost > 0.0:
                 return -self.repeat_penalty * cost
-        if self.scene_costs and label.speed_level == "MOVE" and level == "STOP" and self.standstill_cost > 0.0:
+        if (self.scene_costs and label.speed_level == "MOVE" and level == "STOP" and self.standstill_cost > 0.0
+                and not self.stop_ahead(args)):
             return -self.repeat_penalty * self.standstill_cost
         return self.imitation_score(output, action, label)
+
+    def stop_ahead(self, args: Sequence[Any]) -> bool:
+        """Whether the scene (``args[0]``) has a red light or a stop sign within ``early_stop_range_m`` ahead."""
+        scene = args[0] if args and isinstance(args[0], Mapping) else None
+        if scene is None:
+            return False
+        for key in ("distance_to_red_light", "distance_to_stop_sign"):
+            distance = scene.get(key)
+            if distance is not None and 0.0 <= float(distance) <= self.early_stop_range_m:
+                return True
+        return False
 
 
 def infraction_weighted(items: Iterable[Any], weight: float = 3.0, horizon_s: float = 3.0,
