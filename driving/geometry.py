@@ -6,12 +6,13 @@ seen from above; the ego's right-hand side is (-sin yaw, cos yaw).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
     "kmh_to_mps", "mps_to_kmh", "wrap_angle_deg", "yaw_to_unit_vector", "unit_vector_to_yaw",
-    "to_ego_frame", "relative_angle_deg", "box_corners",
+    "to_ego_frame", "relative_angle_deg", "box_corners", "Boxes", "boxes_overlap",
 ]
 
 
@@ -63,3 +64,34 @@ def box_corners(center_xy: np.ndarray, forward: np.ndarray, half_length: float, 
     r = np.array([-forward[1], forward[0]], dtype=float) * half_width
     c = np.asarray(center_xy, dtype=float)
     return np.array([c + f + r, c + f - r, c - f - r, c - f + r])
+
+
+@dataclass
+class Boxes:
+    """Oriented boxes, broadcastable arrays: centres (..., 2), unit forward (..., 2),
+    half lengths (...), half widths (...)."""
+
+    center: np.ndarray
+    forward: np.ndarray
+    half_length: np.ndarray
+    half_width: np.ndarray
+
+
+def _radius(box: Boxes, axis: np.ndarray) -> np.ndarray:
+    """Half the extent of ``box`` projected on unit ``axis`` (..., 2)."""
+    f_dot = np.abs(np.sum(box.forward * axis, axis=-1))
+    r_dot = np.abs(box.forward[..., 1] * axis[..., 0] * -1.0 + box.forward[..., 0] * axis[..., 1])
+    return box.half_length * f_dot + box.half_width * r_dot
+
+
+def boxes_overlap(a: Boxes, b: Boxes) -> np.ndarray:
+    """Element-wise (broadcast) overlap of two sets of oriented boxes (separating axes)."""
+    delta = b.center - a.center
+    overlap = None
+    for box in (a, b):
+        fwd = box.forward
+        right = np.stack([-fwd[..., 1], fwd[..., 0]], axis=-1)
+        for axis in (fwd, right):
+            sep = np.abs(np.sum(delta * axis, axis=-1)) > _radius(a, axis) + _radius(b, axis)
+            overlap = ~sep if overlap is None else overlap & ~sep
+    return overlap

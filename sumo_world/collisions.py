@@ -112,6 +112,10 @@ class CollisionResponse:
         p = self.ego_params
         return Polygon(box_corners(state.xy, state.forward, p.half_length_m, p.half_width_m))
 
+    def held_sumo_ids(self) -> set[str]:
+        """SUMO ids of the actors the crash model holds still now."""
+        return {held.sumo_id for held in self._held.values()}
+
     # ------------------------------------------------------------------ holding SUMO's actors
     def _hold(self, key: tuple[str, int], sumo_id: str, now: float) -> None:
         if key in self._held or sumo_id.startswith("static_"):

@@ -151,6 +151,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
     from driving.carla_compat import VehicleControl
     from sumo_world.agent_loader import create_agent, load_agent_class
     from sumo_world.collisions import CollisionResponse
+    from sumo_world.traffic_yield import TrafficYield
     from sumo_world.criteria import CriteriaConfig, RouteCriteria
     from sumo_world.ego import EgoState, EgoVehicle
     from sumo_world.road_network import RoadNetwork
@@ -185,6 +186,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
         provider = SumoSceneProvider(world, context=context, ego_params=world.ego_params,
                                      start_time_s=start_time)
         crashes = CollisionResponse(world, world.ego_params)  # a crash costs speed and time, as in CARLA
+        yielding = TrafficYield(world, world.ego_params)  # SUMO's drivers stop for the ego's body in their path
         agent_obj = create_agent(spec, agent_config, dense.gps_plan(), dense.world_plan())
         if hasattr(agent_obj, "set_scene_provider"):
             agent_obj.set_scene_provider(provider)
@@ -230,6 +232,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                           hand_brake=bool(getattr(control, "hand_brake", False)),
                           reverse=bool(getattr(control, "reverse", False)))
                 ego.state = crashes.resolve(state, ego.state, snap)
+                yielding.update(ego.state, snap, crashes.held_sumo_ids())
                 world.move_ego(ego.state)
                 world.step()
                 frame += 1

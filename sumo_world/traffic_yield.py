@@ -1,0 +1,104 @@
+"""SUMO's drivers brake for the ego's body in their path, as CARLA's Traffic Manager does.
+
+SUMO's drivers see the ego through lanes: as the leader on their lane, as a foe
+at a junction link, and (through the world's shadow vehicle) on a neighbouring
+lane its body sticks into. A body across lanes inside a junction (merging into
+a roundabout, turning across a lane) is seen by none of these, and SUMO's
+drivers would drive into it. CARLA's Traffic Manager checks the path ahead of
+each vehicle against the bounding boxes of the others, the hero's included,
+and stops for them (its collision stage). :class:`TrafficYield` does the same
+each tick: a SUMO vehicle near the ego whose *braking box* (its footprint
+stretched ahead by its stopping distance, :data:`MARGIN_M` more) overlaps the
+ego's footprint is slowed to the speed that stops it short of the ego, and is
+handed back to its own driver model once its path is clear.
+
+The box is straight ahead of the vehicle: on a curve it reaches a little off
+the lane (about ``L**2 / (2 R)``: 1.6 m for an 8 m box on a 20 m radius), so a
+vehicle may brake briefly for an ego beside its lane, as CARLA's do.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Collection
+
+import numpy as np
+
+from driving.geometry import Boxes, box_corners, boxes_overlap
+from sumo_world.ego import EgoParams, EgoState
+
+__all__ = ["TrafficYield", "DECEL_MPS2", "MARGIN_M", "RANGE_M"]
+
+DECEL_MPS2 = 4.5  # the background car's comfortable deceleration (sumo_world.traffic's car vType)
+MARGIN_M = 1.0  # the distance kept to the ego's body, and the box's reach at standstill
+_SIDE_MARGIN_M = 0.2  # the box is this much wider than the vehicle on each side
+RANGE_M = 30.0  # vehicles farther from the ego than this cannot reach it within their stopping distance
+
+
+class TrafficYield:
+    """Slows the SUMO vehicles whose path ahead the ego's footprint blocks (see the module docstring)."""
+
+    def __init__(self, world: Any, ego_params: EgoParams | None = None) -> None:
+        self.world = world
+        self.ego_params = ego_params or getattr(world, "ego_params", None) or EgoParams()
+        self._slowed: set[str] = set()
+        self.interventions = 0  # vehicles slowed for the ego (counted once per approach)
+
+    def update(self, ego: EgoState, snapshot: Any, held: Collection[str] = ()) -> None:
+        """Slow the vehicles of ``snapshot`` about to drive into ``ego``; release the others.
+
+        ``held`` are SUMO ids another model controls this tick (the crash model's
+        stopped vehicles): neither slowed nor released here.
+        """
+        vehicle = self.world.sumo.vehicle
+        actors = snapshot.vehicles
+        slow: dict[str, float] = {}
+        if len(actors):
+            slow = self._blocked(ego, actors, snapshot.ego_z_m)
+        for sumo_id, speed in slow.items():
+            if sumo_id in held:
+                continue
+            if sumo_id not in self._slowed:
+                self.interventions += 1
+            self._command(vehicle, sumo_id, speed)
+        for sumo_id in self._slowed - set(slow):
+            if sumo_id not in held:
+                self._command(vehicle, sumo_id, -1.0)  # back to its own driver model
+        self._slowed = {s for s in slow if s not in held}
+
+    def _command(self, vehicle: Any, sumo_id: str, speed: float) -> None:
+        try:
+            vehicle.setSpeed(sumo_id, speed)
+        except self.world.sumo.TraCIException:  # it left the simulation this tick
+            pass
+
+    def _blocked(self, ego: EgoState, actors: Any, ego_z_m: float) -> dict[str, float]:
+        """{SUMO id: the speed that stops it short of the ego} for each vehicle whose braking box meets the ego."""
+        p = self.ego_params
+        near = np.linalg.norm(actors.xy - ego.xy, axis=1) < RANGE_M
+        near &= actors.on_level(ego_z_m)
+        near &= np.array([not s.startswith("static_") for s in actors.sumo_ids], dtype=bool)
+        index = np.nonzero(near)[0]
+        if not len(index):
+            return {}
+        rad = np.radians(actors.yaw_deg[index])
+        forward = np.stack([np.cos(rad), np.sin(rad)], axis=1)
+        speed = actors.speed_mps[index]
+        reach = speed * speed / (2.0 * DECEL_MPS2) + MARGIN_M
+        half_length = actors.half_length_m[index]
+        fronts = actors.xy[index] + forward * half_length[:, None]
+        boxes = Boxes(fronts + forward * (reach / 2.0)[:, None], forward, reach / 2.0,
+                      actors.half_width_m[index] + _SIDE_MARGIN_M)
+        ego_box = Boxes(ego.xy, ego.forward, np.float64(p.half_length_m), np.float64(p.half_width_m))
+        hit = boxes_overlap(ego_box, boxes)
+        out: dict[str, float] = {}
+        if not hit.any():
+            return out
+        corners = box_corners(ego.xy, ego.forward, p.half_length_m, p.half_width_m)
+        for j in np.nonzero(hit)[0]:
+            gap = float(np.min((corners - fronts[j]) @ forward[j]))
+            if gap < -half_length[j]:
+                continue  # the ego is beside or behind it: nothing to stop for
+            allowed = math.sqrt(2.0 * DECEL_MPS2 * max(0.0, gap - MARGIN_M))
+            out[actors.sumo_ids[index[j]]] = min(float(speed[j]), allowed)
+        return out
+

@@ -1,0 +1,100 @@
+"""SUMO's drivers stop for the ego's body across their path inside a junction (sumo_world.traffic_yield).
+
+SUMO sees the ego through lanes only; an ego standing across a junction (as it
+does merging into a roundabout) is in no lane of a car going straight through,
+and without :class:`TrafficYield` that car drives into it.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+from shapely.geometry import Polygon
+
+from sumo_world.towns import TownStore
+
+
+def _box(x: float, y: float, yaw_deg: float, half_length: float, half_width: float) -> Polygon:
+    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    return Polygon([(x + a * half_length * c - b * half_width * s, y + a * half_length * s + b * half_width * c)
+                    for a, b in ((1, 1), (1, -1), (-1, -1), (-1, 1))])
+
+
+def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
+    """A stopped ego across a junction, 4 m past a stop line; a car comes straight through at 13 m/s."""
+    from sumo_world.ego import EgoState
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.traffic_yield import TrafficYield
+    from sumo_world.world import SumoWorld
+
+    town = TownStore(towns_dir).get("junction")
+    network = RoadNetwork.load(town.net_path)
+    movement = None
+    for edge in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID()):
+        for lane in edge.getLanes() if edge.getLength() > 60.0 else ():
+            for connection in lane.getOutgoing() if lane.allows("passenger") else ():
+                if connection.getDirection() == "s" and connection.getToLane().getEdge().getLength() > 30.0:
+                    movement = movement or (edge, lane, connection.getToLane().getEdge())
+    assert movement is not None, "the generated town has no straight movement through a junction"
+    incoming, lane, outgoing = movement
+    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
+    world.start()
+    try:
+        (x0, y0), (x1, y1) = lane.getShape()[-2:]
+        norm = math.hypot(x1 - x0, y1 - y0)
+        ux, uy = (x1 - x0) / norm, (y1 - y0) / norm
+        t = world.transform
+        cx, cy = t.to_carla(x1 + 4.0 * ux, y1 + 4.0 * uy)
+        state = EgoState(cx, cy, t.sumo_angle_to_yaw(math.degrees(math.atan2(ux, uy))) + 90.0, 0.0)
+        world.add_ego(state, [outgoing.getID()], clear_radius_m=0.0)
+        sumo = world.sumo
+        sumo.route.add("through", [incoming.getID(), outgoing.getID()])
+        sumo.vehicle.add("comer", "through", typeID="DEFAULT_VEHTYPE", departLane=str(lane.getIndex()),
+                         departPos=f"{incoming.getLength() - 60.0:.1f}", departSpeed="13")
+        c = sumo.constants
+        sumo.vehicle.subscribe("comer", [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE])
+        guard = TrafficYield(world)
+        p = world.ego_params
+        ego_box = _box(state.x, state.y, state.yaw_deg, p.half_length_m, p.half_width_m)
+        closest, overlapped = math.inf, False
+        for _ in range(200):  # 10 s
+            world.move_ego(state)
+            if use_yield:
+                guard.update(state, world.snapshot())
+            world.step()
+            vehicles = world.snapshot().vehicles
+            if not len(vehicles):
+                break
+            other = _box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
+            closest = min(closest, ego_box.distance(other))
+            overlapped |= ego_box.intersects(other)
+        return {"closest": closest, "overlapped": overlapped, "interventions": guard.interventions,
+                "ego_lane": world.ego_lane_id()}
+    finally:
+        world.close()
+
+
+def _run_in_child(function, *args):
+    context = multiprocessing.get_context("forkserver")  # libsumo: one simulation per process
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args).result(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("junction") / "towns"
+    TownStore(root).generate("junction", kind="grid", size=3, seed=0)
+    return root
+
+
+def test_a_car_stops_short_of_an_ego_standing_across_its_path_in_a_junction(towns_dir: Path) -> None:
+    guarded = _run_in_child(_crossing_run, towns_dir, True)
+    assert guarded["ego_lane"].startswith(":"), guarded  # the ego is inside the junction, off the car's lane
+    assert not guarded["overlapped"] and guarded["interventions"] >= 1, guarded
+    assert guarded["closest"] < 3.0, guarded  # it came up to the ego and waited
+    # SUMO alone drives through it: the guard is what stops the car
+    plain = _run_in_child(_crossing_run, towns_dir, False)
+    assert plain["overlapped"], plain
