@@ -53,7 +53,8 @@ _ACTOR_SAMPLE_RADIUS_M = 80.0
 # Record meta keys an agent's route_meta() may not set (the runner's and the run's own).
 _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
                             "infraction_events", "agent_exceptions", "agent_exceptions_raised",
-                            "agent_exceptions_reported", "sensors_unsupported", "scenarios", "world_warnings"})
+                            "agent_exceptions_reported", "sensors_unsupported", "scenarios", "world_warnings",
+                            "jam_releases"})
 # Outcome meta key carrying the agent's sensor types to the parent (moved to the file's "sensors").
 _SENSORS_KEY = "agent_sensor_types"
 
@@ -151,6 +152,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
     from driving.carla_compat import VehicleControl
     from sumo_world.agent_loader import create_agent, load_agent_class
     from sumo_world.collisions import CollisionResponse
+    from sumo_world.jams import JamRelease
     from sumo_world.traffic_yield import TrafficYield
     from sumo_world.criteria import CriteriaConfig, RouteCriteria
     from sumo_world.ego import EgoState, EgoVehicle
@@ -187,6 +189,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                                      start_time_s=start_time)
         crashes = CollisionResponse(world, world.ego_params)  # a crash costs speed and time, as in CARLA
         yielding = TrafficYield(world, world.ego_params)  # SUMO's drivers stop for the ego's body in their path
+        jams = JamRelease(world)  # vehicles locked in a SUMO jam near the ego leave
         agent_obj = create_agent(spec, agent_config, dense.gps_plan(), dense.world_plan())
         if hasattr(agent_obj, "set_scene_provider"):
             agent_obj.set_scene_provider(provider)
@@ -232,7 +235,9 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                           hand_brake=bool(getattr(control, "hand_brake", False)),
                           reverse=bool(getattr(control, "reverse", False)))
                 ego.state = crashes.resolve(state, ego.state, snap)
-                yielding.update(ego.state, snap, crashes.held_sumo_ids())
+                held = crashes.held_sumo_ids()
+                yielding.update(ego.state, snap, held)
+                jams.update(snap, held)
                 world.move_ego(ego.state)
                 world.step()
                 frame += 1
@@ -269,7 +274,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
               "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
               "infraction_events": infraction_events(criteria.infractions),
               **({"scenarios": manager.records(criteria.infractions, duration_game)} if manager is not None else {}),
-              "world_warnings": list(world.warnings),
+              "world_warnings": list(world.warnings), "jam_releases": len(jams.released),
               _SENSORS_KEY: list(sensors.types)},
     )
     if pictures_dir is not None:
