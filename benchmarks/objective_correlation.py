@@ -10,8 +10,10 @@ between objective and validation DS is printed per variant:
   of rollouts);
 - ``scene costs``: a miss of a red light, stop sign, lead vehicle or pedestrian scores like the
   infraction (``standstill_cost=0``);
-- ``+standstill C``: and standing where the expert drives on scores ``-C`` (the default objective
-  has C = 1).
+- ``+standstill C, early``: and standing where the expert drives on scores ``-C`` even with a red
+  light or stop sign ahead (the objective of issue 12's first revision, ``early_stop_range_m=0``);
+- ``+standstill C``: the same, except that stopping early for a red light or stop sign within 50 m
+  ahead is graded by imitation (the default objective has C = 1).
 
     python benchmarks/objective_correlation.py WORK_DIR [--route-id 0 --route-id 1 ...] [--max-records 3000]
 """
@@ -82,6 +84,8 @@ def main() -> None:
     variants = {"plain": DrivingObjective(scene_costs=False),
                 "scene costs": DrivingObjective(scene_costs=True, standstill_cost=0.0)}
     for cost in args.standstill_costs:
+        variants[f"+standstill {cost:g}, early"] = DrivingObjective(scene_costs=True, standstill_cost=cost,
+                                                                    early_stop_range_m=-1.0)
         variants[f"+standstill {cost:g}"] = DrivingObjective(scene_costs=True, standstill_cost=cost)
     objective: dict[str, dict[str, float]] = {}
     for name, variant in variants.items():

@@ -121,6 +121,7 @@ class RouteContext:
                 junction_entries.append(float(cumulative[stop_index]))
             try:
                 stop_xy = np.asarray(network.lane_shape(lane_a)[-1], dtype=float)
+                stop_index = _nearest_point(points, stop_xy, i)
             except Exception:
                 stop_xy = points[stop_index].copy()
             tls = connection.getTLSID()
@@ -152,6 +153,15 @@ class RouteContext:
             if distance >= progress_m:
                 return distance - progress_m
         return None
+
+
+def _nearest_point(points: np.ndarray, xy: np.ndarray, index: int, window: int = 40) -> int:
+    """The route point nearest to the stop line ``xy``, searched around ``index`` (the last point
+    matched to the approach lane). Near a junction the route's points are often matched to its
+    internal lanes several metres before the approach lane ends, and a light or stop sign known only
+    up to that point would vanish from the scene before the car reaches its stop line."""
+    lo, hi = max(0, index - window), min(len(points), index + window)
+    return lo + int(np.argmin(np.linalg.norm(points[lo:hi] - xy, axis=1)))
 
 
 def _cumulative_m(points: np.ndarray) -> np.ndarray:

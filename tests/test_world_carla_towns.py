@@ -55,6 +55,23 @@ def test_every_leaderboard_route_plans_without_leaving_the_road(towns: TownStore
             assert dense.max_waypoint_lane_distance_m < SNAP_LIMIT_M
 
 
+def test_every_light_on_the_training_routes_is_known_up_to_its_stop_line(towns: TownStore, shared_data: Path) -> None:
+    """A route's light is in the scene until the car reaches its stop line, not until the route's points
+    start to be matched to the junction's lanes (in Town03 up to 6 m earlier: the expert then ran reds)."""
+    routes = read_routes(shared_data / "leaderboard1" / "routes_training.xml")
+    lights = 0
+    for town in STOCK:
+        network = RoadNetwork.load(towns.net_path(town))
+        for route in [r for r in routes if r.town == town]:
+            context = RouteContext.from_dense_route(network, plan_route(network, route))
+            for control in context.controls:
+                along = int(np.searchsorted(context.cumulative_m, control.distance_m))
+                gap = float(np.linalg.norm(context.points[min(along, len(context.points) - 1)] - control.xy))
+                assert gap < 1.5, (town, route.route_id, control.kind, control.xy, gap)
+                lights += control.kind == "light"
+    assert lights > 100  # the training routes pass many lights
+
+
 def test_net_import_guesses_sidewalks_and_keeps_the_offset(towns: TownStore, shared_data: Path) -> None:
     info = towns.get("Town03")
     assert info.meta["sidewalks"] == "guessed"
