@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from sumo_world.towns import TownStore
+from tests.test_world_run_traffic import _run_in_child
 
 
 def _locked_run(towns_dir: Path) -> dict:
@@ -57,9 +56,7 @@ def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_vehicle_locked_near_the_ego_is_released_after_the_jam_time(towns_dir: Path) -> None:
-    context = multiprocessing.get_context("forkserver")  # libsumo: one simulation per process
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        result = pool.submit(_locked_run, towns_dir).result(timeout=120)
+    result = _run_in_child(_locked_run, towns_dir)  # libsumo: one simulation per process
     assert result["present_before"], result  # not before its time
     assert result["released"] == ["locked"], result  # then it goes, and only it
     assert "ego" in result["vehicles"], result  # the ego stood as long, and is never released

@@ -7,20 +7,12 @@ and without :class:`TrafficYield` that car drives into it.
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
-from shapely.geometry import Polygon
 
 from sumo_world.towns import TownStore
-
-
-def _box(x: float, y: float, yaw_deg: float, half_length: float, half_width: float) -> Polygon:
-    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
-    return Polygon([(x + a * half_length * c - b * half_width * s, y + a * half_length * s + b * half_width * c)
-                    for a, b in ((1, 1), (1, -1), (-1, -1), (-1, 1))])
+from tests.test_world_run_traffic import _box, _run_in_child
 
 
 def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
@@ -75,12 +67,6 @@ def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
                 "ego_lane": world.ego_lane_id()}
     finally:
         world.close()
-
-
-def _run_in_child(function, *args):
-    context = multiprocessing.get_context("forkserver")  # libsumo: one simulation per process
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result(timeout=120)
 
 
 @pytest.fixture(scope="module")
