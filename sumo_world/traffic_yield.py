@@ -10,7 +10,9 @@ and stops for them (its collision stage). :class:`TrafficYield` does the same
 each tick: a SUMO vehicle near the ego whose *braking box* (its footprint
 stretched ahead by its stopping distance, :data:`MARGIN_M` more) overlaps the
 ego's footprint is slowed to the speed that stops it short of the ego, and is
-handed back to its own driver model once its path is clear.
+handed back to its own driver model once its path is clear and it is more than
+:data:`MARGIN_M` from the ego (a car that turns or changes lanes close to the ego
+swings its box away from it before its body has passed).
 
 The box is straight ahead of the vehicle: on a curve it reaches a little off
 the lane (about ``L**2 / (2 R)``: 1.6 m for an 8 m box on a 20 m radius), so a
@@ -90,14 +92,18 @@ class TrafficYield:
                       actors.half_width_m[index] + _SIDE_MARGIN_M)
         ego_box = Boxes(ego.xy, ego.forward, np.float64(p.half_length_m), np.float64(p.half_width_m))
         hit = boxes_overlap(ego_box, boxes)
+        # a vehicle slowed already stays slowed while its body is within the margin of the ego's
+        close = boxes_overlap(ego_box, Boxes(actors.xy[index], forward, half_length + MARGIN_M,
+                                             actors.half_width_m[index] + MARGIN_M))
+        hit |= close & np.array([actors.sumo_ids[k] in self._slowed for k in index], dtype=bool)
         out: dict[str, float] = {}
         if not hit.any():
             return out
         corners = box_corners(ego.xy, ego.forward, p.half_length_m, p.half_width_m)
         for j in np.nonzero(hit)[0]:
             gap = float(np.min((corners - fronts[j]) @ forward[j]))
-            if gap < -half_length[j]:
-                continue  # the ego is beside or behind it: nothing to stop for
+            if gap < -half_length[j] and not close[j]:
+                continue  # the ego is behind it: nothing to stop for
             allowed = math.sqrt(2.0 * DECEL_MPS2 * max(0.0, gap - MARGIN_M))
             out[actors.sumo_ids[index[j]]] = min(float(speed[j]), allowed)
         return out

@@ -56,6 +56,7 @@ _SHADOW_MIN_OVERLAP_M = 0.3
 ACTION_STEP_S = 0.1
 # What a route run needs to see around the ego: the scene's 50 m, the bird's-eye picture's 80 m.
 SENSE_RADIUS_M = 100.0
+LANE_CHANGE_S = 2.0  # how long a SUMO lane change takes (CARLA's autopilot takes about as long)
 _PEDESTRIAN_HALF_SIZE_M = 0.3  # a walker's footprint (CARLA walkers are about 0.6 m across)
 # moveToXY looks for lanes within this radius (SUMO default 100 m: much slower, and the ego is
 # never meaningfully mapped to a lane farther than this).
@@ -197,6 +198,9 @@ class SumoWorld:
             "--ignore-route-errors", "true", "--time-to-teleport", "60",
             "--pedestrian.model", "striping", "--xml-validation", "never",
             "--default.action-step-length", f"{max(self.step_s, ACTION_STEP_S)}",
+            # Lane changes take this long, as a driver steers across (SUMO would otherwise move a car
+            # a lane sideways in one step, into the ego beside it).
+            "--lanechange.duration", f"{LANE_CHANGE_S}",
         ]
         if self._route_files:
             command += ["--route-files", ",".join(str(p) for p in self._route_files)]
