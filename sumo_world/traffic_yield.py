@@ -76,16 +76,33 @@ class TrafficYield:
     def _blocked(self, ego: EgoState, actors: Any, ego_z_m: float) -> dict[str, float]:
         """{SUMO id: the speed that stops it short of the ego} for each vehicle whose braking box meets the ego."""
         p = self.ego_params
-        near = np.linalg.norm(actors.xy - ego.xy, axis=1) < RANGE_M
+        # Only a vehicle whose box can reach the ego at all is looked at closely (most ticks: none).
+        speed_all = actors.speed_mps
+        reach_all = speed_all * speed_all / (2.0 * DECEL_MPS2) + MARGIN_M
+        bound = (math.hypot(p.half_length_m, p.half_width_m) + 2.0 * actors.half_length_m
+                 + actors.half_width_m + reach_all + MARGIN_M)
+        near = np.linalg.norm(actors.xy - ego.xy, axis=1) < np.minimum(bound, RANGE_M)
+        if not near.any():
+            return {}
         near &= actors.on_level(ego_z_m)
-        near &= np.array([not s.startswith("static_") for s in actors.sumo_ids], dtype=bool)
-        index = np.nonzero(near)[0]
+        index = np.array([k for k in np.nonzero(near)[0] if not actors.sumo_ids[k].startswith("static_")], dtype=int)
         if not len(index):
             return {}
         rad = np.radians(actors.yaw_deg[index])
         forward = np.stack([np.cos(rad), np.sin(rad)], axis=1)
-        speed = actors.speed_mps[index]
-        reach = speed * speed / (2.0 * DECEL_MPS2) + MARGIN_M
+        # ... and whose box, or body, can touch the ego: the ego within its reach ahead and its width
+        ego_r = math.hypot(p.half_length_m, p.half_width_m)
+        rel = ego.xy - actors.xy[index]
+        ahead = np.sum(rel * forward, axis=1)
+        side = np.abs(rel[:, 0] * forward[:, 1] - rel[:, 1] * forward[:, 0])
+        lengths = actors.half_length_m[index]
+        keep = ((ahead > -(lengths + ego_r + MARGIN_M)) & (ahead < lengths + reach_all[index] + ego_r)
+                & (side < actors.half_width_m[index] + ego_r + MARGIN_M))
+        if not keep.any():
+            return {}
+        index, forward = index[keep], forward[keep]
+        speed = speed_all[index]
+        reach = reach_all[index]
         half_length = actors.half_length_m[index]
         fronts = actors.xy[index] + forward * half_length[:, None]
         boxes = Boxes(fronts + forward * (reach / 2.0)[:, None], forward, reach / 2.0,
@@ -93,9 +110,12 @@ class TrafficYield:
         ego_box = Boxes(ego.xy, ego.forward, np.float64(p.half_length_m), np.float64(p.half_width_m))
         hit = boxes_overlap(ego_box, boxes)
         # a vehicle slowed already stays slowed while its body is within the margin of the ego's
-        close = boxes_overlap(ego_box, Boxes(actors.xy[index], forward, half_length + MARGIN_M,
-                                             actors.half_width_m[index] + MARGIN_M))
-        hit |= close & np.array([actors.sumo_ids[k] in self._slowed for k in index], dtype=bool)
+        slowed = np.array([actors.sumo_ids[k] in self._slowed for k in index], dtype=bool)
+        close = np.zeros(len(index), dtype=bool)
+        if slowed.any():
+            close = boxes_overlap(ego_box, Boxes(actors.xy[index], forward, half_length + MARGIN_M,
+                                                 actors.half_width_m[index] + MARGIN_M)) & slowed
+            hit |= close
         out: dict[str, float] = {}
         if not hit.any():
             return out
