@@ -189,7 +189,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                                      start_time_s=start_time)
         crashes = CollisionResponse(world, world.ego_params)  # a crash costs speed and time, as in CARLA
         yielding = TrafficYield(world, world.ego_params)  # SUMO's drivers stop for the ego's body in their path
-        jams = JamRelease(world)  # vehicles locked in a SUMO jam near the ego leave
+        jams = JamRelease(world)  # vehicles locked in a SUMO jam leave (SUMO teleports nobody)
         agent_obj = create_agent(spec, agent_config, dense.gps_plan(), dense.world_plan())
         if hasattr(agent_obj, "set_scene_provider"):
             agent_obj.set_scene_provider(provider)
@@ -237,7 +237,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                 ego.state = crashes.resolve(state, ego.state, snap)
                 held = crashes.held_sumo_ids()
                 yielding.update(ego.state, snap, held)
-                jams.update(snap, held)
+                jams.update(snap.time_s, held)
                 world.move_ego(ego.state)
                 world.step()
                 frame += 1

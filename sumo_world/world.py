@@ -54,6 +54,7 @@ _SHADOW_MIN_OVERLAP_M = 0.3
 # SUMO drivers decide (follow, change lanes, yield) this often; they move every tick. 0.1 s is a
 # quick driver's reaction time and makes SUMO about twice as fast as deciding every 0.05 s tick.
 ACTION_STEP_S = 0.1
+_OFF_LANE_REINSERT_TICKS = 10  # an ego on no SUMO lane this many ticks in a row is inserted afresh
 # What a route run needs to see around the ego: the scene's 50 m, the bird's-eye picture's 80 m.
 SENSE_RADIUS_M = 100.0
 LANE_CHANGE_S = 2.0  # how long a SUMO lane change takes (CARLA's autopilot takes about as long)
@@ -174,6 +175,7 @@ class SumoWorld:
         self._ego_added = False
         self._ego_route: list[str] = []
         self._ego_reinsertions = 0
+        self._off_lane_ticks = 0  # consecutive ticks SUMO has had the ego on no lane
         self._shadow_lane = ""  # the lane the shadow holds now ("" when it is out of the simulation)
         self._shadow_routes = 0
         self._lane_shapes: dict[str, list[tuple[float, float]]] = {}
@@ -195,7 +197,9 @@ class SumoWorld:
             "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
             # The ego is moved by us and may overlap; collisions are the criteria's business.
             "--collision.action", "none", "--collision.check-junctions", "false",
-            "--ignore-route-errors", "true", "--time-to-teleport", "60",
+            "--ignore-route-errors", "true",
+            # No teleports (SUMO would teleport the standing ego too): sumo_world.jams releases jams.
+            "--time-to-teleport", "-1",
             "--pedestrian.model", "striping", "--xml-validation", "never",
             "--default.action-step-length", f"{max(self.step_s, ACTION_STEP_S)}",
             # Lane changes take this long, as a driver steers across (SUMO would otherwise move a car
@@ -327,6 +331,18 @@ class SumoWorld:
             # SUMO let the ego arrive (it left its route's last edge) or teleported it: put it back.
             self._reinsert_ego()
             self._move_to(sx, sy, angle)
+        if sumo.vehicle.getLaneID(EGO_ID):
+            self._off_lane_ticks = 0
+        else:
+            self._off_lane_ticks += 1
+            if self._off_lane_ticks >= _OFF_LANE_REINSERT_TICKS:
+                # SUMO lost the ego's lane (seen at a junction of Town03 after a move) and crashes if it
+                # stays so: insert it afresh where it is.
+                logger.debug("the ego has had no SUMO lane for %d ticks: re-inserted", self._off_lane_ticks)
+                sumo.vehicle.remove(EGO_ID)
+                self._reinsert_ego()
+                self._move_to(sx, sy, angle)
+                self._off_lane_ticks = 0
         speed = max(0.0, state.speed_mps)
         sumo.vehicle.setSpeed(EGO_ID, speed)
         self._place_shadow(state, sx, sy, angle, speed)

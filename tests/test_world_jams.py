@@ -1,4 +1,4 @@
-"""A background vehicle locked still near the ego leaves after JAM_RELEASE_S, not before; the ego stays."""
+"""A background vehicle locked still leaves after the jam time, not before; the standing ego is never moved."""
 from __future__ import annotations
 
 import math
@@ -33,13 +33,12 @@ def _locked_run(towns_dir: Path) -> dict:
         back = math.radians(lane_yaw)
         ego = EgoState(x - 30.0 * math.cos(back), y - 30.0 * math.sin(back), lane_yaw, 0.0)
         world.add_ego(ego, [edge.getID()], clear_radius_m=0.0)
-        # shorter than SUMO's own teleport time (60 s), which would move a vehicle first on its lane on
         jams = JamRelease(world, release_s=30.0)
         present_before = None
         for _ in range(int(35.0 / world.step_s)):
             world.move_ego(ego)  # the ego, 30 m behind it, stands as long
             world.step()
-            jams.update(world.snapshot())
+            jams.update(world.time_s)
             if present_before is None and world.time_s >= 25.0:
                 present_before = "locked" in sumo.vehicle.getIDList()
         return {"released": jams.released, "present_before": present_before,
