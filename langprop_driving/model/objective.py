@@ -37,7 +37,9 @@ other wrong speed level. Measured with ``benchmarks/objective_correlation.py``
 selection drove): on the demo's 7, -0.85 without and +0.89 with; on the
 leaderboard set's 9 (Town01 training data, Town03 validation), -0.80 either way:
 the script that drives Town03 best stops for every red light ahead, far earlier
-than the expert, and that standing is what this objective punishes.
+than the expert, and that standing is what this objective punished. Hence
+``early_stop_range_m``: such an early stop is graded by imitation (not yet
+measured on that set).
 
 Scores are in ``[-repeat_penalty, 1]``; 1.0 is perfect.
 """
