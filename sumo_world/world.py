@@ -331,7 +331,8 @@ class SumoWorld:
             # SUMO let the ego arrive (it left its route's last edge) or teleported it: put it back.
             self._reinsert_ego()
             self._move_to(sx, sy, angle)
-        if sumo.vehicle.getLaneID(EGO_ID):
+        lane_id = sumo.vehicle.getLaneID(EGO_ID)
+        if lane_id:
             self._off_lane_ticks = 0
         else:
             self._off_lane_ticks += 1
@@ -345,14 +346,14 @@ class SumoWorld:
                 self._off_lane_ticks = 0
         speed = max(0.0, state.speed_mps)
         sumo.vehicle.setSpeed(EGO_ID, speed)
-        self._place_shadow(state, sx, sy, angle, speed)
+        self._place_shadow(state, lane_id, angle, speed)
 
     def _move_to(self, sx: float, sy: float, angle: float) -> None:
         """Place the ego's front bumper at SUMO (sx, sy) heading ``angle``, off its route if need be."""
         self.sumo.vehicle.moveToXY(EGO_ID, "", -1, sx, sy, angle=angle, keepRoute=2,
                                    matchThreshold=_MATCH_RADIUS_M)
 
-    def _place_shadow(self, state: EgoState, sx: float, sy: float, angle: float, speed: float) -> None:
+    def _place_shadow(self, state: EgoState, lane_id: str, angle: float, speed: float) -> None:
         """Hold the neighbouring lane the ego's footprint sticks into with the shadow (or free it).
 
         SUMO treats a vehicle as a rectangle on one lane. An ego at an angle to
@@ -363,7 +364,6 @@ class SumoWorld:
         """
         sumo = self.sumo
         vehicle = sumo.vehicle
-        lane_id = vehicle.getLaneID(EGO_ID)
         target = ""
         if lane_id and not lane_id.startswith(":"):
             target, tx, ty = self._shadow_target(state, lane_id, vehicle.getLanePosition(EGO_ID), angle)
@@ -371,6 +371,7 @@ class SumoWorld:
             if self._shadow_lane:
                 self._remove_shadow()
             return
+        edge_id, index = target.rsplit("_", 1)
         if self._shadow_lane and SHADOW_ID not in vehicle.getIDList():
             self._shadow_lane = ""  # SUMO let it arrive: add it again
         if not self._shadow_lane:
@@ -378,12 +379,12 @@ class SumoWorld:
                 sumo.vehicletype.copy(_EGO_TYPE, _SHADOW_TYPE)
             self._shadow_routes += 1
             route_id = f"langprop_shadow_route_{self._shadow_routes}"
-            sumo.route.add(route_id, [target.rsplit("_", 1)[0]])
+            sumo.route.add(route_id, [edge_id])
             vehicle.add(SHADOW_ID, route_id, typeID=_SHADOW_TYPE, depart="now", departSpeed="0")
             vehicle.setSpeedMode(SHADOW_ID, 0)
             vehicle.setLaneChangeMode(SHADOW_ID, 0)
-        vehicle.moveToXY(SHADOW_ID, target.rsplit("_", 1)[0], int(target.rsplit("_", 1)[1]), tx, ty, angle=angle,
-                         keepRoute=2, matchThreshold=_MATCH_RADIUS_M)
+        vehicle.moveToXY(SHADOW_ID, edge_id, int(index), tx, ty, angle=angle, keepRoute=2,
+                         matchThreshold=_MATCH_RADIUS_M)
         vehicle.setSpeed(SHADOW_ID, speed)
         self._shadow_lane = target
 
