@@ -203,6 +203,8 @@ def carla_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[s
     routes = read_routes(Path(args.shared_data) / "leaderboard1" / "routes_training.xml")
     chosen = []
     for name in STOCK_TOWNS:
+        if name not in args.lb_towns.split(","):
+            continue
         of_town = [r for r in routes if r.town == name]
         chosen += of_town[:args.per_town] if args.per_town else of_town
     routes_file = write_routes(chosen, work / "leaderboard_training_routes.xml")
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                              "and the naive seed (instead of the other sets)")
     parser.add_argument("--scenarios", type=Path, default=None,
                         help="scenario file for --leaderboard (default: the public one in --shared-data)")
-    parser.add_argument("--lb-towns", default="Town01,Town03,Town04,Town06")
+    parser.add_argument("--lb-towns", default="Town01,Town03,Town04,Town06",
+                        help="towns of --leaderboard and --carla-towns")
     parser.add_argument("--lb-routes-per-town", type=int, default=0, help="first N routes per town (0 = all)")
     parser.add_argument("--carla-towns", action="store_true",
                         help="the leaderboard-1.0 training routes on the stock CARLA town imports instead")

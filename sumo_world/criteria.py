@@ -4,18 +4,21 @@ Rules (leaderboard 1.0 where it has one; our choice, stated, where SUMO
 differs from CARLA):
 
 - **Collisions** with vehicles and pedestrians: the ego's footprint (an
-  oriented box, shapely) intersects the actor's. A contact with an actor
-  counts once; the same actor counts again only after the contact ended and
-  5 s passed since it was counted (1.0 ignores repeats within 5 s). Actors
-  more than 3 m above or below the ego (bridges, overpasses; heights from the
-  net's lanes, which keep OpenDRIVE's elevation) are on another level and never
-  collide.
+  oriented box, shapely) intersects the actor's. Each tick of contact is a
+  collision event, filtered as 1.0's ``CollisionTest`` filters its sensor's
+  events: none counts with the actor of the last counted one within 5 s of it,
+  nor with the ego within 3 m of where one was counted (a spot is forgotten
+  once the ego is 5 m from it), so a car pushing against the standing ego is
+  one collision. Actors more than 3 m above or below the ego (bridges,
+  overpasses; heights from the net's lanes, which keep OpenDRIVE's elevation)
+  are on another level and never collide.
 - **Static props** of scenarios (vending machine, barriers): touching one is a
   layout collision (``collisions_layout``, 0.65), counted like an actor contact.
 - **Layout collisions**: SUMO towns have no kerbs or props, so hitting the
   static layout is modelled as the ego's *centre leaving the drivable area*
   (lanes and junction areas), i.e. more than half of the car off the road. One
-  event per excursion; the ego must come back on the road before another counts.
+  event per excursion; the ego must come back on the road before another counts
+  (and the spot rule of collisions applies).
 - **Red light**: the ego's rear (0.8 x its half length behind the centre, as 1.0
   uses) crosses the stop line of a route light while it is red (red-yellow
   counts as red, yellow does not).
@@ -59,7 +62,10 @@ __all__ = ["CriteriaConfig", "RouteCriteria", "route_timeout_s",
 
 SECONDS_PER_METRE = 0.8
 INITIAL_SECONDS_DELAY = 5.0
-_REPEAT_COLLISION_S = 5.0
+# Leaderboard 1.0's CollisionTest: MAX_ID_TIME, MIN_AREA_OF_COLLISION, MAX_AREA_OF_COLLISION.
+_SAME_ACTOR_S = 5.0
+_SAME_SPOT_M = 3.0
+_FORGET_SPOT_M = 5.0
 _COMPLETION_PERCENT = 99.0
 _COMPLETION_DISTANCE_M = 10.0
 _RED_LIGHT_TAIL = 0.8
@@ -110,8 +116,8 @@ class RouteCriteria:
         self._drivable = getattr(network, "drivable_area", None)
         if self._drivable is not None:
             shapely.prepare(self._drivable)
-        self._contacts: set[int] = set()
-        self._last_counted: dict[int, float] = {}
+        self._last_actor: tuple[int, float] | None = None  # (id, time) of the last counted collision
+        self._spots: list[tuple[float, float]] = []  # where collisions were counted, until the ego leaves
         self._off_road = False
         self._lights_checked: set[int] = set()
         self._stops_checked: set[int] = set()
@@ -168,6 +174,7 @@ class RouteCriteria:
         self.max_progress_m = max(self.max_progress_m, progress)
 
         on_road = self._on_road(ego)
+        self._forget_collisions(ego, t)
         self._check_collisions(ego, snapshot, t)
         self._check_layout(ego, on_road, t)
         self._check_outside_lanes(snapshot, on_road, delta)
@@ -208,10 +215,17 @@ class RouteCriteria:
         p = self.ego_params
         return Polygon(box_corners(ego.xy, ego.forward, p.half_length_m, p.half_width_m))
 
+    def _forget_collisions(self, ego: EgoState, t: float) -> None:
+        self._spots = [s for s in self._spots if math.hypot(ego.x - s[0], ego.y - s[1]) <= _FORGET_SPOT_M]
+        if self._last_actor is not None and t - self._last_actor[1] > _SAME_ACTOR_S:
+            self._last_actor = None
+
+    def _near_counted_spot(self, ego: EgoState) -> bool:
+        return any(math.hypot(ego.x - s[0], ego.y - s[1]) <= _SAME_SPOT_M for s in self._spots)
+
     def _check_collisions(self, ego: EgoState, snapshot: WorldSnapshot, t: float) -> None:
         p = self.ego_params
         ego_radius = math.hypot(p.half_length_m, p.half_width_m)
-        touching: set[int] = set()
         ego_poly = None
         for kind, actors in (("collisions_vehicle", snapshot.vehicles),
                              ("collisions_pedestrian", snapshot.pedestrians),
@@ -229,22 +243,21 @@ class RouteCriteria:
                 if not ego_poly.intersects(actor_polygon(actors, int(k))):
                     continue
                 actor_id = int(actors.ids[k])
-                touching.add(actor_id)
-                if actor_id in self._contacts:
+                if self._last_actor is not None and self._last_actor[0] == actor_id:
                     continue
-                last = self._last_counted.get(actor_id)
-                if last is not None and t - last < _REPEAT_COLLISION_S:
+                if self._near_counted_spot(ego):
                     continue
-                self._last_counted[actor_id] = t
+                self._last_actor = (actor_id, t)
+                self._spots.append((ego.x, ego.y))
                 type_id = ("walker.pedestrian" if kind == "collisions_pedestrian" else actors.types[k]
                            if kind == "collisions_layout" else f"vehicle.{actors.types[k]}")
                 self._add(kind, t, ego.x, ego.y,
                           f"Agent collided against object with type={type_id} and id={actor_id} at "
                           f"{_where(ego.x, ego.y)}", actor_id)
-        self._contacts = touching
 
     def _check_layout(self, ego: EgoState, on_road: bool, t: float) -> None:
-        if not on_road and not self._off_road:
+        if not on_road and not self._off_road and not self._near_counted_spot(ego):
+            self._spots.append((ego.x, ego.y))
             self._add("collisions_layout", t, ego.x, ego.y,
                       f"Agent collided against object with type=static.layout (left the drivable area) at "
                       f"{_where(ego.x, ego.y)}")

@@ -54,7 +54,7 @@ _ACTOR_SAMPLE_RADIUS_M = 80.0
 _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
                             "infraction_events", "agent_exceptions", "agent_exceptions_raised",
                             "agent_exceptions_reported", "sensors_unsupported", "scenarios", "world_warnings",
-                            "jam_releases"})
+                            "jam_releases", "waits_for_ego_ended"})
 # Outcome meta key carrying the agent's sensor types to the parent (moved to the file's "sensors").
 _SENSORS_KEY = "agent_sensor_types"
 
@@ -274,7 +274,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
               "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
               "infraction_events": infraction_events(criteria.infractions),
               **({"scenarios": manager.records(criteria.infractions, duration_game)} if manager is not None else {}),
-              "world_warnings": list(world.warnings), "jam_releases": len(jams.released),
+              "world_warnings": list(world.warnings), "jam_releases": len(jams.released), "waits_for_ego_ended": yielding.waits_ended,
               _SENSORS_KEY: list(sensors.types)},
     )
     if pictures_dir is not None:

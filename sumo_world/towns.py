@@ -327,6 +327,7 @@ class TownStore:
             _run(command, f"netconvert of {xodr}")
             meta = {"source": "opendrive", "source_file": str(xodr.resolve()),
                     "sidewalks": "guessed" if sidewalks else "none"}
+            out = self._join_nested(out, meta, _GUESS_SIDEWALKS if sidewalks else ())
             out, signs_file = self._add_stop_signs(out, Path(tmp), meta, stop_signs, xodr)
             meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, out, meta, overwrite, signs_file)
@@ -354,6 +355,7 @@ class TownStore:
                 raise TownError(f"{net_xml}: not a readable SUMO net: {exc}") from exc
             meta: dict[str, Any] = {"source": "net", "source_file": str(net_xml.resolve()),
                                     "sidewalks": "net" if had_sidewalks else "none"}
+            copy = self._join_nested(copy, meta, ("--crossings.guess",) if had_sidewalks else ())
             if sidewalks and not had_sidewalks:
                 guessed = Path(tmp) / "guessed.net.xml"
                 command = [str(sumo_binary("netconvert")), "--sumo-net-file", str(copy),
@@ -367,6 +369,16 @@ class TownStore:
             copy, signs_file = self._add_stop_signs(copy, Path(tmp), meta, stop_signs, None)
             meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, copy, meta, overwrite, signs_file)
+
+    @staticmethod
+    def _join_nested(net: Path, meta: dict[str, Any], options: tuple[str, ...]) -> Path:
+        """``net`` with junctions nested in a neighbour joined (see :mod:`sumo_world.junction_join`)."""
+        from sumo_world.junction_join import join_nested_junctions
+
+        joined = net.with_name(f"joined.{net.name}")
+        groups = join_nested_junctions(net, joined, str(sumo_binary("netconvert")), _run, options)
+        meta["joined_junctions"] = groups
+        return joined if groups else net
 
     @staticmethod
     def _add_stop_signs(net: Path, tmp: Path, meta: dict[str, Any], export: str | Path | None,

@@ -17,6 +17,16 @@ swings its box away from it before its body has passed).
 The box is straight ahead of the vehicle: on a curve it reaches a little off
 the lane (about ``L**2 / (2 R)``: 1.6 m for an 8 m box on a 20 m radius), so a
 vehicle may brake briefly for an ego beside its lane, as CARLA's do.
+
+The other way round, a SUMO driver never waits for an ego that is behind it.
+SUMO's leader is a matter of lanes, not of bodies: where two junction lanes
+merge, the vehicle nearer the merge point by its lane's length leads, and a car
+whose body is already ahead of the ego, half across the ego's lane, may wait
+for the ego while the ego (whose path that body blocks) waits for it; nothing
+ends that. Every :data:`WAIT_CHECK_S` a vehicle near the ego whose SUMO leader
+is the ego, while every corner of the ego is behind its front bumper, is told
+to ignore the ego at junctions (SUMO's ``junctionModel.ignoreIDs``) until the
+ego is no longer behind it or it has driven :data:`RANGE_M` away.
 """
 from __future__ import annotations
 
@@ -27,13 +37,16 @@ import numpy as np
 
 from driving.geometry import Boxes, box_corners, boxes_overlap
 from sumo_world.ego import EgoParams, EgoState
+from sumo_world.world import EGO_ID, SHADOW_ID
 
-__all__ = ["TrafficYield", "DECEL_MPS2", "MARGIN_M", "RANGE_M"]
+__all__ = ["TrafficYield", "DECEL_MPS2", "MARGIN_M", "RANGE_M", "WAIT_CHECK_S"]
 
 DECEL_MPS2 = 4.5  # the background car's comfortable deceleration (sumo_world.traffic's car vType)
 MARGIN_M = 1.0  # the distance kept to the ego's body, and the box's reach at standstill
 _SIDE_MARGIN_M = 0.2  # the box is this much wider than the vehicle on each side
 RANGE_M = 30.0  # vehicles farther from the ego than this cannot reach it within their stopping distance
+WAIT_CHECK_S = 0.5  # how often vehicles waiting for an ego behind them are looked for
+_IGNORE_PARAM = "junctionModel.ignoreIDs"  # SUMO's per-vehicle list of vehicles it ignores at junctions
 
 
 class TrafficYield:
@@ -43,7 +56,10 @@ class TrafficYield:
         self.world = world
         self.ego_params = ego_params or getattr(world, "ego_params", None) or EgoParams()
         self._slowed: set[str] = set()
+        self._ignoring: set[str] = set()  # vehicles told to ignore the ego behind them
+        self._next_wait_check = 0.0
         self.interventions = 0  # vehicles slowed for the ego (counted once per approach)
+        self.waits_ended = 0  # vehicles that waited for the ego behind them, told to go
 
     def update(self, ego: EgoState, snapshot: Any, held: Collection[str] = ()) -> None:
         """Slow the vehicles of ``snapshot`` about to drive into ``ego``; release the others.
@@ -66,6 +82,46 @@ class TrafficYield:
             if sumo_id not in held:
                 self._command(vehicle, sumo_id, -1.0)  # back to its own driver model
         self._slowed = {s for s in slow if s not in held}
+        if snapshot.time_s + 1e-9 >= self._next_wait_check:
+            self._next_wait_check = snapshot.time_s + WAIT_CHECK_S
+            self._end_waits_for_ego_behind(ego, actors)
+
+    def _end_waits_for_ego_behind(self, ego: EgoState, actors: Any) -> None:
+        """Vehicles whose SUMO leader is the ego behind them ignore it at junctions (module docstring)."""
+        sumo = self.world.sumo
+        p = self.ego_params
+        ignoring: set[str] = set()
+        if len(actors):
+            corners = box_corners(ego.xy, ego.forward, p.half_length_m, p.half_width_m)
+            near = np.nonzero(np.linalg.norm(actors.xy - ego.xy, axis=1) < RANGE_M)[0]
+            for k in near:
+                sumo_id = actors.sumo_ids[k]
+                if sumo_id.startswith("static_"):
+                    continue
+                rad = math.radians(float(actors.yaw_deg[k]))
+                forward = np.array([math.cos(rad), math.sin(rad)])
+                front = actors.xy[k] + forward * float(actors.half_length_m[k])
+                if float(np.max((corners - front) @ forward)) >= 0.0:
+                    continue  # some of the ego is level with it or ahead: SUMO's rules hold
+                if sumo_id not in self._ignoring:
+                    try:
+                        leader = sumo.vehicle.getLeader(sumo_id, RANGE_M)
+                    except sumo.TraCIException:  # it left the simulation this tick
+                        continue
+                    if not leader or leader[0] not in (EGO_ID, SHADOW_ID):
+                        continue
+                    self._set_ignore(sumo_id, f"{EGO_ID} {SHADOW_ID}")
+                    self.waits_ended += 1
+                ignoring.add(sumo_id)
+        for sumo_id in self._ignoring - ignoring:
+            self._set_ignore(sumo_id, "")
+        self._ignoring = ignoring
+
+    def _set_ignore(self, sumo_id: str, ids: str) -> None:
+        try:
+            self.world.sumo.vehicle.setParameter(sumo_id, _IGNORE_PARAM, ids)
+        except self.world.sumo.TraCIException:  # it left the simulation
+            pass
 
     def _command(self, vehicle: Any, sumo_id: str, speed: float) -> None:
         try:

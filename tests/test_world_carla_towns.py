@@ -180,3 +180,119 @@ def test_drivable_area_has_no_slits_between_lanes_and_junctions(towns: TownStore
                 middle.y + side * (dx / norm) * (lane.getWidth() / 2 + 0.3 + 3.5 * k))
                for side in (1, -1) for k in range(6)]
     assert not all(shapely.contains_xy(network.drivable_area, x, y) for x, y in outward)
+
+
+def _reachable(net, group: set[str], edge) -> set[str]:
+    """Edges leaving ``group`` that ``edge`` (entering it) reaches, through the group's inner edges."""
+    out, stack, seen = set(), [edge], set()
+    while stack:
+        current = stack.pop()
+        for target in current.getOutgoing():
+            if target.getID() in seen:
+                continue
+            seen.add(target.getID())
+            if target.getToNode().getID() in group:
+                stack.append(target)
+            else:
+                out.add(target.getID())
+    return out
+
+
+def test_junctions_inside_a_neighbour_are_joined_and_keep_every_turn(towns: TownStore, shared_data: Path) -> None:
+    """Town03's roundabout has junctions 0.2 m apart, one inside the other: joined at import, and every
+    road that entered the group still reaches every road it reached."""
+    import sumolib
+
+    groups = towns.get("Town03").meta["joined_junctions"]
+    ring = next(g for g in groups if "1469" in g)
+    assert "38.12" in ring
+    before = sumolib.net.readNet(str(shared_data / STOCK["Town03"]))
+    after = sumolib.net.readNet(str(towns.net_path("Town03")))
+    after_ids = {n.getID() for n in after.getNodes()}
+    assert not set(ring) & after_ids  # one junction now
+    for group in map(set, groups):
+        entering = [e for n in group for e in before.getNode(n).getIncoming() if e.getFromNode().getID() not in group]
+        assert entering
+        for edge in entering:
+            if not any(lane.allows("passenger") for lane in edge.getLanes()):
+                continue
+            assert _reachable(after, set(), after.getEdge(edge.getID())) == _reachable(before, group, edge), edge.getID()
+
+
+def _ring_run(net_path: str, cars: int) -> dict:
+    import libsumo
+    import sumolib
+
+    net = sumolib.net.readNet(net_path)
+    there, _ = net.getShortestPath(net.getEdge("-13"), net.getEdge("-10"))
+    back, _ = net.getShortestPath(net.getEdge("-10"), net.getEdge("-13"))
+    loop = [e.getID() for e in there] + [e.getID() for e in back[1:-1]]
+    libsumo.start(["sumo", "-n", net_path, "--no-step-log", "true", "--no-warnings", "true",
+                   "--step-length", "0.05", "--time-to-teleport", "-1"])
+    try:
+        libsumo.route.add("ring", loop * 40)
+        for i in range(cars):
+            libsumo.vehicle.add(f"ring{i}", "ring", depart="0", departLane="best", departSpeed="max")
+        for _ in range(int(240 / 0.05)):
+            libsumo.simulationStep()
+        ids = libsumo.vehicle.getIDList()
+        return {"cars": len(ids), "max_wait_s": max(libsumo.vehicle.getWaitingTime(v) for v in ids),
+                "loop": loop}
+    finally:
+        libsumo.close()
+
+
+def test_town03_roundabout_keeps_turning_when_full(towns: TownStore) -> None:
+    """Before the join, five cars circling the ring locked it for good: the ring lane leaving junction 1469
+    yielded to the ring lane entering it."""
+    from tests.test_world_run_traffic import _run_in_child
+
+    result = _run_in_child(_ring_run, str(towns.net_path("Town03")), 24)
+    assert result["cars"] >= 12, result  # the ring took a dozen cars or more
+    assert result["max_wait_s"] < 10.0, result
+
+
+def _merge_wait_run(towns_dir: str, use_yield: bool) -> dict:
+    """Town03, junction 1352 (seen on route 10, default traffic): a car turning right into -47 has its body
+    ahead of the ego, turning left into the same lane, and across the ego's path; SUMO makes it the ego's
+    follower (the ego is nearer the merge by lane length), so it waits for the ego while the ego waits for it."""
+    from sumo_world.ego import EgoState
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.traffic_yield import TrafficYield
+    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+
+    town = TownStore(towns_dir).get("Town03")
+    network = RoadNetwork.load(town.net_path)
+    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0, sense_radius_m=SENSE_RADIUS_M)
+    world.start()
+    try:
+        ego = EgoState(225.5, 60.9, -158.0, 0.0)
+        world.add_ego(ego, ["67", "-47"], clear_radius_m=0.0)
+        sumo = world.sumo
+        sumo.route.add("right_turn", ["-66", "-47"])
+        sumo.vehicle.add("merger", "right_turn", typeID="DEFAULT_VEHTYPE", departLane="1", departSpeed="0")
+        world.step()
+        sumo.vehicle.moveTo("merger", ":1352_0_0", 25.0)
+        world.step()
+        leader_before = sumo.vehicle.getLeader("merger", 30.0)
+        guard = TrafficYield(world)
+        lanes = set()
+        for _ in range(int(10.0 / world.step_s)):
+            world.move_ego(ego)  # the ego stands: the car is in its path
+            if use_yield:
+                guard.update(ego, world.snapshot())
+            world.step()
+            if "merger" in sumo.vehicle.getIDList():
+                lanes.add(sumo.vehicle.getLaneID("merger"))
+        return {"leader_before": leader_before, "lanes": sorted(lanes), "waits_ended": guard.waits_ended}
+    finally:
+        world.close()
+
+
+def test_a_car_ahead_of_the_standing_ego_does_not_wait_for_it(towns: TownStore) -> None:
+    from tests.test_world_run_traffic import _run_in_child
+
+    unguarded = _run_in_child(_merge_wait_run, str(towns.root), False)
+    assert unguarded["leader_before"][0] == "ego" and unguarded["lanes"] == [":1352_0_0"], unguarded  # locked
+    guarded = _run_in_child(_merge_wait_run, str(towns.root), True)
+    assert guarded["waits_ended"] == 1 and "-47_2" in guarded["lanes"], guarded  # it drove on into -47

@@ -92,6 +92,10 @@ def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite:
                    f"{info.meta.get('sidewalk_lanes', 0)} sidewalk lanes, {info.meta.get('crossings', 0)} crossings")
     elif info.meta.get("sidewalks") == "none":
         click.echo("  no sidewalks: background pedestrians will be left out of this town's runs")
+    joined = info.meta.get("joined_junctions") or []
+    if joined:
+        click.echo(f"  joined {len(joined)} groups of junctions that lay inside a neighbour (SUMO would route a "
+                   f"path through one junction twice): {'; '.join('+'.join(group) for group in joined)}")
     signs = info.meta.get("stop_signs") or {}
     if signs.get("count"):
         click.echo(f"  {signs['count']} stop signs from {signs.get('source')}, {signs.get('governing', 0)} placed "
