@@ -57,6 +57,11 @@ class ExpertConfig:
     # actor that reaches the ego within it after a hard stop (hard_decel) is not yielded to.
     stay_horizon_s: float = 4.0
     hard_decel_mps2: float = 4.0
+    # Other drivers brake for a car standing in their path (CARLA's Traffic Manager does): a
+    # vehicle that would reach the halted ego only after its own reaction and stopping time is
+    # left to stop, and the ego halts for it. Walkers do not avoid cars.
+    other_decel_mps2: float = 4.5
+    other_reaction_s: float = 0.5
     # Footprint margins: (longitudinal, lateral) added to each half extent, metres.
     ego_margin_m: tuple[float, float] = (0.5, 0.25)
     vehicle_margin_m: tuple[float, float] = (0.3, 0.2)

@@ -148,15 +148,34 @@ def stop_sign_constraint(scene: Mapping[str, Any], ego: EgoState,
     return SpeedConstraint(_stop_at(stop_m, config), "stop_sign")
 
 
-def route_corridor(path: RoutePath, ego: EgoState, config: ExpertConfig) -> shapely.LineString:
-    """The route ahead from the ego's projection, as a line (the corridor is its buffer)."""
+# An ego this far off its route (a wide turn, an evasion) drives back to it from where it is, first
+# along its own heading: the corridor adds that stretch (its stopping distance, at least a length)
+# and the line from there to the route this far ahead (the steering's target distance).
+_OFF_ROUTE_M = 1.0
+_REJOIN_M = 4.0
+
+
+def route_corridor(path: RoutePath, ego: EgoState, config: ExpertConfig) -> Any:
+    """The route ahead from the ego's projection, as a line (the corridor is its buffer).
+
+    An ego more than ``_OFF_ROUTE_M`` beside its route gets back to it over
+    whatever stands in front of it: the corridor then also holds the stretch
+    straight ahead of the ego (its stopping distance) and the line from there
+    to the route ``_REJOIN_M`` further on.
+    """
     keep = path.s > ego.s_m
     start, _ = path.interpolate(np.array(ego.s_m))
     pts = np.vstack([start[None, :], path.points[keep]])
     if len(pts) < 2:
         end, _ = path.interpolate(np.array(ego.s_m + 5.0))
         pts = np.vstack([start[None, :], end[None, :]])
-    return shapely.LineString(pts)
+    route = shapely.LineString(pts)
+    if float(np.hypot(*(np.asarray(ego.xy) - start))) <= _OFF_ROUTE_M:
+        return route
+    ahead = ego.half_length_m + max(config.min_gap_m, ego.speed_mps ** 2 / (2.0 * config.comfortable_decel_mps2))
+    front = np.asarray(ego.xy) + np.asarray(ego.forward) * ahead
+    rejoin, _ = path.interpolate(np.array(ego.s_m + ahead + _REJOIN_M))
+    return shapely.MultiLineString([pts, np.vstack([np.asarray(ego.xy)[None, :], front[None, :], rejoin[None, :]])])
 
 
 def lead_vehicle_constraint(path: RoutePath, ego: EgoState, actors: ActorSet,
@@ -279,8 +298,15 @@ def yield_constraint(path: RoutePath, ego: EgoState, actors: ActorSet, skip: np.
         forward=tracks.forward[sub], velocity=tracks.velocity[sub],
         half_length=actors.half_length[idx[sub]], half_width=actors.half_width[idx[sub]],
     )
-    hits_anyway = first_contacts(stop_center, stop_forward, ego.half_length_m, ego.half_width_m, stay_times,
-                                 raw, ahead_only=False) >= 0
+    stay_first = first_contacts(stop_center, stop_forward, ego.half_length_m, ego.half_width_m, stay_times,
+                                raw, ahead_only=False)
+    hits_anyway = stay_first >= 0
+    # ... unless it is a vehicle with time to brake for the halted ego (see ExpertConfig.other_decel_mps2)
+    other_speed = actors.speed_mps[idx[sub]]
+    can_stop = (~actors.is_pedestrian[idx[sub]]
+                & (stay_times[np.maximum(stay_first, 0)]
+                   > config.other_reaction_s + other_speed / config.other_decel_mps2))
+    hits_anyway &= ~can_stop
     # A walker coming along the lane towards us is always yielded to, at the contact point.
     vel = tracks.velocity[sub]
     right = np.array([-ego.forward[1], ego.forward[0]])

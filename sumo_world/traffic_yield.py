@@ -16,7 +16,12 @@ swings its box away from it before its body has passed).
 
 The box is straight ahead of the vehicle: on a curve it reaches a little off
 the lane (about ``L**2 / (2 R)``: 1.6 m for an 8 m box on a 20 m radius), so a
-vehicle may brake briefly for an ego beside its lane, as CARLA's do.
+vehicle may brake briefly for an ego beside its lane, as CARLA's do. A vehicle
+that turns or merges (in a junction, or within its stopping distance of one)
+swings into the ego from the side, where no straight box reaches: for those its
+path ahead along its own lanes (SUMO's route through the junction) is checked
+too, as chained boxes, and it stops short of the first one the ego's body
+touches (Town04: cars turning into the exit lane the standing ego's tail was in).
 
 The other way round, a SUMO driver never waits for an ego that is behind it.
 SUMO's leader is a matter of lanes, not of bodies: where two junction lanes
@@ -49,6 +54,23 @@ WAIT_CHECK_S = 0.5  # how often vehicles waiting for an ego behind them are look
 _IGNORE_PARAM = "junctionModel.ignoreIDs"  # SUMO's per-vehicle list of vehicles it ignores at junctions
 
 
+def _stopping_speed(gap_m: float) -> float:
+    """The speed from which a car stops :data:`MARGIN_M` short of something ``gap_m`` ahead."""
+    return math.sqrt(2.0 * DECEL_MPS2 * max(0.0, gap_m - MARGIN_M))
+
+
+def _cut(shape: np.ndarray, start_m: float, length_m: float, lane_length_m: float) -> np.ndarray:
+    """The points of polyline ``shape`` from ``start_m`` to ``start_m + length_m`` along it (SUMO's lane
+    positions are scaled to the drawn shape, whose length may differ from the lane's)."""
+    step = np.linalg.norm(np.diff(shape, axis=0), axis=1)
+    along = np.concatenate([[0.0], np.cumsum(step)])
+    scale = along[-1] / lane_length_m if lane_length_m > 0 else 1.0
+    a, b = start_m * scale, min(along[-1], (start_m + max(0.0, length_m)) * scale)
+    inner = shape[(along > a) & (along < b)]
+    ends = np.stack([np.interp([a, b], along, shape[:, 0]), np.interp([a, b], along, shape[:, 1])], axis=1)
+    return np.concatenate([ends[:1], inner, ends[1:]])
+
+
 class TrafficYield:
     """Slows the SUMO vehicles whose path ahead the ego's footprint blocks (see the module docstring)."""
 
@@ -56,6 +78,9 @@ class TrafficYield:
         self.world = world
         self.ego_params = ego_params or getattr(world, "ego_params", None) or EgoParams()
         self._slowed: set[str] = set()
+        self._routes: dict[str, tuple[str, ...]] = {}  # background routes never change
+        self._lane_links: dict[str, list[tuple[str, str]]] = {}  # lane -> [(next lane, via lane)]
+        self._lane_lengths: dict[str, float] = {}
         self._ignoring: set[str] = set()  # vehicles told to ignore the ego behind them
         self._next_wait_check = 0.0
         self.interventions = 0  # vehicles slowed for the ego (counted once per approach)
@@ -152,10 +177,11 @@ class TrafficYield:
         ahead = np.sum(rel * forward, axis=1)
         side = np.abs(rel[:, 0] * forward[:, 1] - rel[:, 1] * forward[:, 0])
         lengths = actors.half_length_m[index]
-        keep = ((ahead > -(lengths + ego_r + MARGIN_M)) & (ahead < lengths + reach_all[index] + ego_r)
-                & (side < actors.half_width_m[index] + ego_r + MARGIN_M))
+        in_reach = (ahead > -(lengths + ego_r + MARGIN_M)) & (ahead < lengths + reach_all[index] + ego_r)
+        keep = in_reach & (side < actors.half_width_m[index] + ego_r + MARGIN_M)
+        out = self._path_blocked(ego, actors, index[in_reach & ~keep], reach_all)
         if not keep.any():
-            return {}
+            return out
         index, forward = index[keep], forward[keep]
         speed = speed_all[index]
         reach = reach_all[index]
@@ -172,15 +198,92 @@ class TrafficYield:
             close = boxes_overlap(ego_box, Boxes(actors.xy[index], forward, half_length + MARGIN_M,
                                                  actors.half_width_m[index] + MARGIN_M)) & slowed
             hit |= close
-        out: dict[str, float] = {}
-        if not hit.any():
-            return out
         corners = box_corners(ego.xy, ego.forward, p.half_length_m, p.half_width_m)
-        for j in np.nonzero(hit)[0]:
+        missed = []
+        for j in range(len(index)):
+            if not hit[j]:
+                missed.append(index[j])
+                continue
             gap = float(np.min((corners - fronts[j]) @ forward[j]))
             if gap < -half_length[j] and not close[j]:
                 continue  # the ego is behind it: nothing to stop for
-            allowed = math.sqrt(2.0 * DECEL_MPS2 * max(0.0, gap - MARGIN_M))
-            out[actors.sumo_ids[index[j]]] = min(float(speed[j]), allowed)
+            out[actors.sumo_ids[index[j]]] = min(float(speed[j]), _stopping_speed(gap))
+        out.update(self._path_blocked(ego, actors, np.array(missed, dtype=int), reach_all))
         return out
+
+    def _path_blocked(self, ego: EgoState, actors: Any, index: np.ndarray, reach: np.ndarray) -> dict[str, float]:
+        """The speeds that stop turning or merging vehicles of ``index`` short of the ego on their lane path."""
+        out: dict[str, float] = {}
+        if not len(index):
+            return out
+        p = self.ego_params
+        ego_box = Boxes(ego.xy, ego.forward, np.float64(p.half_length_m), np.float64(p.half_width_m))
+        for k in index:
+            sumo_id = actors.sumo_ids[k]
+            path = self._path_ahead(sumo_id, float(reach[k]))
+            if path is None or len(path) < 2:
+                continue
+            step = np.diff(path, axis=0)
+            lengths = np.linalg.norm(step, axis=1)
+            ok = lengths > 1e-6
+            if not ok.any():
+                continue
+            starts = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])[ok]
+            forward = step[ok] / lengths[ok, None]
+            boxes = Boxes((path[:-1][ok] + path[1:][ok]) / 2.0, forward, lengths[ok] / 2.0,
+                          np.full(int(ok.sum()), float(actors.half_width_m[k]) + _SIDE_MARGIN_M))
+            hit = boxes_overlap(ego_box, boxes)
+            if hit.any():
+                first = int(np.argmax(hit))
+                out[sumo_id] = min(float(actors.speed_mps[k]), _stopping_speed(float(starts[first])))
+        return out
+
+    def _path_ahead(self, sumo_id: str, ahead_m: float) -> np.ndarray | None:
+        """(N, 2) CARLA-frame points of the lanes the vehicle will drive, ``ahead_m`` from its front bumper,
+        or None when it neither is in a junction nor reaches one within ``ahead_m``."""
+        sumo = self.world.sumo
+        try:
+            lane = sumo.vehicle.getLaneID(sumo_id)
+            position = sumo.vehicle.getLanePosition(sumo_id)
+            if not lane or (not lane.startswith(":") and self._lane_length(lane) - position > ahead_m):
+                return None  # on a plain lane to the end of its reach: the straight box covers it
+            route = self._routes.get(sumo_id)
+            if route is None:
+                route = self._routes[sumo_id] = tuple(sumo.vehicle.getRoute(sumo_id))
+            edge_index = sumo.vehicle.getRouteIndex(sumo_id)
+        except sumo.TraCIException:  # it left the simulation this tick
+            return None
+        network = self.world.network
+        target = edge_index + 1  # the next edge of its route (on an internal lane: the edge it heads for)
+        pieces, budget = [], ahead_m
+        for _ in range(4):  # its lane, a junction's internal lanes (split in two at most), the next lane
+            length = self._lane_length(lane)
+            pieces.append(_cut(network.lane_shape(lane), position, budget, length))
+            budget -= length - position
+            if budget <= 0.0 or target >= len(route):
+                break
+            lane = self._next_lane(lane, route[target])
+            if not lane:
+                break
+            if not lane.startswith(":"):
+                target += 1
+            position = 0.0
+        return np.concatenate(pieces) if pieces else None
+
+    def _next_lane(self, lane: str, next_edge: str) -> str:
+        """The lane (internal lane first) that leads from ``lane`` towards ``next_edge`` ("" if none)."""
+        links = self._lane_links.get(lane)
+        if links is None:
+            links = self._lane_links[lane] = [(str(link[0]), str(link[4])) for link in
+                                              self.world.sumo.lane.getLinks(lane)]
+        for to_lane, via in links:
+            if to_lane.rsplit("_", 1)[0] == next_edge:
+                return via or to_lane
+        return ""
+
+    def _lane_length(self, lane: str) -> float:
+        length = self._lane_lengths.get(lane)
+        if length is None:
+            length = self._lane_lengths[lane] = float(self.world.sumo.lane.getLength(lane))
+        return length
 

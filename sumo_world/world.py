@@ -299,13 +299,26 @@ class SumoWorld:
         self.move_ego(state)
 
     def _clear_around(self, x: float, y: float, radius_m: float) -> None:
+        """Remove the actors within ``radius_m``, and the vehicles coming at the spot too fast to stop for it.
+
+        CARLA's background vehicles start from rest with the hero; ours have been
+        driving through the warm-up, and one arriving at 15 m/s from 20 m away
+        would run into the car that has just appeared on its lane.
+        """
         sx, sy = self.transform.to_sumo(x, y)
         sumo = self.sumo
         for vid in sumo.vehicle.getIDList():
             if vid in (EGO_ID, SHADOW_ID):
                 continue
             px, py = sumo.vehicle.getPosition(vid)
-            if math.hypot(px - sx, py - sy) < radius_m + sumo.vehicle.getLength(vid):
+            distance = math.hypot(px - sx, py - sy)
+            reach = radius_m + sumo.vehicle.getLength(vid)
+            speed = sumo.vehicle.getSpeed(vid)
+            heading = math.radians(sumo.vehicle.getAngle(vid))  # SUMO: clockwise from north
+            if speed > 0.0 and (sx - px) * math.sin(heading) + (sy - py) * math.cos(heading) > 0.0:
+                # coming towards the spot: its reaction (1 s) and braking distance at its own deceleration
+                reach += speed + speed * speed / (2.0 * max(0.1, sumo.vehicle.getDecel(vid)))
+            if distance < reach:
                 sumo.vehicle.unsubscribe(vid)
                 sumo.vehicle.remove(vid)
         for pid in sumo.person.getIDList():

@@ -189,6 +189,31 @@ def test_no_stopping_in_the_way_of_a_car_that_would_hit_us_anyway():
     assert predict(speed_mps=6.0, vehicles={9: crossing}).reason == "junction_yield"
 
 
+def test_halting_for_a_slow_car_that_can_brake_for_us():
+    # Turning left at 4 m/s, a car comes the other way at 3 m/s, 10 m ahead on our path: halted, we
+    # would meet it only after its own reaction and stopping time, so it stops for us (as CARLA's
+    # Traffic Manager does), and we halt rather than drive into its side.
+    route = arc_route(12.0, "left", straight_m=0.0)
+    slow = make_actor(10.0, 0.0, yaw_deg=180.0, speed_mps=3.0)
+    label = predict(speed_mps=4.0, route=route, vehicles={9: slow}, ego_in_junction=True)
+    assert label.reason == "junction_yield" and label.target_speed_mps == 0.0
+    # Were other drivers not to brake, halting would leave us in its way: the expert drives on.
+    blind = Expert(ExpertConfig(other_decel_mps2=1e-3)).predict(
+        make_scene(speed_mps=4.0, route=route, vehicles={9: slow}, ego_in_junction=True))
+    assert blind.reason != "junction_yield"
+
+
+def test_off_its_route_it_stops_for_what_stands_in_front_of_it():
+    # Swung 2.5 m wide out of a turn, the ego is in the next lane, heading back; a bicycle stands
+    # 4.5 m ahead of it there, clear of the route's own corridor.
+    route = straight_route((0.0, -2.5), 0.0)
+    bike = make_actor(4.5, 0.0, yaw_deg=0.0, speed_mps=0.0, actor_type="bicycle")
+    label = predict(speed_mps=4.0, route=route, vehicles={3: bike})
+    assert label.reason == "lead_vehicle" and label.target_speed_mps == 0.0
+    # Back on its route, the same bicycle in the lane beside is no lead.
+    assert predict(speed_mps=4.0, route=route, ego_xy=(0.0, -2.5), vehicles={3: bike}).reason == "free_road"
+
+
 def test_walker_coming_along_the_lane_is_always_yielded_to():
     walker = make_actor(9.0, 0.3, yaw_deg=180.0, speed_mps=1.4, actor_type="pedestrian")
     label = predict(speed_mps=6.0, pedestrians={3: walker})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sumo_world.towns import TownStore
@@ -84,3 +85,104 @@ def test_a_car_stops_short_of_an_ego_standing_across_its_path_in_a_junction(town
     # SUMO alone drives through it: the guard is what stops the car
     plain = _run_in_child(_crossing_run, towns_dir, False)
     assert plain["overlapped"], plain
+
+
+def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
+    """A body stands in the exit lane of a right turn, 3 m in, unseen by SUMO; a car makes the turn at 8 m/s."""
+    from sumo_world.ego import EgoState
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.traffic_yield import TrafficYield
+    from sumo_world.world import SumoWorld
+
+    town = TownStore(towns_dir).get("junction")
+    network = RoadNetwork.load(town.net_path)
+    turn = None
+    for edge in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID()):
+        for lane in edge.getLanes() if edge.getLength() > 60.0 else ():
+            for connection in lane.getOutgoing() if lane.allows("passenger") else ():
+                if connection.getDirection() == "r" and connection.getToLane().getEdge().getLength() > 30.0:
+                    turn = turn or (edge, lane, connection.getToLane())
+    assert turn is not None, "the generated town has no right turn"
+    incoming, lane, exit_lane = turn
+    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
+    world.start()
+    try:
+        shape = network.lane_shape(exit_lane.getID())
+        d = shape[1] - shape[0]
+        forward = d / np.linalg.norm(d)
+        center = shape[0] + forward * (3.0 + world.ego_params.half_length_m)
+        ego = EgoState(float(center[0]), float(center[1]), math.degrees(math.atan2(forward[1], forward[0])), 0.0)
+        sumo = world.sumo
+        sumo.route.add("turn", [incoming.getID(), exit_lane.getEdge().getID()])
+        sumo.vehicle.add("turner", "turn", typeID="DEFAULT_VEHTYPE", departLane=str(lane.getIndex()),
+                         departPos=f"{incoming.getLength() - 30.0:.1f}", departSpeed="8")
+        c = sumo.constants
+        sumo.vehicle.subscribe("turner", [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE])
+        guard = TrafficYield(world)
+        if not use_paths:
+            guard._path_blocked = lambda *args: {}  # the straight boxes alone
+        p = world.ego_params
+        ego_box = _box(ego.x, ego.y, ego.yaw_deg, p.half_length_m, p.half_width_m)
+        closest, overlapped, lanes = math.inf, False, set()
+        for _ in range(200):  # 10 s
+            guard.update(ego, world.snapshot())
+            world.step()
+            vehicles = world.snapshot().vehicles
+            if not len(vehicles):
+                break
+            lanes.add(sumo.vehicle.getLaneID("turner"))
+            other = _box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
+            closest = min(closest, ego_box.distance(other))
+            overlapped |= ego_box.intersects(other)
+        return {"closest": closest, "overlapped": overlapped, "turned": exit_lane.getID() in lanes}
+    finally:
+        world.close()
+
+
+def test_a_turning_car_stops_short_of_a_body_in_its_exit_lane(towns_dir: Path) -> None:
+    """The straight box of a car in a turn points across the junction, past the body in its exit."""
+    guarded = _run_in_child(_turning_run, towns_dir, True)
+    assert not guarded["overlapped"] and guarded["closest"] < 3.0, guarded  # it came up to it and waited
+    plain = _run_in_child(_turning_run, towns_dir, False)
+    assert plain["overlapped"], plain
+
+
+def _spawn_run(towns_dir: Path) -> dict:
+    """The ego appears 25 m ahead of a car doing 15 m/s on its lane, and 25 m ahead of one standing."""
+    from sumo_world.ego import EgoState
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.world import SumoWorld
+
+    town = TownStore(towns_dir).get("junction")
+    network = RoadNetwork.load(town.net_path)
+    edge = max((e for e in network.net.getEdges(withInternal=False)
+                if len(e.getLanes()) >= 2 and all(lane.allows("passenger") for lane in e.getLanes()[-2:])),
+               key=lambda e: e.getLength())
+    fast_lane, still_lane = edge.getLanes()[-1], edge.getLanes()[-2]
+    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
+    world.start()
+    try:
+        sumo = world.sumo
+        sumo.route.add("along", [edge.getID()])
+        for vid, lane, speed in (("fast", fast_lane, "15"), ("still", still_lane, "0")):
+            sumo.vehicle.add(vid, "along", typeID="DEFAULT_VEHTYPE", departLane=str(lane.getIndex()),
+                             departPos="5", departSpeed=speed)
+        world.step()
+        for vid in ("fast", "still"):
+            sumo.vehicle.setSpeed(vid, float(sumo.vehicle.getSpeed(vid)))
+        shape = network.lane_shape(fast_lane.getID())
+        d = shape[-1] - shape[0]
+        forward = d / np.linalg.norm(d)
+        x, y = world.transform.to_carla(*sumo.vehicle.getPosition("fast"))
+        center = np.array([x, y]) + forward * 25.0
+        ego = EgoState(float(center[0]), float(center[1]), math.degrees(math.atan2(forward[1], forward[0])), 0.0)
+        world.add_ego(ego, [edge.getID()])
+        return {"left": sorted(v for v in sumo.vehicle.getIDList() if v in ("fast", "still"))}
+    finally:
+        world.close()
+
+
+def test_the_ego_appears_where_no_car_is_coming_too_fast_to_stop(towns_dir: Path) -> None:
+    """CARLA's traffic starts from rest with the hero; ours has driven through the warm-up."""
+    result = _run_in_child(_spawn_run, towns_dir)
+    assert result["left"] == ["still"], result  # the one that could not stop in 25 m is gone
