@@ -19,7 +19,7 @@ time and policy calls per second in training; then the driving scores.
     python benchmarks/pipeline.py [--iterations 2] [--workers N] [--work-dir DIR] [--keep]
     python benchmarks/pipeline.py --set leaderboard [--train-routes 10] [--val-routes 3] \\
         [--test-routes 17] [--devtest-towns Town01,Town03,Town04,Town06] [--traffic default] \\
-        [--town03-traffic default:no-pedestrians] [--iterations 3] [--select-top-k 3]
+        [--town03-traffic PRESET] [--iterations 3] [--select-top-k 3]
 
 Targets (issue 12, mutation optimizer): the deployed script's validation DS never
 falls across iterations; the final script reaches DS >= 70 on routes it never saw.
@@ -123,13 +123,13 @@ def _town(store: Any, name: str, data: Path) -> None:
     started = time.perf_counter()
     if xodr.is_file():
         store.import_opendrive(xodr, name)
-    else:  # Town03 ships as a SUMO net only (no sidewalks)
+    else:  # Town03 ships as a SUMO net only (the import guesses its sidewalks)
         store.import_net(data / "carla_towns" / f"{name}.net.xml", name)
     print(f"imported {name} in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def _traffic(spec: str) -> Any:
-    """A preset name, or ``NAME:no-pedestrians`` (Town03 ships without sidewalks: no walkers can spawn)."""
+    """A preset name, or ``NAME:no-pedestrians`` (the preset without walkers)."""
     name, _, option = spec.partition(":")
     if not option:
         return name
@@ -268,8 +268,7 @@ def main() -> None:
                     help="devtest routes of these towns evaluate (comma-separated; '' for none)")
     lb.add_argument("--traffic", default="default",
                     help="traffic preset (none, light, default, busy; NAME:no-pedestrians drops walkers)")
-    lb.add_argument("--town03-traffic", default="default:no-pedestrians",
-                    help="Town03's traffic (its SUMO net has no sidewalks, so no walkers)")
+    lb.add_argument("--town03-traffic", default=None, help="Town03's traffic (default: --traffic)")
     lb.add_argument("--eval-agents", default="seed,offline,final",
                     help="which scripts evaluate on the unseen routes (comma-separated: seed, offline, final)")
     lb.add_argument("--epochs", type=int, default=2)
