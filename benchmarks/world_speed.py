@@ -26,6 +26,13 @@ import time
 from pathlib import Path
 
 
+def _background_vehicles(world) -> int:
+    """Every SUMO vehicle but the ego and its shadow (the scene sees only those within 100 m)."""
+    from sumo_world.world import EGO_ID, SHADOW_ID
+
+    return sum(1 for vid in world.sumo.vehicle.getIDList() if vid not in (EGO_ID, SHADOW_ID))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vehicles", type=int, default=45)
@@ -62,8 +69,7 @@ def main() -> None:
             ticks.append(time.perf_counter())
             cpu.append(time.process_time())
             if info.frame % 100 == 0:
-                snap = info.provider._snapshot  # what the world held at this tick
-                counts.append((len(snap.vehicles), len(snap.pedestrians)))
+                counts.append((_background_vehicles(info.provider.world), info.provider.world.sumo.person.getIDCount()))
 
         start = time.perf_counter()
         outcome = run_route(route, town, args.agent, seed=args.seed, traffic=traffic, network=network,
@@ -114,7 +120,7 @@ def carla_town(args: argparse.Namespace) -> None:
             ticks.append(time.perf_counter())
             cpu.append(time.process_time())
             if info.frame % 100 == 0:
-                counts.append(info.provider.world.sumo.vehicle.getIDCount() - 1)  # all of them, not the ego
+                counts.append(_background_vehicles(info.provider.world))
 
         outcome = run_route(route, town, args.agent, seed=args.seed, traffic=traffic, network=network,
                             on_tick=on_tick)
