@@ -10,13 +10,10 @@ between objective and validation DS is printed per variant:
   of rollouts);
 - ``scene costs``: a miss of a red light, stop sign, lead vehicle or pedestrian scores like the
   infraction (``standstill_cost=0``);
-- ``+standstill``: and standing where the expert drives on scores ``-1``, except with a red light or
-  stop sign within 50 m ahead, where imitation grades it (issue 12's second revision);
-- ``+early stop``: such an early stop scores like stopping where the expert slows;
-- ``+braking misses`` (the default objective): and keeping the speed where the expert brakes
-  clearly for a costly reason is the miss, not only moving where it stops.
-
-``--standstill-cost C`` adds the default objective with another standstill cost.
+- ``+standstill C, early``: and standing where the expert drives on scores ``-C`` even with a red
+  light or stop sign ahead (the objective of issue 12's first revision, ``early_stop_range_m=0``);
+- ``+standstill C``: the same, except that stopping early for a red light or stop sign within 50 m
+  ahead is graded by imitation (the default objective has C = 1).
 
     python benchmarks/objective_correlation.py WORK_DIR [--route-id 0 --route-id 1 ...] [--max-records 3000]
 """
@@ -84,15 +81,12 @@ def main() -> None:
     data = infraction_weighted(records, 3.0, base.horizon_s, 0, base.standstill_horizon_s)
     ids = sorted(scripts)
     ds = [scripts[i][1] for i in ids]
-    second = dict(scene_costs=True, early_stop_score=None, braking_misses=False)
     variants = {"plain": DrivingObjective(scene_costs=False),
-                "scene costs": DrivingObjective(**{**second, "standstill_cost": 0.0}),
-                "+standstill": DrivingObjective(**second),
-                "+early stop": DrivingObjective(scene_costs=True, braking_misses=False),
-                "+braking misses": DrivingObjective()}
+                "scene costs": DrivingObjective(scene_costs=True, standstill_cost=0.0)}
     for cost in args.standstill_costs:
-        if cost != DrivingObjective.standstill_cost:
-            variants[f"default, standstill {cost:g}"] = DrivingObjective(standstill_cost=cost)
+        variants[f"+standstill {cost:g}, early"] = DrivingObjective(scene_costs=True, standstill_cost=cost,
+                                                                    early_stop_range_m=-1.0)
+        variants[f"+standstill {cost:g}"] = DrivingObjective(scene_costs=True, standstill_cost=cost)
     objective: dict[str, dict[str, float]] = {}
     for name, variant in variants.items():
         module = make_driving_module()

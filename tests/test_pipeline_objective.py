@@ -10,7 +10,7 @@ from driving.labels import DrivingLabel, PolicyAction
 from driving.scene import validate_scene
 from langprop_driving.model.describe import describe_case, relevant_actors
 from langprop_driving.model.objective import (
-    DrivingObjective, DrivingTarget, infraction_weighted, miss_cost, target_from_record,
+    DrivingObjective, DrivingTarget, infraction_weighted, target_from_record,
 )
 
 
@@ -309,34 +309,17 @@ def test_standing_where_the_expert_drives_on_scores_like_a_route_ending_infracti
     assert objective(("SLOW", 0.0), move) > 0.0  # creeping is not standing
 
 
-def test_stopping_early_for_a_red_light_or_stop_sign_ahead_costs_only_seconds():
+def test_stopping_early_for_a_red_light_or_stop_sign_ahead_costs_only_imitation():
     objective = DrivingObjective()
     move = DrivingLabel(6.0, 0.0, "MOVE", "free_road")
     red_ahead = {"distance_to_red_light": 35.0, "distance_to_stop_sign": None}
     stop_ahead = {"distance_to_red_light": None, "distance_to_stop_sign": 12.0}
     far_red = {"distance_to_red_light": 80.0, "distance_to_stop_sign": None}
-    # a stop the road would soon ask for anyway costs seconds, not the route: scored like stopping
-    # where the expert slows (0.7 for the speed, weight 0.6; the steering, weight 0.4, is right)
-    assert objective(("STOP", 0.0), move, (red_ahead,)) == pytest.approx(0.82)
-    assert objective(("STOP", 0.0), move, (stop_ahead,)) == pytest.approx(0.82)
-    assert DrivingObjective(early_stop_score=None)(("STOP", 0.0), move, (red_ahead,)) == pytest.approx(0.4)
+    # a stop the road would soon ask for anyway costs seconds, not the route: graded by imitation
+    assert objective(("STOP", 0.0), move, (red_ahead,)) == pytest.approx(0.4)
+    assert objective(("STOP", 0.0), move, (stop_ahead,)) == pytest.approx(0.4)
     # with nothing to stop for near enough, standing still is the route-ending miss it was
     assert objective(("STOP", 0.0), move, (far_red,)) == pytest.approx(-1.0)
-    assert DrivingObjective(early_stop_range_m=90.0)(("STOP", 0.0), move, (far_red,)) == pytest.approx(0.82)
+    assert DrivingObjective(early_stop_range_m=90.0)(("STOP", 0.0), move, (far_red,)) == pytest.approx(0.4)
     # driving on is scored the same whatever lies ahead
     assert objective(("MOVE", 6.0), move, (red_ahead,)) == objective(("MOVE", 6.0), move, (far_red,))
-
-
-def test_keeping_the_speed_where_the_expert_brakes_for_a_red_light_is_the_miss():
-    """A script that stops only where the expert already stands (1.5 m from the line) matches every
-    record of the waiting expert, and runs the light on the road: the expert brakes before it stops."""
-    objective = DrivingObjective()
-    braking = DrivingLabel(3.0, 0.0, "MOVE", "red_light")
-    approaching = {"distance_to_red_light": 12.0, "distance_to_stop_sign": None, "ego_forward_speed": 6.0}
-    assert objective(("MOVE", 0.0), braking, (approaching,)) == pytest.approx(-miss_cost("red_light"))
-    assert objective(("STOP", 0.0), braking, (approaching,)) > 0.5  # stopping early: seconds
-    assert objective((3.0, 0.0), braking, (approaching,)) > 0.9  # braking with it
-    # the expert cruising on slowly (no braking) is no miss: imitation grades it
-    slow_cruise = {**approaching, "ego_forward_speed": 3.5}
-    assert objective(("MOVE", 0.0), braking, (slow_cruise,)) > 0.5
-    assert DrivingObjective(braking_misses=False)(("MOVE", 0.0), braking, (approaching,)) > 0.5

@@ -38,15 +38,8 @@ selection drove): on the demo's 7, -0.85 without and +0.89 with; on the
 leaderboard set's 9 (Town01 training data, Town03 validation), -0.80 either way:
 the script that drives Town03 best stops for every red light ahead, far earlier
 than the expert, and that standing is what this objective punished. Hence
-``early_stop_range_m`` and ``early_stop_score``: such an early stop scores
-like stopping where the expert slows. And the expert brakes before it stops:
-a script that stops only within 1.5 m of a red line matches every record of
-the expert waiting there and runs the light on the road, so keeping the speed
-where the expert brakes clearly for a costly reason is a miss too
-(``braking_misses``). On the leaderboard set of a later run (17 scripts) these
-two moved the Spearman from -0.58 to -0.41: the rollouts there come from the
-deployed script only, whose own infractions the infraction term sees, while
-its siblings' (a script that runs Town03's lights) it never sees.
+``early_stop_range_m``: such an early stop is graded by imitation (not yet
+measured on that set).
 
 Scores are in ``[-repeat_penalty, 1]``; 1.0 is perfect.
 """
@@ -211,13 +204,6 @@ class DrivingObjective:
     # ... unless a red light or an uncompleted stop sign lies within this distance ahead: stopping
     # early for it costs seconds on the road, not the route, so it is graded by imitation only
     early_stop_range_m: float = 50.0
-    # ... and is scored as stopping where the expert slows (LEVEL_SCORE of STOP against SLOW); None:
-    # graded like any standing where the expert moves (0 for the speed)
-    early_stop_score: float | None = LEVEL_SCORE[("STOP", "SLOW")]
-    # with scene_costs: keeping the speed where the expert brakes clearly (by more than same_speed_mps)
-    # for a costly reason is a miss too, not only moving on where it stops: the expert brakes before
-    # it stops, and a script that stops only where the expert already stands runs the light
-    braking_misses: bool = True
 
     def __post_init__(self) -> None:
         for name in ("speed_weight", "steering_weight", "steering_weight_stopped", "horizon_s",
@@ -300,34 +286,14 @@ class DrivingObjective:
                 if self.same_action(level, action.target_speed_mps, action.steering_deg,
                                     label.speed_level, label.target_speed_mps, label.steering_deg, aspects):
                     return 1.0
-        if self.scene_costs and level == "MOVE" and (label.speed_level != "MOVE"
-                                                     or self.keeps_going_where_expert_brakes(action, label, args)):
+        if self.scene_costs and label.speed_level != "MOVE" and level == "MOVE":
             cost = miss_cost(label.reason)
             if cost > 0.0:
                 return -self.repeat_penalty * cost
-        if self.scene_costs and label.speed_level == "MOVE" and level == "STOP":
-            if not self.stop_ahead(args):
-                if self.standstill_cost > 0.0:
-                    return -self.repeat_penalty * self.standstill_cost
-            elif self.early_stop_score is not None:  # stopping early for a light or sign: seconds lost
-                steering_weight = self.steering_weight
-                return ((self.speed_weight * self.early_stop_score
-                         + steering_weight * self.steering_score(action, label))
-                        / (self.speed_weight + steering_weight))
+        if (self.scene_costs and label.speed_level == "MOVE" and level == "STOP" and self.standstill_cost > 0.0
+                and not self.stop_ahead(args)):
+            return -self.repeat_penalty * self.standstill_cost
         return self.imitation_score(output, action, label)
-
-    def keeps_going_where_expert_brakes(self, action: PolicyAction, label: DrivingLabel,
-                                        args: Sequence[Any]) -> bool:
-        """Whether the expert brakes clearly below the ego's speed (scene ``args[0]``) and the action does not."""
-        if not self.braking_misses:
-            return False
-        scene = args[0] if args and isinstance(args[0], Mapping) else None
-        speed = scene.get("ego_forward_speed") if scene is not None else None
-        if speed is None:
-            return False
-        speed = float(speed)
-        return (label.target_speed_mps < speed - self.same_speed_mps
-                and action.target_speed_mps >= speed - self.same_speed_mps / 3.0)
 
     def stop_ahead(self, args: Sequence[Any]) -> bool:
         """Whether the scene (``args[0]``) has a red light or a stop sign within ``early_stop_range_m`` ahead."""
