@@ -16,6 +16,17 @@ from sumo_world.towns import TownStore
 from tests.test_world_run_traffic import _box, _run_in_child
 
 
+def _movement(network, direction: str):
+    """(incoming edge, its lane, the exit lane) of the first car movement through a junction in
+    ``direction`` (SUMO's "s" straight, "r" right) from a road over 60 m long into one over 30 m."""
+    for edge in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID()):
+        for lane in edge.getLanes() if edge.getLength() > 60.0 else ():
+            for connection in lane.getOutgoing() if lane.allows("passenger") else ():
+                if connection.getDirection() == direction and connection.getToLane().getEdge().getLength() > 30.0:
+                    return edge, lane, connection.getToLane()
+    raise AssertionError(f"the generated town has no movement {direction!r} through a junction")
+
+
 def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
     """A stopped ego across a junction, 4 m past a stop line; a car comes straight through at 13 m/s."""
     from sumo_world.ego import EgoState
@@ -25,14 +36,8 @@ def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
 
     town = TownStore(towns_dir).get("junction")
     network = RoadNetwork.load(town.net_path)
-    movement = None
-    for edge in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID()):
-        for lane in edge.getLanes() if edge.getLength() > 60.0 else ():
-            for connection in lane.getOutgoing() if lane.allows("passenger") else ():
-                if connection.getDirection() == "s" and connection.getToLane().getEdge().getLength() > 30.0:
-                    movement = movement or (edge, lane, connection.getToLane().getEdge())
-    assert movement is not None, "the generated town has no straight movement through a junction"
-    incoming, lane, outgoing = movement
+    incoming, lane, exit_lane = _movement(network, "s")
+    outgoing = exit_lane.getEdge()
     world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
     world.start()
     try:
@@ -96,14 +101,7 @@ def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
 
     town = TownStore(towns_dir).get("junction")
     network = RoadNetwork.load(town.net_path)
-    turn = None
-    for edge in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID()):
-        for lane in edge.getLanes() if edge.getLength() > 60.0 else ():
-            for connection in lane.getOutgoing() if lane.allows("passenger") else ():
-                if connection.getDirection() == "r" and connection.getToLane().getEdge().getLength() > 30.0:
-                    turn = turn or (edge, lane, connection.getToLane())
-    assert turn is not None, "the generated town has no right turn"
-    incoming, lane, exit_lane = turn
+    incoming, lane, exit_lane = _movement(network, "r")
     world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
     world.start()
     try:
