@@ -69,7 +69,8 @@ def main() -> None:
             ticks.append(time.perf_counter())
             cpu.append(time.process_time())
             if info.frame % 100 == 0:
-                counts.append((_background_vehicles(info.provider.world), info.provider.world.sumo.person.getIDCount()))
+                world = info.provider.world
+                counts.append((_background_vehicles(world), world.sumo.person.getIDCount()))
 
         start = time.perf_counter()
         outcome = run_route(route, town, args.agent, seed=args.seed, traffic=traffic, network=network,

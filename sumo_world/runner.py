@@ -274,7 +274,8 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
               "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
               "infraction_events": infraction_events(criteria.infractions),
               **({"scenarios": manager.records(criteria.infractions, duration_game)} if manager is not None else {}),
-              "world_warnings": list(world.warnings), "jam_releases": len(jams.released), "waits_for_ego_ended": yielding.waits_ended,
+              "world_warnings": list(world.warnings), "jam_releases": len(jams.released),
+              "waits_for_ego_ended": yielding.waits_ended,
               _SENSORS_KEY: list(sensors.types)},
     )
     if pictures_dir is not None:

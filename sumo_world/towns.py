@@ -42,6 +42,8 @@ _META_FILE = "town.json"
 _ALLWAY_STOP_SHARE = 0.25
 # netconvert options that add sidewalks to roads that allow pedestrians, and crossings at junctions.
 _GUESS_SIDEWALKS = ("--sidewalks.guess", "--crossings.guess")
+# ... and the crossings alone, for a pass over a net that has its sidewalks (joined junctions lose theirs).
+_GUESS_CROSSINGS = ("--crossings.guess",)
 
 
 class TownError(RuntimeError):
@@ -327,7 +329,7 @@ class TownStore:
             _run(command, f"netconvert of {xodr}")
             meta = {"source": "opendrive", "source_file": str(xodr.resolve()),
                     "sidewalks": "guessed" if sidewalks else "none"}
-            out = self._join_nested(out, meta, _GUESS_SIDEWALKS if sidewalks else ())
+            out = self._join_nested(out, meta, _GUESS_CROSSINGS if sidewalks else ())
             out, signs_file = self._add_stop_signs(out, Path(tmp), meta, stop_signs, xodr)
             meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, out, meta, overwrite, signs_file)
@@ -355,7 +357,7 @@ class TownStore:
                 raise TownError(f"{net_xml}: not a readable SUMO net: {exc}") from exc
             meta: dict[str, Any] = {"source": "net", "source_file": str(net_xml.resolve()),
                                     "sidewalks": "net" if had_sidewalks else "none"}
-            copy = self._join_nested(copy, meta, ("--crossings.guess",) if had_sidewalks else ())
+            copy = self._join_nested(copy, meta, _GUESS_CROSSINGS if had_sidewalks else ())
             if sidewalks and not had_sidewalks:
                 guessed = Path(tmp) / "guessed.net.xml"
                 command = [str(sumo_binary("netconvert")), "--sumo-net-file", str(copy),

@@ -79,8 +79,6 @@ class TrafficYield:
         self.ego_params = ego_params or getattr(world, "ego_params", None) or EgoParams()
         self._slowed: set[str] = set()
         self._routes: dict[str, tuple[str, ...]] = {}  # background routes never change
-        self._lane_links: dict[str, list[tuple[str, str]]] = {}  # lane -> [(next lane, via lane)]
-        self._lane_lengths: dict[str, float] = {}
         self._ignoring: set[str] = set()  # vehicles told to ignore the ego behind them
         self._next_wait_check = 0.0
         self.interventions = 0  # vehicles slowed for the ego (counted once per approach)
@@ -179,9 +177,9 @@ class TrafficYield:
         lengths = actors.half_length_m[index]
         in_reach = (ahead > -(lengths + ego_r + MARGIN_M)) & (ahead < lengths + reach_all[index] + ego_r)
         keep = in_reach & (side < actors.half_width_m[index] + ego_r + MARGIN_M)
-        out = self._path_blocked(ego, actors, index[in_reach & ~keep], reach_all)
+        beside = index[in_reach & ~keep]  # out of its straight box's width: only its lane path can reach the ego
         if not keep.any():
-            return out
+            return self._path_blocked(ego, actors, beside, reach_all)
         index, forward = index[keep], forward[keep]
         speed = speed_all[index]
         reach = reach_all[index]
@@ -199,16 +197,12 @@ class TrafficYield:
                                                  actors.half_width_m[index] + MARGIN_M)) & slowed
             hit |= close
         corners = box_corners(ego.xy, ego.forward, p.half_length_m, p.half_width_m)
-        missed = []
-        for j in range(len(index)):
-            if not hit[j]:
-                missed.append(index[j])
-                continue
+        out = self._path_blocked(ego, actors, np.concatenate([beside, index[~hit]]), reach_all)
+        for j in np.nonzero(hit)[0]:
             gap = float(np.min((corners - fronts[j]) @ forward[j]))
             if gap < -half_length[j] and not close[j]:
                 continue  # the ego is behind it: nothing to stop for
             out[actors.sumo_ids[index[j]]] = min(float(speed[j]), _stopping_speed(gap))
-        out.update(self._path_blocked(ego, actors, np.array(missed, dtype=int), reach_all))
         return out
 
     def _path_blocked(self, ego: EgoState, actors: Any, index: np.ndarray, reach: np.ndarray) -> dict[str, float]:
@@ -245,7 +239,8 @@ class TrafficYield:
         try:
             lane = sumo.vehicle.getLaneID(sumo_id)
             position = sumo.vehicle.getLanePosition(sumo_id)
-            if not lane or (not lane.startswith(":") and self._lane_length(lane) - position > ahead_m):
+            network = self.world.network
+            if not lane or (not lane.startswith(":") and network.lane(lane).getLength() - position > ahead_m):
                 return None  # on a plain lane to the end of its reach: the straight box covers it
             route = self._routes.get(sumo_id)
             if route is None:
@@ -253,11 +248,10 @@ class TrafficYield:
             edge_index = sumo.vehicle.getRouteIndex(sumo_id)
         except sumo.TraCIException:  # it left the simulation this tick
             return None
-        network = self.world.network
         target = edge_index + 1  # the next edge of its route (on an internal lane: the edge it heads for)
         pieces, budget = [], ahead_m
         for _ in range(4):  # its lane, a junction's internal lanes (split in two at most), the next lane
-            length = self._lane_length(lane)
+            length = network.lane(lane).getLength()
             pieces.append(_cut(network.lane_shape(lane), position, budget, length))
             budget -= length - position
             if budget <= 0.0 or target >= len(route):
@@ -272,18 +266,7 @@ class TrafficYield:
 
     def _next_lane(self, lane: str, next_edge: str) -> str:
         """The lane (internal lane first) that leads from ``lane`` towards ``next_edge`` ("" if none)."""
-        links = self._lane_links.get(lane)
-        if links is None:
-            links = self._lane_links[lane] = [(str(link[0]), str(link[4])) for link in
-                                              self.world.sumo.lane.getLinks(lane)]
-        for to_lane, via in links:
-            if to_lane.rsplit("_", 1)[0] == next_edge:
-                return via or to_lane
+        for connection in self.world.network.lane(lane).getOutgoing():
+            if connection.getToLane().getEdge().getID() == next_edge:
+                return connection.getViaLaneID() or connection.getToLane().getID()
         return ""
-
-    def _lane_length(self, lane: str) -> float:
-        length = self._lane_lengths.get(lane)
-        if length is None:
-            length = self._lane_lengths[lane] = float(self.world.sumo.lane.getLength(lane))
-        return length
-
