@@ -10,16 +10,20 @@ between objective and validation DS is printed per variant:
   of rollouts);
 - ``scene costs``: a miss of a red light, stop sign, lead vehicle or pedestrian scores like the
   infraction (``standstill_cost=0``);
-- ``+standstill C, early``: and standing where the expert drives on scores ``-C`` even with a red
-  light or stop sign ahead (the objective of issue 12's first revision, ``early_stop_range_m=0``);
-- ``+standstill C``: the same, except that stopping early for a red light or stop sign within 50 m
-  ahead is graded by imitation (the default objective has C = 1).
+- ``+standstill C, no waits``: and standing where the expert drives on scores ``-C`` whatever the
+  scene holds;
+- ``+standstill C, lights 50 m``: the same, except that stopping for a red light or a stop sign
+  within 50 m is graded by imitation (about the first revision of issue 12);
+- ``+standstill C``: the same, except where the scene gives a reason to wait (a red light within
+  50 m, a stop sign whose zone the car is in, a car or walker close ahead in its path), whose
+  stop scores ``wait_score`` (the default objective has C = 1).
 
     python benchmarks/objective_correlation.py WORK_DIR [--route-id 0 --route-id 1 ...] [--max-records 3000]
 """
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -83,10 +87,13 @@ def main() -> None:
     ds = [scripts[i][1] for i in ids]
     variants = {"plain": DrivingObjective(scene_costs=False),
                 "scene costs": DrivingObjective(scene_costs=True, standstill_cost=0.0)}
+    never = -math.inf  # a reach no distance is within
     for cost in args.standstill_costs:
-        variants[f"+standstill {cost:g}, early"] = DrivingObjective(scene_costs=True, standstill_cost=cost,
-                                                                    early_stop_range_m=-1.0)
-        variants[f"+standstill {cost:g}"] = DrivingObjective(scene_costs=True, standstill_cost=cost)
+        variants[f"+standstill {cost:g}, no waits"] = DrivingObjective(
+            standstill_cost=cost, early_stop_range_m=never, stop_zone_m=never, wait_range_m=never)
+        variants[f"+standstill {cost:g}, lights 50 m"] = DrivingObjective(
+            standstill_cost=cost, stop_zone_m=50.0, wait_range_m=never, wait_score=0.0)
+        variants[f"+standstill {cost:g}"] = DrivingObjective(standstill_cost=cost)
     objective: dict[str, dict[str, float]] = {}
     for name, variant in variants.items():
         module = make_driving_module()
@@ -97,9 +104,10 @@ def main() -> None:
         objective[name] = trainer.evaluate(module, task, data)
     print(f"{len(ids)} scripts driven on the validation routes; {len(data)} training records "
           f"({len(records)} distinct)")
-    print(f"{'script':<18} {'val DS':>7} " + " ".join(f"{n:>16}" for n in variants))
+    width = max(len(n) for n in variants)
+    print(f"{'script':<18} {'val DS':>7} " + " ".join(f"{n:>{width}}" for n in variants))
     for i, score in zip(ids, ds):
-        print(f"{i:<18} {score:>7.1f} " + " ".join(f"{objective[n][i]:>16.4f}" for n in variants))
+        print(f"{i:<18} {score:>7.1f} " + " ".join(f"{objective[n][i]:>{width}.4f}" for n in variants))
     for name in variants:
         rho = spearman([objective[name][i] for i in ids], ds)
         print(f"Spearman(objective '{name}', validation DS) = {'n/a' if rho is None else f'{rho:.3f}'}")

@@ -177,7 +177,7 @@ def leaderboard_set(args: argparse.Namespace) -> None:
     town03_traffic = _traffic(args.town03_traffic or args.traffic)
     train_world = world("Town01", _traffic(args.traffic))
     selection = ValidationConfig(world=world("Town03", town03_traffic), routes=training_routes,
-                                 route_ids=tuple(val_ids), top_k=args.select_top_k)
+                                 route_ids=tuple(val_ids), top_k=args.select_top_k, min_gain=args.select_min_gain)
     optimizer = OptimizerConfig(kind="mutation", seed=args.seed)
     train_config = TrainConfig(epochs=args.epochs, max_records=args.max_records, progress=False,
                                seed=args.seed)
@@ -259,6 +259,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--select-top-k", type=int, default=None, help="scripts driven per stage (demo 2, "
                                                                        "leaderboard 3)")
+    parser.add_argument("--select-min-gain", type=float, default=5.0,
+                        help="DS points by which a candidate must beat the deployed script (leaderboard set)")
     lb = parser.add_argument_group("leaderboard set")
     lb.add_argument("--data", type=Path, default=None, help="shared data folder (default ../shared/data)")
     lb.add_argument("--train-routes", type=int, default=10, help="first N Town01 training routes")

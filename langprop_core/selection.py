@@ -9,8 +9,11 @@ rollouts on held-out routes, in parallel), and the checkpoint records which
 script to deploy:
 
 - the candidate with the best validation score (ties: the better objective),
-- unless the incumbent scores at least as well: it stays, so the deployed
-  script's validation score never falls from one stage to the next.
+- unless it fails to beat the incumbent by more than ``min_gain``: the
+  incumbent stays, so the deployed script's validation score never falls from
+  one stage to the next. A few validation episodes are noisy; a margin keeps a
+  candidate that only trades one episode's failure for another's from
+  replacing a script that generalises (compare ``min_delta`` of early stopping).
 
 Both figures of every script validated, the deployed one, and Spearman's rank
 correlation between objective and validation over the scripts validated (does
@@ -61,7 +64,8 @@ class SelectByValidation(Callback):
     """Validate the top scripts when a fit ends and record which one to deploy (see the module docstring).
 
     ``incumbent`` is the script deployed before this stage, and
-    ``incumbent_score`` its validation score (validated here when None).
+    ``incumbent_score`` its validation score (validated here when None); a
+    candidate replaces it only with a validation score above ``incumbent_score + min_gain``.
     ``plot_path``: where to draw objective against validation score.
     ``validation_name`` names the validation score in records and plots;
     ``context`` is recorded with the selection (e.g. what the validation ran on).
@@ -71,9 +75,13 @@ class SelectByValidation(Callback):
 
     def __init__(self, validate: Validator, top_k: int = 3, incumbent: Policy | None = None,
                  incumbent_score: float | None = None, plot_path: Path | str | None = None,
-                 validation_name: str = "validation score", context: Mapping[str, Any] | None = None) -> None:
+                 validation_name: str = "validation score", context: Mapping[str, Any] | None = None,
+                 min_gain: float = 0.0) -> None:
         if top_k < 1:
             raise ValueError(f"SelectByValidation: top_k must be >= 1, not {top_k}")
+        if min_gain < 0:
+            raise ValueError(f"SelectByValidation: min_gain must be >= 0, not {min_gain}")
+        self.min_gain = float(min_gain)
         self.validate = validate
         self.top_k = top_k
         self.incumbent = incumbent
@@ -112,7 +120,7 @@ class SelectByValidation(Callback):
             self.scores.update({p.id: float(scores[p.id]) for p in pending})
         best = max(enumerate(candidates), key=lambda rc: (self.scores[rc[1].id], -rc[0]))[1]
         deployed, kept = best, False
-        if self.incumbent is not None and self.scores[self.incumbent.id] >= self.scores[best.id]:
+        if self.incumbent is not None and self.scores[best.id] <= self.scores[self.incumbent.id] + self.min_gain:
             deployed, kept = self.incumbent, True
             if all(p.id != deployed.id for p in module.population):
                 # The incumbent left the population (or never was in it): it comes back, so the
@@ -147,7 +155,8 @@ class SelectByValidation(Callback):
                 "deployed_objective": current.priority if current is not None else None,
                 "kept_incumbent": kept, "incumbent_id": incumbent.id if incumbent else None,
                 "incumbent_validation": self.scores.get(incumbent.id) if incumbent else None,
-                "validation_name": self.validation_name, "top_k": self.top_k, "candidates": rows,
+                "validation_name": self.validation_name, "top_k": self.top_k, "min_gain": self.min_gain,
+                "candidates": rows,
                 "spearman": rho, "n_paired": len(paired), **self.context}
 
     def _plot(self, module_name: str) -> None:

@@ -93,6 +93,23 @@ def test_the_incumbent_stays_unless_beaten_and_comes_back_into_the_checkpoint(tm
     assert load_checkpoint(tmp_path / "tie" / "run").best.id == champion.id
 
 
+def test_a_candidate_must_beat_the_incumbent_by_the_margin(tmp_path):
+    champion = Policy.from_source("def f(x):\n    return x\n", "f")
+    outcomes = {}
+    for name, margin in (("narrow", 10.0), ("wide", 5.0)):
+        # the best candidate (NEAR) drives 80: less than 10 above the champion's 72 is no gain, 8 > 5 is
+        callback = SelectByValidation(CountingValidator(EPISODE_SCORE), top_k=3, incumbent=champion,
+                                      incumbent_score=72.0, min_gain=margin)
+        (tmp_path / name).mkdir()
+        _fit(tmp_path / name, callback)
+        ck = load_checkpoint(tmp_path / name / "run")
+        outcomes[name] = (ck.best.source, ck.extra["selection"]["kept_incumbent"], ck.extra["selection"]["min_gain"])
+    assert outcomes["narrow"] == (champion.source, True, 10.0)
+    assert outcomes["wide"] == (NEAR, False, 5.0)
+    with pytest.raises(ValueError, match="min_gain"):
+        SelectByValidation(CountingValidator(EPISODE_SCORE), min_gain=-1.0)
+
+
 def test_a_resumed_run_does_not_validate_a_script_twice(tmp_path):
     first = CountingValidator(EPISODE_SCORE)
     _fit(tmp_path, SelectByValidation(first, top_k=3))

@@ -182,10 +182,32 @@ def test_logic_edits_negate_drop_and_swap():
         out.setdefault(edit.kind, []).append((edit.text, edit.choices))
     assert ("red < 1.0", ("not (red < 1.0)",)) in out["negate"]
     assert ("red is not None and red < 1.0", ("(red < 1.0)", "(red is not None)")) in out["drop"]
-    # A distance tested against None and compared with numbers swaps for another such distance,
+    # A distance tested against None and compared with numbers swaps for another such distance
+    # bound before it (``stop`` for ``red``; not ``red`` for ``stop``, assigned a line later),
     # never for the loop's actor offset ``a`` (compared with numbers only).
-    assert ("red", ("stop",)) in out["swap"] and ("stop", ("red",)) in out["swap"]
+    assert ("stop", ("red",)) in out["swap"]
+    assert all(text != "red" for text, _ in out["swap"])
     assert all(text != "a" and "a" not in choices for text, choices in out["swap"])
+
+
+def test_swap_never_brings_in_a_name_bound_further_down():
+    source = (
+        "def f(scene):\n"
+        "    stop = scene['s']\n"
+        "    if stop < 1.0:\n"
+        "        return 1\n"
+        "    for a in scene['xs']:\n"
+        "        if a < 2.0:\n"
+        "            return 2\n"
+        "    return 0\n"
+    )
+    swaps = {e.text: e.choices for e in find_edits(source, kinds=("swap",))}
+    assert swaps == {"a": ("stop",)}  # stop may stand in for the loop's a, a never for stop
+    for seed in range(20):
+        child, _notes = mutate_source(source, random.Random(seed), max_edits=1, kinds=("swap",))
+        namespace: dict = {}
+        exec(compile(child, "<child>", "exec"), namespace)
+        namespace["f"]({"s": 5.0, "xs": [3.0]})  # runs: no UnboundLocalError
 
 
 def test_crossover_exchanges_a_branch_or_a_function_with_its_helpers():

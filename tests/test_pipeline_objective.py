@@ -309,17 +309,28 @@ def test_standing_where_the_expert_drives_on_scores_like_a_route_ending_infracti
     assert objective(("SLOW", 0.0), move) > 0.0  # creeping is not standing
 
 
-def test_stopping_early_for_a_red_light_or_stop_sign_ahead_costs_only_imitation():
+def test_waiting_for_what_goes_away_is_not_a_route_ending_standstill():
     objective = DrivingObjective()
     move = DrivingLabel(6.0, 0.0, "MOVE", "free_road")
-    red_ahead = {"distance_to_red_light": 35.0, "distance_to_stop_sign": None}
-    stop_ahead = {"distance_to_red_light": None, "distance_to_stop_sign": 12.0}
-    far_red = {"distance_to_red_light": 80.0, "distance_to_stop_sign": None}
-    # a stop the road would soon ask for anyway costs seconds, not the route: graded by imitation
-    assert objective(("STOP", 0.0), move, (red_ahead,)) == pytest.approx(0.4)
-    assert objective(("STOP", 0.0), move, (stop_ahead,)) == pytest.approx(0.4)
-    # with nothing to stop for near enough, standing still is the route-ending miss it was
-    assert objective(("STOP", 0.0), move, (far_red,)) == pytest.approx(-1.0)
-    assert DrivingObjective(early_stop_range_m=90.0)(("STOP", 0.0), move, (far_red,)) == pytest.approx(0.4)
-    # driving on is scored the same whatever lies ahead
-    assert objective(("MOVE", 6.0), move, (red_ahead,)) == objective(("MOVE", 6.0), move, (far_red,))
+    wait = objective.waiting_score(("STOP", 0.0), PolicyAction(0.0, 0.0, full_brake=True), move)
+    assert 0.9 <= wait < 1.0  # the speed scores wait_score, the steering weighs as when stopped
+
+    def scene(red=None, stop=None, vehicles=None, speed=0.0):
+        out = make_scene(speed, red_m=red, vehicles=vehicles)
+        out["distance_to_stop_sign"] = stop
+        return out
+
+    # a red light ahead within 50 m turns green; a stop sign whose zone the car is in is completed
+    # by standing there; a car or walker close ahead in the ego's path drives or walks on
+    for reason in (scene(red=35.0), scene(stop=6.0), scene(vehicles={"7": vehicle(9.0, 0.5)}),
+                   scene(vehicles={"7": vehicle(20.0, 0.0)}, speed=5.0)):  # 12 m + 2 s at 5 m/s reach 22 m
+        assert objective(("STOP", 0.0), move, (reason,)) == pytest.approx(wait)
+    # standing with nothing to wait for ends routes: a light too far, a stop sign short of its zone
+    # (standing there never completes it), a car behind, beside or too far ahead, an empty road
+    for nothing in (scene(red=80.0), scene(stop=20.0), scene(vehicles={"7": vehicle(-8.0, 0.0)}),
+                    scene(vehicles={"7": vehicle(6.0, 3.5)}), scene(vehicles={"7": vehicle(20.0, 0.0)}), scene()):
+        assert objective(("STOP", 0.0), move, (nothing,)) == pytest.approx(-1.0)
+    assert DrivingObjective(early_stop_range_m=90.0)(("STOP", 0.0), move, (scene(red=80.0),)) == pytest.approx(wait)
+    # driving on is scored the same whatever lies ahead; a miss of what the expert stops for is not excused
+    assert objective(("MOVE", 6.0), move, (scene(red=35.0),)) == objective(("MOVE", 6.0), move, (scene(),))
+    assert objective(("MOVE", 0.0), label("STOP", reason="red_light"), (scene(red=5.0),)) == pytest.approx(-0.6)

@@ -15,7 +15,8 @@ Every rewrite is found through Python's :mod:`ast` and applied to the source
 - ``drop``: one operand of an ``and``/``or`` is removed;
 - ``swap``: a name compared in a condition becomes another name of the same
   kind from the same function: one compared in the same roles (with numbers,
-  against ``None``), such as one optional distance for another;
+  against ``None``), such as one optional distance for another, and already
+  bound where the comparison stands (never a name assigned further down);
 - ``cross``: from another parent, a top-level function of the same name (a
   helper, with the helpers it calls that this script lacks) or the k-th
   ``if`` statement of the same function (a branch) replaces this script's.
@@ -193,6 +194,18 @@ def _compared_names(func: ast.AST) -> dict[str, frozenset[str]]:
     return {name: frozenset(r) for name, r in roles.items() if r}
 
 
+def _first_bound(func: ast.AST) -> dict[str, int]:
+    """The line where each name of ``func`` is first bound (its parameters: the ``def`` line)."""
+    lines: dict[str, int] = {}
+    if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        for arg in (*func.args.posonlyargs, *func.args.args, *func.args.kwonlyargs):
+            lines[arg.arg] = func.lineno
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            lines[node.id] = min(lines.get(node.id, node.lineno), node.lineno)
+    return lines
+
+
 def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
     return {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
@@ -287,13 +300,17 @@ def find_edits(source: str, others: Sequence[str] = (), kinds: Sequence[str] = E
     if "swap" in kinds:
         for func in _functions(tree).values():
             roles = _compared_names(func)
+            bound = _first_bound(func)
             for node in ast.walk(func):
                 if not isinstance(node, ast.Compare) or id(node) in skip:
                     continue
                 for operand in (node.left, *node.comparators):
                     if not isinstance(operand, ast.Name) or operand.id not in roles:
                         continue
-                    alike = sorted(n for n, r in roles.items() if r == roles[operand.id] and n != operand.id)
+                    # only names already bound where the comparison stands: a later one (a loop's
+                    # variable swapped into a test before the loop) would raise UnboundLocalError
+                    alike = sorted(n for n, r in roles.items() if r == roles[operand.id] and n != operand.id
+                                   and bound.get(n, node.lineno) < node.lineno)
                     if alike:
                         start, end = pos.span(operand)
                         edits.append(Edit("swap", start, end, operand.lineno, operand.id, tuple(alike)))

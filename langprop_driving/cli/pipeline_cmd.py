@@ -13,6 +13,7 @@ from langprop_driving.cli.options import (apply, backend_options, ray_options_of
                                           towns_dir_option, traffic_option, workers_option)
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
 from langprop_driving.pipeline.demo import DemoConfig
+from langprop_driving.pipeline.validation import ValidationConfig
 
 __all__ = ["collect_cmd", "train_cmd", "dagger_cmd", "demo_cmd", "import_rollout_cmd"]
 
@@ -213,20 +214,21 @@ def _echo_llm_usage(outcome: Any) -> None:
               help="Share of the expert's offline records beside the rollouts (default: as aggregated).")
 @click.option("--select-route-id", "select_route_ids", multiple=True,
               help="Select by driving: after each iteration the top scripts drive these routes of --routes and "
-                   "the best driver is deployed (the incumbent stays unless beaten).")
+                   "the best driver is deployed (the incumbent stays unless beaten by --select-min-gain).")
 @click.option("--select-top-k", type=int, default=3, show_default=True, help="Scripts driven per selection.")
+@click.option("--select-min-gain", type=click.FloatRange(min=0.0), default=ValidationConfig.min_gain,
+              show_default=True, help="DS points by which a candidate must beat the deployed script.")
 @_train_options
 def dagger_cmd(**kw: Any) -> None:
     """DAgger: drive the current script, relabel with the expert, aggregate, train; N times."""
     from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.dagger import dagger
 
-    from langprop_driving.pipeline.validation import ValidationConfig
-
     work = WorkDir(kw["work_dir"])
     world = _world(kw)
     selection = (ValidationConfig(world=world, routes=kw["routes"], route_ids=tuple(kw["select_route_ids"]),
-                                  top_k=kw["select_top_k"]) if kw["select_route_ids"] else None)
+                                  top_k=kw["select_top_k"], min_gain=kw["select_min_gain"])
+                 if kw["select_route_ids"] else None)
     outcome = dagger(work, world, kw["routes"], _route_ids(kw["routes"], kw["route_ids"]),
                      list(kw["val_route_ids"]) or None, _optimizer_config(kw), _train_config(kw),
                      DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"],

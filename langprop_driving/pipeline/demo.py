@@ -64,7 +64,8 @@ class DemoConfig:
     # DAgger's share of expert offline records beside the rollouts (None: as aggregated)
     expert_share: float | None = None
     # select by driving: after each training stage this many top scripts drive the held-out routes
-    # and the best driver is deployed, the incumbent kept unless beaten (0: deploy the objective's best)
+    # and the best driver is deployed, the incumbent kept unless beaten by ValidationConfig.min_gain
+    # DS points (0: deploy the objective's best)
     select_top_k: int = 2
     seed_script: Path | None = None
     train: TrainConfig = field(default_factory=_demo_train_config)

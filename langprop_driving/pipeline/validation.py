@@ -38,12 +38,16 @@ VALIDATION_NAME = "validation DS"
 @dataclass(frozen=True)
 class ValidationConfig:
     """Where and how candidates are driven: the world (its town may differ from training), the route file
-    and route ids, how many top scripts by objective (``top_k``), and whether the script runs sandboxed."""
+    and route ids, how many top scripts by objective (``top_k``), by how many DS points a candidate must
+    beat the incumbent (``min_gain``), and whether the script runs sandboxed."""
 
     world: WorldConfig
     routes: Path
     route_ids: tuple[str, ...]
     top_k: int = 3
+    # On three routes a vehicle collision on one of them moves the mean by 13 DS points; a smaller
+    # gain is as likely one route's luck (a collision traded for another elsewhere) as better driving.
+    min_gain: float = 5.0
     sandbox: bool = True
 
     def __post_init__(self) -> None:
@@ -51,6 +55,8 @@ class ValidationConfig:
             raise ValueError(f"validation top_k must be >= 1, got {self.top_k}")
         if not self.route_ids:
             raise ValueError("validation needs at least one route id")
+        if self.min_gain < 0:
+            raise ValueError(f"validation min_gain must be >= 0, got {self.min_gain}")
 
 
 class RoadValidator:
@@ -118,7 +124,8 @@ def road_selection(work: WorkDir, stage: str, config: ValidationConfig, incumben
     return SelectByValidation(RoadValidator(work, stage, config, progress), top_k=config.top_k,
                               incumbent=incumbent, incumbent_score=score,
                               plot_path=work.train(stage) / "objective_vs_validation.png",
-                              validation_name=VALIDATION_NAME, context={"validation_key": validation_key(config)})
+                              validation_name=VALIDATION_NAME, context={"validation_key": validation_key(config)},
+                              min_gain=config.min_gain)
 
 
 def _incumbent(path: str | Path | None, config: ValidationConfig) -> tuple[Policy | None, float | None]:
