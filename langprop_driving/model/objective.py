@@ -210,9 +210,10 @@ class DrivingObjective:
     standstill_cost: float = 1.0
     # ... unless the scene gives a reason to wait (:meth:`reason_to_wait`): a red light ahead within
     # ``early_stop_range_m`` (further away, stopping for every light makes a car time out on long
-    # routes), an uncompleted stop sign within ``stop_zone_m``, or a vehicle or walker in the ego's path within ``wait_range_m`` plus
-    # ``wait_time_gap_s`` of its speed. Waiting for it costs seconds on the road, not the route, so
-    # the speed scores ``wait_score`` (the steering weighs as when the expert stops).
+    # routes), an uncompleted stop sign within ``stop_zone_m``, or a vehicle or walker in the ego's
+    # path within ``wait_range_m`` plus ``wait_time_gap_s`` of its speed. Waiting for it costs
+    # seconds on the road, not the route, so the speed scores ``wait_score`` (the steering weighs as
+    # when the expert stops).
     early_stop_range_m: float = 50.0
     # a stop sign is completed by stopping in its zone (the 8 m before its line, measured from the
     # ego's front: sumo_world.criteria), and only there: standing further back waits for nothing
