@@ -91,6 +91,7 @@ def test_demo_resumes_after_a_kill_and_reports(tmp_path: Path):
     assert all(len(t.candidates) >= 2 for t in result.trainings)
     report = (work_dir / "report" / "summary.md").read_text()
     assert "Select by driving" in report and "| offline |" in report and "| dagger-1 |" in report
+    assert all(t.min_gain == 5.0 for t in result.trainings) and "more than 5 DS points better" in report
     assert "beta 0.00" in report
     assert "validation DS" in text
 

@@ -350,8 +350,10 @@ def selection_table(stages: Sequence[TrainOutcome]) -> list[str]:
     rows = [t for t in stages if t.validation_ds is not None]
     if not rows:
         return []
+    gains = {t.min_gain for t in rows if t.min_gain}
+    margin = f"; a candidate replaces it only when more than {max(gains):g} DS points better" if gains else ""
     lines = ["Select by driving (validation DS on the held-out routes; the deployed script never drives "
-             "them worse than the one before it):", "",
+             f"them worse than the one before it{margin}):", "",
              "| stage | deployed | objective | validation DS | incumbent stayed | Spearman (scripts driven) |",
              "|---|---|---|---|---|---|"]
     for t in rows:

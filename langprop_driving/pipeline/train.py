@@ -56,6 +56,8 @@ class TrainOutcome:
     kept_incumbent: bool | None = None
     spearman: float | None = None
     candidates: list[dict[str, Any]] | None = None
+    # the DS points by which a candidate had to beat the incumbent
+    min_gain: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainOutcome":
@@ -232,6 +234,6 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0,
         llm=usage.usage.to_dict(), rejected=dict(sorted(trainer.rejected.items())),
         validation_ds=record.get("deployed_validation"), kept_incumbent=record.get("kept_incumbent"),
-        spearman=record.get("spearman"), candidates=record.get("candidates"))
+        spearman=record.get("spearman"), candidates=record.get("candidates"), min_gain=record.get("min_gain"))
     work.mark_done(stage, asdict(outcome))
     return outcome
