@@ -259,7 +259,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--select-top-k", type=int, default=None, help="scripts driven per stage (demo 2, "
                                                                        "leaderboard 3)")
-    parser.add_argument("--select-min-gain", type=float, default=5.0,
+    from langprop_driving.pipeline.validation import ValidationConfig
+
+    parser.add_argument("--select-min-gain", type=float, default=ValidationConfig.min_gain,
                         help="DS points by which a candidate must beat the deployed script (leaderboard set)")
     lb = parser.add_argument_group("leaderboard set")
     lb.add_argument("--data", type=Path, default=None, help="shared data folder (default ../shared/data)")

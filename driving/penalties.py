@@ -42,6 +42,9 @@ ROUTE_DEVIATION_M = 30.0
 BLOCKED_SPEED_MPS = 0.1
 BLOCKED_TIME_S = 180.0
 STOP_SPEED_MPS = 0.1  # a stop sign counts as completed below this speed
+# ... with the ego's front this far before its stop line at most (or this far past it)
+STOP_ZONE_BEFORE_M = 8.0
+STOP_ZONE_AFTER_M = 2.0
 
 
 def infraction_penalty(counts: Mapping[str, int], outside_route_lanes_percent: float = 0.0) -> float:

@@ -49,7 +49,8 @@ import shapely
 from shapely.geometry import Polygon
 
 from driving.geometry import box_corners
-from driving.penalties import BLOCKED_SPEED_MPS, BLOCKED_TIME_S, ROUTE_DEVIATION_M, STOP_SPEED_MPS
+from driving.penalties import (BLOCKED_SPEED_MPS, BLOCKED_TIME_S, ROUTE_DEVIATION_M, STOP_SPEED_MPS,
+                               STOP_ZONE_AFTER_M, STOP_ZONE_BEFORE_M)
 from sumo_world.collisions import actor_polygon
 from sumo_world.ego import EgoParams, EgoState
 from sumo_world.records import Infraction
@@ -69,8 +70,6 @@ _FORGET_SPOT_M = 5.0
 _COMPLETION_PERCENT = 99.0
 _COMPLETION_DISTANCE_M = 10.0
 _RED_LIGHT_TAIL = 0.8
-_STOP_ZONE_BEFORE_M = 8.0
-_STOP_ZONE_AFTER_M = 2.0
 
 STATUS_COMPLETED = "Completed"
 STATUS_BLOCKED = "Failed - Agent got blocked"
@@ -295,10 +294,10 @@ class RouteCriteria:
         for i, control in enumerate(self.context.controls):
             if control.kind != "stop" or i in self._stops_checked:
                 continue
-            in_zone = control.distance_m - _STOP_ZONE_BEFORE_M <= front <= control.distance_m + _STOP_ZONE_AFTER_M
+            in_zone = control.distance_m - STOP_ZONE_BEFORE_M <= front <= control.distance_m + STOP_ZONE_AFTER_M
             if in_zone and ego.speed_mps < STOP_SPEED_MPS:
                 control.completed = True
-            if front > control.distance_m + _STOP_ZONE_AFTER_M:
+            if front > control.distance_m + STOP_ZONE_AFTER_M:
                 self._stops_checked.add(i)
                 if not control.completed and front - control.distance_m < 20.0:
                     self._add("stop_infraction", t, ego.x, ego.y,

@@ -6,9 +6,11 @@ from typing import Sequence
 
 from driving.clock import TICKS_PER_SECOND
 from driving.labels import MAX_TARGET_SPEED_MPS, SPEED_LEVEL_MPS
+from driving.penalties import STOP_ZONE_BEFORE_M
 from driving.scene import describe_scene_contract
 from langprop_core.module import Module
 
+from langprop_driving.model.objective import DrivingObjective
 from langprop_driving.model.seed_policy import FUNCTION_NAME
 
 __all__ = ["TEMPLATE_DIR", "driving_template_vars", "make_driving_module"]
@@ -24,6 +26,9 @@ def driving_template_vars(function_name: str = FUNCTION_NAME) -> dict:
         "speed_levels": dict(SPEED_LEVEL_MPS),
         "max_speed_mps": MAX_TARGET_SPEED_MPS,
         "ticks_per_second": TICKS_PER_SECOND,
+        "stop_zone_m": STOP_ZONE_BEFORE_M,
+        # the same zone as the scene's distance_to_stop_sign measures it (from the ego's centre)
+        "stop_sign_distance_m": DrivingObjective.stop_zone_m,
     }
 
 

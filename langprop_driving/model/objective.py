@@ -59,7 +59,7 @@ import numpy as np
 
 from driving.geometry import to_ego_frame, wrap_angle_deg
 from driving.labels import DrivingLabel, PolicyAction, parse_policy_output, speed_level_for
-from driving.penalties import PENALTY
+from driving.penalties import PENALTY, STOP_ZONE_BEFORE_M
 
 __all__ = [
     "DrivingTarget", "DrivingObjective", "LEVEL_SCORE", "BLAMED_ASPECTS", "predicted_level",
@@ -216,8 +216,9 @@ class DrivingObjective:
     # when the expert stops).
     early_stop_range_m: float = 50.0
     # a stop sign is completed by stopping in its zone (the 8 m before its line, measured from the
-    # ego's front: sumo_world.criteria), and only there: standing further back waits for nothing
-    stop_zone_m: float = 10.0
+    # ego's front; the scene's distance is from its centre, about 2 m further back), and only there:
+    # standing further back waits for nothing
+    stop_zone_m: float = STOP_ZONE_BEFORE_M + 2.0
     wait_score: float = 0.9
     wait_range_m: float = 12.0
     wait_time_gap_s: float = 2.0
@@ -251,9 +252,12 @@ class DrivingObjective:
 
     def imitation_score(self, output: Any, action: PolicyAction, label: DrivingLabel) -> float:
         steering_weight = self.steering_weight_stopped if label.speed_level == "STOP" else self.steering_weight
-        total = self.speed_weight + steering_weight
-        return (self.speed_weight * self.speed_score(output, action, label)
-                + steering_weight * self.steering_score(action, label)) / total
+        return self._blend(self.speed_score(output, action, label), steering_weight, action, label)
+
+    def _blend(self, speed: float, steering_weight: float, action: PolicyAction, label: DrivingLabel) -> float:
+        """A speed score and the graded steering, weighted ``speed_weight`` : ``steering_weight``."""
+        return ((self.speed_weight * speed + steering_weight * self.steering_score(action, label))
+                / (self.speed_weight + steering_weight))
 
     def same_action(self, level_a: str, speed_a: float, steer_a: float, level_b: str, speed_b: float,
                     steer_b: float, aspects: tuple[str, ...] = ("speed", "steering")) -> bool:
@@ -318,8 +322,7 @@ class DrivingObjective:
     def waiting_score(self, output: Any, action: PolicyAction, label: DrivingLabel) -> float:
         """A stop or a crawl where the expert drives on but the scene gives a reason to wait."""
         speed = max(self.wait_score, self.speed_score(output, action, label))
-        total = self.speed_weight + self.steering_weight_stopped
-        return (self.speed_weight * speed + self.steering_weight_stopped * self.steering_score(action, label)) / total
+        return self._blend(speed, self.steering_weight_stopped, action, label)
 
     def reason_to_wait(self, args: Sequence[Any]) -> bool:
         """Whether the scene (``args[0]``) gives a reason to wait (see the class's fields).
