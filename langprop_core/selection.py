@@ -3,7 +3,7 @@
 A training objective scores single calls; what matters may only show when a
 script runs whole episodes (for a driving policy: routes driven in closed
 loop). :class:`SelectByValidation` is a trainer callback: when a fit ends, the
-``top_k`` scripts by objective (and the incumbent, the script deployed before
+``top_k`` scripts by objective (one per objective value; and the incumbent, the script deployed before
 this stage) are run by a ``validate`` function the task supplies (for driving:
 rollouts on held-out routes, in parallel), and the checkpoint records which
 script to deploy:
@@ -105,7 +105,7 @@ class SelectByValidation(Callback):
 
     def on_fit_end(self, trainer: "Trainer", module: "Module", result: "FitResult") -> None:
         """Validate, choose, record, save the checkpoint; ``result.best_policy`` becomes the deployed script."""
-        candidates = list(module.population[:self.top_k])
+        candidates = self.candidates(module)
         if not candidates:
             return
         pending = [p for p in candidates if p.id not in self.scores]
@@ -135,6 +135,22 @@ class SelectByValidation(Callback):
         if self.plot_path is not None:
             self._plot(module.name)
         trainer.save(module)
+
+    def candidates(self, module: "Module") -> list[Policy]:
+        """The ``top_k`` best scripts by objective, one of each objective value.
+
+        Scripts with the same objective on thousands of training cases almost
+        always behave alike (mutants that differ in dead code); driving two of
+        them spends a validation slot on nothing new.
+        """
+        out: list[Policy] = []
+        for policy in module.population:
+            if policy.priority is not None and any(c.priority == policy.priority for c in out):
+                continue
+            out.append(policy)
+            if len(out) == self.top_k:
+                break
+        return out
 
     def _record(self, module: "Module", candidates: list[Policy], deployed: Policy, kept: bool) -> dict[str, Any]:
         in_population = {p.id: p for p in module.population}

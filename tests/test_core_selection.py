@@ -10,6 +10,7 @@ from langprop_core.inference import load_policy
 from langprop_core.metrics import ranks, spearman
 from langprop_core.policy import Policy
 from langprop_core.sandbox import SandboxConfig
+from langprop_core.rescoring import RescoreOnFitEnd
 from langprop_core.selection import SelectByValidation, incumbent_of
 from langprop_core.trainer import Trainer, TrainerConfig
 from tests.test_core_trainer import TASK, ScriptedOptimizer, _module, fence
@@ -117,3 +118,31 @@ def test_a_resumed_run_does_not_validate_a_script_twice(tmp_path):
     again = CountingValidator(EPISODE_SCORE)
     _, _, result = _fit(tmp_path, SelectByValidation(again, top_k=3), resume=True)
     assert again.asked == [] and result.best_policy.source == NEAR
+
+
+# Behaves as EXACT everywhere (dead code): the same objective on any data.
+CLONE = "def f(x):\n    unused = 1\n    return 2 * x\n"
+
+
+def test_rescoring_ranks_on_all_the_data_and_selection_drives_one_script_per_objective_value(tmp_path):
+    validator = CountingValidator({**EPISODE_SCORE, CLONE: 10.0})
+    rescore = RescoreOnFitEnd(TASK, range(20))
+    optimizer = ScriptedOptimizer(setup=[fence(s) for s in (ROUGH, CLONE, NEAR, EXACT)])
+    config = TrainerConfig(epochs=1, batch_size=3, n_responses=4, top_k=0, progress=False,
+                           sandbox=SandboxConfig(mode="inprocess"))
+    trainer = Trainer(optimizer, config, run_dir=tmp_path / "run",
+                      callbacks=[rescore, SelectByValidation(validator, top_k=2)])
+    module = _module(tmp_path)
+    # On x < 3 all four are exact: the batch average cannot tell them apart.
+    result = trainer.fit(module, TASK, range(3))
+    by_source = {p.source: p for p in module.population}
+    assert by_source[EXACT].priority == by_source[CLONE].priority == 1.0
+    assert by_source[NEAR].priority == pytest.approx(6 / 20) and by_source[ROUGH].priority == pytest.approx(3 / 20)
+    # Two validation slots: one of the two alike scripts, and the next best, not the clone.
+    asked = {next(p.source for p in module.population if p.id == i) for i in validator.asked}
+    assert len(validator.asked) == 2 and NEAR in asked and ROUGH not in asked and {EXACT, CLONE} & asked
+    assert result.best_policy.source == NEAR
+    ck = load_checkpoint(tmp_path / "run")
+    assert ck.best.source == NEAR
+    assert ck.extra["rescored"]["records"] == 20
+    assert ck.extra["rescored"]["scores"][by_source[NEAR].id] == pytest.approx(0.3)

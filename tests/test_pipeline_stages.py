@@ -12,7 +12,7 @@ from langprop_driving.pipeline.config import DaggerConfig, WorkDir
 from langprop_driving.pipeline.evaluate import resolve_agent
 from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
 from langprop_driving.pipeline.rollouts import InfractionEvent, infraction_events, mark_infractions
-from langprop_driving.pipeline.train import select_records
+from langprop_driving.pipeline.train import scene_kind, select_records
 from tests.test_pipeline_objective import label, make_scene
 
 
@@ -118,6 +118,29 @@ def test_select_records_thins_but_keeps_every_window_record():
     assert len(capped) == 8 and all(any(r is w for r in capped) for w in window)
     unlabelled = [SceneRecord(r.scene, None, r.meta) for r in records]
     assert select_records(unlabelled) == []
+
+
+def test_select_records_shares_the_room_between_kinds_of_scene():
+    """A rare kind (stopping behind a car, 10 of 100 ticks) keeps half the thinned data, not a tenth."""
+    records = drive(100)
+    for r in records[40:50]:
+        r.label = label("STOP", reason="lead_vehicle")
+    plain = [scene_kind(r) for r in select_records(records, stride=10)]
+    assert len(plain) == 10 and plain.count(("STOP", "lead_vehicle", False)) == 1
+    chosen = select_records(records, stride=10, balance_kinds=True)
+    kinds = [scene_kind(r) for r in chosen]
+    assert len(chosen) == 10
+    assert kinds.count(("STOP", "lead_vehicle", False)) == 5 and kinds.count(("MOVE", "free_road", False)) == 5
+    # A kind smaller than its share keeps all of it, and the others take what it leaves.
+    chosen = select_records(records, stride=4, balance_kinds=True)
+    kinds = [scene_kind(r) for r in chosen]
+    assert len(chosen) == 25 and kinds.count(("STOP", "lead_vehicle", False)) == 10
+    # A red light in view is another kind: the queue at a light teaches nothing about cars.
+    for r in records[40:45]:
+        r.scene["distance_to_red_light"] = 12.0
+    assert scene_kind(records[40]) == ("STOP", "lead_vehicle", True)
+    assert {scene_kind(r) for r in select_records(records, stride=10, balance_kinds=True)} == {
+        ("STOP", "lead_vehicle", True), ("STOP", "lead_vehicle", False), ("MOVE", "free_road", False)}
 
 
 def _square(x: int) -> int:

@@ -48,7 +48,7 @@ def _train_options(fn: Callable) -> Callable:
         click.option("--top-k", type=int, default=TrainConfig.top_k, show_default=True,
                      help="Scripts sent for rewriting."),
         click.option("--record-stride", type=int, default=TrainConfig.record_stride, show_default=True,
-                     help="Use every n-th recorded tick (records before infractions are always used)."),
+                     help="Use 1/n of the recorded ticks (records before infractions are always used)."),
         click.option("--max-records", type=int, default=TrainConfig.max_records, show_default=True),
         click.option("--infraction-weight", type=float, default=TrainConfig.infraction_weight, show_default=True,
                      help="How much more often records before an infraction are sampled."),

@@ -1,8 +1,10 @@
 """Offline training of ``predict_speed_and_steering`` from a scene dataset.
 
 Training data are the labelled records of the training routes, thinned (20 Hz
-recordings repeat themselves) but keeping every record in the seconds before an
-infraction, which are then oversampled (:func:`infraction_weighted`).
+recordings repeat themselves; optionally evenly across the kinds of scene, so
+that rare ones such as a stop behind a car are not thinned away) but keeping
+every record in the seconds before an infraction, which are then oversampled
+(:func:`infraction_weighted`).
 Validation uses the records of held-out routes. The Trainer checkpoints as it
 goes; a finished run leaves a done-marker and is not trained again.
 """
@@ -22,7 +24,7 @@ from langprop_driving.model.objective import (
 )
 from langprop_driving.pipeline.config import TrainConfig, WorkDir
 
-__all__ = ["TrainOutcome", "TrainingStopped", "select_records", "mix_records", "train_stage", "objective_for",
+__all__ = ["TrainOutcome", "TrainingStopped", "select_records", "scene_kind", "mix_records", "train_stage", "objective_for",
            "usage_callback", "OFFLINE_STAGE"]
 
 # the stage name of the expert's offline runs in the aggregate dataset (pipeline.collect)
@@ -92,32 +94,77 @@ def objective_for(config: TrainConfig) -> DrivingObjective:
                             standstill_cost=config.standstill_cost)
 
 
+def scene_kind(record: SceneRecord) -> tuple[str, str, bool]:
+    """What a record teaches: the expert's speed level and reason, and whether a red light is in view.
+
+    The red light is part of the kind because most of the expert's stops behind a
+    car are queues at a light, which a script that stops for red lights already
+    gets right; the stops behind a car with no light in view are the ones that
+    teach a car check.
+    """
+    return (record.label.speed_level, record.label.reason, record.scene.get("distance_to_red_light") is not None)
+
+
+def _quotas(sizes: dict[Any, int], room: int) -> dict[Any, int]:
+    """An equal share of ``room`` per kind; a kind with fewer records keeps them all and leaves the rest to others."""
+    quotas: dict[Any, int] = {}
+    pending = sorted(sizes, key=lambda k: (sizes[k], str(k)))
+    while pending:
+        share, extra = divmod(room, len(pending))
+        if sizes[pending[0]] > share:
+            for i, kind in enumerate(pending):  # every kind left is larger than its share
+                quotas[kind] = share + (1 if i < extra else 0)
+            break
+        kind = pending.pop(0)
+        quotas[kind] = sizes[kind]
+        room -= sizes[kind]
+    return quotas
+
+
+def _evenly_spaced(items: Sequence[Any], k: int) -> list[Any]:
+    n = len(items)
+    return list(items) if k >= n else [items[(i * n) // k] for i in range(k)]
+
+
 def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records: int | None = None,
-                   horizon_s: float = 3.0, seed: int = 0) -> list[SceneRecord]:
+                   horizon_s: float = 3.0, seed: int = 0, balance_kinds: bool = False) -> list[SceneRecord]:
     """Labelled records: every ``stride``-th per run, plus every record within ``horizon_s`` of an infraction.
 
     Records further from an infraction (a standstill's long blame window) are
     thinned like the rest. At most ``max_records`` (the seconds before
-    infractions are kept first).
+    infractions are kept first). With ``balance_kinds`` the thinned records
+    (``1 / stride`` of them) are shared equally between the kinds of scene
+    (:func:`scene_kind`), evenly spaced in time within each, a kind with fewer
+    records keeping all of them: a stop behind a car away from a light, a
+    crossing pedestrian or a yield is a few seconds of a route, and thinning
+    every kind alike leaves the objective little that rewards handling them,
+    while free road and red-light waits fill the data.
     """
     by_run: dict[str, list[SceneRecord]] = defaultdict(list)
     for record in records:
         if record.label is None:
             continue
         by_run[str(record.meta.get("run_id"))].append(record)
-    kept, window = [], []
+    kept, window, rest = [], [], []
     for run_records in by_run.values():
         for i, record in enumerate(run_records):
             if in_infraction_window(target_from_record(record), horizon_s):
                 window.append(record)
-            elif i % stride == 0:
-                kept.append(record)
-    if max_records is not None and len(window) + len(kept) > max_records:
-        rng = random.Random(seed)
-        room = max(0, max_records - len(window))
-        kept = rng.sample(kept, room) if room < len(kept) else kept
-        window = rng.sample(window, min(len(window), max_records))
-    return window + kept
+            else:
+                rest.append(record)
+                if i % stride == 0:
+                    kept.append(record)
+    rng = random.Random(seed)
+    if max_records is not None and len(window) > max_records:
+        window = rng.sample(window, max_records)
+    room = len(kept) if max_records is None else min(len(kept), max(0, max_records - len(window)))
+    if balance_kinds:
+        by_kind: dict[tuple[str, str, bool], list[SceneRecord]] = defaultdict(list)
+        for record in rest:
+            by_kind[scene_kind(record)].append(record)
+        quotas = _quotas({kind: len(group) for kind, group in by_kind.items()}, room)
+        return window + [r for kind, group in by_kind.items() for r in _evenly_spaced(group, quotas[kind])]
+    return window + (rng.sample(kept, room) if room < len(kept) else kept)
 
 
 def mix_records(records: Sequence[SceneRecord], expert_share: float | None, seed: int = 0) -> list[SceneRecord]:
@@ -171,6 +218,7 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
 
     from langprop_core.checkpoint import resolve_checkpoint_dir
     from langprop_core.llm.factory import make_optimizer
+    from langprop_core.rescoring import RescoreOnFitEnd
     from langprop_core.sandbox import SandboxConfig
     from langprop_core.trainer import Trainer, TrainerConfig
 
@@ -180,7 +228,7 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
     train_view = dataset.filter(route_ids=train_routes, labelled=True) if train_routes is not None \
         else dataset.filter(labelled=True)
     train_records = select_records(train_view, config.record_stride, config.max_records, config.horizon_s,
-                                   config.seed)
+                                   config.seed, config.balance_scene_kinds)
     train_records = mix_records(train_records, expert_share, config.seed)
     if not train_records:
         raise ValueError(f"{dataset.root}: no labelled records for training routes {list(train_routes or [])} "
@@ -207,7 +255,9 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
                                    progress=config.progress)
     run_dir = work.train(name)
     usage = usage_callback(config)
-    callbacks = [usage, *callbacks]
+    # What the stage hands on (its best script, selection's candidates) is ranked on all the training
+    # records, not by the running batch average that chose parents.
+    callbacks = [usage, *callbacks, RescoreOnFitEnd(task, train_data)]
     selector = None
     if selection is not None:
         from langprop_driving.pipeline.validation import road_selection
