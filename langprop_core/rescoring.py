@@ -14,6 +14,7 @@ takes its candidates from that ranking.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Iterable
 
 from langprop_core.callbacks import Callback
@@ -59,7 +60,7 @@ class RescoreOnFitEnd(Callback):
         scores = trainer.evaluate(module, self.task, self.data)
         for policy in module.population:
             score = scores.get(policy.id)
-            if score is not None and score == score:  # NaN: nothing scored
+            if score is not None and not math.isnan(score):  # NaN: nothing scored
                 policy.priority = float(score)
         self.scores = {p.id: float(p.priority) for p in module.population if p.priority is not None}
         module.rerank()

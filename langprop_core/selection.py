@@ -3,10 +3,10 @@
 A training objective scores single calls; what matters may only show when a
 script runs whole episodes (for a driving policy: routes driven in closed
 loop). :class:`SelectByValidation` is a trainer callback: when a fit ends, the
-``top_k`` scripts by objective (one per objective value; and the incumbent, the script deployed before
-this stage) are run by a ``validate`` function the task supplies (for driving:
-rollouts on held-out routes, in parallel), and the checkpoint records which
-script to deploy:
+``top_k`` scripts by objective (one per objective value) and the incumbent
+(the script deployed before this stage) are run by a ``validate`` function the
+task supplies (for driving: rollouts on held-out routes, in parallel), and the
+checkpoint records which script to deploy:
 
 - the candidate with the best validation score (ties: the better objective),
 - unless it fails to beat the incumbent by more than ``min_gain``: the

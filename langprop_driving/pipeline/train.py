@@ -24,8 +24,8 @@ from langprop_driving.model.objective import (
 )
 from langprop_driving.pipeline.config import TrainConfig, WorkDir
 
-__all__ = ["TrainOutcome", "TrainingStopped", "select_records", "scene_kind", "mix_records", "train_stage", "objective_for",
-           "usage_callback", "OFFLINE_STAGE"]
+__all__ = ["TrainOutcome", "TrainingStopped", "select_records", "scene_kind", "mix_records", "train_stage",
+           "objective_for", "usage_callback", "OFFLINE_STAGE"]
 
 # the stage name of the expert's offline runs in the aggregate dataset (pipeline.collect)
 OFFLINE_STAGE = "collect"
@@ -151,7 +151,8 @@ def select_records(records: Iterable[SceneRecord], stride: int = 1, max_records:
             if in_infraction_window(target_from_record(record), horizon_s):
                 window.append(record)
             else:
-                rest.append(record)
+                if balance_kinds:
+                    rest.append(record)
                 if i % stride == 0:
                     kept.append(record)
     rng = random.Random(seed)
