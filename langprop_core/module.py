@@ -7,6 +7,16 @@ scores: after a batch with mean score ``s``,
 so a script's first batch sets its priority to ``s`` and older batches count
 less and less. At most ``max_keep`` scripts survive a ranking.
 
+Batches differ in difficulty, and a new script has been scored on one batch
+only, so raw batch scores would rank newcomers by how easy their first batch
+was: after an easy batch every child (most of them behaving like their parent)
+outranks every incumbent, after a hard one every child is dropped, however good.
+:meth:`Module.fold_batch` therefore takes ``s`` relative to the batch: it
+subtracts the batch's difficulty offset, the mean of ``s - priority`` over the
+scripts ranked before it (each estimates how much this batch is above an
+average one), so a newcomer is compared with the incumbents on the same
+records, and a population of clones keeps its priority from batch to batch.
+
 Modules may call each other: ``Module(..., depends_on=[other])`` makes the
 best script of ``other`` (and of its own dependencies) loaded into the
 namespace of every script of this module, under ``other.function_name``, in
@@ -93,14 +103,30 @@ class Module:
         self.population.append(policy)
         return True
 
-    def update_priority(self, policy: Policy, batch_score: float) -> None:
-        """Fold one batch's mean score into the policy's decayed running average."""
+    def update_priority(self, policy: Policy, batch_score: float, offset: float = 0.0) -> None:
+        """Fold one batch's mean score, less the batch's difficulty ``offset``, into the policy's
+        decayed running average (``policy.scores`` keeps the raw score)."""
         old_weight = self.priority_decay * policy.priority_weight
         new_weight = old_weight + 1.0
         previous = policy.priority if policy.priority is not None else 0.0
-        policy.priority = (old_weight * previous + batch_score) / new_weight
+        policy.priority = (old_weight * previous + batch_score - offset) / new_weight
         policy.priority_weight = new_weight
         policy.scores.append(batch_score)
+
+    def fold_batch(self, batch_scores: dict[str, float]) -> float:
+        """Fold one batch's mean scores (by script id) into the priorities, relative to the batch.
+
+        Every scored script's score is taken less the batch's difficulty offset
+        (the mean ``score - priority`` of the scripts that already had a
+        priority; 0 when none had), then folded in by :meth:`update_priority`.
+        Returns the offset. Scripts missing from ``batch_scores`` are untouched.
+        """
+        ranked = [p for p in self.population if p.id in batch_scores and p.priority is not None]
+        offset = (sum(batch_scores[p.id] - p.priority for p in ranked) / len(ranked)) if ranked else 0.0
+        for policy in self.population:
+            if policy.id in batch_scores:
+                self.update_priority(policy, batch_scores[policy.id], offset)
+        return offset
 
     def rerank(self) -> list[Policy]:
         """Sort best first and keep ``max_keep``; returns the dropped policies.

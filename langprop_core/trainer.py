@@ -399,12 +399,12 @@ class Trainer:
             mean = _mean_score(cases)
             n_exc = sum(c.error is not None for c in cases)
             batch_scores[policy.id] = mean
-            module.update_priority(policy, mean)
             _, calls = scored[policy.id]
             policy.record_call_times(sum(c.duration_s for c in calls), len(calls))
             policy.n_calls += len(cases)
             policy.n_exceptions += n_exc
             exceptions += n_exc
+        difficulty = module.fold_batch(batch_scores)
         retired = self._retire_worker_killers(module, scored)
         module.rerank()
         before = Counter(self.rejected)
@@ -422,6 +422,7 @@ class Trainer:
                 "best_id": best.id, "best_priority": best.priority,
                 "best_batch_score": max(batch_scores.values()),
                 "mean_batch_score": sum(batch_scores.values()) / len(batch_scores),
+                "batch_difficulty": difficulty,
                 "population": len(module.population), "new_scripts": new,
                 "exceptions": exceptions, "calls": len(idx) * len(batch_scores),
                 "rejected": rejected_now, "retired": retired}

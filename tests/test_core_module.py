@@ -66,6 +66,28 @@ def test_priority_is_a_decayed_average_and_ranking_keeps_max_keep(tmp_path):
     assert dropped == [pols[2]]
 
 
+def test_batches_are_folded_relative_to_their_difficulty(tmp_path):
+    module = Module("m", "f", _templates(tmp_path), priority_decay=0.5)
+    good, clone, child = (Policy.from_source(f"def f(x):\n    return {i}\n", "f") for i in range(3))
+    for p in (good, clone):
+        module.admit(p)
+    assert module.fold_batch({good.id: 0.80, clone.id: 0.70}) == 0.0  # nobody ranked yet
+    # An easy batch: both incumbents score 0.15 above their priority, and the
+    # child, worse than the good script on these records, scores 0.92.
+    module.admit(child)
+    offset = module.fold_batch({good.id: 0.95, clone.id: 0.85, child.id: 0.92})
+    assert offset == pytest.approx(0.15)
+    assert good.priority == pytest.approx(0.80) and clone.priority == pytest.approx(0.70)
+    assert child.priority == pytest.approx(0.77)
+    assert good.scores == [0.80, 0.95]  # raw scores kept
+    module.rerank()
+    assert [p.id for p in module.population] == [good.id, child.id, clone.id]
+    # a hard batch does not drop the child below a worse incumbent
+    module.fold_batch({good.id: 0.60, clone.id: 0.50, child.id: 0.58})
+    module.rerank()
+    assert [p.id for p in module.population] == [good.id, child.id, clone.id]
+
+
 def test_identical_scripts_are_not_admitted_twice(tmp_path):
     module = Module("m", "f", _templates(tmp_path))
     assert module.admit(Policy.from_source("def f(x):\n    return x*2\n", "f"))
