@@ -6,6 +6,7 @@ is blocked) is the validation route.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,13 @@ import pytest
 from driving.dataset import SceneDataset
 from langprop_core.checkpoint import load_checkpoint
 from langprop_core.llm.factory import OptimizerConfig
+from langprop_core.policy import Policy
 from langprop_driving.pipeline.collect import collect
 from langprop_driving.pipeline.config import TrainConfig, WorkDir, WorldConfig
-from langprop_driving.pipeline.demo import DemoConfig, prepare_town_and_routes
+from langprop_driving.pipeline.demo import DemoConfig, prepare_town_and_routes, scenario_file_of
+from langprop_driving.pipeline.rollouts import finished_route_record
 from langprop_driving.pipeline.train import train_stage
-from langprop_driving.pipeline.validation import ValidationConfig
+from langprop_driving.pipeline.validation import RoadValidator, ValidationConfig, validation_key
 from tests.test_pipeline_e2e import SCRIPTS
 
 pytestmark = pytest.mark.slow
@@ -91,3 +94,20 @@ def test_with_an_llm_serving_a_better_script_selection_deploys_it(collected, fak
     by_id = {r["id"]: r for r in outcome.candidates}
     reckless = next(r for r in by_id.values() if r["id"] != ck.best.id)
     assert by_id[ck.best.id]["validation"] > reckless["validation"]
+
+
+def test_validation_drives_the_routes_with_the_worlds_scenarios(collected):
+    # Candidates are judged under the conditions the evaluation drives them in: a world with a
+    # scenario file runs its scenarios in validation too, and the scores are keyed apart.
+    work, world, routes = collected
+    scenarios = scenario_file_of(work, DemoConfig(work_dir=work.root))
+    with_scenarios = dataclasses.replace(world, scenarios=scenarios)
+    config = ValidationConfig(world=with_scenarios, routes=routes, route_ids=("3",), top_k=1, sandbox=False)
+    policy = Policy.from_source(EXPERT, "predict_speed_and_steering")
+    scores = RoadValidator(work, "scenarios", config, progress=False)([policy])
+    assert set(scores) == {policy.id}
+    record = finished_route_record(work.root / "validate" / "scenarios" / "results" / policy.id / "3.json")
+    assert Path(record["meta"]["scenario_file"]).resolve() == scenarios.resolve()
+    assert [s["type"] for s in record["meta"]["scenarios"]] == ["Scenario4"]
+    without = dataclasses.replace(config, world=world)
+    assert validation_key(config) != validation_key(without)

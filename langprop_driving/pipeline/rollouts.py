@@ -104,6 +104,19 @@ def run_route(town: str, routes: str, route_id: str, agent: str, agent_config: s
     return evaluate(config)
 
 
+def route_job(name: str, world: WorldConfig, routes: Path, route_id: str, agent: str, agent_config: Path,
+              results: Path, pictures_dir: Path | None = None) -> Job:
+    """The job that runs one route in ``world`` (its town, traffic, seed, time limits and scenarios), so
+    every stage that drives a route (rollouts, validation) drives it under the same conditions."""
+    return Job(name=name, fn=run_route, kwargs=dict(
+        town=world.town, routes=str(routes), route_id=route_id, agent=agent, agent_config=str(agent_config),
+        results=str(results), towns_dir=str(world.towns_dir) if world.towns_dir else None,
+        traffic=world.traffic, seed=world.seed, pictures_dir=str(pictures_dir) if pictures_dir else None,
+        timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s,
+        scenarios=str(world.scenarios) if world.scenarios else None),
+        paths=world.shared_paths(routes, Path(results).parent))
+
+
 def route_records_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The route records of a results JSON."""
     return list((results.get("_checkpoint") or {}).get("records") or [])
@@ -261,14 +274,8 @@ def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path,
         settings = {**(agent_settings or {}), "record_dir": record_dir, "route_id": route_id, "run_id": run_id,
                     "seed": world.seed}
         config_path = _agent_config_file(stage_dir / "configs" / f"{route_id}.json", settings)
-        jobs.append(Job(name=f"{stage}:{route_id}", fn=run_route, kwargs=dict(
-            town=world.town, routes=str(routes), route_id=route_id, agent=agent, agent_config=str(config_path),
-            results=str(results_path), towns_dir=str(world.towns_dir) if world.towns_dir else None,
-            traffic=world.traffic, seed=world.seed,
-            pictures_dir=str(stage_dir / "pictures") if world.pictures else None,
-            timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s,
-            scenarios=str(world.scenarios) if world.scenarios else None),
-            paths=world.shared_paths(routes, results_dir)))
+        jobs.append(route_job(f"{stage}:{route_id}", world, routes, route_id, agent, config_path, results_path,
+                              pictures_dir=stage_dir / "pictures" if world.pictures else None))
     failures: dict[str, str] = {}
     if jobs:
         outputs = run_jobs(jobs, workers=world.workers, backend=world.backend, desc=f"{stage} rollouts",

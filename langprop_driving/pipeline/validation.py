@@ -26,7 +26,7 @@ from langprop_core.policy import Policy
 from langprop_core.selection import SelectByValidation
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
-from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
+from langprop_driving.pipeline.parallel import JobFailed, run_jobs
 
 __all__ = ["ValidationConfig", "RoadValidator", "road_selection", "VALIDATION_NAME"]
 
@@ -71,7 +71,7 @@ class RoadValidator:
 
     def __call__(self, policies: Sequence[Policy]) -> dict[str, float]:
         from langprop_driving.pipeline.evaluate import team_code_agent
-        from langprop_driving.pipeline.rollouts import finished_route_record, rollout_agent_settings, run_route
+        from langprop_driving.pipeline.rollouts import finished_route_record, rollout_agent_settings, route_job
 
         world, cfg = self.config.world, self.config
         agent = str(team_code_agent("langprop_agent"))
@@ -90,15 +90,13 @@ class RoadValidator:
                 if finished_route_record(results) is not None:
                     continue
                 results.unlink(missing_ok=True)  # a killed run's partial file: drive again
-                jobs.append(Job(name=f"{policy.id}:{route_id}", fn=run_route, kwargs=dict(
-                    town=world.town, routes=str(cfg.routes), route_id=route_id, agent=agent,
-                    agent_config=str(config_path), results=str(results),
-                    towns_dir=str(world.towns_dir) if world.towns_dir else None, traffic=world.traffic,
-                    seed=world.seed, timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s)))
+                jobs.append(route_job(f"{policy.id}:{route_id}", world, Path(cfg.routes), route_id, agent,
+                                      config_path, results))
         errors: dict[str, str] = {}
         if jobs:
-            outputs = run_jobs(jobs, workers=world.workers, backend=world.backend, ray_address=world.ray_address,
-                               desc=f"validate {len(policies)} script(s)", progress=self.progress)
+            outputs = run_jobs(jobs, workers=world.workers, backend=world.backend,
+                               desc=f"validate {len(policies)} script(s)", progress=self.progress,
+                               ray_options=world.ray_options())
             errors = {job.name: out.error for job, out in zip(jobs, outputs) if isinstance(out, JobFailed)}
         scores: dict[str, dict[str, float]] = {}
         failed = []
@@ -151,4 +149,6 @@ def _incumbent(path: str | Path | None, config: ValidationConfig) -> tuple[Polic
 def validation_key(config: ValidationConfig) -> str:
     """What makes two validation scores comparable: world, route file and routes."""
     w = config.world
-    return f"{w.town}|{w.towns_dir}|{w.traffic}|{w.seed}|{Path(config.routes).resolve()}|{','.join(config.route_ids)}"
+    key = f"{w.town}|{w.towns_dir}|{w.traffic}|{w.seed}|{Path(config.routes).resolve()}|{','.join(config.route_ids)}"
+    # scores with scenarios are not comparable with scores without them; keys of runs without keep their form
+    return f"{key}|{Path(w.scenarios).resolve()}" if w.scenarios else key
