@@ -281,16 +281,17 @@ def ray_route_executor(options: RayOptions, workers: int, paths: Sequence[str] =
     return execute
 
 
-def run_jobs(jobs: Sequence[Job], workers: int = 1, backend: str = "local", ray_address: str | None = None,
-             desc: str = "jobs", progress: bool = True, ray_options: RayOptions | None = None) -> list[Any]:
+def run_jobs(jobs: Sequence[Job], workers: int = 1, backend: str = "local", desc: str = "jobs",
+             progress: bool = True, ray_options: RayOptions | None = None) -> list[Any]:
     """Run ``jobs``; results (or :class:`JobFailed`) in job order.
 
-    On Ray (``backend="ray"``), ``ray_options`` (or ``RayOptions(ray_address)``)
-    say where; a worker that cannot see a job's ``paths`` raises
-    :class:`SharedFilesystemError` for the whole call.
+    On Ray (``backend="ray"``), ``ray_options`` say where (default
+    ``RayOptions()``: ``$RAY_ADDRESS``, else a local cluster); a worker that
+    cannot see a job's ``paths`` raises :class:`SharedFilesystemError` for the
+    whole call.
     """
     if backend == "local":
         return _run_local(jobs, workers, desc, progress)
     if backend == "ray":
-        return _run_ray(jobs, workers, ray_options or RayOptions(address=ray_address), desc, progress)
+        return _run_ray(jobs, workers, ray_options or RayOptions(), desc, progress)
     raise ValueError(f"unknown backend {backend!r} (expected 'local' or 'ray')")
