@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 SETUP_TEMPLATE = "setup.txt"
 UPDATE_TEMPLATE = "update.txt"
+# ranking compares priorities to this many decimal places (far above float rounding, far below
+# any score difference that means something)
+PRIORITY_DECIMALS = 9
 
 
 class Module:
@@ -132,9 +135,12 @@ class Module:
         """Sort best first and keep ``max_keep``; returns the dropped policies.
 
         Unscored scripts rank last; ties go to the older generation, then the id,
-        so the order never depends on dict or thread order.
+        so the order never depends on dict or thread order. Priorities are
+        compared to ``PRIORITY_DECIMALS`` places: :meth:`fold_batch` gives a
+        script that scores like the incumbents the incumbents' priority, equal
+        but for rounding, and rounding error must not decide the order.
         """
-        self.population.sort(key=lambda p: (p.priority is None, -(p.priority or 0.0),
+        self.population.sort(key=lambda p: (p.priority is None, -round(p.priority or 0.0, PRIORITY_DECIMALS),
                                             p.generation, p.id))
         dropped = self.population[self.max_keep:]
         del self.population[self.max_keep:]

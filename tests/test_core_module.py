@@ -88,6 +88,22 @@ def test_batches_are_folded_relative_to_their_difficulty(tmp_path):
     assert [p.id for p in module.population] == [good.id, child.id, clone.id]
 
 
+def test_a_newcomer_that_scores_like_the_incumbent_does_not_pass_it_by_rounding(tmp_path):
+    # Folded against the incumbent alone, a newcomer with the same batch score gets the
+    # incumbent's priority; in floats it lands one ulp above it here (0.7838 against
+    # 0.7837999999999999), and the older script must keep its place.
+    module = Module("m", "f", _templates(tmp_path), priority_decay=0.5)
+    incumbent = Policy.from_source("def f(x):\n    return 0\n", "f")
+    module.admit(incumbent)
+    module.fold_batch({incumbent.id: 0.7838})
+    newcomer = Policy.from_source("def f(x):\n    return 1\n", "f", generation=1)
+    module.admit(newcomer)
+    module.fold_batch({incumbent.id: 0.3033, newcomer.id: 0.3033})
+    assert newcomer.priority > incumbent.priority  # the rounding error this guards against
+    module.rerank()
+    assert module.best() is incumbent
+
+
 def test_identical_scripts_are_not_admitted_twice(tmp_path):
     module = Module("m", "f", _templates(tmp_path))
     assert module.admit(Policy.from_source("def f(x):\n    return x*2\n", "f"))
