@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(work_dir: Path) -> DemoConfig:
+    # two epochs: after one the offline population is the seed and its clones, and selection
+    # has no second script to drive
     return DemoConfig(work_dir=work_dir, n_train_routes=1, n_val_routes=1, dagger_iterations=1, workers=2,
-                      train=TrainConfig(epochs=1, batch_size=32, max_keep=4, record_stride=10, max_records=200,
+                      train=TrainConfig(epochs=2, batch_size=32, max_keep=4, record_stride=10, max_records=200,
                                         progress=False, sandbox_mode="inprocess"))
 
 
