@@ -175,8 +175,8 @@ def _resolve(agent: str, agent_config: str | None, results: Path) -> "AgentSpec"
 
     try:
         spec = resolve_agent(agent)
-    except ValueError as exc:  # CheckpointError is one too: bad input, not bad usage (exit 1)
-        raise click.ClickException(f"--agent: {exc}") from exc
+    except ValueError as exc:  # CheckpointError is one too
+        raise click.BadParameter(str(exc), param_hint="--agent") from exc
     if agent_config is None:
         return spec
     if spec.agent_config is None:

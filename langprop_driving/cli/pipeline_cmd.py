@@ -62,7 +62,6 @@ def _train_options(fn: Callable) -> Callable:
                      help="Run scripts in contained worker processes (process), the same but refusing "
                           "to run without every protection (strict), or in this one, trusted (inprocess)."),
         llm_options,
-        progress_option,
     ]
     return apply(options, fn)
 
@@ -174,6 +173,7 @@ def collect_cmd(**kw: Any) -> None:
 @no_resume_option
 @seed_option(0)
 @_train_options
+@progress_option
 def train_cmd(**kw: Any) -> None:
     """Train predict_speed_and_steering scripts from a scene dataset; checkpoint in <work-dir>/train/<name>."""
     from driving.dataset import SceneDataset
