@@ -480,10 +480,12 @@ class ResultsFile:
         data = load_results(self.path)
         if resume and provenance is not None and data["_checkpoint"]["records"]:
             _check_provenance(self.path, data.get("provenance"), _json_safe(dict(provenance), "provenance"))
+        #: where ``resume=False`` kept the previous file (None when there was none)
+        self.backup: Path | None = None
         if not resume and self.path.exists():
-            backup = self.path.with_name(self.path.name + ".bak")
-            logger.warning("%s: starting a new run; the previous file is kept as %s", self.path, backup)
-            os.replace(self.path, backup)
+            self.backup = self.path.with_name(self.path.name + ".bak")
+            logger.info("%s: starting a new run; the previous file is kept as %s", self.path, self.backup)
+            os.replace(self.path, self.backup)
             data = empty_results()
         if provenance is not None:
             data["provenance"] = _json_safe(dict(provenance), "provenance")

@@ -661,7 +661,8 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
         line = (f"resuming {config.results}: {len(jobs) - len(todo)} of {len(jobs)} runs done, running the "
                 f"other {len(todo)}" + (f" ({retried} that could not run before)" if retried else ""))
     else:
-        line = f"new run: {len(jobs)} route runs into {config.results}"
+        line = f"new run: {len(jobs)} route runs into {config.results}" + (
+            f" (the previous file is kept as {results.backup})" if results.backup is not None else "")
     logger.info("%s", line)
     if config.announce is not None:
         config.announce(line)

@@ -134,8 +134,9 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
 def default_results_path(routes: Path, agent: str) -> Path:
     """``results/<routes name>_<agent>_embedded.json``: each agent (and checkpoint) has its own file.
 
-    The agent part is ``expert``, ``builtin-<name>``, or for a path its name and
-    a digest of its absolute path (two checkpoints called ``offline`` differ).
+    The agent part is ``expert``, ``builtin-<name>``, or for a path its name (a
+    training run's name for the checkpoint inside it) and a digest of its
+    absolute path (two checkpoints called ``offline`` differ).
     """
     import hashlib
     import re
@@ -145,7 +146,8 @@ def default_results_path(routes: Path, agent: str) -> Path:
     else:
         path = Path(agent).expanduser().resolve()
         tag = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-        slug = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', path.stem or path.name)}-{tag}"
+        name = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem or path.name
+        slug = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-{tag}"
     return Path("results") / f"{routes.name.split('.')[0]}_{slug}_embedded.json"
 
 

@@ -146,6 +146,7 @@ def collect_cmd(**kw: Any) -> None:
     world = _world(kw)
     route_ids = list(kw["route_ids"]) or None
     _preflight_world(world, kw["routes"], route_ids)
+    _announce_collect(work, kw["routes"], route_ids)
     results = collect(work, world, kw["routes"], route_ids, progress=progress_enabled(kw["no_progress"]))
     for r in results:
         score = f"{r.record['scores']['score_composed']:.1f}" if r.record else f"FAILED ({r.error})"
@@ -155,6 +156,22 @@ def collect_cmd(**kw: Any) -> None:
         raise click.ClickException(f"routes {failed} could not run (see above); the dataset {work.data} keeps "
                                    f"the others, and the same command runs only the failed ones again")
     click.echo(f"dataset: {work.data}")
+
+
+def _announce_collect(work: Any, routes: Path, route_ids: list[str] | None) -> None:
+    """The first line of ``collect``: a new dataset, or how many of the routes it already holds."""
+    from driving.dataset import SceneDataset
+
+    from langprop_driving.pipeline.train import OFFLINE_STAGE
+
+    ids = route_ids or _route_ids(routes, ())
+    runs = set(SceneDataset(work.data).runs()) if (work.data / "index.json").is_file() else set()
+    done = sum(f"{OFFLINE_STAGE}-{route_id}" in runs for route_id in ids)
+    if done:
+        click.echo(f"collect: resuming {work.data}: {done} of {len(ids)} routes done, running the other "
+                   f"{len(ids) - done}")
+    else:
+        click.echo(f"collect: new run: {len(ids)} routes into {work.data}")
 
 
 @click.command("train")

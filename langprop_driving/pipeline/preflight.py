@@ -48,6 +48,11 @@ def check_routes(routes: Path, town: str, towns_dir: Path | None,
     if not found:
         raise PreflightError(f"{routes}: no routes to run")
     store = TownStore(towns_dir)
+    if town:
+        try:
+            store.get(town)  # a town that is not stored says which are, and how to add it
+        except TownError as exc:
+            raise PreflightError(str(exc)) from None
     networks: dict[str, object] = {}
     for route in found:
         name = town or route.town
