@@ -89,11 +89,12 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     from sumo_world.summary import format_summary_table
     from sumo_world.towns import TownError
 
+    from langprop_driving.cli.errors import preflight
     from langprop_driving.pipeline.preflight import check_agent, check_routes, check_scenarios
 
-    check_routes(routes, town, towns_dir, list(route_ids) or None)
-    check_scenarios(scenarios)
-    check_agent(spec.agent, agent_config)
+    preflight(check_routes, routes, town, towns_dir, list(route_ids) or None)
+    preflight(check_scenarios, scenarios)
+    preflight(check_agent, spec.agent, agent_config)
     config = EvaluationConfig(
         town=town, routes=routes, agent=spec.agent, agent_config=agent_config, agent_label=spec.label,
         results=results, towns_dir=towns_dir,

@@ -117,10 +117,11 @@ def _route_ids(routes: Path | None, given: tuple[str, ...]) -> list[str] | None:
 
 def _preflight_world(world: WorldConfig, routes: Path, route_ids: list[str] | None) -> None:
     """Towns, route planning and the scenario file, before any world starts (one line, exit 1)."""
+    from langprop_driving.cli.errors import preflight
     from langprop_driving.pipeline.preflight import check_routes, check_scenarios
 
-    check_routes(routes, world.town, world.towns_dir, route_ids)
-    check_scenarios(world.scenarios)
+    preflight(check_routes, routes, world.town, world.towns_dir, route_ids)
+    preflight(check_scenarios, world.scenarios)
 
 
 _work_dir = click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/langprop"),
@@ -198,13 +199,14 @@ def train_cmd(**kw: Any) -> None:
     from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.train import train_stage
 
+    from langprop_driving.cli.errors import preflight
     from langprop_driving.pipeline.preflight import check_dataset
 
     work = WorkDir(kw["work_dir"])
     train_config = _train_config(kw)
     optimizer_config = _optimizer_config(kw)
     seeds = _seed_sources(kw["seed_scripts"])
-    check_dataset(kw["dataset"] or work.data)
+    preflight(check_dataset, kw["dataset"] or work.data)
     _announce_optimizer(optimizer_config, seeds)
     dataset = SceneDataset(kw["dataset"] or work.data)
     outcome = train_stage(work, kw["name"], dataset, _route_ids(kw["routes"], kw["route_ids"]),
@@ -259,6 +261,7 @@ def dagger_cmd(**kw: Any) -> None:
     from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.dagger import dagger
 
+    from langprop_driving.cli.errors import preflight
     from langprop_driving.pipeline.preflight import check_checkpoint
 
     work = WorkDir(kw["work_dir"])
@@ -267,7 +270,7 @@ def dagger_cmd(**kw: Any) -> None:
     optimizer_config = _optimizer_config(kw)
     route_ids = _route_ids(kw["routes"], kw["route_ids"])
     _preflight_world(world, kw["routes"], list(route_ids or []) + list(kw["select_route_ids"]) or None)
-    check_checkpoint(kw["checkpoint"])
+    preflight(check_checkpoint, kw["checkpoint"])
     _announce_optimizer(optimizer_config, [])
     selection = (ValidationConfig(world=world, routes=kw["routes"], route_ids=tuple(kw["select_route_ids"]),
                                   top_k=kw["select_top_k"], min_gain=kw["select_min_gain"])
