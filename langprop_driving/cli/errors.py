@@ -62,4 +62,7 @@ def preflight(check: Callable[..., Any], *args: Any) -> Any:
     try:
         return check(*args)
     except PreflightError as exc:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and ctx.find_root().meta.get(DEBUG_KEY):
+            raise  # --debug: the traceback
         raise click.ClickException(str(exc)) from exc
