@@ -17,7 +17,8 @@ leaderboard's own readers (``scripts/pretty_print_json.py``,
                       | "Finished with agent errors" | "Crashed",
       "eligible": bool,
       "labels": [12 strings], "values": [12 strings, "%.3f"],
-      "sensors": ["carla_speedometer", ...]
+      "sensors": ["carla_speedometer", ...],
+      "provenance": {...}                     # ours: what produced the file (see below)
     }
 
 A route record::
@@ -48,6 +49,13 @@ kilometre driven** (routes with zero completion are skipped); ``route_id`` and
 complete; ``meta`` holds ``total_length``, ``duration_game``,
 ``duration_system`` and ``exceptions`` ``[[route_id, index, status], ...]``.
 
+``provenance`` (ours; the leaderboard's readers ignore it) records what
+produced the file: the agent and a digest of its file and checkpoint or config,
+a digest of the routes file, the route selection, traffic, seed, scenario file
+digest, repetitions, timeout factor and the package version. A run resumes a
+file only when they are equal (:class:`ResultsMismatchError` otherwise), so one
+file never mixes the results of two runs.
+
 Differences in leaderboard 2.0 (not written here, but :func:`load_results`
 reads 2.0 files too): route ids carry the repetition
 (``RouteScenario_<id>_rep<r>``); records gain ``num_infractions`` and the
@@ -76,7 +84,7 @@ from driving.penalties import INFRACTION_TYPES, driving_score, infraction_penalt
 from sumo_world.records import RouteOutcome
 
 __all__ = [
-    "ResultsFile", "ResultsFileError",
+    "ResultsFile", "ResultsFileError", "ResultsMismatchError", "RETRY_STATUSES", "path_digest",
     "LABELS", "ROUTE_NAME_PREFIX", "SENSOR_ICONS",
     "route_scores", "route_record", "compute_global_record", "labels_and_values",
     "compute_entry_status", "leaderboard_route_name", "route_config_id", "load_results",
@@ -120,6 +128,9 @@ SENSOR_ICONS: dict[str, str] = {
 
 _SCORE_KEYS = ("score_route", "score_penalty", "score_composed")
 _SIMULATION_CRASHED = "Simulation crashed"
+#: statuses of runs that could not run (leaderboard 1.0's words): a resume runs them again,
+#: while the agent's driving failures (timed out, blocked, deviated) are results and stay
+RETRY_STATUSES = ("Failed - Simulation crashed", "Failed - Agent couldn't be set up", "Failed - Agent crashed")
 _TIMEOUT_STATUS = "Failed - Agent timed out"
 # The leaderboard itself adds this message when the route's timer runs out.
 _TIMEOUT_MESSAGE = "Route timeout."
@@ -127,6 +138,31 @@ _TIMEOUT_MESSAGE = "Route timeout."
 
 class ResultsFileError(ValueError):
     """A results file cannot be read or does not have the leaderboard layout."""
+
+
+class ResultsMismatchError(ResultsFileError):
+    """A results file holds the results of another run (another agent, checkpoint, routes, traffic, ...)."""
+
+
+def path_digest(path: str | Path | None) -> str | None:
+    """A short SHA-256 of a file's bytes, or of a folder's files (names and bytes); None for None.
+
+    A path that does not exist digests to ``"missing"`` (the run's own checks name it).
+    """
+    import hashlib
+
+    if path is None:
+        return None
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_file():
+        digest.update(path.read_bytes())
+    elif path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(item.relative_to(path)).encode() + b"\0" + item.read_bytes() + b"\0")
+    else:
+        return "missing"
+    return digest.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -302,6 +338,11 @@ def _crashed(record: Mapping[str, Any]) -> bool:
     return _SIMULATION_CRASHED in str(record.get("status", ""))
 
 
+def _could_not_run(record: Mapping[str, Any]) -> bool:
+    """Whether the record is of a run that could not run (:data:`RETRY_STATUSES`): a resume retries it."""
+    return str(record.get("status", "")) in RETRY_STATUSES
+
+
 def compute_entry_status(records: list[Mapping[str, Any]], progress: list[int],
                          total_routes: int) -> tuple[str, bool]:
     """``(entry_status, eligible)`` of a finished run, as leaderboard 1.0 decides them.
@@ -366,6 +407,8 @@ def _normalise(data: Any, path: Path) -> dict[str, Any]:
 
     if not isinstance(data, dict):
         raise fail(f"top level is a {type(data).__name__}, expected an object")
+    if "_checkpoint" not in data:
+        raise fail("it has no '_checkpoint' (a leaderboard or `langprop evaluate` results file has)")
     result = empty_results()
     result.update({key: value for key, value in data.items() if key != "_checkpoint"})
     checkpoint = data.get("_checkpoint", {}) or {}
@@ -404,6 +447,18 @@ def _normalise(data: Any, path: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the file
 
 
+def _check_provenance(path: Path, stored: Any, wanted: dict[str, Any]) -> None:
+    """Refuse (one line, naming the first difference and the ways on) to resume another run's file."""
+    ways = "start it anew with --no-resume (the old file is kept as .bak) or write to another --results"
+    if not isinstance(stored, dict):
+        raise ResultsMismatchError(f"{path}: holds results without a record of what produced them, so this "
+                                   f"run cannot resume it; {ways}")
+    for key in sorted(set(stored) | set(wanted)):
+        if stored.get(key) != wanted.get(key):
+            raise ResultsMismatchError(f"{path}: holds the results of another run ({key} {stored.get(key)!r} "
+                                       f"there, {wanted.get(key)!r} now); {ways}")
+
+
 class ResultsFile:
     """One evaluation run's results file, written after every route.
 
@@ -418,14 +473,22 @@ class ResultsFile:
     """
 
     def __init__(self, path: str | Path, resume: bool = True,
-                 run_meta: Mapping[str, Any] | None = None) -> None:
+                 run_meta: Mapping[str, Any] | None = None,
+                 provenance: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._run_meta = _json_safe(dict(run_meta or {}), "run_meta")
-        if not resume and self.path.exists():
-            backup = self.path.with_name(self.path.name + ".bak")
-            logger.warning("%s: starting a new run; the previous file is kept as %s", self.path, backup)
-            os.replace(self.path, backup)
         data = load_results(self.path)
+        if resume and provenance is not None and data["_checkpoint"]["records"]:
+            _check_provenance(self.path, data.get("provenance"), _json_safe(dict(provenance), "provenance"))
+        #: where ``resume=False`` kept the previous file (None when there was none)
+        self.backup: Path | None = None
+        if not resume and self.path.exists():
+            self.backup = self.path.with_name(self.path.name + ".bak")
+            logger.info("%s: starting a new run; the previous file is kept as %s", self.path, self.backup)
+            os.replace(self.path, self.backup)
+            data = empty_results()
+        if provenance is not None:
+            data["provenance"] = _json_safe(dict(provenance), "provenance")
         self._data = data
         if data["_checkpoint"]["records"]:
             logger.info("%s: resuming after %d finished route(s)", self.path, len(self.records()))
@@ -444,10 +507,11 @@ class ResultsFile:
         return {route_id for route_id, _ in self.finished_runs()}
 
     def finished_runs(self) -> set[tuple[str, int]]:
-        """``(route id, repetition)`` of every finished run (crashed simulations excluded)."""
+        """``(route id, repetition)`` of every finished run (runs that could not run excluded:
+        :data:`RETRY_STATUSES`)."""
         runs = set()
         for record in self._data["_checkpoint"]["records"]:
-            if _crashed(record):
+            if _could_not_run(record):
                 continue
             runs.add((route_config_id(record), int((record.get("meta") or {}).get("repetition", 0))))
         return runs

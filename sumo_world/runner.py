@@ -42,12 +42,18 @@ from typing import Any, Callable
 from sumo_world.records import ActorSample, Infraction, RouteOutcome, TrajectorySample
 
 __all__ = ["EvaluationConfig", "evaluate", "run_route", "TickInfo", "EvaluationError",
-           "STATUS_CRASHED", "STATUS_SETUP_FAILED", "infraction_events"]
+           "STATUS_CRASHED", "STATUS_SETUP_FAILED", "STATUS_AGENT_CRASHED", "AGENT_CRASH_TICKS",
+           "infraction_events", "run_provenance"]
 
 logger = logging.getLogger(__name__)
 
 STATUS_CRASHED = "Failed - Simulation crashed"
 STATUS_SETUP_FAILED = "Failed - Agent couldn't be set up"
+STATUS_AGENT_CRASHED = "Failed - Agent crashed"
+#: consecutive ticks whose run_step raised after which the route ends as STATUS_AGENT_CRASHED: an
+#: occasional exception costs a braking tick (the interface's rule), an agent that keeps raising
+#: cannot drive, and the leaderboard would have stopped it at its first exception (1 s of game time)
+AGENT_CRASH_TICKS = 20
 _ACTOR_SAMPLE_PERIOD_S = 1.0
 _ACTOR_SAMPLE_RADIUS_M = 80.0
 # Record meta keys an agent's route_meta() may not set (the runner's and the run's own).
@@ -110,6 +116,14 @@ class EvaluationConfig:
     #: ``on_done(job, outcome)`` for each; None runs them in child processes here (``workers`` at a time)
     route_executor: Callable[[list[Any], "EvaluationConfig", Callable[[Any, "RouteOutcome"], None]], None] | None = None
     scenarios: Path | None = None
+    #: given one line before any route runs: a new run, or a resumed one and how much was done
+    announce: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not float(self.timeout_factor) > 0:
+            raise EvaluationError(f"the timeout factor must be > 0, got {self.timeout_factor}")
+        if int(self.workers) < 1:
+            raise EvaluationError(f"workers must be >= 1, got {self.workers}")
 
 
 @dataclass
@@ -198,6 +212,8 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
         trajectory: list[TrajectorySample] = []
         actors: list[ActorSample] = []
         exceptions = 0
+        raised_in_a_row = 0
+        agent_crash: str | None = None
         frame = 0
         next_actor_sample = 0.0
         control = VehicleControl(throttle=0.0, steer=0.0, brake=1.0)
@@ -220,12 +236,20 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
                 provider.update(state, snap)
                 try:
                     control = _checked_control(agent_obj.run_step(sensors.read(frame, state), elapsed))
-                except Exception:  # the agent's bug: count it, brake, go on (the interface's rule)
+                    raised_in_a_row = 0
+                except Exception as exc:  # the agent's bug: count it, brake, go on (the interface's rule)
                     exceptions += 1
+                    raised_in_a_row += 1
                     if exceptions <= 3:
-                        logger.warning("route %s: agent run_step raised at t=%.2f s:\n%s",
-                                       route.route_id, elapsed, traceback.format_exc())
+                        logger.warning("route %s: agent run_step raised at t=%.2f s: %s", route.route_id,
+                                       elapsed, exc)
+                        logger.debug("%s", traceback.format_exc())
                     control = VehicleControl(throttle=0.0, steer=0.0, brake=1.0)
+                    if raised_in_a_row >= AGENT_CRASH_TICKS:
+                        agent_crash = (f"run_step raised on {raised_in_a_row} ticks in a row, last at "
+                                       f"t={elapsed:.2f} s: {type(exc).__name__}: {exc}")
+                        trajectory.append(_sample(elapsed, state, control))
+                        break
                 if manager is not None:
                     control = manager.perturb(control)
                 trajectory.append(_sample(elapsed, state, control))
@@ -259,7 +283,8 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
         world.close()
 
     outcome = RouteOutcome(
-        route_id=str(route.route_id), town=str(town.name), status=criteria.finish(),
+        route_id=str(route.route_id), town=str(town.name),
+        status=STATUS_AGENT_CRASHED if agent_crash is not None else criteria.finish(),
         route_completion_percent=float(criteria.route_completion_percent),
         route_length_m=float(context.length_m), duration_game_s=float(duration_game),
         duration_system_s=float(time.perf_counter() - wall_start),
@@ -268,7 +293,7 @@ def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None
         trajectory=trajectory, actors=actors,
         route_xy=[(float(x), float(y)) for x, y in context.points],
         agent_exceptions=exceptions + reported,
-        meta={**agent_meta,
+        meta={**agent_meta, **({"error": agent_crash} if agent_crash is not None else {}),
               "agent_exceptions_raised": exceptions, "agent_exceptions_reported": reported,
               "seed": int(seed), "traffic": traffic if isinstance(traffic, str) else repr(traffic),
               "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
@@ -531,7 +556,8 @@ def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Jo
                 outcome = message[1]
             else:
                 _, status, text, tb = message
-                logger.error("route %s failed: %s\n%s", job.route.route_id, text, tb)
+                logger.error("route %s failed: %s", job.route.route_id, text)
+                logger.debug("route %s: the traceback in its process:\n%s", job.route.route_id, tb)
                 outcome = _failed_outcome(job.route, town_name, status, text, wall)
             outcome.meta["repetition"] = job.repetition
             on_done(job, outcome)
@@ -544,7 +570,7 @@ def run_job(job: Any, config: EvaluationConfig) -> RouteOutcome:
     travel there; the route then runs as it would locally).
     """
     outcomes: list[RouteOutcome] = []
-    single = dataclasses.replace(config, workers=1, progress=False, route_executor=None)
+    single = dataclasses.replace(config, workers=1, progress=False, route_executor=None, announce=None)
     _run_jobs([job], single, lambda _job, outcome: outcomes.append(outcome))
     return outcomes[0]
 
@@ -586,7 +612,7 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
     anything runs when the routes file, town or agent is unusable.
     """
     from sumo_world.agent_loader import AgentLoadError, agent_name, load_agent_class
-    from sumo_world.results import ResultsFile
+    from sumo_world.results import RETRY_STATUSES, ResultsFile
     from sumo_world.routes import read_routes
 
     routes = read_routes(Path(config.routes))
@@ -618,7 +644,8 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
                 "world": "embedded"}
     if config.scenarios is not None:
         run_meta["scenario_file"] = str(config.scenarios)
-    results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta)
+    results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta,
+                          provenance=run_provenance(config, [str(r.route_id) for r in routes]))
     jobs: list[_Job] = []
     index = 0
     for repetition in range(config.repetitions):
@@ -628,9 +655,17 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
     results.set_total_routes(len(jobs))
     done = results.finished_runs()
     todo = [job for job in jobs if (str(job.route.route_id), job.repetition) not in done]
-    if len(todo) < len(jobs):
-        logger.info("%s: %d of %d runs already finished; running the other %d",
-                    config.results, len(jobs) - len(todo), len(jobs), len(todo))
+    retried = sum(1 for record in results.records()
+                  if record["status"] in RETRY_STATUSES and int(record.get("index", -1)) < len(jobs))
+    if len(todo) < len(jobs) or retried:
+        line = (f"resuming {config.results}: {len(jobs) - len(todo)} of {len(jobs)} runs done, running the "
+                f"other {len(todo)}" + (f" ({retried} that could not run before)" if retried else ""))
+    else:
+        line = f"new run: {len(jobs)} route runs into {config.results}" + (
+            f" (the previous file is kept as {results.backup})" if results.backup is not None else "")
+    logger.info("%s", line)
+    if config.announce is not None:
+        config.announce(line)
 
     bar = None
     if config.progress:
@@ -664,6 +699,57 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
     if len(results.records()) >= len(jobs):
         results.finalize()
     return results.to_dict()
+
+
+def run_provenance(config: EvaluationConfig, route_ids: list[str]) -> dict[str, Any]:
+    """What produces a run's results (stored in the results file; a resume must match it).
+
+    The agent by name and by digest of its file and of its config or checkpoint
+    (a config that names a checkpoint adds that checkpoint's digest), the routes
+    file's digest and the routes run, traffic, seed, scenario file digest,
+    repetitions, the timeout factor and the package version.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from sumo_world.results import path_digest
+
+    try:
+        package_version = version("langprop-driver")
+    except PackageNotFoundError:  # a source tree that is not installed
+        package_version = "unknown"
+    agent_file = None if str(config.agent).startswith("builtin:") else config.agent
+    return {
+        "agent": config.agent_label or str(config.agent),
+        "agent_digest": path_digest(agent_file),
+        "agent_config_digest": _config_digest(config.agent_config),
+        "routes_digest": path_digest(config.routes),
+        "route_ids": list(route_ids),
+        "traffic": config.traffic if isinstance(config.traffic, str) else repr(config.traffic),
+        "seed": int(config.seed),
+        "scenarios_digest": path_digest(config.scenarios),
+        "repetitions": int(config.repetitions),
+        "timeout_factor": float(config.timeout_factor),
+        "version": package_version,
+    }
+
+
+def _config_digest(agent_config: str | None) -> str | None:
+    """The digest of an agent config (file or checkpoint folder), with that of a checkpoint a JSON config names."""
+    from sumo_world.results import path_digest
+
+    if not agent_config:
+        return None
+    path = Path(agent_config)
+    digest = path_digest(path)
+    if path.is_file() and path.suffix.lower() == ".json":
+        try:
+            named = json.loads(path.read_text(encoding="utf-8")).get("checkpoint")
+        except (ValueError, AttributeError, OSError):
+            named = None
+        if isinstance(named, str) and named:
+            checkpoint = Path(named) if Path(named).is_absolute() else path.parent / named
+            digest = f"{digest}+{path_digest(checkpoint if checkpoint.exists() else Path(named))}"
+    return digest
 
 
 def _draw_pictures(pictures: list[tuple[RouteOutcome, Any]], folder: Path, animation: bool = False) -> None:

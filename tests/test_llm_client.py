@@ -73,11 +73,12 @@ def test_error_then_success(fake_llm_server, code):
     assert len(fake_llm_server.requests) == 3
 
 
-def test_slow_reply_times_out_then_success(fake_llm_server):
+def test_slow_reply_times_out_and_is_not_sent_again(fake_llm_server):
+    # A request past its timeout is not re-sent (it would be paid again and take as long again).
     fake_llm_server.enqueue(slow(3.0, script(9)), reply(script(5)))
-    done = make_client(fake_llm_server, timeout_s=0.3).complete(MESSAGES, PARAMS)
-    assert done.replies == [script(5)]
-    assert len(fake_llm_server.requests) == 2
+    with pytest.raises(LLMError, match="longer than its timeout of 0.3 s.*--llm-timeout"):
+        make_client(fake_llm_server, timeout_s=0.3).complete(MESSAGES, PARAMS)
+    assert len(fake_llm_server.requests) == 1
 
 
 def test_gives_up_with_a_clear_error(fake_llm_server):

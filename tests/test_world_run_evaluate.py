@@ -236,27 +236,24 @@ def test_waypoint_off_network_fails_only_that_route(world_setup: dict, tmp_path:
     assert "5000" in records[1]["meta"]["error"]
 
 
-def test_cli_exits_non_zero_when_a_route_failed_to_run(world_setup: dict, tmp_path: Path) -> None:
+def test_cli_refuses_an_unplannable_route_before_any_route_runs(world_setup: dict, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from langprop_driving.cli.evaluate_cmd import evaluate as evaluate_command
+    from langprop_driving.cli import main
 
     good = [r for r in read_routes(world_setup["routes"]) if r.route_id == world_setup["ids"][1]][0]
     bad = type(good)(route_id="far", town=TOWN, waypoints=[(5000.0, 5000.0, 0.0, 0.0), (5100.0, 5000.0, 0.0, 0.0)],
                      extra={})
     routes_file = tmp_path / "mixed.xml"
     write_routes([good, bad], routes_file)
-    args = ["--town", TOWN, "--routes", str(routes_file), "--towns-dir", str(world_setup["towns"]),
+    args = ["evaluate", "--town", TOWN, "--routes", str(routes_file), "--towns-dir", str(world_setup["towns"]),
             "--agent", "builtin:follow", "--results", str(tmp_path / "mixed.json"), "--traffic", "none",
             "--timeout-factor", "0.12", "--no-progress"]
-    outcome = CliRunner().invoke(evaluate_command, args)
+    outcome = CliRunner().invoke(main, args)
     assert outcome.exit_code == 1, outcome.output
-    assert "1 of 2 routes failed to run: RouteScenario_far (Failed - Simulation crashed)" in outcome.output
-    assert "Failed - Simulation crashed: RoutePlanningError: route 'far' waypoint 0" in outcome.output
-    # the route that ran keeps its result (a driving failure, a timeout here, is no failure to run)
-    records = json.loads((tmp_path / "mixed.json").read_text())["_checkpoint"]["records"]
-    assert [r["status"] for r in records] == ["Failed - Agent timed out", "Failed - Simulation crashed"]
-    assert "error" not in records[0]["meta"]
+    lines = outcome.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {routes_file}: route far cannot be planned in {TOWN}")
+    assert not (tmp_path / "mixed.json").exists()  # checked before any world started
 
 
 def test_malformed_routes_file_names_the_problem(world_setup: dict, tmp_path: Path) -> None:

@@ -18,13 +18,16 @@ from langprop_core.llm.cache import CACHE_MODES, ReplayCache
 from langprop_core.llm.llm_optimizer import LLMOptimizer
 from langprop_core.llm.mutation import MutationOptimizer
 
-__all__ = ["OptimizerConfig", "make_optimizer", "OPTIMIZER_KINDS", "DEFAULT_OPENAI_MODEL", "resolve_base_url",
-           "resolve_api_key"]
+__all__ = ["OptimizerConfig", "make_optimizer", "OPTIMIZER_KINDS", "DEFAULT_OPENAI_MODEL", "DEFAULT_TIMEOUT_S",
+           "resolve_base_url", "resolve_api_key"]
 
 OPTIMIZER_KINDS = ("auto", "openai", "mutation")
 # Used only against OpenAI itself; other servers need the model named.
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 NO_ENDPOINT_HINT = "no LLM endpoint configured: set LANGPROP_LLM_BASE_URL or OPENAI_API_KEY"
+#: seconds one LLM request may take: reasoning models, and local models on a CPU, take minutes for a
+#: 400-line script, and a request that timed out is not sent again (it would be paid again)
+DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,9 @@ class OptimizerConfig:
     ``n`` is the most choices asked for in one HTTP request (the OpenAI ``n``
     parameter); a trainer asking for more replies gets them from further
     requests (set 1 for servers that ignore ``n``). ``cache_dir`` puts the
-    record/replay cache in front of the endpoint.
+    record/replay cache in front of the endpoint. ``timeout_s`` bounds one
+    HTTP request (:data:`DEFAULT_TIMEOUT_S`); ``max_retries`` are for errors a
+    retry can fix (rate limits, dropped connections, 5xx), not for timeouts.
     """
 
     kind: str = "auto"
@@ -45,7 +50,7 @@ class OptimizerConfig:
     n: int = 1
     cache_dir: Path | None = None
     cache_mode: str = "auto"
-    timeout_s: float = 60.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     max_retries: int = 5
     max_tokens: int | None = None
     seed: int = 0  # the mutation optimizer's seed
@@ -57,6 +62,8 @@ class OptimizerConfig:
             raise ValueError(f"cache mode {self.cache_mode!r} is not one of {', '.join(CACHE_MODES)}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"the LLM timeout must be > 0 seconds, got {self.timeout_s}")
         if self.cache_dir is not None and not isinstance(self.cache_dir, Path):
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
@@ -67,7 +74,7 @@ class OptimizerConfig:
         Variables: LANGPROP_OPTIMIZER (kind), LANGPROP_LLM_BASE_URL (or
         OPENAI_BASE_URL), OPENAI_API_KEY, LANGPROP_LLM_MODEL,
         LANGPROP_LLM_TEMPERATURE, LANGPROP_LLM_N, LANGPROP_LLM_CACHE_DIR,
-        LANGPROP_LLM_CACHE_MODE.
+        LANGPROP_LLM_CACHE_MODE, LANGPROP_LLM_TIMEOUT (seconds).
         """
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - fields)
@@ -83,6 +90,7 @@ class OptimizerConfig:
             "n": _env_number("LANGPROP_LLM_N", int),
             "cache_dir": Path(env["LANGPROP_LLM_CACHE_DIR"]) if env.get("LANGPROP_LLM_CACHE_DIR") else None,
             "cache_mode": env.get("LANGPROP_LLM_CACHE_MODE") or None,
+            "timeout_s": _env_number("LANGPROP_LLM_TIMEOUT", float),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})

@@ -3,10 +3,13 @@
 It uses the real ``openai`` package (OpenAI, Azure's OpenAI-compatible
 endpoint, vLLM, Ollama, llama.cpp server, ...) with the package's own retries
 turned off: retries happen here, with tenacity, so that rate limits (429),
-timeouts, dropped connections and 5xx errors back off exponentially (honouring
+dropped or refused connections and 5xx errors back off exponentially (honouring
 a server's ``Retry-After``, capped) and give up with one :class:`LLMError` that
 names the endpoint and the last error. Other API errors (bad key, unknown
-model, bad request) fail at once: retrying cannot fix them.
+model, bad request) fail at once: retrying cannot fix them. Nor is a request
+that ran past the timeout sent again: a model that took that long will take
+as long again, and every retry re-sends (and re-pays) the prompt; set the
+timeout for the model instead (:data:`~langprop_core.llm.factory.DEFAULT_TIMEOUT_S`).
 """
 from __future__ import annotations
 
@@ -16,11 +19,10 @@ import threading
 from typing import Any, Sequence
 
 import openai
-from tenacity import (RetryCallState, RetryError, Retrying, retry_if_exception_type,
-                      stop_after_attempt, wait_exponential)
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from langprop_core.llm.base import ChatMessage, Completion, LLMClient, LLMError, SamplingParams, TokenUsage
-from langprop_core.llm.factory import resolve_api_key, resolve_base_url
+from langprop_core.llm.factory import DEFAULT_TIMEOUT_S, resolve_api_key, resolve_base_url
 
 __all__ = ["OpenAIClient", "RETRYABLE_ERRORS", "resolve_base_url", "resolve_api_key", "DUMMY_API_KEY"]
 
@@ -28,10 +30,14 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     openai.RateLimitError,        # 429
-    openai.APITimeoutError,       # the client's timeout
-    openai.APIConnectionError,    # refused / dropped connections
+    openai.APIConnectionError,    # refused / dropped connections (not its subclass APITimeoutError)
     openai.InternalServerError,   # 5xx
 )
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Errors a retry can fix; a timeout is not one (see the module docstring)."""
+    return isinstance(exc, RETRYABLE_ERRORS) and not isinstance(exc, openai.APITimeoutError)
 # Local servers (vLLM, Ollama, llama.cpp) ignore the key, but the openai package insists on one.
 DUMMY_API_KEY = "not-needed"
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
@@ -47,7 +53,7 @@ class OpenAIClient(LLMClient):
     choices than asked (some ignore ``n``), further requests fetch the rest.
     """
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout_s: float = 60.0,
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
                  max_retries: int = 5, min_wait_s: float = 1.0, max_wait_s: float = 60.0,
                  max_choices_per_request: int | None = None) -> None:
         if max_retries < 0:
@@ -112,7 +118,7 @@ class OpenAIClient(LLMClient):
         if params.seed is not None and self._send_seed:
             kwargs["seed"] = params.seed
         retrying = Retrying(
-            retry=retry_if_exception_type(RETRYABLE_ERRORS),
+            retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
             before_sleep=self._log_retry,
@@ -134,6 +140,10 @@ class OpenAIClient(LLMClient):
             last = exc.last_attempt.exception()
             raise LLMError(f"LLM call to {self.endpoint} (model {params.model!r}) gave up after "
                            f"{self.max_retries + 1} attempts; last error: {_describe_error(last)}") from last
+        except openai.APITimeoutError as exc:
+            raise LLMError(f"LLM call to {self.endpoint} (model {params.model!r}) took longer than its timeout "
+                           f"of {self.timeout_s:g} s and was not sent again; give the model more time with "
+                           f"--llm-timeout or LANGPROP_LLM_TIMEOUT") from exc
         except openai.OpenAIError as exc:
             raise LLMError(f"LLM call to {self.endpoint} (model {params.model!r}) failed: "
                            f"{_describe_error(exc)}") from exc

@@ -34,6 +34,7 @@ class _LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         # One place for every command's errors (see errors.py); click's own pass through.
+        argv = [*_protected_args(ctx), *ctx.args]  # what follows the group's options: to say how to resume
         try:
             return super().invoke(ctx)
         except click.UsageError:
@@ -41,7 +42,10 @@ class _LazyGroup(click.Group):
         except click.ClickException as exc:  # a command's own error: one line too (a tool's output may be many)
             exc.message = "; ".join(line.strip() for line in exc.message.splitlines() if line.strip())
             raise
-        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+        except (click.Abort, KeyboardInterrupt):
+            _interrupted(ctx, argv)
+            raise  # pragma: no cover - _interrupted exits
+        except click.exceptions.Exit:
             raise
         except Exception as exc:  # noqa: BLE001 - reported as one line, re-raised with --debug
             from langprop_driving.cli.errors import report
@@ -54,6 +58,34 @@ class _LazyGroup(click.Group):
             module_name, attr = _COMMANDS[cmd_name].split(":")
             return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, cmd_name)
+
+
+#: commands that pick up where an interrupted run stopped when run again
+_RESUMABLE = frozenset({"demo", "collect", "train", "dagger", "evaluate", "relabel", "import-rollout", "example"})
+#: options that would start over instead of resuming
+_START_OVER = frozenset({"--no-resume", "--fresh"})
+#: exit code of an interrupted command (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+
+
+def _protected_args(ctx: click.Context) -> list[str]:
+    # click >= 8.2 keeps them in _protected_args (its protected_args property warns: deprecated for 9.0,
+    # where ctx.args holds every token)
+    if "_protected_args" in vars(ctx):
+        return list(vars(ctx)["_protected_args"])
+    return list(getattr(ctx, "protected_args", []))
+
+
+def _interrupted(ctx: click.Context, argv: list[str]) -> None:
+    """Ctrl-C: say how to go on, exit 130."""
+    import shlex
+
+    if argv and argv[0] in _RESUMABLE:
+        again = " ".join(shlex.quote(a) for a in ["langprop", *argv] if a not in _START_OVER)
+        click.echo(f"\ninterrupted; what is done is kept, resume with: {again}", err=True)
+    else:
+        click.echo("\ninterrupted", err=True)
+    ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

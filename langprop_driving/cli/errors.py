@@ -10,9 +10,11 @@ traceback.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import click
 
-__all__ = ["EXIT_BUDGET", "DEBUG_KEY", "report", "one_line"]
+__all__ = ["EXIT_BUDGET", "DEBUG_KEY", "report", "one_line", "preflight"]
 
 #: exit code of a command whose training stopped at an LLM budget (checkpoint written, resumable)
 EXIT_BUDGET = 3
@@ -50,3 +52,17 @@ def _is_input_error(exc: Exception) -> bool:
     from langprop_core.trainer import SetupError
 
     return isinstance(exc, (ValueError, OSError, LookupError, SetupError, LLMError))
+
+
+def preflight(check: Callable[..., Any], *args: Any) -> Any:
+    """Run a pre-flight ``check`` (:mod:`langprop_driving.pipeline.preflight`); its failure is the command's
+    one-line error (exit 1) also when the command runs outside the ``langprop`` group (tests, scripts)."""
+    from langprop_driving.pipeline.preflight import PreflightError
+
+    try:
+        return check(*args)
+    except PreflightError as exc:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and ctx.find_root().meta.get(DEBUG_KEY):
+            raise  # --debug: the traceback
+        raise click.ClickException(str(exc)) from exc

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from langprop_driving.cli.options import (backend_options, scenarios_option, seed_option, towns_dir_option,
-                                          traffic_option, workers_option)
+from langprop_driving.cli.options import (backend_options, no_resume_option, progress_enabled, progress_option,
+                                          scenarios_option, seed_option, towns_dir_option, traffic_option,
+                                          workers_option)
 
 if TYPE_CHECKING:
     from langprop_driving.pipeline.evaluate import AgentSpec
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "default_results_path"]
 
 
 @click.command("evaluate")
@@ -31,10 +32,11 @@ __all__ = ["evaluate"]
                    "LangProp agent config (JSON or 'key: value' lines, see team_code/config.py) whose "
                    "checkpoint the --agent sets.")
 @click.option("--results", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Results JSON (leaderboard format); default results/<routes name>_embedded.json.")
+              help="Results JSON (leaderboard format); default results/<routes name>_<agent>_embedded.json. "
+                   "It resumes only a run of the same agent, checkpoint, routes, traffic, seed and scenarios.")
 @towns_dir_option
-@traffic_option("default")
-@seed_option(0, "traffic and SUMO")
+@traffic_option()
+@seed_option(0)
 @click.option("--route-id", "route_ids", multiple=True, help="Run only these route ids (repeatable).")
 @click.option("--repetitions", type=click.IntRange(1), default=1, show_default=True,
               help="Runs per route (repetition r uses seed + r).")
@@ -42,12 +44,12 @@ __all__ = ["evaluate"]
               help="Folder for a bird's-eye PNG per route.")
 @click.option("--animation", is_flag=True, help="Also write a GIF of each run into --pictures.")
 @scenarios_option
-@click.option("--timeout-factor", type=float, default=1.0, show_default=True,
-              help="Scale of the leaderboard's route timeout.")
+@click.option("--timeout-factor", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Scale of the leaderboard's route timeout (> 0).")
 @workers_option(1)
 @backend_options
-@click.option("--no-resume", is_flag=True, help="Start a new results file (the old one is kept as .bak).")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@no_resume_option
+@progress_option
 def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str | None, results: Path | None,
              towns_dir: Path | None, traffic: str, seed: int, route_ids: tuple[str, ...], repetitions: int,
              pictures_dir: Path | None, animation: bool, scenarios: Path | None, timeout_factor: float,
@@ -55,7 +57,7 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     """Evaluate AGENT on the routes of ROUTES and write leaderboard-format results."""
     if animation and pictures_dir is None:
         raise click.UsageError("--animation needs --pictures DIR")
-    results = results or Path("results") / f"{routes.name.split('.')[0]}_embedded.json"
+    results = results or default_results_path(routes, agent)
     if world == "carla" and not agent.startswith("builtin:") and agent != "expert" and not Path(agent).exists():
         # the command may be meant for the machine that runs CARLA: name the agent as given
         from langprop_driving.pipeline.evaluate import AgentSpec
@@ -79,7 +81,7 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         return
 
     from sumo_world.agent_loader import AgentLoadError
-    from sumo_world.results import ResultsFileError
+    from sumo_world.results import RETRY_STATUSES, ResultsFileError
     from sumo_world.route_planner import RoutePlanningError
     from sumo_world.routes import RouteFileError
     from sumo_world.scenarios import ScenarioFileError
@@ -87,13 +89,19 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     from sumo_world.summary import format_summary_table
     from sumo_world.towns import TownError
 
-    click.echo(f"agent: {spec.description}", err=True)
+    from langprop_driving.cli.errors import preflight
+    from langprop_driving.pipeline.preflight import check_agent, check_routes, check_scenarios
+
+    preflight(check_routes, routes, town, towns_dir, list(route_ids) or None)
+    preflight(check_scenarios, scenarios)
+    preflight(check_agent, spec.agent, agent_config)
     config = EvaluationConfig(
         town=town, routes=routes, agent=spec.agent, agent_config=agent_config, agent_label=spec.label,
         results=results, towns_dir=towns_dir,
         traffic=traffic, seed=seed, route_ids=list(route_ids) or None, repetitions=repetitions,
         resume=not no_resume, pictures_dir=pictures_dir, animation=animation, timeout_factor=timeout_factor,
-        workers=workers, progress=not no_progress, scenarios=scenarios,
+        workers=workers, progress=progress_enabled(no_progress), scenarios=scenarios,
+        announce=lambda line: click.echo(f"{spec.description}: {line}", err=True),
         route_executor=_route_executor(backend, workers, towns_dir, routes, results, scenarios))
     try:
         data = run_evaluation(config)
@@ -102,9 +110,10 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
         raise click.ClickException(str(exc)) from exc
     records = data["_checkpoint"]["records"]
     click.echo(format_summary_table(records))
-    failed = [r for r in records if "error" in (r.get("meta") or {})]
+    failed = [r for r in records if r["status"] in RETRY_STATUSES]
     for record in failed:
-        click.echo(f"{record['route_id']}: {record['status']}: {record['meta']['error']}", err=True)
+        click.echo(f"{record['route_id']}: {record['status']}: {(record.get('meta') or {}).get('error', '')}",
+                   err=True)
     for record in records:
         meta = record.get("meta") or {}
         for warning in dict.fromkeys(meta.get("world_warnings") or ()):
@@ -116,11 +125,31 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     if pictures_dir is not None:
         click.echo(f"pictures: {pictures_dir}")
     if failed:
-        # A route that could not run (agent set-up, simulation crash, unplannable route) is not a
+        # A route that could not run (agent set-up, an agent that crashed, a simulation crash) is not a
         # driving result: scripts and CI must see it, as the leaderboard marks such entries invalid.
         which = ", ".join(f"{r['route_id']} ({r['status']})" for r in failed)
-        click.echo(f"error: {len(failed)} of {len(records)} routes failed to run: {which}", err=True)
-        raise SystemExit(1)
+        raise click.ClickException(f"{len(failed)} of {len(records)} routes could not run: {which}; the same "
+                                   f"command runs them again once the cause is fixed")
+
+
+def default_results_path(routes: Path, agent: str) -> Path:
+    """``results/<routes name>_<agent>_embedded.json``: each agent (and checkpoint) has its own file.
+
+    The agent part is ``expert``, ``builtin-<name>``, or for a path its name (a
+    training run's name for the checkpoint inside it) and a digest of its
+    absolute path (two checkpoints called ``offline`` differ).
+    """
+    import hashlib
+    import re
+
+    if agent == "expert" or agent.startswith("builtin:"):
+        slug = agent.replace(":", "-")
+    else:
+        path = Path(agent).expanduser().resolve()
+        tag = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+        name = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem or path.name
+        slug = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-{tag}"
+    return Path("results") / f"{routes.name.split('.')[0]}_{slug}_embedded.json"
 
 
 def _route_executor(backend: dict, workers: int, towns_dir: Path | None, routes: Path, results: Path,

@@ -1,9 +1,12 @@
 """Options that several ``langprop`` commands share: one definition each, so names, defaults and help agree.
 
-Defaults come from the config classes (``WorldConfig``), not from here.
+Defaults come from the config classes (``EvaluationConfig``, ``OptimizerConfig``,
+``TrainConfig``), not from here. Every LLM option can also be set from the
+environment (the variable is shown in ``--help``).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,10 +14,21 @@ import click
 
 from sumo_world.traffic import PRESETS
 
-__all__ = ["TRAFFIC_CHOICES", "towns_dir_option", "traffic_option", "seed_option", "workers_option",
-           "backend_options", "ray_options_of", "apply", "scenarios_option"]
+__all__ = ["TRAFFIC_CHOICES", "DEFAULT_TRAFFIC", "towns_dir_option", "traffic_option", "seed_option",
+           "workers_option", "backend_options", "ray_options_of", "apply", "scenarios_option", "progress_option",
+           "progress_enabled", "no_resume_option", "llm_options", "optimizer_overrides", "budget_values"]
 
 TRAFFIC_CHOICES = PRESETS  # sumo_world.traffic owns the preset names
+
+
+def _default_traffic() -> str:
+    from sumo_world.runner import EvaluationConfig
+
+    return EvaluationConfig.traffic
+
+
+#: the one traffic default of every command that drives routes (the runner's)
+DEFAULT_TRAFFIC = _default_traffic()
 
 towns_dir_option = click.option(
     "--towns-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -26,19 +40,36 @@ scenarios_option = click.option(
     help="Leaderboard-1.0 scenario file (the leaderboard's --scenarios, e.g. "
          "all_towns_traffic_scenarios_public.json): run the scenarios it gives each route.")
 
+progress_option = click.option(
+    "--no-progress", is_flag=True,
+    help="No progress bars (there are none either when the output is not a terminal).")
 
-def traffic_option(default: str) -> Callable:
+no_resume_option = click.option(
+    "--no-resume", is_flag=True,
+    help="Start over instead of resuming what an earlier run of the same command left.")
+
+
+def progress_enabled(no_progress: bool) -> bool:
+    """Whether to draw progress bars: not asked away, and stderr (where bars go) is a terminal."""
+    return not no_progress and sys.stderr.isatty()
+
+
+def traffic_option(default: str = DEFAULT_TRAFFIC) -> Callable:
     return click.option("--traffic", type=click.Choice(TRAFFIC_CHOICES), default=default, show_default=True,
                         help="Background traffic: a density, or leaderboard 1.0's per-town vehicles (no walkers).")
 
 
-def seed_option(default: int = 0, what: str = "traffic and agents") -> Callable:
-    return click.option("--seed", type=int, default=default, show_default=True, help=f"Seed of the {what}.")
+def seed_option(default: int = 0) -> Callable:
+    return click.option("--seed", type=int, default=default, show_default=True,
+                        help="Seed of everything random in the run (traffic, the town and routes it makes, "
+                             "record sampling, the optimizer).")
 
 
-def workers_option(default: int) -> Callable:
-    return click.option("--workers", type=click.IntRange(1), default=default, show_default=True,
-                        help="Routes run in parallel (local processes, or the CPUs of a local Ray cluster).")
+def workers_option(default: int | None, help_default: str | None = None) -> Callable:
+    """``--workers`` (at least 1 everywhere); ``default`` None lets the command choose (``help_default`` says how)."""
+    return click.option("--workers", type=click.IntRange(1), default=default, show_default=default is not None,
+                        help="Routes run in parallel (local processes, or the CPUs of a local Ray cluster)"
+                             + (f" [default: {help_default}]." if help_default else "."))
 
 
 def backend_options(fn: Callable) -> Callable:
@@ -62,6 +93,64 @@ def ray_options_of(kw: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         return parse_resources(kw.get("ray_resources") or ())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ray-resource") from None
+
+
+def llm_options(fn: Callable) -> Callable:
+    """The optimizer and LLM options of ``train``, ``dagger``, ``demo`` and ``example``, each also from the
+    environment: ``--optimizer``, ``--llm-base-url``, ``--llm-model``, ``--llm-timeout``, ``--llm-cache``,
+    ``--llm-cache-mode``, the budgets ``--max-llm-calls/-tokens/-cost`` and ``--llm-prices``."""
+    from langprop_core.llm.cache import CACHE_MODES
+    from langprop_core.llm.factory import OPTIMIZER_KINDS, OptimizerConfig
+
+    options = [
+        click.option("--optimizer", type=click.Choice(OPTIMIZER_KINDS), default=None, envvar="LANGPROP_OPTIMIZER",
+                     show_envvar=True,
+                     help="How new scripts are written: an LLM (an OpenAI-compatible endpoint), or the AST "
+                          "mutation baseline [default: auto: the LLM when an endpoint is configured]."),
+        click.option("--llm-base-url", default=None, envvar="LANGPROP_LLM_BASE_URL", show_envvar=True,
+                     help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (also $OPENAI_BASE_URL; "
+                          "OpenAI itself with $OPENAI_API_KEY)."),
+        click.option("--llm-model", default=None, envvar="LANGPROP_LLM_MODEL", show_envvar=True,
+                     help="Model name at the endpoint."),
+        click.option("--llm-timeout", type=click.FloatRange(min=0, min_open=True), default=OptimizerConfig.timeout_s,
+                     envvar="LANGPROP_LLM_TIMEOUT", show_envvar=True, show_default=True,
+                     help="Seconds one LLM request may take (slow and local models need minutes); a request "
+                          "that times out is not sent again."),
+        click.option("--llm-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     envvar="LANGPROP_LLM_CACHE_DIR", show_envvar=True,
+                     help="Record/replay LLM calls in this folder."),
+        click.option("--llm-cache-mode", type=click.Choice(CACHE_MODES), default=None,
+                     envvar="LANGPROP_LLM_CACHE_MODE", show_envvar=True,
+                     help="auto: replay what is cached, record the rest; record: ask the LLM again; "
+                          "replay: offline, a miss is an error [default: auto]."),
+        click.option("--max-llm-calls", type=click.IntRange(1), default=None, envvar="LANGPROP_MAX_LLM_CALLS",
+                     show_envvar=True,
+                     help="Stop training (at a batch boundary, with a checkpoint; exit code 3) after this many "
+                          "LLM calls; replies replayed from the cache do not count."),
+        click.option("--max-llm-tokens", type=click.IntRange(1), default=None, envvar="LANGPROP_MAX_LLM_TOKENS",
+                     show_envvar=True, help="Same, for input + output tokens."),
+        click.option("--max-llm-cost", type=click.FloatRange(min=0, min_open=True), default=None,
+                     envvar="LANGPROP_MAX_LLM_COST", show_envvar=True,
+                     help="Same, for the estimated cost (needs --llm-prices)."),
+        click.option("--llm-prices", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+                     envvar="LANGPROP_LLM_PRICES", show_envvar=True,
+                     help='JSON price table: {"model": {"input": X, "output": Y}} per million tokens '
+                          "(none: no cost estimate)."),
+    ]
+    return apply(options, fn)
+
+
+def optimizer_overrides(kw: dict[str, Any]) -> dict[str, Any]:
+    """The ``OptimizerConfig.from_env`` overrides of the :func:`llm_options` values."""
+    return {"kind": kw.get("optimizer"), "base_url": kw.get("llm_base_url"), "model": kw.get("llm_model"),
+            "timeout_s": kw.get("llm_timeout"), "cache_dir": kw.get("llm_cache"),
+            "cache_mode": kw.get("llm_cache_mode")}
+
+
+def budget_values(kw: dict[str, Any]) -> dict[str, Any]:
+    """The ``TrainConfig`` budget fields of the :func:`llm_options` values."""
+    return {"max_llm_calls": kw.get("max_llm_calls"), "max_llm_tokens": kw.get("max_llm_tokens"),
+            "max_llm_cost": kw.get("max_llm_cost"), "llm_prices": kw.get("llm_prices")}
 
 
 def apply(options: list[Callable], fn: Callable) -> Callable:

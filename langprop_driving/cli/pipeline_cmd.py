@@ -9,8 +9,10 @@ from typing import Any, Callable
 
 import click
 
-from langprop_driving.cli.options import (apply, backend_options, ray_options_of, scenarios_option, seed_option,
-                                          towns_dir_option, traffic_option, workers_option)
+from langprop_driving.cli.options import (apply, backend_options, budget_values, llm_options, no_resume_option,
+                                          optimizer_overrides, progress_enabled, progress_option, ray_options_of,
+                                          scenarios_option, seed_option, towns_dir_option, traffic_option,
+                                          workers_option)
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
 from langprop_driving.pipeline.demo import DemoConfig
 from langprop_driving.pipeline.validation import ValidationConfig
@@ -23,36 +25,35 @@ def _world_options(fn: Callable) -> Callable:
     options = [
         click.option("--town", required=True, help="Town name in the towns directory (see `langprop town list`)."),
         towns_dir_option,
-        traffic_option(WorldConfig.traffic),
+        traffic_option(),
         seed_option(WorldConfig.seed),
         workers_option(WorldConfig.workers),
         backend_options,
         scenarios_option,
+        progress_option,
     ]
     return apply(options, fn)
 
 
 def _train_options(fn: Callable) -> Callable:
     options = [
-        click.option("--optimizer", type=click.Choice(["auto", "openai", "mutation"]), default="auto",
-                     show_default=True,
-                     help="How new scripts are written: an LLM (OpenAI-compatible endpoint from "
-                          "LANGPROP_LLM_BASE_URL / OPENAI_API_KEY / LANGPROP_LLM_MODEL), or the AST mutation "
-                          "baseline; 'auto' uses the LLM when one is configured."),
-        click.option("--llm-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Record/replay LLM calls in this folder."),
-        click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True),
-        click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True),
-        click.option("--n-responses", type=int, default=TrainConfig.n_responses, show_default=True,
+        click.option("--epochs", type=click.IntRange(1), default=TrainConfig.epochs, show_default=True,
+                     help="Passes over the training records."),
+        click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size, show_default=True,
+                     help="Records per update."),
+        click.option("--n-responses", type=click.IntRange(1), default=TrainConfig.n_responses, show_default=True,
                      help="New scripts per update."),
-        click.option("--top-k", type=int, default=TrainConfig.top_k, show_default=True,
+        click.option("--top-k", type=click.IntRange(1), default=TrainConfig.top_k, show_default=True,
                      help="Scripts sent for rewriting."),
-        click.option("--record-stride", type=int, default=TrainConfig.record_stride, show_default=True,
+        click.option("--record-stride", type=click.IntRange(1), default=TrainConfig.record_stride,
+                     show_default=True,
                      help="Use 1/n of the recorded ticks (records before infractions are always used)."),
-        click.option("--max-records", type=int, default=TrainConfig.max_records, show_default=True),
-        click.option("--infraction-weight", type=float, default=TrainConfig.infraction_weight, show_default=True,
-                     help="How much more often records before an infraction are sampled."),
-        click.option("--horizon", "horizon_s", type=float, default=TrainConfig.horizon_s, show_default=True,
+        click.option("--max-records", type=click.IntRange(1), default=TrainConfig.max_records, show_default=True,
+                     help="At most this many training records (those before infractions first)."),
+        click.option("--infraction-weight", type=click.FloatRange(min=0), default=TrainConfig.infraction_weight,
+                     show_default=True, help="How much more often records before an infraction are sampled."),
+        click.option("--horizon", "horizon_s", type=click.FloatRange(min=0), default=TrainConfig.horizon_s,
+                     show_default=True,
                      help="Seconds before an infraction in which repeating the car's action is penalised."),
         click.option("--repeat-penalty", type=float, default=TrainConfig.repeat_penalty, show_default=True,
                      help="Score of repeating the action that led to an infraction (negated)."),
@@ -60,20 +61,9 @@ def _train_options(fn: Callable) -> Callable:
                      default=TrainConfig.sandbox_mode, show_default=True,
                      help="Run scripts in contained worker processes (process), the same but refusing "
                           "to run without every protection (strict), or in this one, trusted (inprocess)."),
-        click.option("--max-llm-calls", type=click.IntRange(1), default=None,
-                     help="Stop training (at a batch boundary, with a checkpoint) after this many LLM calls; "
-                          "replies replayed from the cache do not count."),
-        click.option("--max-llm-tokens", type=click.IntRange(1), default=None,
-                     help="Same, for input + output tokens."),
-        click.option("--max-llm-cost", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Same, for the estimated cost (needs --llm-prices)."),
-        click.option("--llm-prices", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-                     help='JSON price table: {"model": {"input": X, "output": Y}} per million tokens '
-                          "(default: $LANGPROP_LLM_PRICES; none: no cost estimate)."),
+        llm_options,
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return apply(options, fn)
 
 
 def _world(kw: dict[str, Any]) -> WorldConfig:
@@ -83,22 +73,27 @@ def _world(kw: dict[str, Any]) -> WorldConfig:
 
 
 def _train_config(kw: dict[str, Any]) -> TrainConfig:
-    return TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], n_responses=kw["n_responses"],
-                       top_k=kw["top_k"], record_stride=kw["record_stride"], max_records=kw["max_records"],
-                       infraction_weight=kw["infraction_weight"], horizon_s=kw["horizon_s"],
-                       repeat_penalty=kw["repeat_penalty"], sandbox_mode=kw["sandbox_mode"],
-                       seed=kw.get("seed", 0), max_llm_calls=kw["max_llm_calls"],
-                       max_llm_tokens=kw["max_llm_tokens"], max_llm_cost=kw["max_llm_cost"],
-                       llm_prices=kw["llm_prices"])
+    try:
+        return TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], n_responses=kw["n_responses"],
+                           top_k=kw["top_k"], record_stride=kw["record_stride"], max_records=kw["max_records"],
+                           infraction_weight=kw["infraction_weight"], horizon_s=kw["horizon_s"],
+                           repeat_penalty=kw["repeat_penalty"], sandbox_mode=kw["sandbox_mode"],
+                           seed=kw.get("seed", 0), progress=progress_enabled(kw["no_progress"]), **budget_values(kw))
+    except ValueError as exc:  # combinations of values (a cost budget without prices): a usage error too
+        raise click.UsageError(str(exc)) from None
 
 
 def _optimizer_config(kw: dict[str, Any]) -> Any:
     from langprop_core.llm.factory import OptimizerConfig
 
-    overrides: dict[str, Any] = {"kind": kw["optimizer"]}
-    if kw.get("llm_cache"):
-        overrides["cache_dir"] = kw["llm_cache"]
-    return OptimizerConfig.from_env(**overrides)
+    return OptimizerConfig.from_env(**optimizer_overrides(kw))
+
+
+def _announce_optimizer(optimizer_config: Any, seed_sources: list[str]) -> None:
+    """The first line of a training command: which optimizer writes the scripts, and why."""
+    from langprop_core.llm.factory import make_optimizer
+
+    click.echo(f"optimizer: {make_optimizer(optimizer_config, seed_sources=seed_sources).describe()}")
 
 
 def _seed_sources(paths: tuple[Path, ...]) -> list[str]:
@@ -118,6 +113,15 @@ def _route_ids(routes: Path | None, given: tuple[str, ...]) -> list[str] | None:
     from langprop_driving.pipeline.collect import route_ids_of
 
     return route_ids_of(routes)
+
+
+def _preflight_world(world: WorldConfig, routes: Path, route_ids: list[str] | None) -> None:
+    """Towns, route planning and the scenario file, before any world starts (one line, exit 1)."""
+    from langprop_driving.cli.errors import preflight
+    from langprop_driving.pipeline.preflight import check_routes, check_scenarios
+
+    preflight(check_routes, routes, world.town, world.towns_dir, route_ids)
+    preflight(check_scenarios, world.scenarios)
 
 
 _work_dir = click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/langprop"),
@@ -140,13 +144,35 @@ def collect_cmd(**kw: Any) -> None:
     from langprop_driving.pipeline.config import WorkDir
 
     work = WorkDir(kw["work_dir"])
-    results = collect(work, _world(kw), kw["routes"], list(kw["route_ids"]) or None)
+    world = _world(kw)
+    route_ids = list(kw["route_ids"]) or None
+    _preflight_world(world, kw["routes"], route_ids)
+    _announce_collect(work, kw["routes"], route_ids)
+    results = collect(work, world, kw["routes"], route_ids, progress=progress_enabled(kw["no_progress"]))
     for r in results:
         score = f"{r.record['scores']['score_composed']:.1f}" if r.record else f"FAILED ({r.error})"
         click.echo(f"route {r.route_id}: driving score {score}, {r.n_records} scenes")
-    click.echo(f"dataset: {work.data}")
     if any(r.record is None for r in results):
-        raise SystemExit(1)
+        failed = ", ".join(r.route_id for r in results if r.record is None)
+        raise click.ClickException(f"routes {failed} could not run (see above); the dataset {work.data} keeps "
+                                   f"the others, and the same command runs only the failed ones again")
+    click.echo(f"dataset: {work.data}")
+
+
+def _announce_collect(work: Any, routes: Path, route_ids: list[str] | None) -> None:
+    """The first line of ``collect``: a new dataset, or how many of the routes it already holds."""
+    from driving.dataset import SceneDataset
+
+    from langprop_driving.pipeline.train import OFFLINE_STAGE
+
+    ids = route_ids or _route_ids(routes, ())
+    runs = set(SceneDataset(work.data).runs()) if (work.data / "index.json").is_file() else set()
+    done = sum(f"{OFFLINE_STAGE}-{route_id}" in runs for route_id in ids)
+    if done:
+        click.echo(f"collect: resuming {work.data}: {done} of {len(ids)} routes done, running the other "
+                   f"{len(ids) - done}")
+    else:
+        click.echo(f"collect: new run: {len(ids)} routes into {work.data}")
 
 
 @click.command("train")
@@ -162,9 +188,10 @@ def collect_cmd(**kw: Any) -> None:
 @click.option("--seed-script", "seed_scripts", multiple=True, type=click.Path(path_type=Path),
               help="Seed script(s): .py files with predict_speed_and_steering, or bundled 'naive'/'cautious'.")
 @click.option("--name", default="offline", show_default=True, help="Run name (under <work-dir>/train/).")
-@click.option("--no-resume", is_flag=True, help="Start over instead of resuming a run of the same name.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@no_resume_option
+@seed_option(0)
 @_train_options
+@progress_option
 def train_cmd(**kw: Any) -> None:
     """Train predict_speed_and_steering scripts from a scene dataset; checkpoint in <work-dir>/train/<name>."""
     from driving.dataset import SceneDataset
@@ -172,12 +199,19 @@ def train_cmd(**kw: Any) -> None:
     from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.train import train_stage
 
+    from langprop_driving.cli.errors import preflight
+    from langprop_driving.pipeline.preflight import check_dataset
+
     work = WorkDir(kw["work_dir"])
+    train_config = _train_config(kw)
+    optimizer_config = _optimizer_config(kw)
+    seeds = _seed_sources(kw["seed_scripts"])
+    preflight(check_dataset, kw["dataset"] or work.data)
+    _announce_optimizer(optimizer_config, seeds)
     dataset = SceneDataset(kw["dataset"] or work.data)
     outcome = train_stage(work, kw["name"], dataset, _route_ids(kw["routes"], kw["route_ids"]),
-                          _route_ids(kw["val_routes"], kw["val_route_ids"]), _optimizer_config(kw),
-                          _train_config(kw), _seed_sources(kw["seed_scripts"]), resume=not kw["no_resume"])
-    click.echo(f"optimizer: {outcome.optimizer}")
+                          _route_ids(kw["val_routes"], kw["val_route_ids"]), optimizer_config,
+                          train_config, seeds, resume=not kw["no_resume"], progress=train_config.progress)
     score = "n/a" if outcome.best_score is None else f"{outcome.best_score:.3f}"
     click.echo(f"best script {outcome.best_policy_id}: score {score}"
                + (f", validation {outcome.val_score:.3f}" if outcome.val_score is not None else ""))
@@ -206,16 +240,19 @@ def _echo_llm_usage(outcome: Any) -> None:
               help="Held-out route ids whose (collected) records validate training.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Where to start: a checkpoint (or training run) directory, or a .py script.")
-@click.option("--iterations", type=int, default=DaggerConfig.iterations, show_default=True)
-@click.option("--beta", type=float, default=DaggerConfig.beta, show_default=True,
+@click.option("--iterations", type=click.IntRange(1), default=DaggerConfig.iterations, show_default=True,
+              help="DAgger iterations (drive, relabel, aggregate, train).")
+@click.option("--beta", type=click.FloatRange(0.0, 1.0), default=DaggerConfig.beta, show_default=True,
               help="DAgger mixing: probability per route that the expert drives (decays by --beta-decay).")
-@click.option("--beta-decay", type=float, default=DaggerConfig.beta_decay, show_default=True)
+@click.option("--beta-decay", type=click.FloatRange(0.0, 1.0), default=DaggerConfig.beta_decay, show_default=True,
+              help="Factor of --beta from one iteration to the next.")
 @click.option("--expert-share", type=click.FloatRange(0.0, 1.0), default=None,
               help="Share of the expert's offline records beside the rollouts (default: as aggregated).")
 @click.option("--select-route-id", "select_route_ids", multiple=True,
               help="Select by driving: after each iteration the top scripts drive these routes of --routes and "
                    "the best driver is deployed (the incumbent stays unless beaten by --select-min-gain).")
-@click.option("--select-top-k", type=int, default=3, show_default=True, help="Scripts driven per selection.")
+@click.option("--select-top-k", type=click.IntRange(1), default=3, show_default=True,
+              help="Scripts driven per selection.")
 @click.option("--select-min-gain", type=click.FloatRange(min=0.0), default=ValidationConfig.min_gain,
               show_default=True, help="DS points by which a candidate must beat the deployed script.")
 @_train_options
@@ -224,16 +261,25 @@ def dagger_cmd(**kw: Any) -> None:
     from langprop_driving.pipeline.config import WorkDir
     from langprop_driving.pipeline.dagger import dagger
 
+    from langprop_driving.cli.errors import preflight
+    from langprop_driving.pipeline.preflight import check_checkpoint
+
     work = WorkDir(kw["work_dir"])
     world = _world(kw)
+    train_config = _train_config(kw)
+    optimizer_config = _optimizer_config(kw)
+    route_ids = _route_ids(kw["routes"], kw["route_ids"])
+    _preflight_world(world, kw["routes"], list(route_ids or []) + list(kw["select_route_ids"]) or None)
+    preflight(check_checkpoint, kw["checkpoint"])
+    _announce_optimizer(optimizer_config, [])
     selection = (ValidationConfig(world=world, routes=kw["routes"], route_ids=tuple(kw["select_route_ids"]),
                                   top_k=kw["select_top_k"], min_gain=kw["select_min_gain"])
                  if kw["select_route_ids"] else None)
-    outcome = dagger(work, world, kw["routes"], _route_ids(kw["routes"], kw["route_ids"]),
-                     list(kw["val_route_ids"]) or None, _optimizer_config(kw), _train_config(kw),
+    outcome = dagger(work, world, kw["routes"], route_ids,
+                     list(kw["val_route_ids"]) or None, optimizer_config, train_config,
                      DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"],
                                   expert_share=kw["expert_share"]),
-                     kw["checkpoint"], selection=selection)
+                     kw["checkpoint"], selection=selection, progress=train_config.progress)
     for it in outcome.iterations:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
         selected = "" if it.train.validation_ds is None else (
@@ -248,35 +294,41 @@ def dagger_cmd(**kw: Any) -> None:
 @click.command("demo")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
               show_default=True, help="Where everything goes; rerun to resume.")
-@click.option("--fresh", is_flag=True, help="Delete the work directory first.")
-@click.option("--workers", type=int, default=None, help="Routes run in parallel (default: min(4, cores)).")
-@click.option("--iterations", type=int, default=2, show_default=True, help="DAgger iterations.")
-@click.option("--optimizer", type=click.Choice(["auto", "openai", "mutation"]), default="auto", show_default=True,
-              help="'auto': the LLM endpoint when configured, else the mutation baseline.")
-@click.option("--llm-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Record/replay LLM calls in this folder.")
+@click.option("--fresh", is_flag=True, help="Delete the work directory first (start over).")
+@workers_option(None, "min(4, cores)")
+@click.option("--iterations", type=click.IntRange(0), default=DemoConfig.dagger_iterations, show_default=True,
+              help="DAgger iterations.")
+@llm_options
 @click.option("--seed-script", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this script instead of the bundled naive one.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option(DemoConfig.seed)
 @click.option("--scenarios/--no-scenarios", default=True, show_default=True,
               help="Run the leaderboard-1.0 scenarios of a scenario file generated for the demo town.")
-@click.option("--select-top-k", type=int, default=DemoConfig.select_top_k, show_default=True,
+@click.option("--select-top-k", type=click.IntRange(0), default=DemoConfig.select_top_k, show_default=True,
               help="Select by driving: this many top scripts per stage drive the held-out routes (0: off).")
 @click.option("--expert-share", type=click.FloatRange(0.0, 1.0), default=None,
               help="DAgger: share of the expert's offline records beside the rollouts (default: as aggregated).")
+@progress_option
 def demo_cmd(**kw: Any) -> None:
     """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures."""
     import shutil
+    from dataclasses import replace
 
     from langprop_driving.pipeline.demo import run_demo
 
+    defaults = DemoConfig()
+    try:
+        train = replace(defaults.train, **budget_values(kw))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    optimizer_config = _optimizer_config(kw)
     if kw["fresh"] and kw["work_dir"].exists():
         shutil.rmtree(kw["work_dir"])
     config = DemoConfig(work_dir=kw["work_dir"], dagger_iterations=kw["iterations"], seed=kw["seed"],
                         seed_script=kw["seed_script"], scenarios=kw["scenarios"], select_top_k=kw["select_top_k"],
-                        expert_share=kw["expert_share"],
-                        **({"workers": kw["workers"]} if kw["workers"] else {}))
-    run_demo(config, _optimizer_config(kw), echo=click.echo)
+                        expert_share=kw["expert_share"], train=train,
+                        **({"workers": kw["workers"]} if kw["workers"] is not None else {}))
+    run_demo(config, optimizer_config, echo=click.echo, progress=progress_enabled(kw["no_progress"]))
 
 
 @click.command("import-rollout")

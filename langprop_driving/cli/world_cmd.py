@@ -138,7 +138,7 @@ def routes() -> None:
 @routes.command("generate")
 @click.option("--town", "town_name", required=True, help="A stored town (see `langprop town list`).")
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True, help="Number of routes.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the routes drawn.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Routes XML to write.")
 @click.option("--min-length", type=float, default=150.0, show_default=True, help="Minimum route length (m).")
 @click.option("--max-length", type=float, default=600.0, show_default=True, help="Maximum route length (m).")
@@ -177,7 +177,7 @@ def routes_show(file: Path, plan: bool, town_name: str | None, towns_dir: Path |
 
     Planned routes show their length, junction turns and the largest distance
     from a sparse waypoint to the lane it snapped to; routes that cannot be
-    planned are flagged with the reason.
+    planned are flagged with the reason, and the command then exits 1.
     """
     from sumo_world.road_network import RoadNetwork
     from sumo_world.route_planner import RoutePlanningError, plan_route
@@ -213,4 +213,4 @@ def routes_show(file: Path, plan: bool, town_name: str | None, towns_dir: Path |
             line += "  (town not stored: not planned)"
         click.echo(line)
     if unplannable:
-        click.echo(f"{unplannable} of {len(found)} routes cannot be planned")
+        raise click.ClickException(f"{unplannable} of {len(found)} routes of {file} cannot be planned (see above)")

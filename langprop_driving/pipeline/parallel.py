@@ -274,7 +274,7 @@ def ray_route_executor(options: RayOptions, workers: int, paths: Sequence[str] =
 
         import dataclasses
 
-        config = dataclasses.replace(config, route_executor=None)  # the task runs the route where it lands
+        config = dataclasses.replace(config, route_executor=None, announce=None)  # the task runs the route where it lands
         ray, refs = submit_ray([(run_job, {"job": job, "config": config}, paths) for job in jobs], options, workers)
         gather_ray(ray, refs, [str(job.route.route_id) for job in jobs], options, deliver,
                    lambda i, text: deliver(i, crashed_outcome(jobs[i], text)))

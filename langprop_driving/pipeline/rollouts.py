@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from driving.dataset import SceneDataset, SceneRecord
 from driving.penalties import ROUTE_ENDING_INFRACTIONS
+from sumo_world.results import RETRY_STATUSES  # runs that never really drove run again, as on the runner's resume
 from team_code.config import DEFAULT_TIMEOUT_S
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
@@ -122,9 +123,6 @@ def route_records_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list((results.get("_checkpoint") or {}).get("records") or [])
 
 
-# statuses of runs that never really drove: the route runs again, as the runner's resume does
-_RETRY_STATUSES = ("Failed - Simulation crashed", "Failed - Agent couldn't be set up")
-
 
 def _route_record(results_path: Path) -> dict[str, Any] | None:
     if not results_path.is_file():
@@ -142,7 +140,7 @@ def _route_record(results_path: Path) -> dict[str, Any] | None:
 def _finished_record(results_path: Path) -> dict[str, Any] | None:
     """The route's record when it was driven (to its end or an infraction that ended it), else None."""
     record = _route_record(results_path)
-    return record if record is not None and record.get("status") not in _RETRY_STATUSES else None
+    return record if record is not None and record.get("status") not in RETRY_STATUSES else None
 
 
 finished_route_record = _finished_record  # public: validation rollouts resume by it too
