@@ -59,10 +59,13 @@ def test_n_is_passed_through(fake_llm_server):
 def test_n_split_over_requests_when_capped(fake_llm_server):
     fake_llm_server.enqueue(reply(script(1)), reply(script(2)), reply(script(3)))
     client = make_client(fake_llm_server, max_choices_per_request=2)
-    done = client.complete(MESSAGES, SamplingParams(model="m", n=3))
+    done = client.complete(MESSAGES, SamplingParams(model="m", n=3, seed=7))
     assert done.replies == [script(1), script(2), script(3)]
     assert [r["n"] for r in fake_llm_server.requests] == [2, 1]
+    # A seeded endpoint answers the same seed with the same sample: each round takes the next seed.
+    assert [r["seed"] for r in fake_llm_server.requests] == [7, 8]
     assert done.usage.calls == 2
+    assert done.params.seed == 7  # what the replies are recorded under
 
 
 @pytest.mark.parametrize("code", [429, 500, 503])

@@ -6,7 +6,9 @@ import threading
 import time
 from pathlib import Path
 
-from langprop_core.llm.base import ChatMessage, ProposalRequest, SamplingParams
+import pytest
+
+from langprop_core.llm.base import ChatMessage, LLMError, ProposalRequest, SamplingParams
 from langprop_core.llm.file_exchange import FileExchangeServer, estimate_tokens
 from langprop_core.llm.llm_optimizer import LLMOptimizer
 from langprop_core.llm.openai_client import OpenAIClient
@@ -51,18 +53,15 @@ def test_a_reply_file_answers_the_chat_request(tmp_path):
 
 
 def test_a_resent_request_waits_on_the_same_file(tmp_path):
-    # The client times out before the reply is written and sends the request again: one file, one answer.
+    # A run whose call timed out (it gives up: a timeout is not retried) is run again and sends the
+    # same request: it waits on the same file, and the folder holds one request.
     with FileExchangeServer(tmp_path, poll_s=0.02, stable_s=0.1) as server:
-        client = OpenAIClient(base_url=server.url, api_key="x", timeout_s=0.5, max_retries=4,
-                              min_wait_s=0.01, max_wait_s=0.02)
-
-        def late_answer() -> None:
-            time.sleep(1.5)
-            request = next((tmp_path / "requests").glob("*.md"))
-            (tmp_path / "replies" / f"{request.stem}.md").write_text(REPLY)
-
-        threading.Thread(target=late_answer, daemon=True).start()
-        done = client.complete(MESSAGES, SamplingParams(model="exchange", n=1))
+        client = OpenAIClient(base_url=server.url, api_key="x", timeout_s=0.5, max_retries=0)
+        with pytest.raises(LLMError):
+            client.complete(MESSAGES, SamplingParams(model="exchange", n=1, seed=3))
+        request = next((tmp_path / "requests").glob("*.md"))
+        (tmp_path / "replies" / f"{request.stem}.md").write_text(REPLY)
+        done = client.complete(MESSAGES, SamplingParams(model="exchange", n=1, seed=3))
     assert done.replies == [REPLY]
     assert len(list((tmp_path / "requests").glob("*.md"))) == 1
 

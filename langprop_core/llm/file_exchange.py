@@ -12,9 +12,10 @@ client, its retries and the record/replay cache::
     python -m langprop_core.llm.file_exchange --dir runs/exchange --port 8765 &
     LANGPROP_LLM_BASE_URL=http://127.0.0.1:8765/v1 LANGPROP_LLM_MODEL=exchange langprop demo
 
-The id is derived from the request's content, so a client that times out and
-sends the same request again waits on the same reply file instead of asking
-twice. Token counts in the answers' ``usage`` are estimates (one token per
+The id is derived from the request's content, so a run that is resumed after
+a call timed out sends the same request again and waits on the same reply
+file instead of asking twice (set ``LANGPROP_LLM_TIMEOUT`` to what a reply
+takes). Token counts in the answers' ``usage`` are estimates (one token per
 four characters), since there is no tokenizer behind the folder; the ids are
 numbered in arrival order so the folder reads as a transcript.
 """
