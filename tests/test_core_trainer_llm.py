@@ -13,7 +13,7 @@ from langprop_core.module import Module
 from langprop_core.sandbox import SandboxConfig
 from langprop_core.task import Task
 from langprop_core.trainer import Trainer, TrainerConfig
-from tests.fixtures.llm_server import reply, slow, status
+from tests.fixtures.llm_server import reply, status
 from tests.test_core_trainer import fence
 
 WEAK = "def f(x):\n    return x\n"
@@ -57,8 +57,9 @@ def _client(server, **kw) -> OpenAIClient:
 
 def test_trainer_survives_http_errors_and_improves(tmp_path, fake_llm_server):
     fake_llm_server.responder = responder
-    # Setup: a 429, a 500, a reply too slow for the client timeout, then a reply with no code.
-    fake_llm_server.enqueue(status(429), status(500), slow(1.0, fence(WEAK)), reply("I cannot write code."))
+    # Setup: a 429 and a 500 (retried), then a reply with no code. (A reply slower than the client's
+    # timeout is not retried: tests/test_llm_client.py.)
+    fake_llm_server.enqueue(status(429), status(500), reply("I cannot write code."))
     trainer = _trainer(_client(fake_llm_server), tmp_path / "run", epochs=3)
     result = trainer.fit(_module(tmp_path), TASK, range(10))
     assert trainer.rejected["no_code"] == 1

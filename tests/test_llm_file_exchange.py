@@ -39,7 +39,7 @@ def answer_when_asked(directory: Path, text: str, count: int = 1, deadline_s: fl
 def test_a_reply_file_answers_the_chat_request(tmp_path):
     with FileExchangeServer(tmp_path, poll_s=0.02, stable_s=0.1) as server:
         writer = answer_when_asked(tmp_path, REPLY)
-        client = OpenAIClient(base_url=server.url, api_key="x", timeout_s=30, max_retries=0)
+        client = OpenAIClient(base_url=server.base_url, api_key="x", timeout_s=30, max_retries=0)
         optimizer = LLMOptimizer(client, SamplingParams(model="exchange", temperature=0.0, n=1))
         proposals = optimizer.propose(ProposalRequest(messages=MESSAGES, n=1, function_name="policy"))
         writer.join()
@@ -56,7 +56,7 @@ def test_a_resent_request_waits_on_the_same_file(tmp_path):
     # A run whose call timed out (it gives up: a timeout is not retried) is run again and sends the
     # same request: it waits on the same file, and the folder holds one request.
     with FileExchangeServer(tmp_path, poll_s=0.02, stable_s=0.1) as server:
-        client = OpenAIClient(base_url=server.url, api_key="x", timeout_s=0.5, max_retries=0)
+        client = OpenAIClient(base_url=server.base_url, api_key="x", timeout_s=0.5, max_retries=0)
         with pytest.raises(LLMError):
             client.complete(MESSAGES, SamplingParams(model="exchange", n=1, seed=3))
         request = next((tmp_path / "requests").glob("*.md"))
@@ -68,7 +68,7 @@ def test_a_resent_request_waits_on_the_same_file(tmp_path):
 
 def test_several_choices_are_several_files_and_a_restart_keeps_ids(tmp_path):
     with FileExchangeServer(tmp_path, poll_s=0.02, stable_s=0.1) as server:
-        client = OpenAIClient(base_url=server.url, api_key="x", timeout_s=30, max_retries=0)
+        client = OpenAIClient(base_url=server.base_url, api_key="x", timeout_s=30, max_retries=0)
 
         def answer_two() -> None:
             while not list((tmp_path / "requests").glob("*.md")):
@@ -83,7 +83,7 @@ def test_several_choices_are_several_files_and_a_restart_keeps_ids(tmp_path):
     assert done.replies == ["reply 1", "reply 2"]
     # A restarted server answers the same request from the same files, without a new request.
     with FileExchangeServer(tmp_path, poll_s=0.02, stable_s=0.1) as server:
-        client = OpenAIClient(base_url=server.url, api_key="x", timeout_s=30, max_retries=0)
+        client = OpenAIClient(base_url=server.base_url, api_key="x", timeout_s=30, max_retries=0)
         again = client.complete(MESSAGES, SamplingParams(model="exchange", n=2))
     assert again.replies == ["reply 1", "reply 2"]
     assert len(list((tmp_path / "requests").glob("*.json"))) == 1
