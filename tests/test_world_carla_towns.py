@@ -98,8 +98,9 @@ def test_routes_show_prints_waypoint_distances_and_flags_unplannable(towns: Town
     store.import_net(towns.net_path("Town04"), "Town03")
     result = CliRunner().invoke(routes_group, ["show", str(routes_file), "--town", "Town03",
                                                "--towns-dir", str(moved)])
-    assert result.exit_code == 0, result.output
-    assert "NOT PLANNABLE: route" in result.output and "1 of 1 routes cannot be planned" in result.output
+    assert result.exit_code == 1, result.output  # unplannable routes are bad input
+    assert "NOT PLANNABLE: route" in result.output
+    assert "Error: 1 of 1 routes of" in result.output and "cannot be planned" in result.output
 
 
 def _point_on(network: RoadNetwork, lane_id: str, xy: tuple[float, float], ahead_m: float) -> tuple[float, float]:
