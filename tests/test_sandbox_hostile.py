@@ -504,9 +504,10 @@ def test_strict_refuses_when_a_protection_is_missing(tmp_path):
     code = textwrap.dedent(f"""
         import os
         from langprop_core.sandbox import isolation
-        isolation._seccomp_lib = lambda: None
+        isolation.seccomp.available = lambda: False
         try:
-            isolation.lock_down_template({str(tmp_path)!r}, 512, 1, [], os.getppid(), strict=True)
+            isolation.lock_down_template({str(tmp_path)!r}, 512, 1, os.getppid(), strict=True,
+                                         uid=0x70000000 + os.getpid(), namespaces_error=None)
         except isolation.IsolationError as exc:
             print("refused:", exc)
     """)

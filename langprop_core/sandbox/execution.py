@@ -196,7 +196,8 @@ class Executor:
                 start: int, stop: int, progress: Any = None,
                 dependencies: tuple[Dependency, ...] = ()) -> list[tuple]:
         """Results ``(output, exception, traceback, stdout, duration_s)`` for inputs
-        ``start:stop``, with the time limit and progress reports of a worker."""
+        ``start:stop`` of the batch (``inputs`` holds those only), with the time limit and
+        progress reports of a worker."""
         capture = self._capture
         parts = capture.parts
         old_out, old_err = sys.stdout, sys.stderr
@@ -231,7 +232,7 @@ class Executor:
                 t0 = perf()
                 self._call_start = t0
                 try:
-                    out = fn(*copiers[i](data[i]))
+                    out = fn(*copiers[i - start](data[i - start]))
                     self._call_start = None
                     dt = perf() - t0
                     exc_text = tb_text = None

@@ -1,15 +1,21 @@
 """The parent's side: worker processes, the batch scheduler, the watchdog, message checks.
 
-A batch of calls is ``sources x inputs``. In process mode every worker gets the
-batch's inputs once (pickled once, sent once per worker per batch), then runs
-jobs ``(script, range of inputs)`` and answers with one message per job.
+A batch of calls is ``sources x inputs``, cut into jobs ``(script, range of
+inputs)``. A worker gets each job with that job's inputs only (each range
+pickled once per batch) and answers with one message per job.
 
-Limits, enforced per call:
+Nothing of a job's answer is trusted:
 
-- time: inside the job a periodic ``SIGALRM`` raises in a call that has run
-  longer than ``timeout_s``; a call stuck where Python cannot interrupt it is
-  caught here, by watching a shared progress counter, and the worker's whole
-  process group is killed.
+- time: every job has an absolute deadline, set here when it is sent:
+  ``timeout_s`` per call, once more for loading the script, a grace and an
+  allowance for decoding its inputs. Inside the job a periodic ``SIGALRM``
+  raises in a call that has run longer than ``timeout_s``; a call stuck where
+  Python cannot interrupt it is caught here earlier when a shared progress
+  counter stops moving. The script can switch the alarm off and move the
+  counter: neither extends the deadline, past which the worker's whole process
+  group is killed. A call's charged time is its share of the job's time as the
+  template measured it (the reported durations only split it), and a call
+  charged more than its limit is a timeout.
 - memory: ``RLIMIT_AS``; running out raises ``MemoryError`` in the script or
   ends the job's fork.
 - a job whose fork dies (``os._exit``, a crash) fails the call it was on; the
@@ -17,8 +23,10 @@ Limits, enforced per call:
   well-formed message is killed (with its process group) and replaced.
 
 Every message from a worker is decoded by
-:func:`~langprop_core.sandbox.codec.decode` and checked; failures come back as
-:class:`CallResult` with ``exception`` set, never as exceptions.
+:func:`~langprop_core.sandbox.codec.decode` and checked field by field (types,
+sizes, texts cut and stripped of control characters, reasons from a fixed
+list); failures come back as :class:`CallResult` with ``exception`` set, never
+as exceptions.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ import math
 import multiprocessing.connection
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -47,7 +56,7 @@ from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_
                                           SandboxConfig, SandboxUnavailable)
 from langprop_core.sandbox.execution import Dependency, Executor
 from langprop_core.sandbox.inputs import prepare_inputs
-from langprop_core.sandbox.worker import WORKER_CODE, Progress
+from langprop_core.sandbox.worker import ANSWER_HEAD, DIED, DIED_HEAD, DIED_REASONS, DONE, WORKER_CODE, Progress
 
 __all__ = ["ScriptRunner", "Worker"]
 
@@ -57,16 +66,24 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 # Beyond the per-call timeout, how long the parent waits for a worker that
 # shows no progress before it kills it (the in-worker alarm should fire first).
 _HARD_GRACE_S = 0.5
-# Before its first call of a job a worker may still be starting or decoding the
-# batch's inputs: on a loaded machine that takes seconds, and must not count
-# against the script's time limit (it made closed-loop rollouts differ between runs).
+# How long a fresh worker may take to start and report what it applied.
 _STARTUP_LIMIT_S = 60.0
+# Beyond its calls' limits, a job's deadline allows for its fork to start and decode the
+# job's inputs: on a loaded machine that takes a while, and must not count against the
+# script's time limit (it made closed-loop rollouts differ between runs).
+_LOAD_ALLOWANCE_S = 2.0
+_DECODE_BYTES_PER_S = 5e6
 # A script that kills its worker this many times in one batch fails its remaining calls.
 _MAX_DEATHS_PER_SCRIPT = 3
 _MAX_JOB_BYTES = 64 << 20
 # Each job costs a fork (a few ms): jobs of up to this many calls keep that under 1%.
 _MAX_JOB_CALLS = 5000
+# A job's deadline is its calls' limits added up: a script that switches its alarm off holds a
+# worker that long. Jobs of at most this many seconds of limits keep that short.
+_MAX_JOB_S = 30.0
 _MAX_TEXT = 1 << 16
+# What a worker's texts may not carry into a log, a prompt or a terminal (newline and tab stay).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -86,11 +103,12 @@ class Worker:
     """
 
     def __init__(self, config: SandboxConfig) -> None:
-        progress_fd = os.memfd_create("langprop-progress")
-        os.ftruncate(progress_fd, 8)
-        self.progress = Progress(progress_fd)
+        self.progress, progress_fd = Progress.create()
         self.progress.value = -1
-        self.scratch = tempfile.mkdtemp(prefix="langprop-sandbox-")
+        # The log beside the scratch, not in it: a script can neither read nor write it.
+        self.home = tempfile.mkdtemp(prefix="langprop-sandbox-")
+        self.scratch = os.path.join(self.home, "scratch")
+        os.mkdir(self.scratch, 0o700)
         parent_sock, child_sock = socket.socketpair()
         settings = {"memory_mb": config.memory_mb, "max_file_mb": config.max_file_mb,
                     "strict": config.strict, "max_result_bytes": config.max_result_bytes,
@@ -98,8 +116,8 @@ class Worker:
                     "max_stdout_chars": config.max_stdout_chars, "timeout_s": config.timeout_s,
                     "max_job_bytes": _MAX_JOB_BYTES, "max_message_bytes": self.max_message_bytes(config)}
         env = isolation.worker_environment([], self.scratch)
-        # stderr goes to the scratch (bounded by RLIMIT_FSIZE): never to the user's terminal.
-        with open(os.path.join(self.scratch, "worker.log"), "wb") as log_file:
+        # stderr goes to the log (bounded by RLIMIT_FSIZE): never to the user's terminal.
+        with open(os.path.join(self.home, "worker.log"), "wb") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-c", WORKER_CODE, _PACKAGE_ROOT, str(child_sock.fileno()),
                  str(progress_fd), str(os.getpid()), self.scratch, json.dumps(settings)],
@@ -112,8 +130,8 @@ class Worker:
         self.max_bytes = settings["max_message_bytes"]
         self.started_at = time.monotonic()
         self.ready = False
-        self.batch_token: int | None = None
         self.job: tuple[str, int, int] | None = None
+        self.deadline = 0.0
         self.seen_progress = -1
         self.seen_at = 0.0
 
@@ -145,10 +163,10 @@ class Worker:
 
     def _log_tail(self) -> str:
         try:
-            with open(os.path.join(self.scratch, "worker.log"), "rb") as f:
+            with open(os.path.join(self.home, "worker.log"), "rb") as f:
                 f.seek(0, os.SEEK_END)
                 f.seek(max(0, f.tell() - 2000))
-                return f.read().decode("utf-8", "replace").strip()
+                return _clean(f.read().decode("utf-8", "replace").strip())
         except OSError:
             return ""
 
@@ -159,15 +177,28 @@ class Worker:
     def exitcode(self) -> int | None:
         return self.process.poll()
 
-    def assign(self, job: tuple[str, int, int], now: float) -> None:
+    def assign(self, job: tuple[str, int, int], header: bytes, blob: bytes, deadline: float,
+               now: float) -> None:
+        """Send a job: its header (script, function, dependencies, range) and its own inputs."""
         self.job = job
+        self.deadline = deadline
         self.seen_progress = -2
         self.seen_at = now
-        self.conn.send_bytes(pickle.dumps(("run",) + job, _PICKLE))
+        self.conn.send_bytes(header)
+        self.conn.send_bytes(blob)
 
-    def receive(self) -> Any:
-        """The next message, decoded as plain data; raises EOFError/OSError/UnsafeOutput."""
-        return decode(self.conn.recv_bytes(self.max_bytes))
+    def receive(self) -> tuple[bytes, float, Any]:
+        """The template's answer to a job: (``DONE``, job time, decoded rows message) or
+        (``DIED``, job time, (reason code, exit code, input index)); raises
+        EOFError/OSError/UnsafeOutput."""
+        data = self.conn.recv_bytes(self.max_bytes)
+        if data[:1] == DIED and len(data) == DIED_HEAD.size:
+            _, elapsed, reason, code, at = DIED_HEAD.unpack(data)
+            return DIED, elapsed, (reason, code, at)
+        if data[:1] != DONE or len(data) < ANSWER_HEAD.size:
+            raise UnsafeOutput("a malformed answer from the worker")
+        _, elapsed = ANSWER_HEAD.unpack_from(data)
+        return DONE, elapsed, decode(memoryview(data)[ANSWER_HEAD.size:])
 
     def kill(self) -> None:
         """Kill the worker's whole process group (its job's fork included) and remove its scratch."""
@@ -180,7 +211,7 @@ class Worker:
         except subprocess.TimeoutExpired:  # pragma: no cover
             log.warning("sandbox worker %d did not exit after SIGKILL", self.process.pid)
         self.conn.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def stop(self) -> None:
         try:
@@ -191,33 +222,55 @@ class Worker:
         self.kill()
 
 
-def _checked_rows(msg: Any, n: int, bounds: Bounds) -> list[CallResult] | None:
+def _clean(text: str) -> str:
+    """A worker's text cut to the bound, without control characters (terminal escapes, bidi
+    overrides): it may reach a log, a prompt or a terminal."""
+    return _CONTROL.sub("\ufffd", text[:_MAX_TEXT])
+
+
+def _checked_rows(msg: Any, n: int, bounds: Bounds, elapsed_s: float, timeout_s: float
+                  ) -> list[CallResult] | None:
     """The rows of a ``done`` message as results, or None when the message is malformed.
-    Each output is checked again here: a hostile job may have forged the message."""
+    Each output is checked again here: a hostile job may have forged the message.
+
+    Durations: the job's time ``elapsed_s`` (measured by the template) is split over the
+    calls in proportion to the durations they report, so a script cannot look faster than
+    it is; a call charged over its limit (beyond the alarm's slack) is a timeout."""
     if not (type(msg) is tuple and len(msg) == 2 and msg[0] == "done" and type(msg[1]) is list
-            and len(msg[1]) == n):
+            and len(msg[1]) == n) or not (0.0 <= elapsed_s < math.inf):
         return None
-    out = []
-    append = out.append
-    check = check_plain
-    for row in msg[1]:
+    rows = msg[1]
+    reported = []
+    for row in rows:
         if type(row) is not tuple or len(row) != 5:
             return None
         output, exc, tb, printed, dt = row
-        if type(printed) is not str or type(dt) is not float:
+        if (type(printed) is not str or type(dt) is not float or not 0.0 <= dt < math.inf
+                or not (exc is None or type(exc) is str) or not (tb is None or type(tb) is str)):
             return None
-        if exc is not None or tb is not None:
-            if not ((exc is None or type(exc) is str) and (tb is None or type(tb) is str)):
-                return None
-            exc = None if exc is None else exc[:_MAX_TEXT]
-            tb = None if tb is None else tb[:_MAX_TEXT]
-        if len(printed) > _MAX_TEXT:
-            printed = printed[:_MAX_TEXT]
+        reported.append(dt)
+    total = sum(reported)
+    charged = ([elapsed_s * dt / total for dt in reported] if total > 0.0
+               else [elapsed_s / n] * n)
+    late_s = timeout_s + max(0.005, timeout_s / 4) + 0.05  # the alarm ticks every timeout/4
+    out = []
+    append = out.append
+    check = check_plain
+    for (output, exc, tb, printed, _), dt in zip(rows, charged):
+        if exc is not None:
+            exc = _clean(exc)
+        if tb is not None:
+            tb = _clean(tb)
+        if printed:
+            printed = _clean(printed)
+        if exc is None and dt > late_s:
+            output, exc, tb = None, (f"{TIMEOUT_PREFIX}the call ran longer than {timeout_s:g} s "
+                                     f"(measured outside the script)"), None
         try:
             check(output, bounds)
         except UnsafeOutput as unsafe:
-            output, exc, tb = None, UNSAFE_PREFIX + str(unsafe), None
-        append(CallResult(output, exc, tb, printed, dt if dt >= 0.0 else 0.0))
+            output, exc, tb = None, UNSAFE_PREFIX + _clean(str(unsafe)), None
+        append(CallResult(output, exc, tb, printed, dt))
     return out
 
 
@@ -231,7 +284,6 @@ class ScriptRunner:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self._workers: list[Worker] = []
-        self._token = 0
         self._executor: Executor | None = None
         self._planner: CopyPlanner | None = None
         self._bounds = Bounds(self.config.max_result_bytes, self.config.max_result_depth)
@@ -341,25 +393,27 @@ class ScriptRunner:
 
     def _chunk_size(self, n_scripts: int, n_inputs: int) -> int:
         per_worker = math.ceil(n_scripts * n_inputs / (self.config.workers * 4))
-        return max(1, min(n_inputs, per_worker, _MAX_JOB_CALLS))
+        by_time = int(_MAX_JOB_S / self.config.timeout_s)
+        return max(1, min(n_inputs, per_worker, _MAX_JOB_CALLS, by_time))
 
     def _run_process(self, sources: dict[str, str], function_name: str, inputs: list[tuple],
                      dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
         n = len(inputs)
+        chunk = self._chunk_size(len(sources), n)
+        blobs: dict[tuple[int, int], bytes] = {}
         try:
-            payload = pickle.dumps(("load", function_name, dict(sources), inputs, dependencies),
-                                   _PICKLE)
+            for s in range(0, n, chunk):
+                blobs[s, min(s + chunk, n)] = pickle.dumps(inputs[s:s + chunk], _PICKLE)
+            pickle.dumps(dependencies, _PICKLE)
         except Exception as exc:  # noqa: BLE001 - name the problem for the caller
             raise TypeError(f"the inputs cannot be sent to sandbox workers ({type(exc).__name__}: "
                             f"{exc}); make them picklable or use SandboxConfig(mode='inprocess')") from exc
-        self._token += 1
-        token = self._token
-        chunk = self._chunk_size(len(sources), n)
         jobs: collections.deque[tuple[str, int, int]] = collections.deque(
             (sid, s, min(s + chunk, n)) for sid in sources for s in range(0, n, chunk))
         results: dict[str, list[CallResult | None]] = {sid: [None] * n for sid in sources}
         deaths: collections.Counter[str] = collections.Counter()
-        hard_limit_s = self.config.timeout_s + max(_HARD_GRACE_S, self.config.timeout_s)
+        timeout_s = self.config.timeout_s
+        hard_limit_s = timeout_s + max(_HARD_GRACE_S, timeout_s)
         self._ensure_workers()
 
         while True:
@@ -367,15 +421,22 @@ class ScriptRunner:
             for worker in self._workers:
                 while worker.job is None and jobs:
                     job = jobs.popleft()
-                    if deaths[job[0]] >= _MAX_DEATHS_PER_SCRIPT:
+                    sid, start, stop = job
+                    if deaths[sid] >= _MAX_DEATHS_PER_SCRIPT:
                         self._fail(results, job, f"{WORKER_DIED_PREFIX}the script killed its worker "
-                                                 f"{deaths[job[0]]} times in this batch; call not run")
+                                                 f"{deaths[sid]} times in this batch; call not run")
                         continue
+                    blob = blobs.get((start, stop))
+                    if blob is None:  # the rest of a job whose call ended its fork
+                        blob = blobs[start, stop] = pickle.dumps(inputs[start:stop], _PICKLE)
+                    header = pickle.dumps(("run", sid, sources[sid], function_name, dependencies,
+                                           start, stop), _PICKLE)
+                    # Absolute, from now: each call's limit, once more for loading the script,
+                    # a grace, and time to decode the job's inputs. Nothing the job says extends it.
+                    deadline = (now + (stop - start + 1) * timeout_s + hard_limit_s + _LOAD_ALLOWANCE_S
+                                + len(blob) / _DECODE_BYTES_PER_S)
                     try:
-                        if worker.batch_token != token:
-                            worker.conn.send_bytes(payload)
-                            worker.batch_token = token
-                        worker.assign(job, now)
+                        worker.assign(job, header, blob, deadline, now)
                     except OSError:  # died while idle: replace it, keep the job
                         jobs.appendleft(job)
                         worker.job = None
@@ -393,7 +454,7 @@ class ScriptRunner:
                 sid, start, stop = worker.job
                 if worker.conn.poll():
                     try:
-                        msg = worker.receive()
+                        kind, elapsed_s, msg = worker.receive()
                     except (EOFError, OSError):
                         self._worker_died(worker, results, jobs, deaths, "died")
                         replace = True
@@ -402,10 +463,14 @@ class ScriptRunner:
                         self._worker_died(worker, results, jobs, deaths, "unsafe", str(unsafe))
                         replace = True
                         continue
-                    if type(msg) is tuple and len(msg) == 4 and msg[0] == "died":
+                    if now > worker.deadline:  # an answer after the deadline is not taken
+                        self._worker_died(worker, results, jobs, deaths, "deadline")
+                        replace = True
+                        continue
+                    if kind == DIED:
                         self._job_died(worker, msg, results, jobs, deaths)
                         continue
-                    rows = _checked_rows(msg, stop - start, self._bounds)
+                    rows = _checked_rows(msg, stop - start, self._bounds, elapsed_s, timeout_s)
                     if rows is None:
                         self._worker_died(worker, results, jobs, deaths, "unsafe",
                                           "a malformed message from the worker")
@@ -416,12 +481,16 @@ class ScriptRunner:
                 elif not worker.is_alive():
                     self._worker_died(worker, results, jobs, deaths, "died")
                     replace = True
+                elif now > worker.deadline:
+                    self._worker_died(worker, results, jobs, deaths, "deadline")
+                    replace = True
                 else:
+                    # The job's counter may only bring the kill forward: a call stuck where the
+                    # alarm cannot interrupt it (C code, a regular expression) stops it moving.
                     seen = worker.progress.value
-                    limit_s = hard_limit_s if seen >= 0 else max(hard_limit_s, _STARTUP_LIMIT_S)
                     if seen != worker.seen_progress:
                         worker.seen_progress, worker.seen_at = seen, now
-                    elif now - worker.seen_at > limit_s:
+                    elif seen >= 0 and now - worker.seen_at > hard_limit_s:
                         self._worker_died(worker, results, jobs, deaths, "timeout")
                         replace = True
             if replace:
@@ -441,17 +510,17 @@ class ScriptRunner:
         if at + 1 < stop:
             jobs.appendleft((sid, at + 1, stop))
 
-    def _job_died(self, worker: Worker, msg: tuple, results: dict, jobs: collections.deque,
-                  deaths: collections.Counter) -> None:
+    def _job_died(self, worker: Worker, msg: tuple[int, int, int], results: dict,
+                  jobs: collections.deque, deaths: collections.Counter) -> None:
         """The job's fork ended without its results; the template lives on."""
         sid, start, stop = worker.job
-        _, why, code, at = msg
-        at = at if type(at) is int and start <= at < stop else start
-        code = code if type(code) is int else None
-        message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
-                   f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")
-        if type(why) is str and "over" in why:
-            message = f"{UNSAFE_PREFIX}{why}"
+        reason, code, at = msg
+        at = at if start <= at < stop else start
+        if reason == 1:
+            message = f"{UNSAFE_PREFIX}{DIED_REASONS[1]}"
+        else:
+            message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
+                       f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")
         results[sid][at] = CallResult(None, message, None, "", 0.0)
         deaths[sid] += 1
         log.info("script %s: %s on input %d", sid, message, at)
@@ -464,6 +533,17 @@ class ScriptRunner:
         at = worker.progress.value
         at = start if at < start or at >= stop else at
         worker.kill()
+        if why == "deadline":
+            # Only a job that switched its alarm off (or moved its counter while stuck) gets
+            # here: the rest of its calls in this batch are not run.
+            message = (f"{TIMEOUT_PREFIX}the job ran past its deadline ({stop - start} calls of "
+                       f"{self.config.timeout_s:g} s; worker killed)")
+            for i in range(start, stop):
+                results[sid][i] = CallResult(None, message, None, "", 0.0)
+            deaths[sid] = max(deaths[sid], _MAX_DEATHS_PER_SCRIPT)
+            log.info("script %s: %s", sid, message)
+            worker.job = None
+            return
         if why == "timeout":
             message = (f"{TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
                        f"(worker killed)")

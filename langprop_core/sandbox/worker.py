@@ -1,21 +1,31 @@
 """The worker process: a locked-down template that runs each job in a fork of itself.
 
 Started by :class:`langprop_core.sandbox.pool.Worker` as ``python -I -c``
-with an allow-listed environment, its stdout and stderr on ``/dev/null`` and
-a process group of its own. It imports what scripts use (numpy when
-installed), locks itself down (:func:`~langprop_core.sandbox.isolation.lock_down_template`),
+with an allow-listed environment, its stdout on ``/dev/null``, its stderr on a
+log outside the scratch directory, and a process group of its own. It enters
+its own IPC and PID namespaces (the outer process then only waits for the
+namespace's first process, the template), imports what scripts use (numpy),
+locks itself down (:func:`~langprop_core.sandbox.isolation.lock_down_template`),
 says what it applied (``hello``), then serves the parent's messages:
 
-- ``load``: the batch's inputs (the parent's own data);
-- ``run``: one job (a script over a range of inputs), run by that script's
-  fork: a fresh fork of the template whenever the script differs from the
-  last one (the next job of the same script, e.g. the agent's next tick,
-  reuses it). The fork holds no channel to the parent, only a pipe each way
-  to the template; it adds the per-job rules, runs the calls and writes
-  ``done`` with the bounded, checked results as plain data. The template
-  forwards that, or ``died`` (with the input it was on) when the fork ended;
-  the scratch directory is emptied between scripts;
+- ``run``: one job, as a header (script, function, dependencies, range of
+  inputs) and the job's own inputs as pickle bytes, which the template does
+  not decode. The job runs in that script's fork: a fresh fork of the
+  template whenever the script differs from the last one (the next job of
+  the same script, e.g. the agent's next tick, reuses it). The template holds
+  nothing of other jobs when it forks, so a fork finds in its memory its own
+  script and inputs only (not the batch, not other scripts' sources). The fork
+  holds no channel to the parent, only a pipe each way to the template; it adds
+  the per-job rules, runs the calls and writes ``done`` with the bounded,
+  checked results as plain data. The template stops a kept fork (``SIGSTOP``)
+  between its jobs, so threads a script left behind do not run, and empties the
+  scratch directory between scripts;
 - ``stop``.
+
+Every answer to a ``run`` starts with a header the template writes itself
+(:data:`DONE` or :data:`DIED`, the job's time measured by the template, and for
+a fork that died a reason code, its exit code and the input it was on): the
+fork's own bytes follow a ``DONE`` header and are never read as the template's.
 """
 from __future__ import annotations
 
@@ -27,30 +37,55 @@ import os
 import pickle
 import shutil
 import signal
+import struct
 import time
 from typing import Any
 
 from langprop_core.copier import CopyPlanner
-from langprop_core.sandbox import isolation
+from langprop_core.sandbox import identity, isolation
 from langprop_core.sandbox.codec import Bounds, encode
 from langprop_core.sandbox.execution import Dependency, Executor
-from langprop_core.sandbox.inputs import Inputs, prepare_inputs
+from langprop_core.sandbox.inputs import prepare_inputs
 
-__all__ = ["Progress", "entry", "WORKER_CODE"]
+__all__ = ["Progress", "entry", "WORKER_CODE", "DONE", "DIED", "DIED_REASONS", "ANSWER_HEAD",
+           "DIED_HEAD"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 WORKER_CODE = ("import sys; sys.path[:0] = sys.argv[1].split('\\0'); "
                "from langprop_core.sandbox.worker import entry; entry(sys.argv[2:])")
 
+# The template's answer headers: kind byte and the job's time in seconds; a death adds the
+# reason (an index into DIED_REASONS), the exit code and the input index it was on.
+DONE, DIED = b"D", b"X"
+ANSWER_HEAD = struct.Struct("<cd")
+DIED_HEAD = struct.Struct("<cdbqq")
+DIED_REASONS = ("the call ended its process", "the job's results are over the message bound")
+_JOB_HEAD = struct.Struct("<qq")
+_READY = b"R"
+
 
 class Progress:
-    """One int64 in memory shared with the worker: the input index being run (-1: idle)."""
+    """One int64 in memory shared with the worker: the input index being run (-1: idle).
+
+    Written by the job, so only a hint: the parent may kill a job that shows no
+    progress earlier than its deadline, never later. The file is sealed against
+    shrinking and growing, so no job can make a reader's mapping fault."""
 
     def __init__(self, fd: int) -> None:
         self._mm = mmap.mmap(fd, 8)
         # The ctypes int itself: the worker's hot loop writes ``raw.value`` directly.
         self.raw = ctypes.c_int64.from_buffer(self._mm)
+
+    @classmethod
+    def create(cls) -> tuple["Progress", int]:
+        """A new sealed counter and its file descriptor (to pass to the worker)."""
+        import fcntl
+
+        fd = os.memfd_create("langprop-progress", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, 8)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        return cls(fd), fd
 
     @property
     def value(self) -> int:
@@ -65,31 +100,47 @@ def entry(argv: list[str]) -> None:
     """``argv``: channel fd, progress fd, parent pid, scratch dir, settings as JSON."""
     sock_fd, progress_fd, parent_pid, scratch, settings = argv
     settings = json.loads(settings)
-    conn = multiprocessing.connection.Connection(int(sock_fd))
     os.chdir(scratch)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    isolation.die_with_parent(int(parent_pid))
+    uid = identity.worker_uid(os.getpid())
+    namespaces_error = identity.enter_namespaces()
+    outer_parent: int | None = int(parent_pid)
+    if namespaces_error is None:
+        identity.split()  # returns in the namespace's first process only
+        isolation.die_with_parent()  # with the outer process, which dies with the parent
+        outer_parent = None
+    conn = multiprocessing.connection.Connection(int(sock_fd))
     try:
         import numpy  # noqa: F401 - imported before the lock-down: scripts use it, and it reads /sys
     except ImportError:  # pragma: no cover - numpy is a dependency
         pass
-    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         applied = isolation.lock_down_template(
-            scratch, settings["memory_mb"], settings["max_file_mb"], [package_dir], int(parent_pid),
-            settings["strict"])
+            scratch, settings["memory_mb"], settings["max_file_mb"], outer_parent, settings["strict"],
+            uid, namespaces_error)
     except isolation.IsolationError as exc:
         conn.send_bytes(encode(("refused", str(exc)[:2000])))
         os._exit(71)
+    progress = Progress(int(progress_fd))
+    os.close(int(progress_fd))  # the mapping stays; no descriptor of it is left to a job
     conn.send_bytes(encode(("hello", applied.landlock_abi, applied.seccomp, list(applied.missing))))
-    _serve(conn, Progress(int(progress_fd)), settings, applied.seccomp)
+    _serve(conn, progress, settings, applied.seccomp)
 
 
 class _JobFork:
     """The fork serving one script: a pipe each way to the template, no channel to the parent."""
 
-    def __init__(self, pid: int, key: tuple, to_child: int, from_child: int, generation: int) -> None:
-        self.pid, self.key, self.generation = pid, key, generation
+    def __init__(self, pid: int, key: tuple, to_child: int, from_child: int) -> None:
+        self.pid, self.key = pid, key
         self.to_child, self.from_child = to_child, from_child
+
+    def pause(self) -> None:
+        """Stop every thread of the fork until its next job."""
+        _signal(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        _signal(self.pid, signal.SIGCONT)
 
     def end(self, grace_s: float = 0.0) -> int:
         """Stop the fork (after ``grace_s`` for it to exit by itself); its exit code."""
@@ -109,10 +160,7 @@ class _JobFork:
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.002)
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal(self.pid, signal.SIGKILL)
         try:
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
@@ -120,60 +168,67 @@ class _JobFork:
         return os.waitstatus_to_exitcode(status)
 
 
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def _serve(conn: Any, progress: Progress, settings: dict[str, Any], seccomp: bool) -> None:
-    planner = CopyPlanner()
-    sources: dict[str, str] = {}
-    function_name = ""
-    inputs = Inputs([], [])
-    dependencies: tuple[Dependency, ...] = ()
     bounds = Bounds(settings["max_result_bytes"], settings["max_result_depth"])
-    load_blob = b""
-    generation = 0
+    limit = settings["max_message_bytes"]
     fork: _JobFork | None = None
     try:
         while True:
             try:
-                # The parent's messages: its own data (sources, inputs), trusted.
+                # The parent's messages: its own data, trusted.
                 raw = conn.recv_bytes()
             except (EOFError, OSError):
                 return
             msg = pickle.loads(raw)
-            kind = msg[0]
-            if kind == "load":
-                _, function_name, sources, args, dependencies = msg
-                inputs = prepare_inputs(args, planner)
-                load_blob, generation = raw, generation + 1
-            elif kind == "run":
-                _, script_id, start, stop = msg
-                key = (sources[script_id], function_name, dependencies)
-                if fork is not None and fork.key != key:
-                    fork.end()
-                    fork = None
-                    _clear_scratch()  # the next script must not see what this one left
-                if fork is None:
-                    fork = _start_fork(key, generation, conn, progress, settings, bounds, seccomp,
-                                       script_id, inputs, start, stop)
-                else:
-                    blob = load_blob if fork.generation != generation else None
-                    fork.generation = generation
-                    try:
-                        _write_frame(fork.to_child, pickle.dumps((script_id, start, stop, blob), _PICKLE))
-                    except OSError:
-                        pass  # it died: reading its answer says so
-                if not _forward(conn, progress, fork, settings["max_message_bytes"]):
-                    fork = None  # ended by _forward
-                    _clear_scratch()
-            elif kind == "stop":
+            del raw
+            if msg[0] == "stop":
                 return
+            _, script_id, source, function_name, dependencies, start, stop = msg
+            del msg
+            try:
+                blob = conn.recv_bytes()  # the job's inputs, for the fork to decode
+            except (EOFError, OSError):
+                return
+            key = (source, function_name, dependencies)
+            del source, dependencies
+            if fork is not None and fork.key != key:
+                fork.end()
+                fork = None
+                _clear_scratch()  # the next script must not see what this one left
+            fresh = fork is None
+            if fresh:
+                fork = _start_fork(key, script_id, conn, progress, settings, bounds, seccomp)
+            else:
+                fork.resume()
+            del key
+            # The job's time runs from here; in a fresh fork, from its word that it has decoded
+            # the inputs: no code of the script has run in it yet, so that word is still ours.
+            t0 = time.monotonic()
+            try:
+                _write_frame(fork.to_child, _JOB_HEAD.pack(start, stop) + blob)
+            except OSError:
+                pass  # it died: reading its answer says so
+            del blob
+            if fresh and _read_exact(fork.from_child, 1) == _READY:
+                t0 = time.monotonic()
+            if not _forward(conn, progress, fork, limit, t0):
+                fork = None  # ended by _forward
+                _clear_scratch()
     finally:
         if fork is not None:
             fork.end()
 
 
-def _start_fork(key: tuple, generation: int, conn: Any, progress: Progress, settings: dict[str, Any],
-                bounds: Bounds, seccomp: bool, script_id: str, inputs: Inputs, start: int,
-                stop: int) -> _JobFork:
-    """Fork the process that runs this script's jobs (the first one now, more on request)."""
+def _start_fork(key: tuple, script_id: str, conn: Any, progress: Progress, settings: dict[str, Any],
+                bounds: Bounds, seccomp: bool) -> _JobFork:
+    """Fork the process that runs this script's jobs; it waits for its first job on its pipe."""
     template = os.getpid()
     down_r, down_w = os.pipe()
     up_r, up_w = os.pipe()
@@ -184,49 +239,59 @@ def _start_fork(key: tuple, generation: int, conn: Any, progress: Progress, sett
             os.close(down_w)
             os.close(up_r)
             conn.close()  # the job's fork cannot talk to the parent, only to its template
+            os.dup2(1, 2)  # stderr to /dev/null: the worker's log is the template's alone
             isolation.lock_down_job(template, seccomp)
-            _job_loop(down_r, up_w, progress, settings, bounds, key, script_id, inputs, start, stop)
+            _job_loop(down_r, up_w, progress, settings, bounds, key, script_id)
         except BaseException:  # noqa: BLE001 - the fork must never return into the template's loop
             code = 72
         finally:
             os._exit(code)
     os.close(down_r)
     os.close(up_w)
-    return _JobFork(pid, key, down_w, up_r, generation)
+    return _JobFork(pid, key, down_w, up_r)
 
 
 def _job_loop(down: int, up: int, progress: Progress, settings: dict[str, Any], bounds: Bounds,
-              key: tuple, script_id: str, inputs: Inputs, start: int, stop: int) -> None:
-    """In the fork: run a job, answer, wait for the next one of the same script (EOF: exit)."""
+              key: tuple, script_id: str) -> None:
+    """In the fork: run each job the template sends, answer, wait for the next (EOF: exit)."""
     source, function_name, dependencies = key
     executor = Executor(settings["max_stdout_chars"], settings["timeout_s"], bounds, settings["max_job_bytes"])
     planner = CopyPlanner()
+    ready: bytes | None = _READY
     while True:
-        rows = executor.run_job(script_id, source, function_name, inputs, start, stop, progress,
-                                dependencies)
-        _write_frame(up, encode(("done", rows)))
         frame = _read_frame(down, 1 << 40)
         if frame is None:
             return
-        script_id, start, stop, blob = pickle.loads(frame)  # from the template: trusted
-        if blob is not None:
-            inputs = prepare_inputs(pickle.loads(blob)[3], planner)
+        start, stop = _JOB_HEAD.unpack_from(frame)
+        inputs = prepare_inputs(pickle.loads(memoryview(frame)[_JOB_HEAD.size:]), planner)
+        del frame
+        if ready is not None:
+            os.write(up, ready)  # the script's code runs from here on
+            ready = None
+        rows = executor.run_job(script_id, source, function_name, inputs, start, stop, progress,
+                                dependencies)
+        del inputs
+        _write_frame(up, encode(("done", rows)))
+        del rows
 
 
-def _forward(conn: Any, progress: Progress, fork: _JobFork, limit: int) -> bool:
-    """Pass the fork's answer to the parent; False (and ``died`` sent) when it gave none."""
+def _forward(conn: Any, progress: Progress, fork: _JobFork, limit: int, t0: float) -> bool:
+    """Pass the fork's answer to the parent behind the template's header; False (and a ``DIED``
+    header sent) when the fork gave none."""
+    reason = 0
     try:
         frame = _read_frame(fork.from_child, limit)
-        why = "the call ended its process"
     except _TooBig:
-        frame, why = None, f"the job's results are over {limit} bytes"
+        frame, reason = None, 1
+    elapsed = time.monotonic() - t0
     at = progress.value
     progress.value = -1
     if frame is not None:
-        conn.send_bytes(frame)
+        fork.pause()
+        conn.send_bytes(ANSWER_HEAD.pack(DONE, elapsed) + frame)
         return True
-    code = fork.end(grace_s=0.0 if "over" in why else 0.5)
-    conn.send_bytes(encode(("died", why, code, at)))
+    code = fork.end(grace_s=0.0 if reason else 0.5)
+    conn.send_bytes(DIED_HEAD.pack(DIED, elapsed, reason, code, at))
     return False
 
 
@@ -269,8 +334,6 @@ def _read_frame(fd: int, limit: int) -> bytes | None:
 def _clear_scratch() -> None:
     """Remove what the job left in the scratch directory (the cwd): the next script must not see it."""
     for entry in os.scandir("."):
-        if entry.name == "worker.log":
-            continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
