@@ -34,8 +34,10 @@ from tests.test_world_run_evaluate import world_setup  # noqa: F401 - a fixture 
 SECRET = "sk-hostile-test-SECRET-0123456789abcdef"
 VICTIM = "import math\ndef f(x):\n    return abs(-x) + int(math.sqrt(4)) - 2\n"
 
-needs_kernel = pytest.mark.skipif(not probe().landlock_abi or not probe().seccomp,
-                                  reason="needs Landlock and seccomp (Linux)")
+# Skipped without Landlock and seccomp, except where LANGPROP_REQUIRE_SANDBOX=1 (CI): then they fail.
+needs_kernel = pytest.mark.skipif(
+    (not probe().landlock_abi or not probe().seccomp) and os.environ.get("LANGPROP_REQUIRE_SANDBOX") != "1",
+    reason="needs Landlock and seccomp (Linux)")
 
 
 class _Listener:
