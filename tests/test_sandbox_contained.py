@@ -253,14 +253,15 @@ FORGED_FRAME = """
 import os, pickle, signal, stat, time
 def f(x):
     signal.setitimer(signal.ITIMER_REAL, 0)
-    time.sleep(0.8)
-    body = pickle.dumps(("done", [("fast", None, None, "", 1e-6)]))
-    for fd in range(3, 64):
-        try:
-            if stat.S_ISFIFO(os.fstat(fd).st_mode):
-                os.write(fd, len(body).to_bytes(8, "little") + body)
-        except OSError:
-            pass
+    time.sleep(1.5)
+    row = ("fast", None, None, "", 1e-6)
+    for body in (pickle.dumps(row), pickle.dumps(("done", [row]))):  # a call's answer, a job's
+        for fd in range(3, 64):
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    os.write(fd, len(body).to_bytes(8, "little") + body)
+            except OSError:
+                pass
     time.sleep(30)
 """
 

@@ -6,16 +6,14 @@ pickled once per batch) and answers with one message per job.
 
 Nothing of a job's answer is trusted:
 
-- time: every job has an absolute deadline, set here when it is sent:
-  ``timeout_s`` per call, once more for loading the script, a grace and an
-  allowance for decoding its inputs. Inside the job a periodic ``SIGALRM``
-  raises in a call that has run longer than ``timeout_s``; a call stuck where
-  Python cannot interrupt it is caught here earlier when a shared progress
-  counter stops moving. The script can switch the alarm off and move the
-  counter: neither extends the deadline, past which the worker's whole process
-  group is killed. A call's charged time is its share of the job's time as the
-  template measured it (the reported durations only split it), and a call
-  charged more than its limit is a timeout.
+- time: the worker's template (trusted code; no script runs in it) hands the
+  job's fork one input at a time, times each call itself and kills the fork of
+  a call past ``timeout_s`` plus a grace, whatever the script did to its
+  in-fork alarm (which makes an ordinary timeout of a call Python can
+  interrupt). The durations charged are the template's. Here every job also
+  has an absolute deadline, set when it is sent (each call's limit and grace,
+  once more for loading the script, and an allowance): past it the worker's
+  whole process group is killed. Nothing the job writes moves either.
 - memory: ``RLIMIT_AS``; running out raises ``MemoryError`` in the script or
   ends the job's fork.
 - a job whose fork dies (``os._exit``, a crash) fails the call it was on; the
@@ -56,31 +54,26 @@ from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_
                                           SandboxConfig, SandboxUnavailable)
 from langprop_core.sandbox.execution import Dependency, Executor
 from langprop_core.sandbox.inputs import prepare_inputs
-from langprop_core.sandbox.worker import ANSWER_HEAD, DIED, DIED_HEAD, DIED_REASONS, DONE, WORKER_CODE, Progress
+from langprop_core.sandbox.worker import DIED_REASONS, WORKER_CODE, decode_answer
 
 __all__ = ["ScriptRunner", "Worker"]
 
 log = logging.getLogger("langprop_core.sandbox")
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
-# Beyond the per-call timeout, how long the parent waits for a worker that
-# shows no progress before it kills it (the in-worker alarm should fire first).
+# Beyond the per-call limit, the grace of the template's per-call deadline (same as the worker's).
 _HARD_GRACE_S = 0.5
 # How long a fresh worker may take to start and report what it applied.
 _STARTUP_LIMIT_S = 60.0
-# Beyond its calls' limits, a job's deadline allows for its fork to start and decode the
-# job's inputs: on a loaded machine that takes a while, and must not count against the
-# script's time limit (it made closed-loop rollouts differ between runs).
-_LOAD_ALLOWANCE_S = 2.0
-_DECODE_BYTES_PER_S = 5e6
+# Beyond its calls' deadlines, a job's own deadline allows for the template to start the fork
+# and pass the inputs: on a loaded machine that takes a while (a deadline too tight made
+# closed-loop rollouts differ between runs). It is a backstop: the template keeps each call's.
+_JOB_ALLOWANCE_S = 10.0
 # A script that kills its worker this many times in one batch fails its remaining calls.
 _MAX_DEATHS_PER_SCRIPT = 3
 _MAX_JOB_BYTES = 64 << 20
 # Each job costs a fork (a few ms): jobs of up to this many calls keep that under 1%.
 _MAX_JOB_CALLS = 5000
-# A job's deadline is its calls' limits added up: a script that switches its alarm off holds a
-# worker that long. Jobs of at most this many seconds of limits keep that short.
-_MAX_JOB_S = 30.0
 _MAX_TEXT = 1 << 16
 # What a worker's texts may not carry into a log, a prompt or a terminal (newline and tab stay).
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -103,8 +96,6 @@ class Worker:
     """
 
     def __init__(self, config: SandboxConfig) -> None:
-        self.progress, progress_fd = Progress.create()
-        self.progress.value = -1
         # The log beside the scratch, not in it: a script can neither read nor write it.
         self.home = tempfile.mkdtemp(prefix="langprop-sandbox-")
         self.scratch = os.path.join(self.home, "scratch")
@@ -120,20 +111,17 @@ class Worker:
         with open(os.path.join(self.home, "worker.log"), "wb") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-c", WORKER_CODE, _PACKAGE_ROOT, str(child_sock.fileno()),
-                 str(progress_fd), str(os.getpid()), self.scratch, json.dumps(settings)],
-                pass_fds=(child_sock.fileno(), progress_fd), stdin=subprocess.DEVNULL,
+                 str(os.getpid()), self.scratch, json.dumps(settings)],
+                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=log_file, env=env, close_fds=True,
                 start_new_session=True)  # its own session and process group (killed whole)
         child_sock.close()
-        os.close(progress_fd)
         self.conn = multiprocessing.connection.Connection(parent_sock.detach())
         self.max_bytes = settings["max_message_bytes"]
         self.started_at = time.monotonic()
         self.ready = False
         self.job: tuple[str, int, int] | None = None
         self.deadline = 0.0
-        self.seen_progress = -1
-        self.seen_at = 0.0
 
     @staticmethod
     def max_message_bytes(config: SandboxConfig) -> int:
@@ -182,23 +170,17 @@ class Worker:
         """Send a job: its header (script, function, dependencies, range) and its own inputs."""
         self.job = job
         self.deadline = deadline
-        self.seen_progress = -2
-        self.seen_at = now
         self.conn.send_bytes(header)
         self.conn.send_bytes(blob)
 
-    def receive(self) -> tuple[bytes, float, Any]:
-        """The template's answer to a job: (``DONE``, job time, decoded rows message) or
-        (``DIED``, job time, (reason code, exit code, input index)); raises
-        EOFError/OSError/UnsafeOutput."""
+    def receive(self) -> tuple[bool, list[float], list[bytes], int, int]:
+        """The template's answer to a job (see :func:`~langprop_core.sandbox.worker.decode_answer`);
+        raises EOFError/OSError/UnsafeOutput."""
         data = self.conn.recv_bytes(self.max_bytes)
-        if data[:1] == DIED and len(data) == DIED_HEAD.size:
-            _, elapsed, reason, code, at = DIED_HEAD.unpack(data)
-            return DIED, elapsed, (reason, code, at)
-        if data[:1] != DONE or len(data) < ANSWER_HEAD.size:
-            raise UnsafeOutput("a malformed answer from the worker")
-        _, elapsed = ANSWER_HEAD.unpack_from(data)
-        return DONE, elapsed, decode(memoryview(data)[ANSWER_HEAD.size:])
+        try:
+            return decode_answer(data)
+        except Exception as exc:  # noqa: BLE001 - bytes from a worker
+            raise UnsafeOutput(f"a malformed answer from the worker ({type(exc).__name__})") from None
 
     def kill(self) -> None:
         """Kill the worker's whole process group (its job's fork included) and remove its scratch."""
@@ -228,44 +210,31 @@ def _clean(text: str) -> str:
     return _CONTROL.sub("\ufffd", text[:_MAX_TEXT])
 
 
-def _checked_rows(msg: Any, n: int, bounds: Bounds, elapsed_s: float, timeout_s: float
+def _checked_rows(rows: list[bytes], durations: list[float], bounds: Bounds, timeout_s: float
                   ) -> list[CallResult] | None:
-    """The rows of a ``done`` message as results, or None when the message is malformed.
-    Each output is checked again here: a hostile job may have forged the message.
-
-    Durations: the job's time ``elapsed_s`` (measured by the template) is split over the
-    calls in proportion to the durations they report, so a script cannot look faster than
-    it is; a call charged over its limit (beyond the alarm's slack) is a timeout."""
-    if not (type(msg) is tuple and len(msg) == 2 and msg[0] == "done" and type(msg[1]) is list
-            and len(msg[1]) == n) or not (0.0 <= elapsed_s < math.inf):
-        return None
-    rows = msg[1]
-    reported = []
-    for row in rows:
-        if type(row) is not tuple or len(row) != 5:
-            return None
-        output, exc, tb, printed, dt = row
-        if (type(printed) is not str or type(dt) is not float or not 0.0 <= dt < math.inf
-                or not (exc is None or type(exc) is str) or not (tb is None or type(tb) is str)):
-            return None
-        reported.append(dt)
-    total = sum(reported)
-    charged = ([elapsed_s * dt / total for dt in reported] if total > 0.0
-               else [elapsed_s / n] * n)
-    late_s = timeout_s + max(0.005, timeout_s / 4) + 0.05  # the alarm ticks every timeout/4
+    """The job's rows as results, or None when one is malformed. Each row is the fork's bytes:
+    decoded as plain data, each field checked, texts cut and cleaned, the output checked
+    again (a hostile job may have forged the row). The duration is the template's."""
     out = []
     append = out.append
     check = check_plain
-    for (output, exc, tb, printed, _), dt in zip(rows, charged):
+    for data, dt in zip(rows, durations):
+        try:
+            row = decode(data)
+        except UnsafeOutput:
+            return None
+        if type(row) is not tuple or len(row) != 5:
+            return None
+        output, exc, tb, printed, _ = row  # the script's own word on its time is not used
+        if (type(printed) is not str or not (exc is None or type(exc) is str)
+                or not (tb is None or type(tb) is str)):
+            return None
         if exc is not None:
             exc = _clean(exc)
         if tb is not None:
             tb = _clean(tb)
         if printed:
             printed = _clean(printed)
-        if exc is None and dt > late_s:
-            output, exc, tb = None, (f"{TIMEOUT_PREFIX}the call ran longer than {timeout_s:g} s "
-                                     f"(measured outside the script)"), None
         try:
             check(output, bounds)
         except UnsafeOutput as unsafe:
@@ -393,27 +362,26 @@ class ScriptRunner:
 
     def _chunk_size(self, n_scripts: int, n_inputs: int) -> int:
         per_worker = math.ceil(n_scripts * n_inputs / (self.config.workers * 4))
-        by_time = int(_MAX_JOB_S / self.config.timeout_s)
-        return max(1, min(n_inputs, per_worker, _MAX_JOB_CALLS, by_time))
+        return max(1, min(n_inputs, per_worker, _MAX_JOB_CALLS))
 
     def _run_process(self, sources: dict[str, str], function_name: str, inputs: list[tuple],
                      dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
         n = len(inputs)
-        chunk = self._chunk_size(len(sources), n)
-        blobs: dict[tuple[int, int], bytes] = {}
         try:
-            for s in range(0, n, chunk):
-                blobs[s, min(s + chunk, n)] = pickle.dumps(inputs[s:s + chunk], _PICKLE)
+            # One pickle per input: the template hands a fork one input at a time.
+            pickled = [pickle.dumps(args, _PICKLE) for args in inputs]
             pickle.dumps(dependencies, _PICKLE)
         except Exception as exc:  # noqa: BLE001 - name the problem for the caller
             raise TypeError(f"the inputs cannot be sent to sandbox workers ({type(exc).__name__}: "
                             f"{exc}); make them picklable or use SandboxConfig(mode='inprocess')") from exc
+        chunk = self._chunk_size(len(sources), n)
+        blobs: dict[tuple[int, int], bytes] = {}
         jobs: collections.deque[tuple[str, int, int]] = collections.deque(
             (sid, s, min(s + chunk, n)) for sid in sources for s in range(0, n, chunk))
         results: dict[str, list[CallResult | None]] = {sid: [None] * n for sid in sources}
         deaths: collections.Counter[str] = collections.Counter()
         timeout_s = self.config.timeout_s
-        hard_limit_s = timeout_s + max(_HARD_GRACE_S, timeout_s)
+        call_limit_s = timeout_s + max(_HARD_GRACE_S, timeout_s)
         self._ensure_workers()
 
         while True:
@@ -427,14 +395,12 @@ class ScriptRunner:
                                                  f"{deaths[sid]} times in this batch; call not run")
                         continue
                     blob = blobs.get((start, stop))
-                    if blob is None:  # the rest of a job whose call ended its fork
-                        blob = blobs[start, stop] = pickle.dumps(inputs[start:stop], _PICKLE)
+                    if blob is None:
+                        blob = blobs[start, stop] = pickle.dumps(pickled[start:stop], _PICKLE)
                     header = pickle.dumps(("run", sid, sources[sid], function_name, dependencies,
                                            start, stop), _PICKLE)
-                    # Absolute, from now: each call's limit, once more for loading the script,
-                    # a grace, and time to decode the job's inputs. Nothing the job says extends it.
-                    deadline = (now + (stop - start + 1) * timeout_s + hard_limit_s + _LOAD_ALLOWANCE_S
-                                + len(blob) / _DECODE_BYTES_PER_S)
+                    # Absolute, from now; a backstop to the template's per-call deadlines.
+                    deadline = now + (stop - start + 1) * call_limit_s + _JOB_ALLOWANCE_S
                     try:
                         worker.assign(job, header, blob, deadline, now)
                     except OSError:  # died while idle: replace it, keep the job
@@ -454,7 +420,7 @@ class ScriptRunner:
                 sid, start, stop = worker.job
                 if worker.conn.poll():
                     try:
-                        kind, elapsed_s, msg = worker.receive()
+                        complete, durations, rows, reason, code = worker.receive()
                     except (EOFError, OSError):
                         self._worker_died(worker, results, jobs, deaths, "died")
                         replace = True
@@ -463,36 +429,24 @@ class ScriptRunner:
                         self._worker_died(worker, results, jobs, deaths, "unsafe", str(unsafe))
                         replace = True
                         continue
-                    if now > worker.deadline:  # an answer after the deadline is not taken
-                        self._worker_died(worker, results, jobs, deaths, "deadline")
-                        replace = True
-                        continue
-                    if kind == DIED:
-                        self._job_died(worker, msg, results, jobs, deaths)
-                        continue
-                    rows = _checked_rows(msg, stop - start, self._bounds, elapsed_s, timeout_s)
-                    if rows is None:
+                    done = len(rows)
+                    checked = _checked_rows(rows, durations, self._bounds, timeout_s)
+                    if checked is None or done > stop - start or (complete and done != stop - start):
                         self._worker_died(worker, results, jobs, deaths, "unsafe",
                                           "a malformed message from the worker")
                         replace = True
                         continue
-                    results[sid][start:stop] = rows
-                    worker.job = None
+                    results[sid][start:start + done] = checked
+                    if complete:
+                        worker.job = None
+                    else:
+                        self._job_died(worker, start + done, reason, code, results, jobs, deaths)
                 elif not worker.is_alive():
                     self._worker_died(worker, results, jobs, deaths, "died")
                     replace = True
                 elif now > worker.deadline:
-                    self._worker_died(worker, results, jobs, deaths, "deadline")
+                    self._worker_died(worker, results, jobs, deaths, "timeout")
                     replace = True
-                else:
-                    # The job's counter may only bring the kill forward: a call stuck where the
-                    # alarm cannot interrupt it (C code, a regular expression) stops it moving.
-                    seen = worker.progress.value
-                    if seen != worker.seen_progress:
-                        worker.seen_progress, worker.seen_at = seen, now
-                    elif seen >= 0 and now - worker.seen_at > hard_limit_s:
-                        self._worker_died(worker, results, jobs, deaths, "timeout")
-                        replace = True
             if replace:
                 self._ensure_workers()
         return results  # type: ignore[return-value] - every slot is filled by now
@@ -510,13 +464,15 @@ class ScriptRunner:
         if at + 1 < stop:
             jobs.appendleft((sid, at + 1, stop))
 
-    def _job_died(self, worker: Worker, msg: tuple[int, int, int], results: dict,
+    def _job_died(self, worker: Worker, at: int, reason: int, code: int, results: dict,
                   jobs: collections.deque, deaths: collections.Counter) -> None:
-        """The job's fork ended without its results; the template lives on."""
+        """The job's fork ended (or was killed by its template) on input ``at``; the calls
+        before it have their results, the rest of the job runs again; the template lives on."""
         sid, start, stop = worker.job
-        reason, code, at = msg
-        at = at if start <= at < stop else start
-        if reason == 1:
+        if reason == 2:
+            message = (f"{TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
+                       f"(worker killed)")
+        elif reason == 1:
             message = f"{UNSAFE_PREFIX}{DIED_REASONS[1]}"
         else:
             message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
@@ -525,36 +481,24 @@ class ScriptRunner:
         deaths[sid] += 1
         log.info("script %s: %s on input %d", sid, message, at)
         worker.job = None
-        self._requeue(jobs, sid, start, at, stop)
+        self._requeue(jobs, sid, at, at, stop)
 
     def _worker_died(self, worker: Worker, results: dict, jobs: collections.deque,
                      deaths: collections.Counter, why: str, detail: str = "") -> None:
+        """The worker itself failed on a job (its template died, sent something malformed, or
+        missed the job's deadline): the job's calls fail, and the worker is replaced."""
         sid, start, stop = worker.job
-        at = worker.progress.value
-        at = start if at < start or at >= stop else at
         worker.kill()
-        if why == "deadline":
-            # Only a job that switched its alarm off (or moved its counter while stuck) gets
-            # here: the rest of its calls in this batch are not run.
-            message = (f"{TIMEOUT_PREFIX}the job ran past its deadline ({stop - start} calls of "
-                       f"{self.config.timeout_s:g} s; worker killed)")
-            for i in range(start, stop):
-                results[sid][i] = CallResult(None, message, None, "", 0.0)
-            deaths[sid] = max(deaths[sid], _MAX_DEATHS_PER_SCRIPT)
-            log.info("script %s: %s", sid, message)
-            worker.job = None
-            return
         if why == "timeout":
-            message = (f"{TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
-                       f"(worker killed)")
+            message = f"{TIMEOUT_PREFIX}the job ran past its deadline (worker killed)"
         elif why == "unsafe":
-            message = f"{UNSAFE_PREFIX}{detail} (worker killed)"
+            message = f"{UNSAFE_PREFIX}{_clean(detail)} (worker killed)"
         else:
             code = worker.exitcode
-            message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
-                       f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")
-        results[sid][at] = CallResult(None, message, None, "", 0.0)
+            message = (f"{WORKER_DIED_PREFIX}the worker process ended during the job (exit code {code})")
+        for i in range(start, stop):
+            if results[sid][i] is None:
+                results[sid][i] = CallResult(None, message, None, "", 0.0)
         deaths[sid] += 1
-        log.info("script %s: %s on input %d; worker replaced", sid, message, at)
+        log.info("script %s: %s on inputs %d-%d; worker replaced", sid, message, start, stop - 1)
         worker.job = None
-        self._requeue(jobs, sid, start, at, stop)

@@ -9,96 +9,86 @@ locks itself down (:func:`~langprop_core.sandbox.isolation.lock_down_template`),
 says what it applied (``hello``), then serves the parent's messages:
 
 - ``run``: one job, as a header (script, function, dependencies, range of
-  inputs) and the job's own inputs as pickle bytes, which the template does
-  not decode. The job runs in that script's fork: a fresh fork of the
-  template whenever the script differs from the last one (the next job of
-  the same script, e.g. the agent's next tick, reuses it). The template holds
-  nothing of other jobs when it forks, so a fork finds in its memory its own
-  script and inputs only (not the batch, not other scripts' sources). The fork
-  holds no channel to the parent, only a pipe each way to the template; it adds
-  the per-job rules, runs the calls and writes ``done`` with the bounded,
-  checked results as plain data. The template stops a kept fork (``SIGSTOP``)
-  between its jobs, so threads a script left behind do not run, and empties the
-  scratch directory between scripts;
+  inputs) and the job's inputs, one pickle each, which the template does not
+  decode. The job runs in that script's fork: a fresh fork of the template
+  whenever the script differs from the last one (the next job of the same
+  script, e.g. the agent's next tick, reuses it). The template holds nothing
+  of other jobs when it forks, so a fork finds in its memory its own script
+  and the inputs it was called on, not the batch nor other scripts' sources.
+  The fork holds no channel to the parent, only a pipe each way to the
+  template, and adds the per-job rules. The template hands it one input at a
+  time and the next only after the previous call's result: no call sees a
+  later input (on a series task, its own label). The template times each call
+  itself and kills the fork of a call past its limit (``timeout_s`` plus a
+  grace, whatever the script did to its alarm). It stops a kept fork
+  (``SIGSTOP``) between its jobs, so threads a script left behind do not run,
+  and empties the scratch directory between scripts;
 - ``stop``.
 
-Every answer to a ``run`` starts with a header the template writes itself
-(:data:`DONE` or :data:`DIED`, the job's time measured by the template, and for
-a fork that died a reason code, its exit code and the input it was on): the
-fork's own bytes follow a ``DONE`` header and are never read as the template's.
+The template's answer to a ``run`` (:func:`encode_answer`) is written by the
+template itself: complete or not, how many calls, the exit code and reason
+(an index into :data:`DIED_REASONS`) of a fork that ended, the duration of
+each call as the template measured it, and the calls' results as the fork's
+bytes, each decoded by the parent as plain data.
 """
 from __future__ import annotations
 
-import ctypes
 import json
-import mmap
 import multiprocessing.connection
 import os
 import pickle
+import select
 import shutil
 import signal
 import struct
 import time
-from typing import Any
+from typing import Any, Iterator
 
-from langprop_core.copier import CopyPlanner
 from langprop_core.sandbox import identity, isolation
 from langprop_core.sandbox.codec import Bounds, encode
-from langprop_core.sandbox.execution import Dependency, Executor
-from langprop_core.sandbox.inputs import prepare_inputs
+from langprop_core.sandbox.execution import Executor
 
-__all__ = ["Progress", "entry", "WORKER_CODE", "DONE", "DIED", "DIED_REASONS", "ANSWER_HEAD",
-           "DIED_HEAD"]
+__all__ = ["entry", "WORKER_CODE", "DIED_REASONS", "decode_answer", "encode_answer"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 WORKER_CODE = ("import sys; sys.path[:0] = sys.argv[1].split('\\0'); "
                "from langprop_core.sandbox.worker import entry; entry(sys.argv[2:])")
 
-# The template's answer headers: kind byte and the job's time in seconds; a death adds the
-# reason (an index into DIED_REASONS), the exit code and the input index it was on.
-DONE, DIED = b"D", b"X"
-ANSWER_HEAD = struct.Struct("<cd")
-DIED_HEAD = struct.Struct("<cdbqq")
-DIED_REASONS = ("the call ended its process", "the job's results are over the message bound")
+DIED_REASONS = ("the call ended its process", "the job's results are over the message bound",
+                "the call ran past its limit (its process was killed)")
+_ENDED, _TOO_BIG, _LATE = range(3)
+# Answer head: complete (1/0), calls answered, reason, exit code; then one double per call.
+_ANSWER_HEAD = struct.Struct("<BqBq")
 _JOB_HEAD = struct.Struct("<qq")
 _READY = b"R"
+# Beyond its limit, how long a call may take before its fork is killed (the alarm fires first).
+_GRACE_S = 0.5
 
 
-class Progress:
-    """One int64 in memory shared with the worker: the input index being run (-1: idle).
+def encode_answer(complete: bool, durations: list[float], rows: list[bytes], reason: int, code: int) -> bytes:
+    """The template's answer: a fixed head, the calls' durations, the rows' bytes."""
+    head = _ANSWER_HEAD.pack(int(complete), len(durations), reason, code)
+    return head + struct.pack(f"<{len(durations)}d", *durations) + pickle.dumps(rows, _PICKLE)
 
-    Written by the job, so only a hint: the parent may kill a job that shows no
-    progress earlier than its deadline, never later. The file is sealed against
-    shrinking and growing, so no job can make a reader's mapping fault."""
 
-    def __init__(self, fd: int) -> None:
-        self._mm = mmap.mmap(fd, 8)
-        # The ctypes int itself: the worker's hot loop writes ``raw.value`` directly.
-        self.raw = ctypes.c_int64.from_buffer(self._mm)
-
-    @classmethod
-    def create(cls) -> tuple["Progress", int]:
-        """A new sealed counter and its file descriptor (to pass to the worker)."""
-        import fcntl
-
-        fd = os.memfd_create("langprop-progress", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        os.ftruncate(fd, 8)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
-        return cls(fd), fd
-
-    @property
-    def value(self) -> int:
-        return self.raw.value
-
-    @value.setter
-    def value(self, v: int) -> None:
-        self.raw.value = v
+def decode_answer(data: bytes) -> tuple[bool, list[float], list[bytes], int, int]:
+    """Split a template's answer (complete, durations, rows' bytes, reason, exit code);
+    raises ValueError when it is malformed."""
+    complete, n, reason, code = _ANSWER_HEAD.unpack_from(data)
+    if not 0 <= n <= len(data) // 8 or reason >= len(DIED_REASONS):
+        raise ValueError("a malformed answer head")
+    at = _ANSWER_HEAD.size
+    durations = list(struct.unpack_from(f"<{n}d", data, at))
+    rows = pickle.loads(memoryview(data)[at + 8 * n:])  # a list of bytes, made by the template
+    if type(rows) is not list or len(rows) != n or any(type(r) is not bytes for r in rows):
+        raise ValueError("a malformed answer body")
+    return bool(complete), durations, rows, reason, code
 
 
 def entry(argv: list[str]) -> None:
-    """``argv``: channel fd, progress fd, parent pid, scratch dir, settings as JSON."""
-    sock_fd, progress_fd, parent_pid, scratch, settings = argv
+    """``argv``: channel fd, parent pid, scratch dir, settings as JSON."""
+    sock_fd, parent_pid, scratch, settings = argv
     settings = json.loads(settings)
     os.chdir(scratch)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -122,10 +112,8 @@ def entry(argv: list[str]) -> None:
     except isolation.IsolationError as exc:
         conn.send_bytes(encode(("refused", str(exc)[:2000])))
         os._exit(71)
-    progress = Progress(int(progress_fd))
-    os.close(int(progress_fd))  # the mapping stays; no descriptor of it is left to a job
     conn.send_bytes(encode(("hello", applied.landlock_abi, applied.seccomp, list(applied.missing))))
-    _serve(conn, progress, settings, applied.seccomp)
+    _serve(conn, settings, applied.seccomp)
 
 
 class _JobFork:
@@ -175,9 +163,8 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _serve(conn: Any, progress: Progress, settings: dict[str, Any], seccomp: bool) -> None:
+def _serve(conn: Any, settings: dict[str, Any], seccomp: bool) -> None:
     bounds = Bounds(settings["max_result_bytes"], settings["max_result_depth"])
-    limit = settings["max_message_bytes"]
     fork: _JobFork | None = None
     try:
         while True:
@@ -192,42 +179,38 @@ def _serve(conn: Any, progress: Progress, settings: dict[str, Any], seccomp: boo
                 return
             _, script_id, source, function_name, dependencies, start, stop = msg
             del msg
-            try:
-                blob = conn.recv_bytes()  # the job's inputs, for the fork to decode
-            except (EOFError, OSError):
-                return
             key = (source, function_name, dependencies)
             del source, dependencies
             if fork is not None and fork.key != key:
                 fork.end()
                 fork = None
                 _clear_scratch()  # the next script must not see what this one left
-            fresh = fork is None
-            if fresh:
-                fork = _start_fork(key, script_id, conn, progress, settings, bounds, seccomp)
+            if fork is None:
+                # Before the job's inputs are read: the fork must not find them in its memory.
+                fork = _start_fork(key, script_id, conn, settings, bounds, seccomp)
             else:
                 fork.resume()
             del key
-            # The job's time runs from here; in a fresh fork, from its word that it has decoded
-            # the inputs: no code of the script has run in it yet, so that word is still ours.
-            t0 = time.monotonic()
             try:
-                _write_frame(fork.to_child, _JOB_HEAD.pack(start, stop) + blob)
-            except OSError:
-                pass  # it died: reading its answer says so
-            del blob
-            if fresh and _read_exact(fork.from_child, 1) == _READY:
-                t0 = time.monotonic()
-            if not _forward(conn, progress, fork, limit, t0):
-                fork = None  # ended by _forward
+                blobs = pickle.loads(conn.recv_bytes())  # a list of bytes: one pickle per input
+            except (EOFError, OSError):
+                return
+            answer, alive = _run_job(fork, start, blobs, settings)
+            del blobs
+            conn.send_bytes(answer)
+            del answer
+            if alive:
+                fork.pause()
+            else:
+                fork = None
                 _clear_scratch()
     finally:
         if fork is not None:
             fork.end()
 
 
-def _start_fork(key: tuple, script_id: str, conn: Any, progress: Progress, settings: dict[str, Any],
-                bounds: Bounds, seccomp: bool) -> _JobFork:
+def _start_fork(key: tuple, script_id: str, conn: Any, settings: dict[str, Any], bounds: Bounds,
+                seccomp: bool) -> _JobFork:
     """Fork the process that runs this script's jobs; it waits for its first job on its pipe."""
     template = os.getpid()
     down_r, down_w = os.pipe()
@@ -241,66 +224,140 @@ def _start_fork(key: tuple, script_id: str, conn: Any, progress: Progress, setti
             conn.close()  # the job's fork cannot talk to the parent, only to its template
             os.dup2(1, 2)  # stderr to /dev/null: the worker's log is the template's alone
             isolation.lock_down_job(template, seccomp)
-            _job_loop(down_r, up_w, progress, settings, bounds, key, script_id)
+            _job_loop(down_r, up_w, settings, bounds, key, script_id)
         except BaseException:  # noqa: BLE001 - the fork must never return into the template's loop
             code = 72
         finally:
             os._exit(code)
     os.close(down_r)
     os.close(up_w)
+    os.set_blocking(down_w, False)  # every wait on the fork has a deadline
+    os.set_blocking(up_r, False)
     return _JobFork(pid, key, down_w, up_r)
 
 
-def _job_loop(down: int, up: int, progress: Progress, settings: dict[str, Any], bounds: Bounds,
-              key: tuple, script_id: str) -> None:
-    """In the fork: run each job the template sends, answer, wait for the next (EOF: exit)."""
+def _run_job(fork: _JobFork, start: int, blobs: list[bytes], settings: dict[str, Any]
+             ) -> tuple[bytes, bool]:
+    """Run a job in its fork, one input at a time; the answer for the parent, and whether the
+    fork lives on."""
+    limit_s = settings["timeout_s"] + max(_GRACE_S, settings["timeout_s"])
+    room = settings["max_message_bytes"]
+    durations: list[float] = []
+    rows: list[bytes] = []
+    reason = None
+    try:
+        # Loading the script is its code too: the same limit.
+        _send(fork.to_child, _JOB_HEAD.pack(start, len(blobs)), time.monotonic() + limit_s)
+        if _receive(fork.from_child, 1, time.monotonic() + limit_s) != _READY:
+            raise _Ended
+        for blob in blobs:
+            t0 = time.monotonic()
+            deadline = t0 + limit_s
+            _send(fork.to_child, len(blob).to_bytes(8, "little") + blob, deadline)
+            size = int.from_bytes(_receive(fork.from_child, 8, deadline), "little")
+            room -= size + 64
+            if room < 0:
+                raise _TooBig
+            rows.append(_receive(fork.from_child, size, deadline))
+            durations.append(time.monotonic() - t0)
+    except _Ended:
+        reason = _ENDED
+    except _TooBig:
+        reason = _TOO_BIG
+    except _Late:
+        reason = _LATE
+    if reason is None:
+        return encode_answer(True, durations, rows, 0, 0), True
+    code = fork.end(grace_s=0.5 if reason == _ENDED else 0.0)
+    return encode_answer(False, durations, rows, reason, code), False
+
+
+def _job_loop(down: int, up: int, settings: dict[str, Any], bounds: Bounds, key: tuple,
+              script_id: str) -> None:
+    """In the fork: for each job, load the script, say so, then run each input the template
+    sends and write its result (EOF: exit)."""
     source, function_name, dependencies = key
     executor = Executor(settings["max_stdout_chars"], settings["timeout_s"], bounds, settings["max_job_bytes"])
-    planner = CopyPlanner()
-    ready: bytes | None = _READY
+
+    def emit(row: tuple) -> None:
+        data = encode(row)
+        _write_all(up, len(data).to_bytes(8, "little") + data)
+
     while True:
-        frame = _read_frame(down, 1 << 40)
-        if frame is None:
+        head = _read_exact(down, _JOB_HEAD.size)
+        if head is None:
             return
-        start, stop = _JOB_HEAD.unpack_from(frame)
-        inputs = prepare_inputs(pickle.loads(memoryview(frame)[_JOB_HEAD.size:]), planner)
-        del frame
-        if ready is not None:
-            os.write(up, ready)  # the script's code runs from here on
-            ready = None
-        rows = executor.run_job(script_id, source, function_name, inputs, start, stop, progress,
-                                dependencies)
-        del inputs
-        _write_frame(up, encode(("done", rows)))
-        del rows
+        _, n = _JOB_HEAD.unpack(head)
+        fn = executor.load(script_id, source, function_name, dependencies)
+        _write_all(up, _READY)
+        executor.run_stream(fn, _inputs(down, n), emit)
+        del fn
 
 
-def _forward(conn: Any, progress: Progress, fork: _JobFork, limit: int, t0: float) -> bool:
-    """Pass the fork's answer to the parent behind the template's header; False (and a ``DIED``
-    header sent) when the fork gave none."""
-    reason = 0
-    try:
-        frame = _read_frame(fork.from_child, limit)
-    except _TooBig:
-        frame, reason = None, 1
-    elapsed = time.monotonic() - t0
-    at = progress.value
-    progress.value = -1
-    if frame is not None:
-        fork.pause()
-        conn.send_bytes(ANSWER_HEAD.pack(DONE, elapsed) + frame)
-        return True
-    code = fork.end(grace_s=0.0 if reason else 0.5)
-    conn.send_bytes(DIED_HEAD.pack(DIED, elapsed, reason, code, at))
-    return False
+def _inputs(down: int, n: int) -> Iterator[tuple]:
+    """The job's inputs as the template sends them, each decoded afresh (the call's own copy)."""
+    for _ in range(n):
+        head = _read_exact(down, 8)
+        blob = None if head is None else _read_exact(down, int.from_bytes(head, "little"))
+        if blob is None:
+            return
+        yield pickle.loads(blob)  # the parent's own data
+
+
+class _Ended(Exception):
+    pass
+
+
+class _Late(Exception):
+    pass
+
+
+def _wait(fd: int, events: int, deadline: float) -> None:
+    poller = select.poll()
+    poller.register(fd, events)
+    left = deadline - time.monotonic()
+    if left <= 0 or not poller.poll(left * 1000):
+        raise _Late
+
+
+def _send(fd: int, data: bytes, deadline: float) -> None:
+    """Write all of ``data`` to the fork by ``deadline``."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            _wait(fd, select.POLLOUT, deadline)
+            continue
+        except OSError:
+            raise _Ended from None
+        view = view[n:]
+
+
+def _receive(fd: int, n: int, deadline: float) -> bytes:
+    """``n`` bytes from the fork by ``deadline``."""
+    chunks, left = [], n
+    while left:
+        try:
+            chunk = os.read(fd, min(left, 1 << 20))
+        except BlockingIOError:
+            _wait(fd, select.POLLIN, deadline)
+            continue
+        except OSError:
+            raise _Ended from None
+        if not chunk:
+            raise _Ended
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _TooBig(Exception):
     pass
 
 
-def _write_frame(fd: int, data: bytes) -> None:
-    view = memoryview(len(data).to_bytes(8, "little") + data)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
@@ -309,26 +366,15 @@ def _write_frame(fd: int, data: bytes) -> None:
 def _read_exact(fd: int, n: int) -> bytes | None:
     chunks, left = [], n
     while left:
-        chunk = os.read(fd, min(left, 1 << 20))
+        try:
+            chunk = os.read(fd, min(left, 1 << 20))
+        except OSError:
+            return None
         if not chunk:
             return None
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
-
-
-def _read_frame(fd: int, limit: int) -> bytes | None:
-    """One length-prefixed frame; None at EOF; :class:`_TooBig` past ``limit``."""
-    try:
-        head = _read_exact(fd, 8)
-        if head is None:
-            return None
-        size = int.from_bytes(head, "little")
-        if size > limit:
-            raise _TooBig
-        return _read_exact(fd, size)
-    except OSError:
-        return None
 
 
 def _clear_scratch() -> None:
