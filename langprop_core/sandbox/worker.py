@@ -122,6 +122,8 @@ class _JobFork:
     def __init__(self, pid: int, key: tuple, to_child: int, from_child: int) -> None:
         self.pid, self.key = pid, key
         self.to_child, self.from_child = to_child, from_child
+        self.readable = select.poll()
+        self.readable.register(from_child, select.POLLIN)
 
     def pause(self) -> None:
         """Stop every thread of the fork until its next job."""
@@ -248,18 +250,16 @@ def _run_job(fork: _JobFork, start: int, blobs: list[bytes], settings: dict[str,
     try:
         # Loading the script is its code too: the same limit.
         _send(fork.to_child, _JOB_HEAD.pack(start, len(blobs)), time.monotonic() + limit_s)
-        if _receive(fork.from_child, 1, time.monotonic() + limit_s) != _READY:
+        if _receive(fork, time.monotonic() + limit_s, 1) != _READY:
             raise _Ended
+        clock = time.monotonic
         for blob in blobs:
-            t0 = time.monotonic()
-            deadline = t0 + limit_s
-            _send(fork.to_child, len(blob).to_bytes(8, "little") + blob, deadline)
-            size = int.from_bytes(_receive(fork.from_child, 8, deadline), "little")
-            room -= size + 64
-            if room < 0:
-                raise _TooBig
-            rows.append(_receive(fork.from_child, size, deadline))
-            durations.append(time.monotonic() - t0)
+            t0 = clock()
+            _send(fork.to_child, len(blob).to_bytes(8, "little") + blob, t0 + limit_s)
+            row = _receive_frame(fork, t0 + limit_s, room)
+            durations.append(clock() - t0)
+            room -= len(row) + 64
+            rows.append(row)
     except _Ended:
         reason = _ENDED
     except _TooBig:
@@ -295,13 +295,23 @@ def _job_loop(down: int, up: int, settings: dict[str, Any], bounds: Bounds, key:
 
 
 def _inputs(down: int, n: int) -> Iterator[tuple]:
-    """The job's inputs as the template sends them, each decoded afresh (the call's own copy)."""
+    """The job's inputs as the template sends them (one at a time, each after the previous
+    call's result), each decoded afresh: the call's own copy."""
+    loads, read = pickle.loads, os.read
     for _ in range(n):
-        head = _read_exact(down, 8)
-        blob = None if head is None else _read_exact(down, int.from_bytes(head, "little"))
-        if blob is None:
-            return
-        yield pickle.loads(blob)  # the parent's own data
+        buf = read(down, 1 << 16)
+        if len(buf) < 8:
+            rest = _read_exact(down, 8 - len(buf)) if buf else None
+            if rest is None:
+                return
+            buf += rest
+        need = 8 + int.from_bytes(buf[:8], "little")
+        if len(buf) < need:
+            rest = _read_exact(down, need - len(buf))
+            if rest is None:
+                return
+            buf += rest
+        yield loads(memoryview(buf)[8:])  # the parent's own data
 
 
 class _Ended(Exception):
@@ -334,22 +344,41 @@ def _send(fd: int, data: bytes, deadline: float) -> None:
         view = view[n:]
 
 
-def _receive(fd: int, n: int, deadline: float) -> bytes:
-    """``n`` bytes from the fork by ``deadline``."""
-    chunks, left = [], n
-    while left:
-        try:
-            chunk = os.read(fd, min(left, 1 << 20))
-        except BlockingIOError:
-            _wait(fd, select.POLLIN, deadline)
-            continue
-        except OSError:
-            raise _Ended from None
-        if not chunk:
-            raise _Ended
-        chunks.append(chunk)
-        left -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+def _receive(fork: _JobFork, deadline: float, most: int) -> bytes:
+    """What the fork has written (at most ``most`` bytes), waiting for it until ``deadline``."""
+    left = deadline - time.monotonic()
+    if left <= 0 or not fork.readable.poll(left * 1000):
+        raise _Late
+    try:
+        chunk = os.read(fork.from_child, most)
+    except OSError:
+        raise _Ended from None
+    if not chunk:
+        raise _Ended
+    return chunk
+
+
+def _receive_frame(fork: _JobFork, deadline: float, room: int) -> bytes:
+    """One length-prefixed frame from the fork (a call's result), by ``deadline``, at most
+    ``room`` bytes; anything beyond the frame breaks the protocol: the fork ends."""
+    buf = _receive(fork, deadline, 1 << 16)
+    while len(buf) < 8:
+        buf += _receive(fork, deadline, 8 - len(buf))
+    size = int.from_bytes(buf[:8], "little")
+    if size > room:
+        raise _TooBig
+    need = 8 + size
+    if len(buf) > need:
+        raise _Ended
+    if len(buf) < need:
+        parts = [buf]
+        have = len(buf)
+        while have < need:
+            chunk = _receive(fork, deadline, min(need - have, 1 << 20))
+            parts.append(chunk)
+            have += len(chunk)
+        buf = b"".join(parts)
+    return buf[8:]
 
 
 class _TooBig(Exception):
