@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["UnsafeOutput", "Bounds", "check_plain", "encode", "decode", "bounded_repr",
+__all__ = ["UnsafeOutput", "Bounds", "check_plain", "encode", "decode", "decode_each", "bounded_repr",
            "PlainUnpickler"]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -163,6 +163,31 @@ def decode(data: bytes) -> Any:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise UnsafeOutput(f"undecodable data from the worker ({type(exc).__name__})") from None
+
+
+def decode_each(data: bytes, sizes: list[int]) -> list[Any]:
+    """Decode consecutive pickles of the given sizes (one unpickler for all: one per value
+    costs more than the value); any failure, or a pickle that does not end where its size
+    says, is an :class:`UnsafeOutput`."""
+    stream = io.BytesIO(data)
+    unpickler = PlainUnpickler(stream)
+    out = []
+    end = 0
+    try:
+        for size in sizes:
+            end += size
+            out.append(unpickler.load())
+            if stream.tell() != end:
+                raise UnsafeOutput("a value does not end where its size says")
+    except UnsafeOutput:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - bytes from a worker are hostile until decoded
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise UnsafeOutput(f"undecodable data from the worker ({type(exc).__name__})") from None
+    if end != len(data):
+        raise UnsafeOutput("bytes beyond the last value")
+    return out
 
 
 class _Repr(reprlib.Repr):

@@ -49,7 +49,7 @@ from typing import Any, Sequence
 
 from langprop_core.copier import CopyPlanner
 from langprop_core.sandbox import isolation
-from langprop_core.sandbox.codec import Bounds, UnsafeOutput, check_plain, decode
+from langprop_core.sandbox.codec import Bounds, UnsafeOutput, check_plain, decode, decode_each
 from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_DIED_PREFIX, CallResult,
                                           SandboxConfig, SandboxUnavailable)
 from langprop_core.sandbox.execution import Dependency, Executor
@@ -173,7 +173,7 @@ class Worker:
         self.conn.send_bytes(header)
         self.conn.send_bytes(blob)
 
-    def receive(self) -> tuple[bool, list[float], list[bytes], int, int]:
+    def receive(self) -> tuple[bool, list[float], list[int], memoryview, int, int]:
         """The template's answer to a job (see :func:`~langprop_core.sandbox.worker.decode_answer`);
         raises EOFError/OSError/UnsafeOutput."""
         data = self.conn.recv_bytes(self.max_bytes)
@@ -210,19 +210,19 @@ def _clean(text: str) -> str:
     return _CONTROL.sub("\ufffd", text[:_MAX_TEXT])
 
 
-def _checked_rows(rows: list[bytes], durations: list[float], bounds: Bounds, timeout_s: float
+def _checked_rows(body: memoryview, sizes: list[int], durations: list[float], bounds: Bounds
                   ) -> list[CallResult] | None:
-    """The job's rows as results, or None when one is malformed. Each row is the fork's bytes:
-    decoded as plain data, each field checked, texts cut and cleaned, the output checked
+    """The job's rows as results, or None when one is malformed. The rows are the fork's
+    bytes: decoded as plain data, each field checked, texts cut and cleaned, the output checked
     again (a hostile job may have forged the row). The duration is the template's."""
+    try:
+        rows = decode_each(body, sizes)
+    except UnsafeOutput:
+        return None
     out = []
     append = out.append
     check = check_plain
-    for data, dt in zip(rows, durations):
-        try:
-            row = decode(data)
-        except UnsafeOutput:
-            return None
+    for row, dt in zip(rows, durations):
         if type(row) is not tuple or len(row) != 5:
             return None
         output, exc, tb, printed, _ = row  # the script's own word on its time is not used
@@ -420,7 +420,7 @@ class ScriptRunner:
                 sid, start, stop = worker.job
                 if worker.conn.poll():
                     try:
-                        complete, durations, rows, reason, code = worker.receive()
+                        complete, durations, sizes, body, reason, code = worker.receive()
                     except (EOFError, OSError):
                         self._worker_died(worker, results, jobs, deaths, "died")
                         replace = True
@@ -429,8 +429,8 @@ class ScriptRunner:
                         self._worker_died(worker, results, jobs, deaths, "unsafe", str(unsafe))
                         replace = True
                         continue
-                    done = len(rows)
-                    checked = _checked_rows(rows, durations, self._bounds, timeout_s)
+                    done = len(sizes)
+                    checked = _checked_rows(body, sizes, durations, self._bounds)
                     if checked is None or done > stop - start or (complete and done != stop - start):
                         self._worker_died(worker, results, jobs, deaths, "unsafe",
                                           "a malformed message from the worker")

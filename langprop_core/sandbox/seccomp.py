@@ -70,7 +70,7 @@ _PLAIN = (
     "fstat", "stat", "lstat", "newfstatat", "statx", "fstatfs", "statfs", "access", "faccessat",
     "faccessat2", "readlink", "readlinkat", "getdents", "getdents64", "getcwd", "chdir", "fchdir",
     "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename", "renameat", "renameat2", "symlink",
-    "symlinkat", "truncate", "ftruncate", "fsync", "fdatasync", "fadvise64", "flock", "umask",
+    "symlinkat", "ftruncate", "fsync", "fdatasync", "fadvise64", "flock", "umask",
     "sendfile", "copy_file_range", "poll", "ppoll", "select", "pselect6", "epoll_create",
     "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2",
     # threads and synchronization

@@ -67,23 +67,26 @@ _GRACE_S = 0.5
 
 
 def encode_answer(complete: bool, durations: list[float], rows: list[bytes], reason: int, code: int) -> bytes:
-    """The template's answer: a fixed head, the calls' durations, the rows' bytes."""
-    head = _ANSWER_HEAD.pack(int(complete), len(durations), reason, code)
-    return head + struct.pack(f"<{len(durations)}d", *durations) + pickle.dumps(rows, _PICKLE)
+    """The template's answer: a fixed head, the calls' durations and the rows' sizes, then the
+    rows' bytes one after the other."""
+    n = len(durations)
+    return b"".join([_ANSWER_HEAD.pack(int(complete), n, reason, code),
+                     struct.pack(f"<{n}d{n}q", *durations, *map(len, rows)), *rows])
 
 
-def decode_answer(data: bytes) -> tuple[bool, list[float], list[bytes], int, int]:
-    """Split a template's answer (complete, durations, rows' bytes, reason, exit code);
-    raises ValueError when it is malformed."""
+def decode_answer(data: bytes) -> tuple[bool, list[float], list[int], memoryview, int, int]:
+    """Split a template's answer: complete, durations, the rows' sizes, the rows' bytes, reason,
+    exit code; raises ValueError when it is malformed."""
     complete, n, reason, code = _ANSWER_HEAD.unpack_from(data)
-    if not 0 <= n <= len(data) // 8 or reason >= len(DIED_REASONS):
+    if not 0 <= n <= len(data) // 16 or reason >= len(DIED_REASONS):
         raise ValueError("a malformed answer head")
     at = _ANSWER_HEAD.size
-    durations = list(struct.unpack_from(f"<{n}d", data, at))
-    rows = pickle.loads(memoryview(data)[at + 8 * n:])  # a list of bytes, made by the template
-    if type(rows) is not list or len(rows) != n or any(type(r) is not bytes for r in rows):
+    fields = struct.unpack_from(f"<{n}d{n}q", data, at)
+    sizes = list(fields[n:])
+    body = memoryview(data)[at + 16 * n:]
+    if any(size < 0 for size in sizes) or sum(sizes) != len(body):
         raise ValueError("a malformed answer body")
-    return bool(complete), durations, rows, reason, code
+    return bool(complete), list(fields[:n]), sizes, body, reason, code
 
 
 def entry(argv: list[str]) -> None:
