@@ -453,6 +453,18 @@ def f(pid):
 """
 
 
+def test_older_landlock_is_covered_by_seccomp_and_strict_refuses_it_without(monkeypatch):
+    from langprop_core.sandbox import isolation
+
+    monkeypatch.setattr(isolation, "landlock_abi", lambda: 5)  # e.g. Ubuntu 24.04's Linux 6.8
+    with_seccomp = isolation.probe()
+    assert not any("signal" in m for m in with_seccomp.missing)
+    assert "signals scoped by seccomp" in with_seccomp.describe()
+    monkeypatch.setattr(isolation.seccomp, "available", lambda: False)
+    without = isolation.probe()
+    assert any("F_SETOWN" in m for m in without.missing)
+
+
 def test_the_kernel_signals_no_one_on_a_scripts_request(victim):
     result = _one(SETOWN, victim.pid)
     time.sleep(0.2)

@@ -18,7 +18,9 @@ Called by the worker on itself, before Landlock and seccomp (see
    is Landlock's to say, and the seccomp allow-list refuses the calls that
    capability would add (``open_by_handle_at``, ``linkat``);
 4. :func:`bound_tasks`: ``RLIMIT_NPROC`` of that uid (or of the user
-   namespace's), counted by the kernel over every process and thread of it.
+   namespace's), counted by the kernel over every process and thread of it;
+   set only where the uid is the worker's own (as root's it would count the
+   whole machine's).
 """
 from __future__ import annotations
 
@@ -100,8 +102,8 @@ def split() -> bool:
 
 
 def bound_tasks(limit: int = MAX_TASKS) -> None:
-    """At most ``limit`` processes and threads of this uid (set before :func:`take_identity`:
-    the limit travels with the process)."""
+    """At most ``limit`` processes and threads of this uid: set once the uid is the worker's
+    own (:func:`take_identity`, or a user namespace's), where the count is the worker's alone."""
     resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
 
 

@@ -95,7 +95,9 @@ class Protections:
     def describe(self) -> str:
         """One plain line: what is enforced and what is not."""
         have = [f"Landlock ABI {self.landlock_abi}" if self.landlock_abi else None,
-                "seccomp allow-list" if self.seccomp else None]
+                "seccomp allow-list" if self.seccomp else None,
+                # Landlock scopes signals from ABI 6; before it, seccomp's argument checks do.
+                "signals scoped by seccomp" if self.seccomp and 0 < self.landlock_abi < 6 else None]
         text = "sandbox protections: " + ", ".join(h for h in have if h) if any(have) else \
             "sandbox protections: none of the kernel's"
         if self.missing:
@@ -364,19 +366,21 @@ def lock_down_template(scratch: str, memory_mb: int, max_file_mb: int, parent_pi
         missing.append(NO_NAMESPACES.format(why=namespaces_error))
     _set_rlimits(memory_mb, max_file_mb)
     root = os.geteuid() == 0
-    if root or namespaces_error is None:
-        # Counted per uid, or per uid of the user namespace: this worker's tasks only.
-        identity.bound_tasks()
-    else:
-        missing.append(NO_TASK_BOUND)
+    own_count = False  # whether RLIMIT_NPROC would count this worker's tasks only
     try:
         if root:
             identity.take_identity(uid, scratch)
+            own_count = True
         elif namespaces_error is None:
             _drop_capabilities()  # the user namespace's
+            own_count = True
     except (identity.IdentityError, IsolationError, OSError) as exc:
         missing.append(f"own uid ({exc}): " + NO_IDENTITY.split(": ", 1)[1] if root else
                        f"capability drop in the user namespace ({exc})")
+    if own_count:
+        identity.bound_tasks()  # counted per uid (or per uid of the user namespace)
+    else:
+        missing.append(NO_TASK_BOUND)
     # A change of uid clears the parent-death signal: set it again.
     die_with_parent(parent_pid)
     _no_new_privs()

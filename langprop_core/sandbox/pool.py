@@ -368,8 +368,13 @@ class ScriptRunner:
                      dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
         n = len(inputs)
         try:
-            # One pickle per input: the template hands a fork one input at a time.
-            pickled = [pickle.dumps(args, _PICKLE) for args in inputs]
+            # One pickle per input, prefixed with its length: the template hands a fork one
+            # input at a time, as is.
+            dumps = pickle.dumps
+            pickled = []
+            for args in inputs:
+                data = dumps(args, _PICKLE)
+                pickled.append(len(data).to_bytes(8, "little") + data)
             pickle.dumps(dependencies, _PICKLE)
         except Exception as exc:  # noqa: BLE001 - name the problem for the caller
             raise TypeError(f"the inputs cannot be sent to sandbox workers ({type(exc).__name__}: "

@@ -190,18 +190,19 @@ def _serve(conn: Any, settings: dict[str, Any], seccomp: bool) -> None:
                 fork.end()
                 fork = None
                 _clear_scratch()  # the next script must not see what this one left
-            if fork is None:
+            fresh = fork is None
+            if fresh:
                 # Before the job's inputs are read: the fork must not find them in its memory.
                 fork = _start_fork(key, script_id, conn, settings, bounds, seccomp)
             else:
                 fork.resume()
             del key
             try:
-                blobs = pickle.loads(conn.recv_bytes())  # a list of bytes: one pickle per input
+                frames = pickle.loads(conn.recv_bytes())  # a list of bytes: one pickle per input
             except (EOFError, OSError):
                 return
-            answer, alive = _run_job(fork, start, blobs, settings)
-            del blobs
+            answer, alive = _run_job(fork, start, frames, settings, fresh)
+            del frames
             conn.send_bytes(answer)
             del answer
             if alive:
@@ -241,25 +242,44 @@ def _start_fork(key: tuple, script_id: str, conn: Any, settings: dict[str, Any],
     return _JobFork(pid, key, down_w, up_r)
 
 
-def _run_job(fork: _JobFork, start: int, blobs: list[bytes], settings: dict[str, Any]
+def _run_job(fork: _JobFork, start: int, frames: list[bytes], settings: dict[str, Any], fresh: bool
              ) -> tuple[bytes, bool]:
-    """Run a job in its fork, one input at a time; the answer for the parent, and whether the
-    fork lives on."""
+    """Run a job in its fork, one input (a length-prefixed pickle) at a time; the answer for
+    the parent, and whether the fork lives on."""
     limit_s = settings["timeout_s"] + max(_GRACE_S, settings["timeout_s"])
     room = settings["max_message_bytes"]
     durations: list[float] = []
     rows: list[bytes] = []
     reason = None
     try:
-        # Loading the script is its code too: the same limit.
-        _send(fork.to_child, _JOB_HEAD.pack(start, len(blobs)), time.monotonic() + limit_s)
-        if _receive(fork, time.monotonic() + limit_s, 1) != _READY:
+        _send(fork.to_child, _JOB_HEAD.pack(start, len(frames)), time.monotonic() + limit_s)
+        # A fresh fork loads the script first (its code too: the same limit), then says so.
+        if fresh and _receive(fork, time.monotonic() + limit_s, 1) != _READY:
             raise _Ended
-        clock = time.monotonic
-        for blob in blobs:
+        # The hot loop of every sandboxed call: kept to a write, a poll and a read.
+        clock, write, read, poll = time.monotonic, os.write, os.read, fork.readable.poll
+        to_child, from_child = fork.to_child, fork.from_child
+        limit_ms = limit_s * 1000
+        for frame in frames:  # each already prefixed with its length by the parent
             t0 = clock()
-            _send(fork.to_child, len(blob).to_bytes(8, "little") + blob, t0 + limit_s)
-            row = _receive_frame(fork, t0 + limit_s, room)
+            try:
+                sent = write(to_child, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                raise _Ended from None
+            if sent < len(frame):
+                _send(to_child, frame[sent:], t0 + limit_s)
+            if not poll(limit_ms):
+                raise _Late
+            try:
+                buf = read(from_child, 1 << 16)
+            except OSError:
+                raise _Ended from None
+            if len(buf) >= 8 and len(buf) == 8 + int.from_bytes(buf[:8], "little") and len(buf) <= room:
+                row = buf[8:]
+            else:
+                row = _receive_frame(fork, t0 + limit_s, room, buf)
             durations.append(clock() - t0)
             room -= len(row) + 64
             rows.append(row)
@@ -284,17 +304,18 @@ def _job_loop(down: int, up: int, settings: dict[str, Any], bounds: Bounds, key:
 
     def emit(row: tuple) -> None:
         data = encode(row)
-        _write_all(up, len(data).to_bytes(8, "little") + data)
+        _write_all(up, len(data).to_bytes(8, "little") + data)  # one write, unless it is large
 
+    fn = None
     while True:
         head = _read_exact(down, _JOB_HEAD.size)
         if head is None:
             return
         _, n = _JOB_HEAD.unpack(head)
-        fn = executor.load(script_id, source, function_name, dependencies)
-        _write_all(up, _READY)
+        if fn is None:
+            fn = executor.load(script_id, source, function_name, dependencies)
+            _write_all(up, _READY)
         executor.run_stream(fn, _inputs(down, n), emit)
-        del fn
 
 
 def _inputs(down: int, n: int) -> Iterator[tuple]:
@@ -361,10 +382,12 @@ def _receive(fork: _JobFork, deadline: float, most: int) -> bytes:
     return chunk
 
 
-def _receive_frame(fork: _JobFork, deadline: float, room: int) -> bytes:
-    """One length-prefixed frame from the fork (a call's result), by ``deadline``, at most
-    ``room`` bytes; anything beyond the frame breaks the protocol: the fork ends."""
-    buf = _receive(fork, deadline, 1 << 16)
+def _receive_frame(fork: _JobFork, deadline: float, room: int, buf: bytes) -> bytes:
+    """One length-prefixed frame from the fork (a call's result) that starts with ``buf``, by
+    ``deadline``, at most ``room`` bytes; anything beyond the frame breaks the protocol: the
+    fork ends."""
+    if not buf:
+        raise _Ended
     while len(buf) < 8:
         buf += _receive(fork, deadline, 8 - len(buf))
     size = int.from_bytes(buf[:8], "little")
