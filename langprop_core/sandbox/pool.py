@@ -389,31 +389,36 @@ class ScriptRunner:
         call_limit_s = timeout_s + max(_HARD_GRACE_S, timeout_s)
         self._ensure_workers()
 
-        while True:
+        def feed(worker: Worker) -> bool:
+            """Give an idle worker its next job; False when it turned out dead (job kept)."""
             now = time.monotonic()
-            for worker in self._workers:
-                while worker.job is None and jobs:
-                    job = jobs.popleft()
-                    sid, start, stop = job
-                    if deaths[sid] >= _MAX_DEATHS_PER_SCRIPT:
-                        self._fail(results, job, f"{WORKER_DIED_PREFIX}the script killed its worker "
-                                                 f"{deaths[sid]} times in this batch; call not run")
-                        continue
-                    blob = blobs.get((start, stop))
-                    if blob is None:
-                        blob = blobs[start, stop] = pickle.dumps(pickled[start:stop], _PICKLE)
-                    header = pickle.dumps(("run", sid, sources[sid], function_name, dependencies,
-                                           start, stop), _PICKLE)
-                    # Absolute, from now; a backstop to the template's per-call deadlines.
-                    deadline = now + (stop - start + 1) * call_limit_s + _JOB_ALLOWANCE_S
-                    try:
-                        worker.assign(job, header, blob, deadline, now)
-                    except OSError:  # died while idle: replace it, keep the job
-                        jobs.appendleft(job)
-                        worker.job = None
-                        worker.kill()
-                        self._ensure_workers()
-                        break
+            while worker.job is None and jobs:
+                job = jobs.popleft()
+                sid, start, stop = job
+                if deaths[sid] >= _MAX_DEATHS_PER_SCRIPT:
+                    self._fail(results, job, f"{WORKER_DIED_PREFIX}the script killed its worker "
+                                             f"{deaths[sid]} times in this batch; call not run")
+                    continue
+                blob = blobs.get((start, stop))
+                if blob is None:
+                    blob = blobs[start, stop] = pickle.dumps(pickled[start:stop], _PICKLE)
+                header = pickle.dumps(("run", sid, sources[sid], function_name, dependencies,
+                                       start, stop), _PICKLE)
+                # Absolute, from now; a backstop to the template's per-call deadlines.
+                deadline = now + (stop - start + 1) * call_limit_s + _JOB_ALLOWANCE_S
+                try:
+                    worker.assign(job, header, blob, deadline, now)
+                except OSError:  # died while idle: replace it, keep the job
+                    jobs.appendleft(job)
+                    worker.job = None
+                    worker.kill()
+                    return False
+            return True
+
+        while True:
+            if not all([feed(worker) for worker in self._workers]):
+                self._ensure_workers()
+                continue
             busy = [w for w in self._workers if w.job is not None]
             if not busy:
                 break
@@ -435,17 +440,23 @@ class ScriptRunner:
                         replace = True
                         continue
                     done = len(sizes)
-                    checked = _checked_rows(body, sizes, durations, self._bounds)
-                    if checked is None or done > stop - start or (complete and done != stop - start):
+                    if done > stop - start or (complete and done != stop - start):
                         self._worker_died(worker, results, jobs, deaths, "unsafe",
-                                          "a malformed message from the worker")
+                                          "a malformed answer from the worker")
                         replace = True
                         continue
-                    results[sid][start:start + done] = checked
-                    if complete:
-                        worker.job = None
+                    job, worker.job = worker.job, None
+                    if complete and not feed(worker):  # its next job first: it works meanwhile
+                        replace = True
+                    checked = _checked_rows(body, sizes, durations, self._bounds)
+                    if checked is None:  # the fork's bytes: the script's failure, not the worker's
+                        self._fail(results, (sid, start, start + done),
+                                   f"{UNSAFE_PREFIX}the job's results are malformed")
+                        deaths[sid] += 1
                     else:
-                        self._job_died(worker, start + done, reason, code, results, jobs, deaths)
+                        results[sid][start:start + done] = checked
+                    if not complete:
+                        self._job_died(job, start + done, reason, code, results, jobs, deaths)
                 elif not worker.is_alive():
                     self._worker_died(worker, results, jobs, deaths, "died")
                     replace = True
@@ -469,11 +480,11 @@ class ScriptRunner:
         if at + 1 < stop:
             jobs.appendleft((sid, at + 1, stop))
 
-    def _job_died(self, worker: Worker, at: int, reason: int, code: int, results: dict,
+    def _job_died(self, job: tuple[str, int, int], at: int, reason: int, code: int, results: dict,
                   jobs: collections.deque, deaths: collections.Counter) -> None:
         """The job's fork ended (or was killed by its template) on input ``at``; the calls
         before it have their results, the rest of the job runs again; the template lives on."""
-        sid, start, stop = worker.job
+        sid, start, stop = job
         if reason == 2:
             message = (f"{TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
                        f"(worker killed)")
@@ -485,7 +496,6 @@ class ScriptRunner:
         results[sid][at] = CallResult(None, message, None, "", 0.0)
         deaths[sid] += 1
         log.info("script %s: %s on input %d", sid, message, at)
-        worker.job = None
         self._requeue(jobs, sid, at, at, stop)
 
     def _worker_died(self, worker: Worker, results: dict, jobs: collections.deque,
