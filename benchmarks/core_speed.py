@@ -17,6 +17,10 @@ codec): the sandbox as it was before it (``--before``, a git revision, read
 with ``git show`` into a temporary module) is timed the same way, with its
 worker start-up time; ``--before ''`` skips it.
 
+The agent's per-tick call (``--ticks``): one script called on one input per
+batch, as :class:`langprop_core.inference.PolicyFunction` calls it each tick
+(median and 90th percentile; target <= 2 ms).
+
 Run: ``python benchmarks/core_speed.py`` (``--help`` for options).
 """
 from __future__ import annotations
