@@ -54,7 +54,7 @@ from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_
                                           SandboxConfig, SandboxUnavailable)
 from langprop_core.sandbox.execution import Dependency, Executor
 from langprop_core.sandbox.inputs import prepare_inputs
-from langprop_core.sandbox.worker import DIED_REASONS, WORKER_CODE, decode_answer
+from langprop_core.sandbox.worker import DIED_REASONS, LATE, TOO_BIG, WORKER_CODE, decode_answer
 
 __all__ = ["ScriptRunner", "Worker"]
 
@@ -485,11 +485,11 @@ class ScriptRunner:
         """The job's fork ended (or was killed by its template) on input ``at``; the calls
         before it have their results, the rest of the job runs again; the template lives on."""
         sid, start, stop = job
-        if reason == 2:
+        if reason == LATE:
             message = (f"{TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
                        f"(worker killed)")
-        elif reason == 1:
-            message = f"{UNSAFE_PREFIX}{DIED_REASONS[1]}"
+        elif reason == TOO_BIG:
+            message = f"{UNSAFE_PREFIX}{DIED_REASONS[TOO_BIG]}"
         else:
             message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
                        f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")

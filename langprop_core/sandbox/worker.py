@@ -48,7 +48,7 @@ from langprop_core.sandbox import identity, isolation
 from langprop_core.sandbox.codec import Bounds, encode
 from langprop_core.sandbox.execution import Executor
 
-__all__ = ["entry", "WORKER_CODE", "DIED_REASONS", "decode_answer", "encode_answer"]
+__all__ = ["entry", "WORKER_CODE", "DIED_REASONS", "ENDED", "TOO_BIG", "LATE", "decode_answer", "encode_answer"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -57,7 +57,8 @@ WORKER_CODE = ("import sys; sys.path[:0] = sys.argv[1].split('\\0'); "
 
 DIED_REASONS = ("the call ended its process", "the job's results are over the message bound",
                 "the call ran past its limit (its process was killed)")
-_ENDED, _TOO_BIG, _LATE = range(3)
+# Indices into DIED_REASONS.
+ENDED, TOO_BIG, LATE = range(3)
 # Answer head: complete (1/0), calls answered, reason, exit code; then one double per call.
 _ANSWER_HEAD = struct.Struct("<BqBq")
 _JOB_HEAD = struct.Struct("<qq")
@@ -284,14 +285,14 @@ def _run_job(fork: _JobFork, start: int, frames: list[bytes], settings: dict[str
             room -= len(row) + 64
             rows.append(row)
     except _Ended:
-        reason = _ENDED
+        reason = ENDED
     except _TooBig:
-        reason = _TOO_BIG
+        reason = TOO_BIG
     except _Late:
-        reason = _LATE
+        reason = LATE
     if reason is None:
         return encode_answer(True, durations, rows, 0, 0), True
-    code = fork.end(grace_s=0.5 if reason == _ENDED else 0.0)
+    code = fork.end(grace_s=0.5 if reason == ENDED else 0.0)
     return encode_answer(False, durations, rows, reason, code), False
 
 
