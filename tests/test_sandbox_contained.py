@@ -250,12 +250,20 @@ def test_the_shared_counter_cannot_be_truncated_to_kill_the_trainer():
 
 
 FORGED_FRAME = """
-import os, pickle, signal, stat, time
+import gc, os, pickle, signal, stat, threading, time
+def keep_busy(counters):
+    while True:
+        for c in counters:
+            c.raw.value += 1
+        time.sleep(0.01)
 def f(x):
     signal.setitimer(signal.ITIMER_REAL, 0)
+    # Any progress counter it can find, kept moving meanwhile: liveness is not its word either.
+    counters = [o for o in gc.get_objects() if type(o).__name__ == "Progress"]
+    threading.Thread(target=keep_busy, args=(counters,), daemon=True).start()
     time.sleep(1.5)
     row = ("fast", None, None, "", 1e-6)
-    for body in (pickle.dumps(row), pickle.dumps(("done", [row]))):  # a call's answer, a job's
+    for body in (pickle.dumps(("done", [row])), pickle.dumps(row)):  # a job's answer, a call's
         for fd in range(3, 64):
             try:
                 if stat.S_ISFIFO(os.fstat(fd).st_mode):
