@@ -390,6 +390,46 @@ def test_a_fork_sees_neither_the_batch_nor_other_scripts():
         assert set(row.output) <= {f"INPUT-{j}" for j in range(i + 1)}, row.output
 
 
+RAW_SCAN = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+libc.write.restype = ctypes.c_ssize_t
+PAGE = 4096
+UNIT = "".join(map(chr, (82, 65, 87, 45, 77, 65, 82, 75, 69, 82))).encode()  # built at run time
+def f(span_mb):
+    # Its own raw memory, page by page around objects of its heap; a pipe tells which pages are
+    # readable (write() of an unreadable page fails with EFAULT instead of crashing).
+    r, w = os.pipe()
+    most, seen = 0, set()
+    libc.malloc.restype = ctypes.c_void_p
+    anchors = [id(sys.modules), id(f), id(bytearray(1 << 20)), libc.malloc(2048)]  # + the C heap
+    for anchor in anchors:
+        base = anchor - anchor % PAGE
+        for k in range(-span_mb * 256, span_mb * 256):
+            page = base + k * PAGE
+            if page <= 0 or page in seen:
+                continue
+            seen.add(page)
+            if libc.write(w, page, PAGE) != PAGE:
+                continue
+            most = max(most, os.read(r, PAGE).count(UNIT))
+    return most  # its own needle counts once; another job's text, several times a page
+"""
+# Another script's source, long enough to live in the C heap of whoever holds it.
+RAW_OTHER = "# " + "RAW-MARKER " * 200 + "\ndef f(x):\n    return x\n"
+
+
+def test_a_fork_finds_no_earlier_job_in_its_raw_memory():
+    with ScriptRunner(SandboxConfig(workers=1, timeout_s=20.0)) as runner:
+        for size in (100, 400, 800, 1600):  # other scripts' sources and inputs pass through first
+            rows = runner.run_batch({"other": RAW_OTHER}, "f", [("RAW-MARKER " * size,)] * 4)["other"]
+            assert all(row.ok for row in rows)
+        result = runner.run_batch({"scan": RAW_SCAN}, "f", [(64,)])["scan"][0]
+    assert result.ok, result.exception
+    assert result.output < 3
+
+
 READ = """
 import importlib
 def f(paths):

@@ -6,7 +6,8 @@ copies), :mod:`.codec` (plain data across the boundary, bounded ``repr``),
 :mod:`.isolation` (the order of the lock-down, Landlock, :func:`probe`),
 :mod:`.identity` (namespaces, the worker's own uid, the task bound),
 :mod:`.seccomp` (the allow-list), :mod:`.worker` (the worker's template and
-its job forks), :mod:`.pool` (workers, scheduling, deadlines, message checks).
+its job processes), :mod:`.zygote` (forks job processes from a state that has
+seen no job), :mod:`.pool` (workers, scheduling, deadlines, message checks).
 
 Threat model
 ------------
@@ -45,12 +46,14 @@ project's machines and CI), with Landlock ABI >= 1 and libseccomp, a script
   ABI >= 4);
 - sees no secret: the worker's environment is an allow-list; the trainer masks
   the configured API key in whatever it writes;
-- sees only its own job: its fork starts before the template reads the job's
-  inputs, and the template hands it one input at a time, the next only after
-  the previous call's result, so a call never sees a later input (on a series
+- sees only its own job, even reading its process's raw memory (``ctypes``,
+  numpy's array interface): its process is a fork of the worker's zygote,
+  which has held no job's data, and gets its script and inputs through its own
+  pipe; the template hands it one input at a time, the next only after the
+  previous call's result, so a call never sees a later input (on a series
   task, its label) nor another script's source; nor a file or log left by an
   earlier script (the worker's log lies outside the scratch directory, and a
-  fork's stderr is ``/dev/null``);
+  job process's stderr is ``/dev/null``);
 - is given nothing the trusted side believes on its word: each call's deadline
   is kept by the template (``timeout_s`` plus a grace, from the moment it
   hands the input over; past it the fork is killed, whatever the script did to
@@ -64,10 +67,8 @@ project's machines and CI), with Landlock ABI >= 1 and libseccomp, a script
   scratch file ends with it; and dies with its worker, which dies with its
   parent.
 
-It does not stop: CPU side channels and timing covert channels; raw reads of
-its own process's memory (``ctypes``, numpy's array interface), which may find
-freed bytes of earlier jobs of the same worker (inputs and sources of scripts
-run there before, not yet overwritten); denial of service within the limits (a
+It does not stop: CPU side channels and timing covert channels; denial of
+service within the limits (a
 script may use its whole time and memory budget on every call; the trainer
 charges time only where the task opts in); filling its scratch disk within the
 file-size limit; reading files any user may read beneath the standard library

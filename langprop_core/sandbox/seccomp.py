@@ -5,8 +5,9 @@ including any the kernel adds later, fails. Two filters stack (the kernel
 applies both, the stricter answer wins):
 
 - the *template's* (:func:`template_rules`): the job list below plus what the
-  template itself needs to run jobs (fork its job processes, wait for them,
-  stop and kill them, add the job's filter);
+  template itself needs to run jobs (fork its zygote and job processes, wait
+  for them, stop and kill them, pass pipes over a unix socket pair, add the
+  job's filter);
 - the *job's* (:func:`job_rules`), loaded in each fork before script code runs:
   what a pure-Python script with numpy needs (memory, its own files and
   pipes, futexes, clocks, threads, signals to itself), with arguments checked
@@ -46,6 +47,7 @@ _CLONE_THREAD = 0x00010000
 _CLONE_NEW = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
               | 0x40000000 | 0x00000080)
 _O_ASYNC = 0o20000
+_AF_UNIX = 1
 
 
 class SeccompError(RuntimeError):
@@ -133,8 +135,11 @@ def template_rules() -> list[Rule]:
     rules.append(("clone3", _ENOSYS, ()))
     for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "wait4", "waitid",
                  "prlimit64", "sched_getaffinity", "sched_setaffinity", "sched_getparam",
-                 "sched_getscheduler", "fcntl", "ioctl", "seccomp"):
+                 "sched_getscheduler", "fcntl", "ioctl", "seccomp",
+                 # the template and its zygote: a unix socket pair, descriptors passed on it
+                 "sendmsg", "recvmsg", "sendto", "recvfrom"):
         rules.append((name, _ALLOW, ()))
+    rules.append(("socketpair", _ALLOW, (_arg_eq(0, _AF_UNIX),)))
     for op in list(_PR.values()) + [_PR_SET_PDEATHSIG, _PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS]:
         rules.append(("prctl", _ALLOW, (_arg_eq(0, op),)))
     return rules

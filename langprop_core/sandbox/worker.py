@@ -10,13 +10,14 @@ says what it applied (``hello``), then serves the parent's messages:
 
 - ``run``: one job, as a header (script, function, dependencies, range of
   inputs) and the job's inputs, one pickle each, which the template does not
-  decode. The job runs in that script's fork: a fresh fork of the template
+  decode. The job runs in that script's job process ("fork"): a new one
   whenever the script differs from the last one (the next job of the same
-  script, e.g. the agent's next tick, reuses it). The template holds nothing
-  of other jobs when it forks, so a fork finds in its memory its own script
-  and the inputs it was called on, not the batch nor other scripts' sources.
-  The fork holds no channel to the parent, only a pipe each way to the
-  template, and adds the per-job rules. The template hands it one input at a
+  script, e.g. the agent's next tick, reuses it), forked by the worker's
+  zygote (:mod:`.zygote`), which has held no job, and told its script through
+  its pipe: its memory, raw bytes included, holds its own script and the
+  inputs it was called on, not the batch nor other scripts' sources. It holds
+  no channel to the parent, only a pipe each way to the template, and adds the
+  per-job rules. The template hands it one input at a
   time and the next only after the previous call's result: no call sees a
   later input (on a series task, its own label). The template times each call
   itself and kills the fork of a call past its limit (``timeout_s`` plus a
@@ -33,6 +34,7 @@ bytes, each decoded by the parent as plain data.
 """
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing.connection
 import os
@@ -47,6 +49,7 @@ from typing import Any, Iterator
 from langprop_core.sandbox import identity, isolation
 from langprop_core.sandbox.codec import Bounds, encode
 from langprop_core.sandbox.execution import Executor
+from langprop_core.sandbox.zygote import Zygote, start_zygote
 
 __all__ = ["entry", "WORKER_CODE", "DIED_REASONS", "ENDED", "TOO_BIG", "LATE", "decode_answer", "encode_answer"]
 
@@ -116,15 +119,20 @@ def entry(argv: list[str]) -> None:
     except isolation.IsolationError as exc:
         conn.send_bytes(encode(("refused", str(exc)[:2000])))
         os._exit(71)
+    bounds = Bounds(settings["max_result_bytes"], settings["max_result_depth"])
+    # Before any job: the zygote's memory never holds one, so neither do the job processes.
+    zygote = start_zygote([conn.fileno()], functools.partial(_job_main, settings=settings, bounds=bounds,
+                                                             seccomp=applied.seccomp))
     conn.send_bytes(encode(("hello", applied.landlock_abi, applied.seccomp, list(applied.missing))))
-    _serve(conn, settings, applied.seccomp)
+    _serve(conn, settings, zygote)
 
 
 class _JobFork:
-    """The fork serving one script: a pipe each way to the template, no channel to the parent."""
+    """The job process serving one script: a pipe each way to the template, no channel to the
+    parent; a child of the zygote, which reaps it."""
 
-    def __init__(self, pid: int, key: tuple, to_child: int, from_child: int) -> None:
-        self.pid, self.key = pid, key
+    def __init__(self, pid: int, key: tuple, to_child: int, from_child: int, zygote: Zygote) -> None:
+        self.pid, self.key, self.zygote = pid, key, zygote
         self.to_child, self.from_child = to_child, from_child
         self.readable = select.poll()
         self.readable.register(from_child, select.POLLIN)
@@ -143,23 +151,7 @@ class _JobFork:
                 os.close(fd)
             except OSError:
                 pass
-        deadline = time.monotonic() + grace_s
-        while True:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                return -9
-            if pid:
-                return os.waitstatus_to_exitcode(status)
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.002)
-        _signal(self.pid, signal.SIGKILL)
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            return -9
-        return os.waitstatus_to_exitcode(status)
+        return self.zygote.reap(self.pid, grace_s)
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -169,8 +161,7 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _serve(conn: Any, settings: dict[str, Any], seccomp: bool) -> None:
-    bounds = Bounds(settings["max_result_bytes"], settings["max_result_depth"])
+def _serve(conn: Any, settings: dict[str, Any], zygote: Zygote) -> None:
     fork: _JobFork | None = None
     try:
         while True:
@@ -193,8 +184,7 @@ def _serve(conn: Any, settings: dict[str, Any], seccomp: bool) -> None:
                 _clear_scratch()  # the next script must not see what this one left
             fresh = fork is None
             if fresh:
-                # Before the job's inputs are read: the fork must not find them in its memory.
-                fork = _start_fork(key, script_id, conn, settings, bounds, seccomp)
+                fork = _start_fork(key, script_id, zygote, settings)
             else:
                 fork.resume()
             del key
@@ -216,31 +206,30 @@ def _serve(conn: Any, settings: dict[str, Any], seccomp: bool) -> None:
             fork.end()
 
 
-def _start_fork(key: tuple, script_id: str, conn: Any, settings: dict[str, Any], bounds: Bounds,
-                seccomp: bool) -> _JobFork:
-    """Fork the process that runs this script's jobs; it waits for its first job on its pipe."""
-    template = os.getpid()
-    down_r, down_w = os.pipe()
-    up_r, up_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(down_w)
-            os.close(up_r)
-            conn.close()  # the job's fork cannot talk to the parent, only to its template
-            os.dup2(1, 2)  # stderr to /dev/null: the worker's log is the template's alone
-            isolation.lock_down_job(template, seccomp)
-            _job_loop(down_r, up_w, settings, bounds, key, script_id)
-        except BaseException:  # noqa: BLE001 - the fork must never return into the template's loop
-            code = 72
-        finally:
-            os._exit(code)
-    os.close(down_r)
-    os.close(up_w)
-    os.set_blocking(down_w, False)  # every wait on the fork has a deadline
-    os.set_blocking(up_r, False)
-    return _JobFork(pid, key, down_w, up_r)
+def _start_fork(key: tuple, script_id: str, zygote: Zygote, settings: dict[str, Any]) -> _JobFork:
+    """A job process for this script (a fork of the zygote), told its script."""
+    pid, to_child, from_child = zygote.spawn()
+    os.set_blocking(to_child, False)  # every wait on the fork has a deadline
+    os.set_blocking(from_child, False)
+    fork = _JobFork(pid, key, to_child, from_child, zygote)
+    script = pickle.dumps((script_id,) + key, _PICKLE)
+    try:
+        _send(to_child, len(script).to_bytes(8, "little") + script, time.monotonic() + _GRACE_S + 5.0)
+    except (_Late, _Ended):
+        pass  # it is gone or stuck: the job's first read says so
+    return fork
+
+
+def _job_main(down: int, up: int, settings: dict[str, Any], bounds: Bounds, seccomp: bool) -> None:
+    """A job process (a fork of the zygote): lock down, learn its script, serve its jobs."""
+    os.dup2(1, 2)  # stderr to /dev/null: the worker's log is the template's alone
+    isolation.lock_down_job(os.getppid(), seccomp)
+    head = _read_exact(down, 8)
+    script = None if head is None else _read_exact(down, int.from_bytes(head, "little"))
+    if script is None:
+        return
+    script_id, source, function_name, dependencies = pickle.loads(script)  # the template's word
+    _job_loop(down, up, settings, bounds, (source, function_name, dependencies), script_id)
 
 
 def _run_job(fork: _JobFork, start: int, frames: list[bytes], settings: dict[str, Any], fresh: bool
