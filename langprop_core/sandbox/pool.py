@@ -1,8 +1,9 @@
 """The parent's side: worker processes, the batch scheduler, the watchdog, message checks.
 
 A batch of calls is ``sources x inputs``, cut into jobs ``(script, range of
-inputs)``. A worker gets each job with that job's inputs only (each range
-pickled once per batch) and answers with one message per job.
+inputs)``. A worker gets each job with that job's inputs only (each input
+pickled once per batch) and answers with one message per job; it gets its next
+job before its last answer is checked here.
 
 Nothing of a job's answer is trusted:
 
@@ -16,12 +17,14 @@ Nothing of a job's answer is trusted:
   whole process group is killed. Nothing the job writes moves either.
 - memory: ``RLIMIT_AS``; running out raises ``MemoryError`` in the script or
   ends the job's fork.
-- a job whose fork dies (``os._exit``, a crash) fails the call it was on; the
-  rest of the job runs again. A worker that dies or sends anything but a
-  well-formed message is killed (with its process group) and replaced.
+- a job whose fork dies (``os._exit``, a crash, its template's kill) fails the
+  call it was on; the calls before it keep their results, the rest of the job
+  runs again. Rows a fork forged or broke fail that job's calls. A worker
+  whose template dies, misses the job's deadline or answers out of form is
+  killed (with its process group) and replaced.
 
-Every message from a worker is decoded by
-:func:`~langprop_core.sandbox.codec.decode` and checked field by field (types,
+Every row from a worker is decoded by
+:func:`~langprop_core.sandbox.codec.decode_each` and checked field by field (types,
 sizes, texts cut and stripped of control characters, reasons from a fixed
 list); failures come back as :class:`CallResult` with ``exception`` set, never
 as exceptions.
