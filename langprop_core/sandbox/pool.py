@@ -57,15 +57,13 @@ from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_
                                           SandboxConfig, SandboxUnavailable)
 from langprop_core.sandbox.execution import Dependency, Executor
 from langprop_core.sandbox.inputs import prepare_inputs
-from langprop_core.sandbox.worker import DIED_REASONS, LATE, TOO_BIG, WORKER_CODE, decode_answer
+from langprop_core.sandbox.worker import CALL_GRACE_S, DIED_REASONS, LATE, TOO_BIG, WORKER_CODE, decode_answer
 
 __all__ = ["ScriptRunner", "Worker"]
 
 log = logging.getLogger("langprop_core.sandbox")
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
-# Beyond the per-call limit, the grace of the template's per-call deadline (same as the worker's).
-_HARD_GRACE_S = 0.5
 # How long a fresh worker may take to start and report what it applied.
 _STARTUP_LIMIT_S = 60.0
 # Beyond its calls' deadlines, a job's own deadline allows for the template to start the fork
@@ -389,7 +387,7 @@ class ScriptRunner:
         results: dict[str, list[CallResult | None]] = {sid: [None] * n for sid in sources}
         deaths: collections.Counter[str] = collections.Counter()
         timeout_s = self.config.timeout_s
-        call_limit_s = timeout_s + max(_HARD_GRACE_S, timeout_s)
+        call_limit_s = timeout_s + max(CALL_GRACE_S, timeout_s)
         self._ensure_workers()
 
         def feed(worker: Worker) -> bool:

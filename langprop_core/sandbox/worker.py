@@ -51,7 +51,8 @@ from langprop_core.sandbox.codec import Bounds, encode
 from langprop_core.sandbox.execution import Executor
 from langprop_core.sandbox.zygote import Zygote, start_zygote
 
-__all__ = ["entry", "WORKER_CODE", "DIED_REASONS", "ENDED", "TOO_BIG", "LATE", "decode_answer", "encode_answer"]
+__all__ = ["entry", "WORKER_CODE", "CALL_GRACE_S", "DIED_REASONS", "ENDED", "TOO_BIG", "LATE", "decode_answer",
+           "encode_answer"]
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -62,12 +63,13 @@ DIED_REASONS = ("the call ended its process", "the job's results are over the me
                 "the call ran past its limit (its process was killed)")
 # Indices into DIED_REASONS.
 ENDED, TOO_BIG, LATE = range(3)
-# Answer head: complete (1/0), calls answered, reason, exit code; then one double per call.
+# Answer head: complete (1/0), calls answered, reason, exit code; then per call its duration
+# (double) and its row's size (int64), then the rows.
 _ANSWER_HEAD = struct.Struct("<BqBq")
 _JOB_HEAD = struct.Struct("<qq")
 _READY = b"R"
 # Beyond its limit, how long a call may take before its fork is killed (the alarm fires first).
-_GRACE_S = 0.5
+CALL_GRACE_S = 0.5
 
 
 def encode_answer(complete: bool, durations: list[float], rows: list[bytes], reason: int, code: int) -> bytes:
@@ -214,7 +216,7 @@ def _start_fork(key: tuple, script_id: str, zygote: Zygote, settings: dict[str, 
     fork = _JobFork(pid, key, to_child, from_child, zygote)
     script = pickle.dumps((script_id,) + key, _PICKLE)
     try:
-        _send(to_child, len(script).to_bytes(8, "little") + script, time.monotonic() + _GRACE_S + 5.0)
+        _send(to_child, len(script).to_bytes(8, "little") + script, time.monotonic() + CALL_GRACE_S + 5.0)
     except (_Late, _Ended):
         pass  # it is gone or stuck: the job's first read says so
     return fork
@@ -236,7 +238,7 @@ def _run_job(fork: _JobFork, start: int, frames: list[bytes], settings: dict[str
              ) -> tuple[bytes, bool]:
     """Run a job in its fork, one input (a length-prefixed pickle) at a time; the answer for
     the parent, and whether the fork lives on."""
-    limit_s = settings["timeout_s"] + max(_GRACE_S, settings["timeout_s"])
+    limit_s = settings["timeout_s"] + max(CALL_GRACE_S, settings["timeout_s"])
     room = settings["max_message_bytes"]
     durations: list[float] = []
     rows: list[bytes] = []
