@@ -56,7 +56,7 @@ from langprop_core.sandbox.codec import Bounds, UnsafeOutput, check_plain, decod
 from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_DIED_PREFIX, CallResult,
                                           SandboxConfig, SandboxUnavailable)
 from langprop_core.sandbox.execution import Dependency, Executor
-from langprop_core.sandbox.inputs import prepare_inputs
+from langprop_core.sandbox.inputs import encode_input, prepare_inputs
 from langprop_core.sandbox.worker import CALL_GRACE_S, DIED_REASONS, LATE, TOO_BIG, WORKER_CODE, decode_answer
 
 __all__ = ["ScriptRunner", "Worker"]
@@ -369,13 +369,8 @@ class ScriptRunner:
                      dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
         n = len(inputs)
         try:
-            # One pickle per input, prefixed with its length: the template hands a fork one
-            # input at a time, as is.
-            dumps = pickle.dumps
-            pickled = []
-            for args in inputs:
-                data = dumps(args, _PICKLE)
-                pickled.append(len(data).to_bytes(8, "little") + data)
+            # Each input encoded once: the template hands a fork one input at a time, as is.
+            pickled = [encode_input(args) for args in inputs]
             pickle.dumps(dependencies, _PICKLE)
         except Exception as exc:  # noqa: BLE001 - name the problem for the caller
             raise TypeError(f"the inputs cannot be sent to sandbox workers ({type(exc).__name__}: "

@@ -49,6 +49,7 @@ from typing import Any, Iterator
 from langprop_core.sandbox import identity, isolation
 from langprop_core.sandbox.codec import Bounds, encode
 from langprop_core.sandbox.execution import Executor
+from langprop_core.sandbox.inputs import decode_input
 from langprop_core.sandbox.zygote import Zygote, start_zygote
 
 __all__ = ["entry", "WORKER_CODE", "CALL_GRACE_S", "DIED_REASONS", "ENDED", "TOO_BIG", "LATE", "decode_answer",
@@ -313,7 +314,7 @@ def _job_loop(down: int, up: int, settings: dict[str, Any], bounds: Bounds, key:
 def _inputs(down: int, n: int) -> Iterator[tuple]:
     """The job's inputs as the template sends them (one at a time, each after the previous
     call's result), each decoded afresh: the call's own copy."""
-    loads, read = pickle.loads, os.read
+    loads, read = decode_input, os.read
     for _ in range(n):
         buf = read(down, 1 << 16)
         if len(buf) < 8:
@@ -327,7 +328,7 @@ def _inputs(down: int, n: int) -> Iterator[tuple]:
             if rest is None:
                 return
             buf += rest
-        yield loads(memoryview(buf)[8:])  # the parent's own data
+        yield loads(memoryview(buf)[8:])  # the parent's own data: the call's own copy
 
 
 class _Ended(Exception):
