@@ -457,7 +457,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
     parser.add_argument("--paper-inputs", type=int, default=200,
                         help="inputs per script for the (slow) paper baseline")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=SandboxConfig().workers,
+                        help="sandbox worker processes (default: the sandbox's own default)")
     parser.add_argument("--size", choices=["small", "paper-sized", "both"], default="both",
                         help="script size to measure")
     parser.add_argument("--before", default=UNHARDENED_REVISION,
