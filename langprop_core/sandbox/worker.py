@@ -187,21 +187,21 @@ def _serve(conn: Any, settings: dict[str, Any], zygote: Zygote) -> None:
                 _clear_scratch()  # the next script must not see what this one left
             fresh = fork is None
             if fresh:
-                fork = _start_fork(key, script_id, zygote, settings)
+                fork = _start_fork(key, script_id, zygote)
             else:
                 fork.resume()
             del key
             try:
-                frames = pickle.loads(conn.recv_bytes())  # a list of bytes: one pickle per input
+                frames = pickle.loads(conn.recv_bytes())  # a list of bytes: each input, encoded
             except (EOFError, OSError):
                 return
             answer, alive = _run_job(fork, start, frames, settings, fresh)
             del frames
+            if alive:
+                fork.pause()  # before the answer leaves: nothing of it runs until its next job
             conn.send_bytes(answer)
             del answer
-            if alive:
-                fork.pause()
-            else:
+            if not alive:
                 fork = None
                 _clear_scratch()
     finally:
@@ -209,7 +209,7 @@ def _serve(conn: Any, settings: dict[str, Any], zygote: Zygote) -> None:
             fork.end()
 
 
-def _start_fork(key: tuple, script_id: str, zygote: Zygote, settings: dict[str, Any]) -> _JobFork:
+def _start_fork(key: tuple, script_id: str, zygote: Zygote) -> _JobFork:
     """A job process for this script (a fork of the zygote), told its script."""
     pid, to_child, from_child = zygote.spawn()
     os.set_blocking(to_child, False)  # every wait on the fork has a deadline
