@@ -17,6 +17,10 @@ codec): the sandbox as it was before it (``--before``, a git revision, read
 with ``git show`` into a temporary module) is timed the same way, with its
 worker start-up time; ``--before ''`` skips it.
 
+The agent's per-tick call (``--ticks``): one script called on one input per
+batch, as :class:`langprop_core.inference.PolicyFunction` calls it each tick
+(median and 90th percentile; target <= 2 ms).
+
 Run: ``python benchmarks/core_speed.py`` (``--help`` for options).
 """
 from __future__ import annotations
@@ -429,6 +433,23 @@ def measure(name: str, scripts: dict[str, str], inputs: list[tuple], paper_input
               f"{before_startup_s:.2f} s before, {startup_s:.2f} s after")
 
 
+def tick_time_ms(scripts: dict[str, str], inputs: list[tuple], ticks: int) -> tuple[float, float]:
+    """The agent's per-tick call: one script, one input per batch, one worker (as
+    :class:`langprop_core.inference.PolicyFunction` calls it). Median and 90th
+    percentile in ms over ``ticks`` calls, after a warm-up call that starts the worker."""
+    sid, source = next(iter(scripts.items()))
+    times = []
+    with ScriptRunner(SandboxConfig(mode="process", workers=1)) as runner:
+        runner.run_batch({sid: source}, FUNCTION_NAME, [inputs[0]])
+        for i in range(ticks):
+            t0 = time.perf_counter()
+            result = runner.run_batch({sid: source}, FUNCTION_NAME, [inputs[i % len(inputs)]])[sid][0]
+            times.append(time.perf_counter() - t0)
+            assert result.ok, result.exception
+    times.sort()
+    return times[len(times) // 2] * 1e3, times[int(len(times) * 0.9)] * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scripts", type=int, default=16)
@@ -436,11 +457,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
     parser.add_argument("--paper-inputs", type=int, default=200,
                         help="inputs per script for the (slow) paper baseline")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=SandboxConfig().workers,
+                        help="sandbox worker processes (default: the sandbox's own default)")
     parser.add_argument("--size", choices=["small", "paper-sized", "both"], default="both",
                         help="script size to measure")
     parser.add_argument("--before", default=UNHARDENED_REVISION,
                         help="git revision of the unhardened sandbox to compare with ('' to skip)")
+    parser.add_argument("--ticks", type=int, default=1000, help="calls for the agent's per-tick time")
     args = parser.parse_args()
     before = unhardened_sandbox(args.before) if args.before else None
     if args.before and before is None:
@@ -451,6 +474,10 @@ def main() -> None:
         if args.size in (name, "both"):
             measure(name, make_scripts(args.scripts, template), inputs, args.paper_inputs, args.workers,
                     args.repeat, before)
+    if args.ticks:
+        median_ms, p90_ms = tick_time_ms(make_scripts(1, TEMPLATES["paper-sized"]), inputs, args.ticks)
+        print(f"\nagent's per-tick call (one paper-sized script, one input per batch, {args.ticks} ticks): "
+              f"median {median_ms:.2f} ms, 90th percentile {p90_ms:.2f} ms (target <= 2 ms)")
 
 
 if __name__ == "__main__":

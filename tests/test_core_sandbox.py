@@ -1,6 +1,8 @@
 """The sandbox: failures come back as results, workers are replaced, results are in order."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from langprop_core.policy import Policy, normalized_source, policy_id_for, source_hash
@@ -46,7 +48,8 @@ def test_every_failure_is_a_result_and_good_scripts_are_unaffected(runner):
     # os._exit kills its worker on input 1 only; the other inputs still run.
     assert [c.output for c in res["exit"]] == [0, None, 2]
     assert "WorkerDied" in res["exit"][1].exception
-    assert runner.workers_replaced >= 1
+    # A loop that swallows the alarm is killed by its worker's template, which lives on.
+    assert all(c.timed_out for c in res["stubborn_loop"])
     # The pool still works afterwards.
     again = runner.run_batch({"good": GOOD}, "f", [(5,)])
     assert again["good"][0].output == 10
@@ -122,15 +125,18 @@ def test_inputs_keep_their_types_whatever_the_encoding():
     assert [c.output for c in res["s"]] == [("defaultdict", "ndarray", 0), ("defaultdict", "NoneType", 0)]
 
 
-def test_a_call_stuck_in_c_code_is_killed_by_the_parent():
+def test_a_call_stuck_in_c_code_is_killed_by_its_template():
     # sum() over a range never returns to the interpreter loop, so the in-worker
-    # alarm cannot interrupt it: the parent must kill and replace the worker.
+    # alarm cannot interrupt it: the worker's template kills the job's process at
+    # the call's deadline, and the worker itself lives on.
     stuck = "def f(x):\n    return sum(range(10**13))\n"
     with ScriptRunner(SandboxConfig(workers=1, timeout_s=0.2)) as r:
+        t0 = time.monotonic()
         res = r.run_batch({"stuck": stuck, "good": GOOD}, "f", [(1,), (2,)])
-        assert all("worker killed" in c.exception for c in res["stuck"])
+        assert time.monotonic() - t0 < 5.0
+        assert all(c.timed_out and "worker killed" in c.exception for c in res["stuck"])
         assert [c.output for c in res["good"]] == [2, 4]
-        assert r.workers_replaced == 2
+        assert r.workers_replaced == 0
 
 
 def test_planned_copies_equal_deepcopy_and_share_nothing_mutable():

@@ -34,8 +34,10 @@ from tests.test_world_run_evaluate import world_setup  # noqa: F401 - a fixture 
 SECRET = "sk-hostile-test-SECRET-0123456789abcdef"
 VICTIM = "import math\ndef f(x):\n    return abs(-x) + int(math.sqrt(4)) - 2\n"
 
-needs_kernel = pytest.mark.skipif(not probe().landlock_abi or not probe().seccomp,
-                                  reason="needs Landlock and seccomp (Linux)")
+# Skipped without Landlock and seccomp, except where LANGPROP_REQUIRE_SANDBOX=1 (CI): then they fail.
+needs_kernel = pytest.mark.skipif(
+    (not probe().landlock_abi or not probe().seccomp) and os.environ.get("LANGPROP_REQUIRE_SANDBOX") != "1",
+    reason="needs Landlock and seccomp (Linux)")
 
 
 class _Listener:
@@ -504,9 +506,10 @@ def test_strict_refuses_when_a_protection_is_missing(tmp_path):
     code = textwrap.dedent(f"""
         import os
         from langprop_core.sandbox import isolation
-        isolation._seccomp_lib = lambda: None
+        isolation.seccomp.available = lambda: False
         try:
-            isolation.lock_down_template({str(tmp_path)!r}, 512, 1, [], os.getppid(), strict=True)
+            isolation.lock_down_template({str(tmp_path)!r}, 512, 1, os.getppid(), strict=True,
+                                         uid=0x70000000 + os.getpid(), namespaces_error=None)
         except isolation.IsolationError as exc:
             print("refused:", exc)
     """)

@@ -4,8 +4,10 @@ What a worker sends is ``pickle`` bytes of plain data only: None, bool, int,
 float, complex, str, bytes, tuple, list, dict (atom or tuple keys), numpy
 arrays without object fields, numpy scalars. The worker checks each result
 against the bounds before anything else looks at it (:func:`check_plain`:
-exact types, nesting depth, and a size that counts every visit, so a list
-holding itself a million times costs a million, not one). The parent decodes
+exact types, nesting depth, and a size that counts what each value costs,
+ints by their bit length, strings and bytes by their length, arrays by their
+buffer, and every visit, so a list holding itself a million times costs a
+million, not one). The parent decodes
 with :class:`PlainUnpickler`, whose only globals are numpy's array and scalar
 constructors and ``complex``: no ``__reduce__`` of the sender's choosing can
 run, and the decoded tree is checked again (a hostile script may write to the
@@ -24,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["UnsafeOutput", "Bounds", "check_plain", "encode", "decode", "bounded_repr",
+__all__ = ["UnsafeOutput", "Bounds", "check_plain", "encode", "decode", "decode_each", "bounded_repr",
            "PlainUnpickler"]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -61,13 +63,16 @@ def check_plain(value: Any, bounds: Bounds) -> int:
     it is not plain data or is over ``bounds``. Never calls ``repr`` or any method
     of the value (exact types only: a subclass could override anything)."""
     t = type(value)
-    if t in _SMALL_ATOMS:
+    if t is float or t is bool or value is None:
         return 9
     if t is tuple and _ATOMS.issuperset(map(type, value)):  # the usual ("MOVE", angle): no walk
         size = 9 * len(value) + 5
         for v in value:
-            if type(v) is str or type(v) is bytes:
-                size += len(v)
+            tv = type(v)
+            if tv is str or tv is bytes:
+                size += len(v) if tv is bytes or v.isascii() else 4 * len(v)
+            elif tv is int:
+                size += v.bit_length() >> 3
         if size > bounds.max_bytes:
             raise UnsafeOutput("the value is over the size bound")
         return size
@@ -84,10 +89,16 @@ def _spend(budget: list[int], n: int) -> None:
 
 def _walk(x: Any, depth: int, max_depth: int, budget: list[int], np: Any) -> None:
     t = type(x)
+    if t is int:
+        _spend(budget, 9 + (x.bit_length() >> 3))  # a big int costs its digits
+        return
     if t in _SMALL_ATOMS:
         _spend(budget, 9)
         return
-    if t is str or t is bytes:
+    if t is str:
+        _spend(budget, 9 + (len(x) if x.isascii() else 4 * len(x)))  # at most 4 bytes a character
+        return
+    if t is bytes:
         _spend(budget, len(x) + 9)
         return
     if t in _CONTAINERS:
@@ -152,6 +163,31 @@ def decode(data: bytes) -> Any:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise UnsafeOutput(f"undecodable data from the worker ({type(exc).__name__})") from None
+
+
+def decode_each(data: bytes, sizes: list[int]) -> list[Any]:
+    """Decode consecutive pickles of the given sizes (one unpickler for all: one per value
+    costs more than the value); any failure, or a pickle that does not end where its size
+    says, is an :class:`UnsafeOutput`."""
+    stream = io.BytesIO(data)
+    unpickler = PlainUnpickler(stream)
+    out = []
+    end = 0
+    try:
+        for size in sizes:
+            end += size
+            out.append(unpickler.load())
+            if stream.tell() != end:
+                raise UnsafeOutput("a value does not end where its size says")
+    except UnsafeOutput:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - bytes from a worker are hostile until decoded
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise UnsafeOutput(f"undecodable data from the worker ({type(exc).__name__})") from None
+    if end != len(data):
+        raise UnsafeOutput("bytes beyond the last value")
+    return out
 
 
 class _Repr(reprlib.Repr):

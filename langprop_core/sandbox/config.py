@@ -56,7 +56,10 @@ class CallResult:
 
 
 def _default_workers() -> int:
-    return os.cpu_count() or 1
+    # One more than the CPUs: a worker's template and its job process take turns on every
+    # call (the template hands over each input), so one worker per CPU leaves CPUs idle at
+    # each hand-over (measured on 2 CPUs: 48k calls/s with 2 workers, 77k with 3, 71k with 4).
+    return (os.cpu_count() or 1) + 1
 
 
 @dataclass(frozen=True)

