@@ -180,3 +180,26 @@ def test_shared_references_inside_an_input_stay_shared_in_its_copy(mode):
         res = r.run_batch({"s": src}, "f", [(inner, inner)] * 2)
     assert [c.output for c in res["s"]] == [(True, 2)] * 2
     assert inner == [0]
+
+
+def test_inputs_reach_the_script_with_their_types():
+    # marshal takes any object with a buffer and gives it back as bytes: a scene's numpy arrays
+    # must arrive as arrays, a bytearray as a bytearray, shared lists shared.
+    import numpy as np
+
+    from langprop_core.sandbox.inputs import decode_input, encode_input
+
+    shared = [1, 2]
+    inputs = [({"xy": np.array([1.0, 2.0]), "n": 3, "s": "a"},), (bytearray(b"ab"),), ([shared, shared],),
+              ({"a": (1, 2.5, None, True), "b": {"c": [b"x"]}},)]
+    for args in inputs:
+        data = encode_input(args)
+        (decoded,) = decode_input(memoryview(data)[8:])
+        (original,) = args
+        assert type(decoded) is type(original)
+    (scene,) = decode_input(memoryview(encode_input(inputs[0]))[8:])
+    assert isinstance(scene["xy"], np.ndarray) and scene["xy"].tolist() == [1.0, 2.0]
+    (pair,) = decode_input(memoryview(encode_input(inputs[2]))[8:])
+    assert pair[0] is pair[1]
+    (plain,) = decode_input(memoryview(encode_input(inputs[3]))[8:])
+    assert plain == inputs[3][0]

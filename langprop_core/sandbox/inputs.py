@@ -48,13 +48,38 @@ def prepare_inputs(inputs: Sequence[tuple], planner: CopyPlanner) -> Inputs:
     return Inputs(copiers, data)
 
 
+# Exactly these types survive a marshal round trip as themselves; marshal also takes any
+# object with a buffer (a numpy array, a bytearray) and gives it back as bytes.
+_MARSHAL_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+_MARSHAL_CONTAINERS = frozenset({tuple, list, set, frozenset, dict})
+
+
+def _marshals_as_itself(value: Any) -> bool:
+    """Whether ``value`` is builtin data only (exact types, no buffers), so marshal keeps it."""
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _MARSHAL_SCALARS:
+            continue
+        if kind not in _MARSHAL_CONTAINERS or id(item) in seen:
+            return False  # a container met twice may hold itself: pickle keeps the sharing
+        seen.add(id(item))
+        if kind is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        else:
+            stack.extend(item)
+    return True
+
+
 def encode_input(args: tuple) -> bytes:
     """One input as a worker's job process gets it: its length (8 bytes), then ``marshal``
     bytes where the input is builtin data only (a third faster to decode than pickle), else
     pickle bytes. Raises what ``pickle`` raises for an input it cannot encode."""
-    try:
+    if _marshals_as_itself(args):
         data = _MARSHAL + marshal.dumps(args)
-    except ValueError:  # a type marshal does not know (numpy arrays, subclasses, ...)
+    else:  # numpy arrays, subclasses of builtins, objects
         data = _PICKLE + pickle.dumps(args, pickle.HIGHEST_PROTOCOL)
     return len(data).to_bytes(8, "little") + data
 
