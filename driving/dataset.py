@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from driving.files import atomic_write_bytes
+from langprop_common.files import atomic_write_bytes
 from driving.labels import DrivingLabel
 from driving.scene import scene_from_jsonable, scene_to_jsonable
 

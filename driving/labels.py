@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from langprop_core.sandbox.codec import bounded_repr
+from langprop_common.reprs import bounded_repr
 
 __all__ = [
     "SPEED_LEVEL_MPS",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langprop_core.files import atomic_write_json, atomic_write_text
+from langprop_common.files import atomic_write_json, atomic_write_text
 from langprop_core.policy import Policy, policy_id_for
 from langprop_core.sandbox import Dependency
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from langprop_core.files import atomic_write_bytes, atomic_write_text
+from langprop_common.files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["MetricsLog", "read_metrics", "plot_training_curve", "ranks", "spearman", "plot_score_pairs"]
 

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from langprop_core.callbacks import Callback
 from langprop_core.checkpoint import INDEX_FILE, load_checkpoint, save_checkpoint
-from langprop_core.files import atomic_write_json
+from langprop_common.files import atomic_write_json
 from langprop_core.llm.base import LLMError, Optimizer, Proposal, ProposalRequest
 from langprop_core.llm.reply import ReplyError, extract_script
 from langprop_core.metrics import MetricsLog, plot_training_curve

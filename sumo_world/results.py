@@ -79,7 +79,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from driving.files import atomic_write_json
+from langprop_common.files import atomic_write_json
 from driving.penalties import INFRACTION_TYPES, driving_score, infraction_penalty
 from sumo_world.records import RouteOutcome
 

@@ -427,7 +427,7 @@ def _safe(text: str) -> str:
 def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = None, cwd: str | None = None,
                 evaluator_pid: int | None = None) -> None:
     """Entry of a route's child process: run it, send ("ok", outcome) or ("error", status, message)."""
-    from langprop_core.sandbox import die_with
+    from langprop_common.processes import die_with
 
     # Its parent is the forkserver, which outlives the evaluator while a child
     # runs: watch the evaluator itself, so a kill -9 of collect/dagger/evaluate

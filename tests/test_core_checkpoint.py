@@ -6,7 +6,7 @@ import json
 import pytest
 
 from langprop_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from langprop_core.files import atomic_write_text
+from langprop_common.files import atomic_write_text
 from langprop_core.inference import load_policy
 from langprop_core.policy import Policy
 from langprop_core.sandbox import ScriptError

@@ -616,7 +616,7 @@ def test_a_route_process_dies_with_its_parent(tmp_path):
     code = textwrap.dedent("""
         import multiprocessing, os, time
         def child(evaluator):
-            from langprop_core.sandbox import die_with
+            from langprop_common.processes import die_with
             die_with(evaluator)
             time.sleep(300)
         if __name__ == "__main__":

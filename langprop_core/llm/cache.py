@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from langprop_core.files import atomic_write_text
+from langprop_common.files import atomic_write_text
 from langprop_core.llm.base import ChatMessage, Completion, LLMClient, LLMError, SamplingParams, TokenUsage
 
 __all__ = ["ReplayCache", "cache_key", "CACHE_MODES"]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from langprop_core.files import atomic_write_text
+from langprop_common.files import atomic_write_text
 from langprop_core.llm.chat_server import Answer, ChatServer, completion_body, error_answer
 
 __all__ = ["FileExchangeServer", "estimate_tokens", "main"]

@@ -87,9 +87,9 @@ from langprop_core.sandbox.config import (CallResult, SandboxConfig, SandboxUnav
                                           ScriptTimeout, WorkerKilled)
 from langprop_core.sandbox.execution import Dependency, DependencyError, load_function
 from langprop_core.sandbox.inputs import prepare_inputs
-from langprop_core.sandbox.isolation import Protections, die_with, die_with_parent, probe
+from langprop_core.sandbox.isolation import Protections, die_with_parent, probe
 from langprop_core.sandbox.pool import ScriptRunner
 
 __all__ = ["ScriptError", "ScriptTimeout", "CallResult", "SandboxConfig", "ScriptRunner", "load_function",
            "Dependency", "DependencyError", "prepare_inputs", "UnsafeOutput", "bounded_repr",
-           "SandboxUnavailable", "WorkerKilled", "Protections", "probe", "die_with_parent", "die_with"]
+           "SandboxUnavailable", "WorkerKilled", "Protections", "probe", "die_with_parent"]

@@ -14,17 +14,18 @@ run, and the decoded tree is checked again (a hostile script may write to the
 channel itself). Anything else is an :class:`UnsafeOutput`, scored like any
 other failure of the script.
 
-:func:`bounded_repr` is the one way the trainer, the prompts and the agent turn
-a script's output into text: bounded in size and time.
+:func:`~langprop_common.reprs.bounded_repr` (re-exported here) is the one way
+the trainer, the prompts and the agent turn a script's output into text.
 """
 from __future__ import annotations
 
 import io
 import pickle
-import reprlib
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from langprop_common.reprs import bounded_repr
 
 __all__ = ["UnsafeOutput", "Bounds", "check_plain", "encode", "decode", "decode_each", "bounded_repr",
            "PlainUnpickler"]
@@ -188,31 +189,3 @@ def decode_each(data: bytes, sizes: list[int]) -> list[Any]:
     if end != len(data):
         raise UnsafeOutput("bytes beyond the last value")
     return out
-
-
-class _Repr(reprlib.Repr):
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.maxlevel = 4
-        self.maxtuple = self.maxlist = self.maxdict = self.maxset = self.maxfrozenset = 24
-        self.maxdeque = self.maxarray = 24
-        self.maxstring = max(16, limit // 2)
-        self.maxlong = 60
-        self.maxother = max(16, limit // 2)
-
-    def repr_ndarray(self, x: Any, level: int) -> str:
-        np = _numpy()
-        if np is None:  # pragma: no cover
-            return f"<ndarray {x.shape}>"
-        with np.printoptions(threshold=24, edgeitems=3, linewidth=120):
-            return self.repr_instance(x, level)
-
-
-def bounded_repr(value: Any, limit: int = 1000) -> str:
-    """``repr`` of a script's output, at most ``limit`` characters and a bounded
-    number of elements (deep, wide or self-sharing values are elided)."""
-    try:
-        text = _Repr(limit).repr(value)
-    except Exception as exc:  # noqa: BLE001 - an in-process object's own __repr__ may fail
-        text = f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
-    return text if len(text) <= limit else text[:max(0, limit - 14)] + "... (trimmed)"

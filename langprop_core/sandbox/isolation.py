@@ -39,7 +39,7 @@ from typing import Iterable
 
 from langprop_core.sandbox import identity, seccomp
 
-__all__ = ["Protections", "probe", "worker_environment", "die_with_parent", "die_with", "landlock_abi",
+__all__ = ["Protections", "probe", "worker_environment", "die_with_parent", "landlock_abi",
            "lock_down_template", "lock_down_job", "IsolationError", "SCRIPT_LIBRARIES", "script_read_paths"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -198,32 +198,6 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         raise IsolationError(f"PR_SET_PDEATHSIG failed: {os.strerror(ctypes.get_errno())}")
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(70)
-
-
-def die_with(pid: int) -> None:
-    """SIGKILL this process when process ``pid`` (not necessarily its parent) ends.
-
-    For a process whose parent outlives the one that matters: a forkserver's
-    child, whose forkserver stays up as long as any of its children does. A
-    daemon thread waits on a pidfd of ``pid`` (Linux >= 5.3); the process's
-    own children with :func:`die_with_parent` follow it.
-    """
-    import select
-    import threading
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os.kill(os.getpid(), signal.SIGKILL)
-        return
-
-    def wait() -> None:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.poll()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=wait, name=f"die-with-{pid}", daemon=True).start()
 
 
 def _set_rlimits(memory_mb: int, max_file_mb: int) -> None:

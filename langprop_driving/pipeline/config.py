@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from driving.files import atomic_write_json as _write_json
+from langprop_common.files import atomic_write_json as _write_json
 from langprop_driving.model.objective import DrivingObjective
 
 __all__ = [

@@ -1,7 +1,8 @@
 """Atomic file writes: a reader (or a resumed run) sees the old file or the new one, never half.
 
-Checkpoints, the LLM cache and trainer state are written through here, so a
-run killed at any instant resumes from complete files.
+Checkpoints, the LLM cache, trainer state, scene datasets, results files and
+pipeline state are written through here, so a run killed at any instant
+resumes from complete files.
 """
 from __future__ import annotations
 
