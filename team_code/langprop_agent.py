@@ -123,8 +123,12 @@ class LangPropAgent(PrivilegedAgent):
             else:
                 self.timeouts_in_a_row = 0
             if self.exception_count % _LOG_EVERY == 1:
+                # One line per report (a script's traceback is its author's business: debug level).
+                summary, _, details = self.last_exception.partition("\n")
                 log.warning("policy failed (failure %d, tick %d): %s; braking",
-                            self.exception_count, self.n_ticks, self.last_exception)
+                            self.exception_count, self.n_ticks, summary)
+                if details:
+                    log.debug("policy failure %d in full:\n%s", self.exception_count, self.last_exception)
             return BRAKE_ACTION, None, extra
         finally:
             self.slowest_call_s = max(self.slowest_call_s, time.perf_counter() - started)

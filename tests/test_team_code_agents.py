@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -434,3 +435,17 @@ def test_checkpoint_directories_ours_and_original_langprop(tmp_path, clean_env):
         agent.destroy()
         assert agent.exception_count == 0, checkpoint  # the best script (the good one) drives
         assert all(c.throttle > 0 and c.steer > 0 for c in controls)
+
+
+def test_a_failing_script_is_reported_in_one_line(tmp_path, clean_env, caplog):
+    # The script's traceback is kept at debug level: a log at WARNING gets one line per report.
+    clean_env.setenv("LANGPROP_SANDBOX", "true")
+    agent = start(LangPropAgent(str(script(tmp_path, RAISES))), [make_scene(i) for i in range(3)])
+    with caplog.at_level(logging.WARNING):
+        for i in range(3):
+            agent.run_step({}, 0.05 * i)
+    agent.destroy()
+    reports = [r.getMessage() for r in caplog.records if "policy failed (failure" in r.getMessage()]
+    assert len(reports) == 1 and "KeyError" in reports[0]
+    assert all("\n" not in r.getMessage() and "Traceback" not in r.getMessage() for r in caplog.records)
+    assert "Traceback" in agent.last_exception  # still kept for the record and for --debug
