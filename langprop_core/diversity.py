@@ -227,8 +227,9 @@ class Archive:
         if self.n_islands < 2 or step % self.migration_interval:
             return []
         moves = []
-        for island in range(self.n_islands):
-            best = next((p for p in ranked if island in self.island_of(p)), None)
+        # the bests before any move, or a migrant would migrate on around the ring at once
+        bests = [next((p for p in ranked if island in self.island_of(p)), None) for island in range(self.n_islands)]
+        for island, best in enumerate(bests):
             target = (island + 1) % self.n_islands
             if best is not None and target not in self.island_of(best):
                 self.islands.setdefault(best.id, {island}).add(target)

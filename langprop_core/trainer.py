@@ -302,6 +302,15 @@ class Trainer:
         return {pid: (_mean_score(cases) if cases else float("nan"))
                 for pid, (cases, _) in scores.items()}
 
+    def behaviours(self, module: Module) -> dict[str, Any] | None:
+        """What ``module``'s population holds on the task's probe set (distinct behaviours, niches, islands,
+        each script's descriptor; see :meth:`langprop_core.diversity.Archive.occupancy`), scripts not yet
+        measured measured now; None when the last fit's task has no behaviour space."""
+        if self.archive is None:
+            return None
+        self._measure(module, module.population)
+        return self.archive.occupancy(module.population)
+
     # -- state and checkpoints
 
     def _start_state(self, module: Module, resume: bool, metrics: MetricsLog) -> dict[str, Any]:
