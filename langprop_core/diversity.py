@@ -20,7 +20,8 @@ the task supplies (:class:`BehaviourSpace`):
 - **islands** (both OpenEvolve and ShinkaEvolve; 2 by default, as
   ShinkaEvolve): each script belongs to the island(s) of its parent; the
   parents of a batch are drawn round-robin across islands, each the best of its
-  island in a niche no other parent of the batch holds, so the optimizer
+  island in a niche no other parent of the batch holds (an empty island takes
+  the best such script of any island, and its child founds it), so the optimizer
   rewrites different behaviours instead of the top clone twice; every
   ``migration_interval`` batches the best of each island joins the next island
   in a ring (OpenEvolve's ring migration), which spreads a good design without
@@ -205,7 +206,10 @@ class Archive:
             if len(chosen) == k:
                 break
             island = (step + turn) % self.n_islands
-            members = [p for p in ranked if island in self.island_of(p) and all(p is not c for c, _ in chosen)]
+            others = [p for p in ranked if all(p is not c for c, _ in chosen)]
+            members = [p for p in others if island in self.island_of(p)]
+            if not any(island in self.island_of(p) for p in ranked):
+                members = others  # an empty island (a run starts with one seed) is founded from anywhere
             if not members:
                 continue
             fresh = [p for p in members if self._niche(p) not in niches]

@@ -138,3 +138,11 @@ def test_without_a_behaviour_space_children_that_behave_alike_are_admitted(tmp_p
     trainer.fit(module, task, list(range(8)), resume=False)
     assert same in {p.source for p in module.population}
     assert trainer.behaviours(module) is None
+
+
+def test_an_empty_island_is_founded_by_a_parent_from_another_niche():
+    archive = Archive(islands=2)
+    ranked = [_policy("p0", 0.9), _policy("p1", 0.8), _policy("p2", 0.7)]
+    for policy, niche in zip(ranked, (0, 0, 1)):
+        archive.add(policy, _behaviour(policy.id, niche), island=0)
+    assert [(p.id, i) for p, i in archive.parents(ranked, 2, step=0)] == [("p0", 0), ("p2", 1)]
