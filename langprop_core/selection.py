@@ -133,7 +133,7 @@ class SelectByValidation(Callback):
 
     def on_fit_end(self, trainer: "Trainer", module: "Module", result: "FitResult") -> None:
         """Validate, choose, record, save the checkpoint; ``result.best_policy`` becomes the deployed script."""
-        candidates = self.candidates(module)
+        candidates = self.candidates(module, getattr(trainer, "archive", None))
         if not candidates:
             return
         pending = [p for p in candidates if p.id not in self.scores]
@@ -171,16 +171,27 @@ class SelectByValidation(Callback):
             self._plot(module.name)
         trainer.save(module)
 
-    def candidates(self, module: "Module") -> list[Policy]:
-        """The ``top_k`` best scripts by objective, one of each objective value.
+    def candidates(self, module: "Module", archive: Any = None) -> list[Policy]:
+        """The ``top_k`` best scripts by objective, one of each behaviour.
 
-        Scripts with the same objective on thousands of training cases almost
+        With a behaviour archive (:class:`langprop_core.diversity.Archive`, the
+        trainer's when the task has a behaviour space) one of each behaviour on the
+        probe set: scripts the objective cannot tell apart may still drive apart,
+        and driving is what decides. Without one, one of each objective value:
+        scripts with the same objective on thousands of training cases almost
         always behave alike (mutants that differ in dead code); driving two of
         them spends a validation slot on nothing new.
         """
+        behaviours = getattr(archive, "behaviours", None) or {}
+
+        def same(a: Policy, b: Policy) -> bool:
+            if a.id in behaviours and b.id in behaviours:
+                return behaviours[a.id].signature == behaviours[b.id].signature
+            return a.priority is not None and a.priority == b.priority
+
         out: list[Policy] = []
         for policy in module.population:
-            if policy.priority is not None and any(c.priority == policy.priority for c in out):
+            if any(same(policy, c) for c in out):
                 continue
             out.append(policy)
             if len(out) == self.top_k:

@@ -146,3 +146,18 @@ def test_an_empty_island_is_founded_by_a_parent_from_another_niche():
     for policy, niche in zip(ranked, (0, 0, 1)):
         archive.add(policy, _behaviour(policy.id, niche), island=0)
     assert [(p.id, i) for p, i in archive.parents(ranked, 2, step=0)] == [("p0", 0), ("p2", 1)]
+
+
+def test_selection_drives_distinct_behaviours_that_the_objective_ties(tmp_path):
+    from langprop_core.selection import SelectByValidation
+
+    module = _module(tmp_path)
+    module.population = [_policy(f"p{i}", 0.9) for i in range(3)] + [_policy("p3", 0.5)]
+    archive = Archive(islands=1)
+    for policy, signature in zip(module.population, ("A", "B", "B", "C")):
+        archive.add(policy, _behaviour(signature, 0))
+    select = SelectByValidation(lambda policies: {}, top_k=3)
+    # one per behaviour: p2 behaves like p1; the objective's tie does not hide p1
+    assert [p.id for p in select.candidates(module, archive)] == ["p0", "p1", "p3"]
+    # without behaviours: one per objective value
+    assert [p.id for p in select.candidates(module)] == ["p0", "p3"]
