@@ -69,3 +69,39 @@ def test_failed_calls_count_as_no_reaction():
 def test_input_domains_name_contract_keys():
     keys = {k.name for k in SCENE_KEYS} | {k.name for k in ACTOR_KEYS}
     assert set(INPUT_DOMAINS) <= keys
+
+
+def test_the_train_command_keeps_distinct_behaviours_and_deploys_no_dead_condition(tmp_path: Path):
+    import json
+
+    from click.testing import CliRunner
+
+    from driving.dataset import SceneDataset
+    from langprop_core.metrics import read_metrics
+    from langprop_driving.cli.pipeline_cmd import train_cmd
+    from tests.test_pipeline_objective import label
+    from tests.test_pipeline_stages import drive
+
+    dataset = SceneDataset(tmp_path / "work" / "data")
+    ticks = drive(60, stop_after=40)
+    for i, r in enumerate(ticks):
+        r.meta["route_id"] = "1"
+        if i >= 40:
+            r.scene["distance_to_red_light"] = 2.0
+            r.label = label("STOP", 0.0, "red_light")
+    dataset.append(ticks, "collect-1")
+    args = ["--work-dir", str(tmp_path / "work"), "--route-id", "1", "--optimizer", "mutation", "--epochs", "3",
+            "--batch-size", "16", "--record-stride", "1", "--sandbox", "inprocess"]
+    out = CliRunner().invoke(train_cmd, args)
+    assert out.exit_code == 0, out.output
+    assert "distinct behaviours" in out.output
+    marker = json.loads((tmp_path / "work" / "stages" / "train-offline.json").read_text())
+    occupancy = marker["behaviours"]
+    # every member behaves unlike every other on the probe scenes
+    assert occupancy["distinct"] == sum(occupancy["niches"].values()) >= 2
+    assert marker["deployed_dead_conditions"] == []
+    assert sum(occupancy["islands"].values()) >= occupancy["distinct"]
+    batches = [r for r in read_metrics(tmp_path / "work" / "train" / "offline" / "metrics.jsonl")
+               if r["kind"] == "train"]
+    assert all("behaviours" in r for r in batches)
+    assert (tmp_path / "work" / "train" / "offline" / "behaviours.png").is_file()

@@ -229,6 +229,12 @@ def _echo_llm_usage(outcome: Any) -> None:
         click.echo("LLM: " + LLMUsage.from_dict(outcome.llm).describe())
     if outcome.rejected:
         click.echo("rejected replies: " + ", ".join(f"{k} {v}" for k, v in outcome.rejected.items()))
+    if outcome.behaviours:
+        occ = outcome.behaviours
+        click.echo(f"population on the probe scenes: {occ['distinct']} distinct behaviours in {occ['n_niches']} "
+                   f"niches; scripts per island {occ['islands']}")
+    if outcome.deployed_dead_conditions:
+        click.echo("the deployed script has dead conditions: " + "; ".join(outcome.deployed_dead_conditions))
 
 
 @click.command("dagger")
