@@ -7,22 +7,29 @@ offline training from the naive seed, DAgger with selection by driving on the
 held-out routes, evaluation) in a temporary folder.
 
 ``--set leaderboard``: the shared leaderboard-1.0 data (``../shared/data`` or
-$LANGPROP_SHARED_DATA), stock imports: collect on the Town01 training routes,
-train offline, DAgger, each stage selecting by driving on a few Town03 training
-routes, then evaluate the deployed script on the devtest routes and the
-remaining Town03 training routes, none of which it trained or was selected on.
+$LANGPROP_SHARED_DATA), stock imports, trained as users are judged: the public
+scenario file and leaderboard traffic in every stage (collect, train's
+selection, DAgger, evaluation). Collect on the Town01 training routes, train
+offline, DAgger, each stage selecting by driving on the first training routes
+of two towns it never trains on (Town03 and Town04: a candidate is deployed
+only if it is not worse on either town by more than the margin), then evaluate
+the deployed script on the devtest routes and the next Town03 training routes,
+none of which it trained or was selected on.
 
 Both print, per stage, the objective and validation DS of the deployed script,
 the objective-DS rank correlation (Spearman) over the scripts driven, wall
-time and policy calls per second in training; then the driving scores.
+time and policy calls per second in training, the population's occupancy on the
+probe scenes (distinct behaviours, niches, scripts per island) and any dead
+condition of the deployed script; then the driving scores.
 
     python benchmarks/pipeline.py [--iterations 2] [--workers N] [--work-dir DIR] [--keep]
     python benchmarks/pipeline.py --set leaderboard [--train-routes 10] [--val-routes 3] \\
-        [--test-routes 17] [--devtest-towns Town01,Town03,Town04,Town06] [--traffic default] \\
-        [--town03-traffic PRESET] [--iterations 3] [--select-top-k 3]
+        [--val-towns Town03,Town04] [--test-routes 17] [--devtest-towns Town01,Town03,Town04,Town06] \\
+        [--traffic leaderboard] [--town03-traffic PRESET] [--no-scenarios] [--iterations 3] [--select-top-k 3]
 
-Targets (issue 12, mutation optimizer): the deployed script's validation DS never
-falls across iterations; the final script reaches DS >= 70 on routes it never saw.
+Targets (issue 26, mutation optimizer, scenarios and leaderboard traffic): DS >= 60 on the routes it
+never saw; the script deployed after DAgger never worse there than the offline one; >= 4 distinct
+behaviours on the probe set at the end of every stage; no deployed script with a dead condition.
 """
 from __future__ import annotations
 
@@ -56,6 +63,18 @@ def _print_stages(trainings: list[Any]) -> None:
         print(f"  {t.name:<10} {t.best_policy_id:<18} {objective:>9} {val:>7} "
               f"{'yes' if t.kept_incumbent else 'no':>5} {rho:>8} {len(t.candidates or []):>6} "
               f"{t.wall_s:>7.1f} {t.calls_per_s:>8.0f}")
+    print("per stage, the population on the probe scenes (distinct behaviours, occupied niches, scripts per island) "
+          "and the deployed script's dead conditions:")
+    for t in trainings:
+        occ = t.behaviours or {}
+        islands = "/".join(str(v) for _, v in sorted((occ.get("islands") or {}).items()))
+        dead = "; ".join(t.deployed_dead_conditions or []) or "none"
+        towns = ", ".join(f"{k} {v:.1f}" for k, v in (t.validation_towns or {}).items()) or "n/a"
+        print(f"  {t.name:<10} distinct {occ.get('distinct', 'n/a')}, niches {occ.get('n_niches', 'n/a')}, "
+              f"islands {islands or 'n/a'}; rejected {t.rejected or {}}; val DS per town: {towns}; "
+              f"dead conditions: {dead}")
+        for niche, count in (occ.get("niches") or {}).items():
+            print(f"    {count} x {niche}")
     scored = [t.validation_ds for t in trainings if t.validation_ds is not None]
     if scored:
         never_falls = all(b >= a - 1e-9 for a, b in zip(scored, scored[1:]))
@@ -159,31 +178,40 @@ def leaderboard_set(args: argparse.Namespace) -> None:
     devtest_routes = data / "leaderboard1" / "routes_devtest.xml"
     training, devtest = read_routes(training_routes), read_routes(devtest_routes)
     train_ids = _ids(training, "Town01")[:args.train_routes]
+    val_towns = [t for t in args.val_towns.split(",") if t]
+    if "Town01" in val_towns or not val_towns:
+        raise SystemExit(f"--val-towns {args.val_towns!r}: name towns other than the training town Town01")
+    val_ids = [r for town in val_towns for r in _ids(training, town)[:args.val_routes]]
     town03 = _ids(training, "Town03")
-    val_ids, test_ids = town03[:args.val_routes], town03[args.val_routes:][:args.test_routes]
+    skip = args.val_routes if "Town03" in val_towns else 0
+    test_ids = town03[skip:][:args.test_routes]
     devtest_towns = [t for t in args.devtest_towns.split(",") if t]
+    scenarios = None if args.no_scenarios else (data / "leaderboard1" / "all_towns_traffic_scenarios_public.json")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="langprop_leaderboard_bench_"))
     work = WorkDir(work_dir)
     towns_dir = work.root / "towns"
     store = TownStore(towns_dir)
-    for name in sorted({"Town01", "Town03", *devtest_towns}):
+    for name in sorted({"Town01", "Town03", *val_towns, *devtest_towns}):
         _town(store, name, data)
     workers = args.workers or max(1, min(4, os.cpu_count() or 1))
 
     def world(town: str, traffic: str) -> WorldConfig:
         return WorldConfig(town=town, towns_dir=towns_dir, traffic=traffic, seed=args.seed, workers=workers,
-                           timeout_factor=args.timeout_factor, blocked_time_s=args.blocked_time_s)
+                           timeout_factor=args.timeout_factor, blocked_time_s=args.blocked_time_s,
+                           scenarios=scenarios)
 
     town03_traffic = _traffic(args.town03_traffic or args.traffic)
     train_world = world("Town01", _traffic(args.traffic))
-    selection = ValidationConfig(world=world("Town03", town03_traffic), routes=training_routes,
+    # the validator runs each route in its own town (RoadValidator)
+    selection = ValidationConfig(world=world(val_towns[0], town03_traffic), routes=training_routes,
                                  route_ids=tuple(val_ids), top_k=args.select_top_k, min_gain=args.select_min_gain)
     optimizer = OptimizerConfig(kind="mutation", seed=args.seed)
     train_config = TrainConfig(epochs=args.epochs, max_records=args.max_records, progress=False,
                                seed=args.seed)
     print(f"work directory: {work.root}")
-    print(f"training: Town01 routes {','.join(train_ids)} ({args.traffic} traffic); selection: Town03 routes "
-          f"{','.join(val_ids)} ({town03_traffic} traffic), top {args.select_top_k}; test: devtest "
+    print(f"training: Town01 routes {','.join(train_ids)} ({args.traffic} traffic); selection: "
+          f"{'/'.join(val_towns)} routes {','.join(val_ids)} ({town03_traffic} traffic), top {args.select_top_k}; "
+          f"scenarios: {scenarios or 'none'}; test: devtest "
           f"{','.join(devtest_towns) or 'none'} and Town03 routes {','.join(test_ids) or 'none'}; "
           f"{args.iterations} DAgger iterations; workers {workers}", flush=True)
     times: dict[str, float] = {}
@@ -243,6 +271,10 @@ def leaderboard_set(args: argparse.Namespace) -> None:
         pooled = [s for scores in row for s in scores]
         print(f"{label:<12} " + " ".join(f"{statistics.fmean(s) if s else float('nan'):>18.1f}" for s in row)
               + f" {statistics.fmean(pooled) if pooled else float('nan'):>14.1f}")
+    if "offline" in agents and "final" in agents:
+        worse = [name for name in sets if sets[name].get("final") and sets[name].get("offline")
+                 and statistics.fmean(sets[name]["final"]) < statistics.fmean(sets[name]["offline"]) - 1e-9]
+        print(f"final never worse than offline on unseen routes: {'yes' if not worse else 'NO (' + ', '.join(worse) + ')'}")
     print()
     print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     if args.work_dir is None and not args.keep:
@@ -266,11 +298,16 @@ def main() -> None:
     lb = parser.add_argument_group("leaderboard set")
     lb.add_argument("--data", type=Path, default=None, help="shared data folder (default ../shared/data)")
     lb.add_argument("--train-routes", type=int, default=10, help="first N Town01 training routes")
-    lb.add_argument("--val-routes", type=int, default=3, help="first N Town03 training routes select by driving")
+    lb.add_argument("--val-routes", type=int, default=3,
+                    help="the first N training routes of each --val-towns town select by driving")
+    lb.add_argument("--val-towns", default="Town03,Town04",
+                    help="towns (not Town01) whose training routes select by driving (comma-separated)")
+    lb.add_argument("--no-scenarios", action="store_true",
+                    help="drop the public scenario file (default: every stage runs its scenarios)")
     lb.add_argument("--test-routes", type=int, default=17, help="N of the remaining Town03 routes evaluate")
     lb.add_argument("--devtest-towns", default="Town01,Town03,Town04,Town06",
                     help="devtest routes of these towns evaluate (comma-separated; '' for none)")
-    lb.add_argument("--traffic", default="default",
+    lb.add_argument("--traffic", default="leaderboard",
                     help="traffic preset (none, light, default, busy; NAME:no-pedestrians drops walkers)")
     lb.add_argument("--town03-traffic", default=None, help="Town03's traffic (default: --traffic)")
     lb.add_argument("--eval-agents", default="seed,offline,final",

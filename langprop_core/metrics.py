@@ -8,7 +8,8 @@ from typing import Any, Iterable
 
 from langprop_common.files import atomic_write_bytes, atomic_write_text
 
-__all__ = ["MetricsLog", "read_metrics", "plot_training_curve", "ranks", "spearman", "plot_score_pairs"]
+__all__ = ["MetricsLog", "read_metrics", "plot_training_curve", "plot_behaviours", "ranks", "spearman",
+           "plot_score_pairs"]
 
 
 class MetricsLog:
@@ -64,6 +65,36 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, title: str = 
         ax.grid(alpha=0.3)
         if train or val:
             ax.legend(loc="lower right")
+    except BaseException:
+        plt.close(fig)
+        raise
+    _write_png(plt, fig, path)
+    return Path(path)
+
+
+def plot_behaviours(history: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
+    """Distinct behaviours, occupied niches and scripts per island after every batch (the batch records'
+    ``behaviours``), as a PNG; None when no record has them."""
+    rows = [r for r in history if r.get("kind") == "train" and isinstance(r.get("behaviours"), dict)]
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        steps = [r["step"] for r in rows]
+        ax.plot(steps, [r["behaviours"]["distinct"] for r in rows], label="distinct behaviours")
+        ax.plot(steps, [r["behaviours"]["n_niches"] for r in rows], label="occupied niches")
+        for island in sorted({i for r in rows for i in r["behaviours"].get("islands", {})}):
+            ax.plot(steps, [r["behaviours"]["islands"].get(island, 0) for r in rows], "--", alpha=0.6,
+                    label=f"island {island} scripts")
+        ax.set_xlabel("training batch")
+        ax.set_ylabel("count")
+        ax.set_title(title or "behaviours on the probe set")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
     except BaseException:
         plt.close(fig)
         raise

@@ -33,7 +33,7 @@ from __future__ import annotations
 import ast
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from langprop_core.llm.base import ChatMessage
 from langprop_core.policy import Policy, policy_id_for
@@ -131,8 +131,11 @@ class Module:
                 self.update_priority(policy, batch_scores[policy.id], offset)
         return offset
 
-    def rerank(self) -> list[Policy]:
+    def rerank(self, select: Callable[[list[Policy], int], list[Policy]] | None = None) -> list[Policy]:
         """Sort best first and keep ``max_keep``; returns the dropped policies.
+
+        ``select(ranked, max_keep)`` chooses who stays (in rank order) instead of the first ``max_keep``
+        (e.g. :meth:`langprop_core.diversity.Archive.survivors`, which keeps the best of every niche).
 
         Unscored scripts rank last; ties go to the older generation, then the id,
         so the order never depends on dict or thread order. Priorities are
@@ -142,8 +145,14 @@ class Module:
         """
         self.population.sort(key=lambda p: (p.priority is None, -round(p.priority or 0.0, PRIORITY_DECIMALS),
                                             p.generation, p.id))
-        dropped = self.population[self.max_keep:]
-        del self.population[self.max_keep:]
+        if select is None or len(self.population) <= self.max_keep:
+            dropped = self.population[self.max_keep:]
+            del self.population[self.max_keep:]
+            return dropped
+        kept = select(list(self.population), self.max_keep)[:self.max_keep]
+        kept_ids = {id(p) for p in kept}
+        dropped = [p for p in self.population if id(p) not in kept_ids]
+        self.population = [p for p in self.population if id(p) in kept_ids]
         return dropped
 
     def best(self) -> Policy:

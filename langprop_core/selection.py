@@ -11,7 +11,13 @@ checkpoint records which script to deploy:
 - the candidate with the best validation score (ties: the better objective),
 - unless it fails to beat the incumbent by more than ``min_gain``: the
   incumbent stays, so the deployed script's validation score never falls from
-  one stage to the next. A few validation episodes are noisy; a margin keeps a
+  one stage to the next;
+- where the validator scores groups (for driving: the towns of the validation
+  routes; it returns ``{policy id: {group: score}}`` and a script's score is the
+  mean over its groups), a candidate that is worse than the incumbent on any
+  group by more than ``min_gain`` is not deployed, however good its mean: a
+  script that gains on one town by losing on another has learnt that town,
+  not to drive. A few validation episodes are noisy; a margin keeps a
   candidate that only trades one episode's failure for another's from
   replacing a script that generalises (compare ``min_delta`` of early stopping).
 
@@ -42,8 +48,8 @@ __all__ = ["SelectByValidation", "Validator", "selection_of", "incumbent_of"]
 
 log = logging.getLogger(__name__)
 
-# validate(policies) -> {policy id: score}; higher is better
-Validator = Callable[[Sequence[Policy]], Mapping[str, float]]
+# validate(policies) -> {policy id: score, or {group: score}}; higher is better
+Validator = Callable[[Sequence[Policy]], Mapping[str, "float | Mapping[str, float]"]]
 
 
 def selection_of(checkpoint: "Checkpoint") -> dict[str, Any] | None:
@@ -76,7 +82,7 @@ class SelectByValidation(Callback):
     def __init__(self, validate: Validator, top_k: int = 3, incumbent: Policy | None = None,
                  incumbent_score: float | None = None, plot_path: Path | str | None = None,
                  validation_name: str = "validation score", context: Mapping[str, Any] | None = None,
-                 min_gain: float = 0.0) -> None:
+                 min_gain: float = 0.0, incumbent_groups: Mapping[str, float] | None = None) -> None:
         if top_k < 1:
             raise ValueError(f"SelectByValidation: top_k must be >= 1, not {top_k}")
         if min_gain < 0:
@@ -89,27 +95,50 @@ class SelectByValidation(Callback):
         self.validation_name = validation_name
         self.context = dict(context or {})
         self.scores: dict[str, float] = {}
+        # per group, for validators that score groups
+        self.groups: dict[str, dict[str, float]] = {}
         if incumbent is not None and incumbent_score is not None:
             self.scores[incumbent.id] = float(incumbent_score)
+            if incumbent_groups:
+                self.groups[incumbent.id] = {str(k): float(v) for k, v in incumbent_groups.items()}
         self.record: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scores": dict(self.scores), "record": self.record}
+        return {"scores": dict(self.scores), "groups": dict(self.groups), "record": self.record}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scores.update({k: float(v) for k, v in (state.get("scores") or {}).items()})
+        self.groups.update({k: {g: float(x) for g, x in v.items()} for k, v in (state.get("groups") or {}).items()})
         self.record = state.get("record")
+
+    def _take(self, policy_id: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            if not value:
+                raise RuntimeError(f"the validator returned no group scores for {policy_id}")
+            self.groups[policy_id] = {str(k): float(v) for k, v in value.items()}
+            self.scores[policy_id] = sum(self.groups[policy_id].values()) / len(self.groups[policy_id])
+        else:
+            self.scores[policy_id] = float(value)
+
+    def worse_group(self, candidate_id: str, incumbent_id: str) -> str | None:
+        """A group on which the candidate scores below the incumbent by more than ``min_gain`` (None: none)."""
+        mine, theirs = self.groups.get(candidate_id), self.groups.get(incumbent_id)
+        if not mine or not theirs:
+            return None
+        worse = [g for g in sorted(theirs) if g in mine and mine[g] < theirs[g] - self.min_gain]
+        return worse[0] if worse else None
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"selection": self.record} if self.record else {}
 
     def on_fit_end(self, trainer: "Trainer", module: "Module", result: "FitResult") -> None:
         """Validate, choose, record, save the checkpoint; ``result.best_policy`` becomes the deployed script."""
-        candidates = self.candidates(module)
+        candidates = self.candidates(module, getattr(trainer, "archive", None))
         if not candidates:
             return
         pending = [p for p in candidates if p.id not in self.scores]
-        if self.incumbent is not None and self.incumbent.id not in self.scores:
+        if self.incumbent is not None and (self.incumbent.id not in self.scores or (
+                self.groups and self.incumbent.id not in self.groups)):
             pending.append(self.incumbent)
         if pending:
             log.info("validating %d script(s): %s", len(pending), ", ".join(p.id for p in pending))
@@ -117,10 +146,16 @@ class SelectByValidation(Callback):
             missing = [p.id for p in pending if p.id not in scores]
             if missing:
                 raise RuntimeError(f"the validator returned no score for {', '.join(missing)}")
-            self.scores.update({p.id: float(scores[p.id]) for p in pending})
-        best = max(enumerate(candidates), key=lambda rc: (self.scores[rc[1].id], -rc[0]))[1]
+            for p in pending:
+                self._take(p.id, scores[p.id])
+        eligible = list(enumerate(candidates))
+        if self.incumbent is not None:
+            eligible = [(r, p) for r, p in eligible
+                        if p.id == self.incumbent.id or self.worse_group(p.id, self.incumbent.id) is None]
+        best = max(eligible, key=lambda rc: (self.scores[rc[1].id], -rc[0]))[1] if eligible else None
         deployed, kept = best, False
-        if self.incumbent is not None and self.scores[best.id] <= self.scores[self.incumbent.id] + self.min_gain:
+        if self.incumbent is not None and (
+                best is None or self.scores[best.id] <= self.scores[self.incumbent.id] + self.min_gain):
             deployed, kept = self.incumbent, True
             if all(p.id != deployed.id for p in module.population):
                 # The incumbent left the population (or never was in it): it comes back, so the
@@ -136,16 +171,27 @@ class SelectByValidation(Callback):
             self._plot(module.name)
         trainer.save(module)
 
-    def candidates(self, module: "Module") -> list[Policy]:
-        """The ``top_k`` best scripts by objective, one of each objective value.
+    def candidates(self, module: "Module", archive: Any = None) -> list[Policy]:
+        """The ``top_k`` best scripts by objective, one of each behaviour.
 
-        Scripts with the same objective on thousands of training cases almost
+        With a behaviour archive (:class:`langprop_core.diversity.Archive`, the
+        trainer's when the task has a behaviour space) one of each behaviour on the
+        probe set: scripts the objective cannot tell apart may still drive apart,
+        and driving is what decides. Without one, one of each objective value:
+        scripts with the same objective on thousands of training cases almost
         always behave alike (mutants that differ in dead code); driving two of
         them spends a validation slot on nothing new.
         """
+        behaviours = getattr(archive, "behaviours", None) or {}
+
+        def same(a: Policy, b: Policy) -> bool:
+            if a.id in behaviours and b.id in behaviours:
+                return behaviours[a.id].signature == behaviours[b.id].signature
+            return a.priority is not None and a.priority == b.priority
+
         out: list[Policy] = []
         for policy in module.population:
-            if policy.priority is not None and any(c.priority == policy.priority for c in out):
+            if any(same(policy, c) for c in out):
                 continue
             out.append(policy)
             if len(out) == self.top_k:
@@ -157,17 +203,20 @@ class SelectByValidation(Callback):
         rows = []
         for rank, policy in enumerate(candidates):
             rows.append({"id": policy.id, "rank": rank, "objective": policy.priority,
-                         "validation": self.scores[policy.id]})
+                         "validation": self.scores[policy.id],
+                         **({"groups": self.groups[policy.id]} if policy.id in self.groups else {})})
         incumbent = self.incumbent
         if incumbent is not None and all(r["id"] != incumbent.id for r in rows):
             current = in_population.get(incumbent.id)
             rows.append({"id": incumbent.id, "rank": None,
                          "objective": current.priority if current is not None else None,
-                         "validation": self.scores[incumbent.id]})
+                         "validation": self.scores[incumbent.id],
+                         **({"groups": self.groups[incumbent.id]} if incumbent.id in self.groups else {})})
         paired = [r for r in rows if r["objective"] is not None]
         rho = spearman([r["objective"] for r in paired], [r["validation"] for r in paired])
         current = in_population.get(deployed.id)
         return {"deployed_id": deployed.id, "deployed_validation": self.scores[deployed.id],
+                "deployed_groups": self.groups.get(deployed.id),
                 "deployed_objective": current.priority if current is not None else None,
                 "kept_incumbent": kept, "incumbent_id": incumbent.id if incumbent else None,
                 "incumbent_validation": self.scores.get(incumbent.id) if incumbent else None,

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from langprop_core.sandbox import CallResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from langprop_core.dead_logic import Interval
+    from langprop_core.diversity import BehaviourSpace
 
 __all__ = ["Task", "CaseScore", "score_call", "time_cost"]
 
@@ -26,6 +30,12 @@ class Task:
     ``call_budget_s`` loses ``time_charge`` times its overrun in budgets
     (capped at one budget), so of two scripts that answer alike the faster
     ranks first. ``time_charge=0`` (the default) charges nothing.
+
+    ``behaviour`` (a :class:`~langprop_core.diversity.BehaviourSpace`): the
+    probe inputs and descriptors that keep distinct behaviours in the
+    population and reject children that behave like a member (None: no such
+    checks). ``input_domains``: the range of each input value read by key, for
+    the dead-condition check at admission (:mod:`langprop_core.dead_logic`).
     """
 
     preprocess: Callable[[Any], tuple[tuple, Any]]
@@ -35,6 +45,8 @@ class Task:
     describe_case: Callable[[tuple, Any, Any], str] | None = None
     call_budget_s: float | None = None
     time_charge: float = 0.0
+    behaviour: "BehaviourSpace | None" = None
+    input_domains: "Mapping[str, Interval] | None" = None
 
     def __post_init__(self) -> None:
         if self.call_budget_s is not None and not self.call_budget_s > 0:

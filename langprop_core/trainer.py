@@ -9,6 +9,17 @@ with the trainer's position and history inside the index, is written after
 every batch, so ``resume=True`` continues a killed run exactly where its last
 checkpoint left it.
 
+When the task has a behaviour space (``Task.behaviour``), the population is
+kept diverse (:mod:`langprop_core.diversity`): every child is run on the probe
+inputs before it is admitted, and one that behaves like its parent or like a
+member is rejected; the population is cut keeping the best of every niche and
+island; parents are drawn across islands and niches. Every child is also
+checked for conditions that never or always hold
+(:mod:`langprop_core.dead_logic`, with the task's ``input_domains``). Both
+rejections are counted by reason with the others ("dead_condition",
+"no_change", "duplicate_behaviour"); the population's distinct behaviours,
+niches and islands go into every batch record (``behaviours``).
+
 A module with dependencies (``Module(depends_on=...)``) is trained alone: the
 best script of each dependency when ``fit`` starts is frozen, loaded beside
 every script of the module, and recorded in its checkpoint.
@@ -29,11 +40,13 @@ from typing import Any, Iterable, Sequence
 from langprop_core.callbacks import Callback
 from langprop_core.checkpoint import INDEX_FILE, load_checkpoint, save_checkpoint
 from langprop_common.files import atomic_write_json
+from langprop_core.dead_logic import dead_conditions
+from langprop_core.diversity import Archive, Behaviour
 from langprop_core.llm.base import LLMError, Optimizer, Proposal, ProposalRequest
 from langprop_core.llm.reply import ReplyError, extract_script
-from langprop_core.metrics import MetricsLog, plot_training_curve
+from langprop_core.metrics import MetricsLog, plot_behaviours, plot_training_curve
 from langprop_core.module import Module
-from langprop_core.policy import Policy
+from langprop_core.policy import Policy, policy_id_for
 from langprop_core.sandbox import CallResult, Dependency, SandboxConfig, ScriptRunner, bounded_repr
 from langprop_core.task import CaseScore, Task, score_call
 
@@ -66,9 +79,14 @@ class TrainerConfig:
     progress: bool = True
     shuffle: bool = True
     setup_attempts: int = 3
+    # diversity (used when the task has a behaviour space): islands and batches between migrations
+    islands: int = 2
+    migration_interval: int = 4
+    # reject children with a condition that never or always holds
+    reject_dead_logic: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_responses", "setup_attempts"):
+        for name in ("epochs", "batch_size", "n_responses", "setup_attempts", "islands", "migration_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainerConfig.{name} must be >= 1, not {getattr(self, name)}")
         for name in ("top_k", "n_failure_cases"):
@@ -163,6 +181,9 @@ class Trainer:
         self._dependencies: tuple[Dependency, ...] = ()
         self._secrets = _secrets(optimizer)
         self.stop_reason: str | None = None
+        self._task: Task | None = None
+        #: behaviours and islands of the population (None when the task has no behaviour space)
+        self.archive: Archive | None = None
 
     def request_stop(self, reason: str) -> None:
         """Stop at the next batch boundary (the checkpoint is already written); ``fit`` returns ``stopped``."""
@@ -191,6 +212,8 @@ class Trainer:
         # Frozen for the whole fit: only ``module`` is trained.
         self._dependencies = module.dependencies()
         metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self._task = task
+        self.archive = (Archive(cfg.islands, cfg.migration_interval) if task.behaviour is not None else None)
         state = self._start_state(module, resume, metrics)
         self._state = state
         self._check_layout(state, len(train.args))
@@ -200,6 +223,7 @@ class Trainer:
                 self._setup(module, state)
                 state["setup_done"] = True
                 self._save(module, state)
+            self._measure(module, module.population)
             if (validate and state["step"] == 0
                     and not any(r["kind"] == "val" for r in state["history"])):
                 # Where training starts from, so the curve shows what it gained.
@@ -233,6 +257,8 @@ class Trainer:
                         break
                     epoch_record = {"kind": "epoch", "epoch": epoch, "step": state["step"],
                                     "best_id": module.best().id, "best_priority": module.best().priority}
+                    if self.archive is not None:
+                        epoch_record["behaviours"] = self.archive.occupancy(module.population)
                     if validate:
                         val_record = self._validate(module, task, val, epoch, state["step"])
                         state["history"].append(val_record)
@@ -276,6 +302,15 @@ class Trainer:
         return {pid: (_mean_score(cases) if cases else float("nan"))
                 for pid, (cases, _) in scores.items()}
 
+    def behaviours(self, module: Module) -> dict[str, Any] | None:
+        """What ``module``'s population holds on the task's probe set (distinct behaviours, niches, islands,
+        each script's descriptor; see :meth:`langprop_core.diversity.Archive.occupancy`), scripts not yet
+        measured measured now; None when the last fit's task has no behaviour space."""
+        if self.archive is None:
+            return None
+        self._measure(module, module.population)
+        return self.archive.occupancy(module.population)
+
     # -- state and checkpoints
 
     def _start_state(self, module: Module, resume: bool, metrics: MetricsLog) -> dict[str, Any]:
@@ -288,6 +323,8 @@ class Trainer:
                                  f"(a checkpoint written for inference only?)")
             module.load_population(ck.policies, state.get("seen_ids", ()))
             self.rejected = Counter(state.get("rejected", {}))
+            if self.archive is not None and state.get("diversity"):
+                self.archive.load_state_dict(state["diversity"])
             for callback in self.callbacks:
                 saved = state.get("callbacks", {}).get(_state_key(callback))
                 if saved and hasattr(callback, "load_state_dict"):
@@ -318,6 +355,8 @@ class Trainer:
     def _save(self, module: Module, state: dict[str, Any]) -> None:
         state["seen_ids"] = sorted(module.seen_ids)
         state["rejected"] = dict(sorted(self.rejected.items()))
+        if self.archive is not None:
+            state["diversity"] = self.archive.state_dict()
         kept = {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}
         state["callbacks"] = {key: value for key, value in kept.items() if value}
         extra: dict[str, Any] = {}
@@ -340,6 +379,9 @@ class Trainer:
     def _plot(self, module: Module, state: dict[str, Any]) -> None:
         plot_training_curve(state["history"], self.run_dir / "training_curve.png",
                             title=f"{module.name} ({self.optimizer.name} optimizer)")
+        if self.archive is not None:
+            plot_behaviours(state["history"], self.run_dir / "behaviours.png",
+                            title=f"{module.name}: behaviours on the probe set")
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -406,16 +448,19 @@ class Trainer:
             exceptions += n_exc
         difficulty = module.fold_batch(batch_scores)
         retired = self._retire_worker_killers(module, scored)
-        module.rerank()
+        self._rerank(module)
         before = Counter(self.rejected)
         new = 0
+        migrated: list[tuple[str, int, int]] = []
         if propose:
-            parents = [p for p in module.population[:self.config.top_k] if batch_scores[p.id] < 1.0]
+            parents, islands = self._parents(module, batch_scores, step)
             requests = [self._update_request(module, task, data, idx, p, batch_scores[p.id],
                                              scored[p.id], step, rank,
                                              others=tuple(o.source for o in parents if o is not p))
                         for rank, p in enumerate(parents)]
-            new = self._propose_and_admit(module, requests, parents)
+            new = self._propose_and_admit(module, requests, parents, islands)
+            if self.archive is not None:
+                migrated = self.archive.migrate(module.population, step + 1)
         best = module.best()
         rejected_now = {k: v - before.get(k, 0) for k, v in self.rejected.items() if v - before.get(k, 0)}
         return {"kind": "train", "epoch": epoch, "batch": batch, "step": step + 1,
@@ -425,7 +470,52 @@ class Trainer:
                 "batch_difficulty": difficulty,
                 "population": len(module.population), "new_scripts": new,
                 "exceptions": exceptions, "calls": len(idx) * len(batch_scores),
-                "rejected": rejected_now, "retired": retired}
+                "rejected": rejected_now, "retired": retired,
+                **({"behaviours": {k: v for k, v in self.archive.occupancy(module.population).items()
+                                   if k != "descriptors"}, "migrated": [list(m) for m in migrated]}
+                   if self.archive is not None else {})}
+
+    def _rerank(self, module: Module) -> None:
+        """Sort and cut the population; with a behaviour space the best of every niche and island survive."""
+        if self.archive is None:
+            module.rerank()
+            return
+        module.rerank(select=self.archive.survivors)
+        self.archive.forget(module.population)
+
+    def _parents(self, module: Module, batch_scores: dict[str, float],
+                 step: int) -> tuple[list[Policy], list[int | None]]:
+        """The ``top_k`` scripts to rewrite (not yet perfect), drawn across islands and niches when the task
+        has a behaviour space, and the island each is drawn for."""
+        if self.archive is None:
+            parents = [p for p in module.population[:self.config.top_k] if batch_scores[p.id] < 1.0]
+            return parents, [None] * len(parents)
+        eligible = [p for p in module.population if p.id in batch_scores and batch_scores[p.id] < 1.0]
+        drawn = self.archive.parents(eligible, self.config.top_k, step)
+        return [p for p, _ in drawn], [i for _, i in drawn]
+
+    def _probe_outputs(self, policies: Sequence[Policy], function_name: str) -> dict[str, list[Any]]:
+        """Each script's outputs on the task's probes (None for a call that failed)."""
+        behaviour = self._task.behaviour if self._task is not None else None
+        if behaviour is None or not policies:
+            return {}
+        runner = self._runner or ScriptRunner(self.config.sandbox)
+        try:
+            results = runner.run_batch({p.id: p.source for p in policies}, function_name,
+                                       list(behaviour.probes), self._dependencies)
+        finally:
+            if runner is not self._runner:
+                runner.close()
+        return {pid: [c.output if c.exception is None else None for c in calls] for pid, calls in results.items()}
+
+    def _measure(self, module: Module, policies: Sequence[Policy]) -> None:
+        """Record the behaviour of every script of ``policies`` the archive does not know yet."""
+        if self.archive is None or self._task is None or self._task.behaviour is None:
+            return
+        todo = [p for p in policies if p.id not in self.archive.behaviours]
+        for pid, outputs in self._probe_outputs(todo, module.function_name).items():
+            policy = next(p for p in todo if p.id == pid)
+            self.archive.add(policy, self._task.behaviour.measure(outputs))
 
     @staticmethod
     def _retire_worker_killers(module: Module, scored: dict[str, tuple[list, list]]) -> list[str]:
@@ -495,13 +585,14 @@ class Trainer:
         return list(self.optimizer.propose(request))
 
     def _propose_and_admit(self, module: Module, requests: list[ProposalRequest],
-                           parents: list[Policy | None]) -> int:
+                           parents: list[Policy | None], islands: Sequence[int | None] | None = None) -> int:
         if not requests:
             return 0
         with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="langprop-llm") as pool:
             answers = list(pool.map(self._propose, requests))
-        admitted = 0
-        for request, parent, proposals in zip(requests, parents, answers):
+        islands = list(islands) if islands is not None else [None] * len(requests)
+        children: list[tuple[Policy, Policy | None, int | None]] = []
+        for request, parent, island, proposals in zip(requests, parents, islands, answers):
             prompt = [m.to_dict() for m in request.messages]
             for proposal in proposals:
                 try:
@@ -514,10 +605,51 @@ class Trainer:
                     source, module.function_name, parent_id=parent.id if parent else None,
                     generation=parent.generation + 1 if parent else 0, prompt=prompt,
                     reply=proposal.reply, optimizer=proposal.optimizer, sampling=dict(proposal.sampling))
-                if module.admit(child):
-                    admitted += 1
-                else:
-                    self.rejected["duplicate"] += 1
+                children.append((child, parent, island))
+        return self._admit(module, children)
+
+    def _admit(self, module: Module, children: list[tuple[Policy, Policy | None, int | None]]) -> int:
+        """Admit the children that are new text, have no dead condition and (with a behaviour space) behave
+        unlike their parent and every member; count the others by reason."""
+        domains = self._task.input_domains if self._task is not None else None
+        fresh: list[tuple[Policy, Policy | None, int | None]] = []
+        ids: set[str] = set()
+        for child, parent, island in children:
+            child.id = policy_id_for(child.source)
+            if child.id in module.seen_ids or child.id in ids:
+                self.rejected["duplicate"] += 1
+                continue
+            if self.config.reject_dead_logic:
+                dead = dead_conditions(child.source, domains)
+                if dead:
+                    self.rejected["dead_condition"] += 1
+                    module.seen_ids.add(child.id)  # the same text would be rejected again
+                    log.debug("child rejected: %s", "; ".join(map(str, dead)))
+                    continue
+            ids.add(child.id)
+            fresh.append((child, parent, island))
+        behaviour = self._task.behaviour if self._task is not None and self.archive is not None else None
+        outputs = self._probe_outputs([c for c, _, _ in fresh], module.function_name) if behaviour else {}
+        if behaviour is not None:
+            self._measure(module, [*module.population, *(p for _, p, _ in fresh if p is not None)])
+        admitted = 0
+        for child, parent, island in fresh:
+            measured: Behaviour | None = None
+            if behaviour is not None and self.archive is not None:
+                measured = behaviour.measure(outputs[child.id])
+                reason = self.archive.novelty(measured, parent, module.population)
+                if reason is not None:
+                    self.rejected[reason] += 1
+                    module.seen_ids.add(child.id)
+                    continue
+            if module.admit(child):
+                admitted += 1
+                if measured is not None and self.archive is not None:
+                    if island is None and parent is not None:
+                        island = min(self.archive.island_of(parent))
+                    self.archive.add(child, measured, island)
+            else:
+                self.rejected["duplicate"] += 1
         return admitted
 
     def _setup(self, module: Module, state: dict[str, Any]) -> None:

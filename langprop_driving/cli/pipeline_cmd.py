@@ -184,7 +184,13 @@ def _announce_collect(work: Any, routes: Path, route_ids: list[str] | None) -> N
 @click.option("--val-routes", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Validate on the records of these held-out routes.")
 @click.option("--route-id", "route_ids", multiple=True, help="Training route ids (instead of --routes).")
-@click.option("--val-route-id", "val_route_ids", multiple=True, help="Validation route ids.")
+@click.option("--val-route-id", "val_route_ids", multiple=True,
+              help="Validation route ids; with a route file (--val-routes or --routes) the top scripts drive them "
+                   "(each in its own town) and the best driver is deployed.")
+@towns_dir_option
+@traffic_option(WorldConfig.traffic)
+@scenarios_option
+@workers_option(WorldConfig.workers)
 @click.option("--seed-script", "seed_scripts", multiple=True, type=click.Path(path_type=Path),
               help="Seed script(s): .py files with predict_speed_and_steering, or bundled 'naive'/'cautious'.")
 @click.option("--name", default="offline", show_default=True, help="Run name (under <work-dir>/train/).")
@@ -207,17 +213,46 @@ def train_cmd(**kw: Any) -> None:
     optimizer_config = _optimizer_config(kw)
     seeds = _seed_sources(kw["seed_scripts"])
     preflight(check_dataset, kw["dataset"] or work.data)
+    val_ids = _route_ids(kw["val_routes"], kw["val_route_ids"])
+    selection = _selection(kw, kw["val_routes"] or kw["routes"], val_ids)
     _announce_optimizer(optimizer_config, seeds)
     dataset = SceneDataset(kw["dataset"] or work.data)
     outcome = train_stage(work, kw["name"], dataset, _route_ids(kw["routes"], kw["route_ids"]),
-                          _route_ids(kw["val_routes"], kw["val_route_ids"]), optimizer_config,
-                          train_config, seeds, resume=not kw["no_resume"], progress=train_config.progress)
+                          val_ids, optimizer_config, train_config, seeds, resume=not kw["no_resume"],
+                          progress=train_config.progress, selection=selection)
     score = "n/a" if outcome.best_score is None else f"{outcome.best_score:.3f}"
     click.echo(f"best script {outcome.best_policy_id}: score {score}"
                + (f", validation {outcome.val_score:.3f}" if outcome.val_score is not None else ""))
     click.echo(f"checkpoint: {outcome.checkpoint}")
     click.echo(f"{outcome.policy_calls} policy calls in {outcome.wall_s:.1f} s ({outcome.calls_per_s:.0f}/s)")
     _echo_llm_usage(outcome)
+
+
+def _selection(kw: dict[str, Any], routes: Path | None, route_ids: list[str] | None,
+               top_k: int = ValidationConfig.top_k, min_gain: float = ValidationConfig.min_gain) -> Any:
+    """Select by driving on ``route_ids`` of ``routes`` (each in its own town), or None without both."""
+    if not route_ids:
+        return None
+    if routes is None:
+        click.echo("validation routes without a route file: validating on their records only "
+                   "(give --val-routes FILE to select by driving)", err=True)
+        return None
+    from dataclasses import replace
+
+    from langprop_driving.pipeline.validation import route_towns
+
+    # train has no world of its own: the validation world takes its shared options
+    world = _world(kw) if "town" in kw else WorldConfig(
+        town="?", towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"], workers=kw["workers"],
+        scenarios=kw.get("scenarios"))
+    config = ValidationConfig(world=world, routes=routes, route_ids=tuple(route_ids), top_k=top_k, min_gain=min_gain)
+    try:
+        towns = route_towns(config)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--val-route-id") from None
+    _preflight_world(replace(world, town=""), routes, list(route_ids))  # each route in the town it names
+    # each route runs in its own town (RoadValidator); the world's town is the first one's
+    return replace(config, world=replace(world, town=towns[route_ids[0]]))
 
 
 def _echo_llm_usage(outcome: Any) -> None:
@@ -228,6 +263,12 @@ def _echo_llm_usage(outcome: Any) -> None:
         click.echo("LLM: " + LLMUsage.from_dict(outcome.llm).describe())
     if outcome.rejected:
         click.echo("rejected replies: " + ", ".join(f"{k} {v}" for k, v in outcome.rejected.items()))
+    if outcome.behaviours:
+        occ = outcome.behaviours
+        click.echo(f"population on the probe scenes: {occ['distinct']} distinct behaviours in {occ['n_niches']} "
+                   f"niches; scripts per island {occ['islands']}")
+    if outcome.deployed_dead_conditions:
+        click.echo("the deployed script has dead conditions: " + "; ".join(outcome.deployed_dead_conditions))
 
 
 @click.command("dagger")
@@ -237,7 +278,9 @@ def _echo_llm_usage(outcome: Any) -> None:
               help="Routes the scripts drive (and train on).")
 @click.option("--route-id", "route_ids", multiple=True, help="Only these routes of --routes.")
 @click.option("--val-route-id", "val_route_ids", multiple=True,
-              help="Held-out route ids whose (collected) records validate training.")
+              help="Held-out route ids of --routes (any town): after each iteration the top scripts drive them, "
+                   "each in its own town, and the best driver is deployed; their collected records, if any, "
+                   "validate training.")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
               help="Where to start: a checkpoint (or training run) directory, or a .py script.")
 @click.option("--iterations", type=click.IntRange(1), default=DaggerConfig.iterations, show_default=True,
@@ -249,8 +292,8 @@ def _echo_llm_usage(outcome: Any) -> None:
 @click.option("--expert-share", type=click.FloatRange(0.0, 1.0), default=None,
               help="Share of the expert's offline records beside the rollouts (default: as aggregated).")
 @click.option("--select-route-id", "select_route_ids", multiple=True,
-              help="Select by driving: after each iteration the top scripts drive these routes of --routes and "
-                   "the best driver is deployed (the incumbent stays unless beaten by --select-min-gain).")
+              help="Select by driving on these routes of --routes instead of --val-route-id (the incumbent stays "
+                   "unless beaten by --select-min-gain, and is never traded for one worse on a town by more).")
 @click.option("--select-top-k", type=click.IntRange(1), default=3, show_default=True,
               help="Scripts driven per selection.")
 @click.option("--select-min-gain", type=click.FloatRange(min=0.0), default=ValidationConfig.min_gain,
@@ -269,12 +312,11 @@ def dagger_cmd(**kw: Any) -> None:
     train_config = _train_config(kw)
     optimizer_config = _optimizer_config(kw)
     route_ids = _route_ids(kw["routes"], kw["route_ids"])
-    _preflight_world(world, kw["routes"], list(route_ids or []) + list(kw["select_route_ids"]) or None)
+    _preflight_world(world, kw["routes"], route_ids)
     preflight(check_checkpoint, kw["checkpoint"])
+    selection = _selection(kw, kw["routes"], list(kw["select_route_ids"] or kw["val_route_ids"]),
+                           kw["select_top_k"], kw["select_min_gain"])
     _announce_optimizer(optimizer_config, [])
-    selection = (ValidationConfig(world=world, routes=kw["routes"], route_ids=tuple(kw["select_route_ids"]),
-                                  top_k=kw["select_top_k"], min_gain=kw["select_min_gain"])
-                 if kw["select_route_ids"] else None)
     outcome = dagger(work, world, kw["routes"], route_ids,
                      list(kw["val_route_ids"]) or None, optimizer_config, train_config,
                      DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"],

@@ -31,7 +31,7 @@ def _check_output(output: Any) -> None:
 
 
 def driving_task(objective: DrivingObjective | None = None, exception_score: float = -1.0,
-                 max_case_actors: int = 6, time_charge: float = 0.5) -> Task:
+                 max_case_actors: int = 6, time_charge: float = 0.5, diversity: bool = True) -> Task:
     """The Task for ``predict_speed_and_steering`` over driving records.
 
     ``exception_score`` is what a raising, timing-out or invalid-output call scores;
@@ -39,7 +39,13 @@ def driving_task(objective: DrivingObjective | None = None, exception_score: flo
     better than repeating a bad action. A call longer than the agent's tick
     (:data:`driving.clock.TICK_S`) loses up to ``time_charge`` (see
     :func:`langprop_core.task.time_cost`): a script too slow to drive is not a good one.
+    ``diversity``: give the task the driving behaviour space (probe scenes and descriptors,
+    :mod:`langprop_driving.model.behaviour`), so training keeps distinct behaviours and rejects
+    children that behave like a member. The contract's value ranges are always given, for the
+    dead-condition check.
     """
+    from langprop_driving.model.behaviour import INPUT_DOMAINS, driving_behaviour_space
+
     objective = objective or DrivingObjective()
 
     def describe(args: tuple, target: Any, output: Any) -> str:
@@ -47,4 +53,5 @@ def driving_task(objective: DrivingObjective | None = None, exception_score: flo
 
     return Task(preprocess=preprocess_record, objective=objective, exception_score=exception_score,
                 output_check=_check_output, describe_case=describe, call_budget_s=TICK_S,
-                time_charge=time_charge)
+                time_charge=time_charge, behaviour=driving_behaviour_space() if diversity else None,
+                input_domains=dict(INPUT_DOMAINS))

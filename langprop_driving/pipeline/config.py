@@ -110,6 +110,11 @@ class TrainConfig:
     max_llm_tokens: int | None = None
     max_llm_cost: float | None = None
     llm_prices: Path | None = None
+    # keep distinct behaviours on the probe scenes (islands, niches, novelty rejection;
+    # langprop_core.diversity); off: the population is ranked by the objective alone
+    diversity: bool = True
+    islands: int = 2
+    migration_interval: int = 4
 
     def __post_init__(self) -> None:
         if self.max_llm_cost is not None and self.llm_prices is None:

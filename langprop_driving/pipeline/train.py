@@ -60,6 +60,12 @@ class TrainOutcome:
     candidates: list[dict[str, Any]] | None = None
     # the DS points by which a candidate had to beat the incumbent
     min_gain: float | None = None
+    # the final population on the probe scenes (langprop_core.diversity.Archive.occupancy), None without
+    # diversity; and the dead conditions of the deployed script (langprop_core.dead_logic; [] for none)
+    behaviours: dict[str, Any] | None = None
+    deployed_dead_conditions: list[str] | None = None
+    # selection by driving: the deployed script's validation DS per town
+    validation_towns: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainOutcome":
@@ -218,6 +224,7 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         return TrainOutcome.from_dict(done)
 
     from langprop_core.checkpoint import resolve_checkpoint_dir
+    from langprop_core.dead_logic import dead_conditions
     from langprop_core.llm.factory import make_optimizer
     from langprop_core.rescoring import RescoreOnFitEnd
     from langprop_core.sandbox import SandboxConfig
@@ -243,7 +250,8 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
 
     objective = objective_for(config)
     counter = [0]
-    task = driving_task(_counting(objective, counter), exception_score=-max(1.0, config.repeat_penalty))
+    task = driving_task(_counting(objective, counter), exception_score=-max(1.0, config.repeat_penalty),
+                        diversity=config.diversity)
     module = make_driving_module(seed_sources=seed_sources, max_keep=config.max_keep)
     optimizer = make_optimizer(optimizer_config, seed_sources=list(seed_sources))
     # "strict": worker processes that refuse to run without every protection.
@@ -253,7 +261,8 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
     trainer_config = TrainerConfig(epochs=config.epochs, batch_size=config.batch_size,
                                    n_responses=config.n_responses, top_k=config.top_k,
                                    n_failure_cases=config.n_failure_cases, seed=config.seed, sandbox=sandbox,
-                                   progress=config.progress)
+                                   progress=config.progress, islands=config.islands,
+                                   migration_interval=config.migration_interval)
     run_dir = work.train(name)
     usage = usage_callback(config)
     # What the stage hands on (its best script, selection's candidates) is ranked on all the training
@@ -285,6 +294,9 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
         calls_per_s=round(counter[0] / wall_s, 1) if wall_s > 0 else 0.0,
         llm=usage.usage.to_dict(), rejected=dict(sorted(trainer.rejected.items())),
         validation_ds=record.get("deployed_validation"), kept_incumbent=record.get("kept_incumbent"),
-        spearman=record.get("spearman"), candidates=record.get("candidates"), min_gain=record.get("min_gain"))
+        spearman=record.get("spearman"), candidates=record.get("candidates"), min_gain=record.get("min_gain"),
+        behaviours=trainer.behaviours(module),
+        deployed_dead_conditions=[str(d) for d in dead_conditions(best.source, task.input_domains)],
+        validation_towns=record.get("deployed_groups"))
     work.mark_done(stage, asdict(outcome))
     return outcome

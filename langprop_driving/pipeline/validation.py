@@ -3,9 +3,13 @@
 :class:`RoadValidator` is the driving task's ``validate`` function for
 :class:`langprop_core.selection.SelectByValidation`: each candidate script
 drives every validation route through the LangProp agent (one job per script
-and route, in parallel), and its score is the mean leaderboard driving score.
-The validation world may be another town than the training one (e.g. train on
-Town01, validate on Town03). Results are files::
+and route, in parallel), and its score is the mean leaderboard driving score
+per town of the validation routes (each route runs in the town its route file
+names; the other world settings are the validation world's), so that
+:class:`~langprop_core.selection.SelectByValidation` deploys a candidate only if
+it is not worse than the incumbent on any town by more than the margin, and
+ranks by the mean over towns. Validation routes should come from towns the
+training never saw (e.g. train on Town01, validate on Town03 and Town04). Results are files::
 
     <work>/validate/<stage>/scripts/<policy id>.py
     <work>/validate/<stage>/results/<policy id>/<route>.json
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,16 +64,17 @@ class ValidationConfig:
 
 
 class RoadValidator:
-    """``validate(policies) -> {policy id: mean driving score}`` on the validation routes (see the module
-    docstring); ``route_scores`` keeps every route's score per script driven."""
+    """``validate(policies) -> {policy id: {town: mean driving score}}`` on the validation routes (see the
+    module docstring); ``route_scores`` keeps every route's score per script driven."""
 
     def __init__(self, work: WorkDir, stage: str, config: ValidationConfig, progress: bool = True) -> None:
         self.root = work.root / "validate" / stage
         self.config = config
         self.progress = progress
         self.route_scores: dict[str, dict[str, float]] = {}
+        self.towns = route_towns(config)
 
-    def __call__(self, policies: Sequence[Policy]) -> dict[str, float]:
+    def __call__(self, policies: Sequence[Policy]) -> dict[str, dict[str, float]]:
         from langprop_driving.pipeline.evaluate import team_code_agent
         from langprop_driving.pipeline.rollouts import finished_route_record, rollout_agent_settings, route_job
 
@@ -90,8 +95,8 @@ class RoadValidator:
                 if finished_route_record(results) is not None:
                     continue
                 results.unlink(missing_ok=True)  # a killed run's partial file: drive again
-                jobs.append(route_job(f"{policy.id}:{route_id}", world, Path(cfg.routes), route_id, agent,
-                                      config_path, results))
+                jobs.append(route_job(f"{policy.id}:{route_id}", replace(world, town=self.towns[route_id]),
+                                      Path(cfg.routes), route_id, agent, config_path, results))
         errors: dict[str, str] = {}
         if jobs:
             outputs = run_jobs(jobs, workers=world.workers, backend=world.backend,
@@ -110,7 +115,24 @@ class RoadValidator:
         if failed:
             raise RuntimeError("validation rollouts failed: " + "; ".join(failed) + " (rerun to retry them)")
         self.route_scores.update(scores)
-        return {pid: statistics.fmean(by_route.values()) for pid, by_route in scores.items()}
+        out: dict[str, dict[str, float]] = {}
+        for pid, by_route in scores.items():
+            towns: dict[str, list[float]] = {}
+            for route_id, score in by_route.items():
+                towns.setdefault(self.towns[route_id], []).append(score)
+            out[pid] = {town: statistics.fmean(values) for town, values in sorted(towns.items())}
+        return out
+
+
+def route_towns(config: ValidationConfig) -> dict[str, str]:
+    """The town of each validation route, as its route file names it; an unknown id raises naming it."""
+    from sumo_world.routes import read_routes
+
+    towns = {r.route_id: r.town for r in read_routes(config.routes)}
+    missing = [r for r in config.route_ids if r not in towns]
+    if missing:
+        raise ValueError(f"{config.routes}: no route(s) {', '.join(missing)} for validation")
+    return {r: towns[r] for r in config.route_ids}
 
 
 def road_selection(work: WorkDir, stage: str, config: ValidationConfig, incumbent_checkpoint: str | Path | None,
@@ -118,22 +140,23 @@ def road_selection(work: WorkDir, stage: str, config: ValidationConfig, incumben
     """The select-by-driving callback of ``stage``; the incumbent is the deployed script of
     ``incumbent_checkpoint`` (a checkpoint, or a ``.py`` seed script; None: no incumbent), with its
     validation DS when that checkpoint was selected on the same routes."""
-    incumbent, score = _incumbent(incumbent_checkpoint, config)
+    incumbent, score, groups = _incumbent(incumbent_checkpoint, config)
     return SelectByValidation(RoadValidator(work, stage, config, progress), top_k=config.top_k,
-                              incumbent=incumbent, incumbent_score=score,
+                              incumbent=incumbent, incumbent_score=score, incumbent_groups=groups,
                               plot_path=work.train(stage) / "objective_vs_validation.png",
                               validation_name=VALIDATION_NAME, context={"validation_key": validation_key(config)},
                               min_gain=config.min_gain)
 
 
-def _incumbent(path: str | Path | None, config: ValidationConfig) -> tuple[Policy | None, float | None]:
+def _incumbent(path: str | Path | None,
+               config: ValidationConfig) -> tuple[Policy | None, float | None, dict[str, float] | None]:
     if path is None:
-        return None, None
+        return None, None, None
     path = Path(path)
     if path.suffix == ".py":
         from langprop_driving.model.seed_policy import FUNCTION_NAME
 
-        return Policy.from_source(path.read_text(encoding="utf-8"), FUNCTION_NAME, optimizer="file"), None
+        return Policy.from_source(path.read_text(encoding="utf-8"), FUNCTION_NAME, optimizer="file"), None, None
     from langprop_core.checkpoint import load_checkpoint
     from langprop_core.selection import incumbent_of, selection_of
 
@@ -143,11 +166,12 @@ def _incumbent(path: str | Path | None, config: ValidationConfig) -> tuple[Polic
     # A score measured elsewhere (other routes, town or traffic) is not comparable: drive it again.
     if record.get("validation_key") != validation_key(config):
         score = None
-    return policy, score
+    groups = record.get("deployed_groups") if score is not None else None
+    return policy, score, groups
 
 
 def validation_key(config: ValidationConfig) -> str:
-    """What makes two validation scores comparable: world, route file and routes."""
+    """What makes two validation scores comparable: world, route file and routes (which name their towns)."""
     w = config.world
     key = f"{w.town}|{w.towns_dir}|{w.traffic}|{w.seed}|{Path(config.routes).resolve()}|{','.join(config.route_ids)}"
     # scores with scenarios are not comparable with scores without them; keys of runs without keep their form
