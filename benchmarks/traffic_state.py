@@ -46,6 +46,7 @@ def measure(town, preset: str, sim_s: float, seed: int) -> dict[str, float]:
     network = RoadNetwork.load(town.net_path)
     traffic = TrafficConfig.for_density(preset, seed=seed, town=town.name, network=network)
     standing: list[float] = []
+    locked: list[float] = []
     speeds: list[float] = []
     counts: list[int] = []
     wall = time.perf_counter()
@@ -65,13 +66,15 @@ def measure(town, preset: str, sim_s: float, seed: int) -> dict[str, float]:
                     continue
                 v = [vehicle.getSpeed(i) for i in ids]
                 counts.append(len(ids))
-                standing.append(sum(1 for x in v if x < STANDING_MPS) / len(v))
+                still = [i for i, x in zip(ids, v) if x < STANDING_MPS]
+                standing.append(len(still) / len(v))
+                locked.append(sum(1 for i in still if not JamRelease.waits_for_red(vehicle, i)) / len(v))
                 speeds.append(sum(v) / len(v))
         releases = len(jams.released)
         asked = traffic.vehicles + traffic.bicycles + traffic.motorcycles
     n = max(1, len(standing))
     return {"asked": asked, "vehicles": sum(counts) / max(1, len(counts)),
-            "standing": sum(standing) / n, "worst": max(standing, default=0.0),
+            "standing": sum(standing) / n, "locked": sum(locked) / n, "worst": max(standing, default=0.0),
             "speed": sum(speeds) / max(1, len(speeds)), "releases_10min": releases * 600.0 / sim_s,
             "wall_s": time.perf_counter() - wall}
 
@@ -96,16 +99,17 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="traffic_state_") as tmp:
         store = TownStore(args.towns_dir or Path(tmp))
-        print(f"{'town':<9} {'preset':<12} {'vehicles':>8} {'mean':>6} {'standing':>8} {'worst':>6} "
+        print(f"{'town':<9} {'preset':<12} {'vehicles':>8} {'mean':>6} {'standing':>8} {'not red':>7} {'worst':>6} "
               f"{'speed':>6} {'rel/10min':>9} {'wall':>6}")
         for name in towns:
             town = _town(store, name, args.shared_data)
             for preset in [p for p in args.presets.split(",") if p]:
                 r = measure(town, preset, args.sim_s, args.seed)
-                print(f"{name:<9} {preset:<12} {r['asked']:>8.0f} {r['vehicles']:>6.1f} {100 * r['standing']:>7.1f}% "
+                print(f"{name:<9} {preset:<12} {r['asked']:>8.0f} {r['vehicles']:>6.1f} {100 * r['standing']:>7.1f}% {100 * r['locked']:>6.1f}% "
                       f"{100 * r['worst']:>5.0f}% {r['speed']:>6.2f} {r['releases_10min']:>9.1f} {r['wall_s']:>5.0f}s",
                       flush=True)
     print(f"standing = share of vehicles below {STANDING_MPS} m/s (mean over 1 s samples; worst = highest sample); "
+          f"not red = of them, those not queued at a red (sumo_world.jams: what can be a lock); "
           f"speed = mean speed (m/s); rel/10min = jam releases per 10 simulated minutes")
     return 0
 

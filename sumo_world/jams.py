@@ -64,7 +64,7 @@ class JamRelease:
             if sumo_id in (EGO_ID, SHADOW_ID) or sumo_id in held:
                 continue
             try:
-                if vehicle.getSpeed(sumo_id) >= STANDING_MPS or self._waits_for_red(vehicle, sumo_id):
+                if vehicle.getSpeed(sumo_id) >= STANDING_MPS or self.waits_for_red(vehicle, sumo_id):
                     continue
                 stood = self._locked_s.get(sumo_id, 0.0) + CHECK_PERIOD_S
                 if stood < self.release_s:
@@ -78,7 +78,7 @@ class JamRelease:
         self._locked_s = locked  # a vehicle that moved (or waits for a red) starts again from 0
 
     @staticmethod
-    def _waits_for_red(vehicle: Any, sumo_id: str) -> bool:
+    def waits_for_red(vehicle: Any, sumo_id: str) -> bool:
         """Whether the vehicle stands in the queue of a red (or yellow) light: the next light on its
         way shows it, and the vehicle is not inside a junction (a car standing in the box waits for
         room, not for the light)."""

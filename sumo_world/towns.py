@@ -331,6 +331,7 @@ class TownStore:
                     "sidewalks": "guessed" if sidewalks else "none"}
             out = self._join_nested(out, meta, _GUESS_CROSSINGS if sidewalks else ())
             out, signs_file = self._add_stop_signs(out, Path(tmp), meta, stop_signs, xodr)
+            out = self._carla_signal_plans(out, meta)
             meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, out, meta, overwrite, signs_file)
 
@@ -369,8 +370,20 @@ class TownStore:
                 copy = guessed
                 meta["sidewalks"] = "guessed"
             copy, signs_file = self._add_stop_signs(copy, Path(tmp), meta, stop_signs, None)
+            copy = self._carla_signal_plans(copy, meta)
             meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, copy, meta, overwrite, signs_file)
+
+    @staticmethod
+    def _carla_signal_plans(net: Path, meta: dict[str, Any]) -> Path:
+        """``net`` with its lights on CARLA's timing (see :mod:`sumo_world.signal_plans`)."""
+        from sumo_world.signal_plans import CARLA_TIMING, apply_carla_plans
+
+        out = net.with_name(f"signals.{net.name}")
+        count = apply_carla_plans(net, out)
+        meta["signal_plans"] = {"kind": "carla", "lights": count, "green_s": CARLA_TIMING.green_s,
+                                "yellow_s": CARLA_TIMING.yellow_s, "all_red_s": CARLA_TIMING.all_red_s}
+        return out
 
     @staticmethod
     def _join_nested(net: Path, meta: dict[str, Any], options: tuple[str, ...]) -> Path:
