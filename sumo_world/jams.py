@@ -11,11 +11,13 @@ for :data:`JAM_RELEASE_S` is removed, as SUMO's ``--time-to-teleport.remove``
 would.
 
 Only real locks count: a vehicle stands locked while it is below
-:data:`STANDING_MPS` and is not waiting for a red light (the next light on its
-way shows red or yellow, and it is not inside a junction). Waiting in the
-queue of a red, however long the queue, never counts, so the release can be
-quick: a car that stands on green for :data:`JAM_RELEASE_S` (its way ahead is
-full) is part of a lock. Small, dense towns lock into loops of queues at the
+:data:`STANDING_MPS` and is not in the queue of a red light (a chain of
+standing vehicles, none inside a junction, whose head stands at a stop line
+showing red or yellow). Time in such a queue never counts (the count pauses
+there and restarts only when the vehicle moves), so the release can be
+quick: a car that has stood :data:`JAM_RELEASE_S` on green or behind a
+vehicle that stands where no light holds it (its way ahead is full) is part
+of a lock. Small, dense towns lock into loops of queues at the
 leaderboard's vehicle counts (issue 25); a release after 90 s of standing
 still, red included, freed one slot per 90 s. The ego (and its shadow) are
 never removed. CARLA's Traffic Manager does not lock up this way, so an ego
@@ -36,6 +38,10 @@ CHECK_PERIOD_S = 1.0
 STANDING_MPS = 0.1
 # SUMO link states of a light a vehicle waits for (red, red-yellow, yellow).
 _WAIT_STATES = frozenset("rRuyY")
+# A queue's head stands within this of its light's stop line; queued cars within this of each other.
+_HEAD_M = 10.0
+_QUEUE_GAP_M = 10.0
+_MAX_QUEUE = 40
 
 
 class JamRelease:
@@ -60,13 +66,16 @@ class JamRelease:
         self._next_check_s = time_s + CHECK_PERIOD_S
         vehicle = self.world.sumo.vehicle
         locked: dict[str, float] = {}
+        at_red: dict[str, bool] = {}  # queue membership, shared by a queue's vehicles within this check
         for sumo_id in vehicle.getIDList():
             if sumo_id in (EGO_ID, SHADOW_ID) or sumo_id in held:
                 continue
             try:
-                if vehicle.getSpeed(sumo_id) >= STANDING_MPS or self.waits_for_red(vehicle, sumo_id):
-                    continue
-                stood = self._locked_s.get(sumo_id, 0.0) + CHECK_PERIOD_S
+                if vehicle.getSpeed(sumo_id) >= STANDING_MPS:
+                    continue  # it moves: its count starts again from 0
+                stood = self._locked_s.get(sumo_id, 0.0)
+                if not self.waits_for_red(vehicle, sumo_id, at_red):
+                    stood += CHECK_PERIOD_S
                 if stood < self.release_s:
                     locked[sumo_id] = stood
                     continue
@@ -75,14 +84,34 @@ class JamRelease:
                 logger.debug("t=%.1f s: %s stood locked %.0f s: removed", time_s, sumo_id, stood)
             except self.world.sumo.TraCIException:  # it left this tick
                 continue
-        self._locked_s = locked  # a vehicle that moved (or waits for a red) starts again from 0
+        self._locked_s = locked
 
     @staticmethod
-    def waits_for_red(vehicle: Any, sumo_id: str) -> bool:
-        """Whether the vehicle stands in the queue of a red (or yellow) light: the next light on its
-        way shows it, and the vehicle is not inside a junction (a car standing in the box waits for
-        room, not for the light)."""
-        if vehicle.getLaneID(sumo_id).startswith(":"):
-            return False
-        upcoming = vehicle.getNextTLS(sumo_id)
-        return bool(upcoming) and str(upcoming[0][3]) in _WAIT_STATES
+    def waits_for_red(vehicle: Any, sumo_id: str, cache: dict[str, bool] | None = None) -> bool:
+        """Whether the standing vehicle is in the queue of a red (or yellow) light: following its
+        standing leaders (each within :data:`_QUEUE_GAP_M`), the head stands within :data:`_HEAD_M`
+        of a stop line showing it. A vehicle inside a junction waits for room, not for a light; a
+        queue headed by a car that stands where no light holds it (a full exit, a locked merge) is a
+        lock. ``cache`` keeps the answers of one check (a queue shares its head's)."""
+        cache = {} if cache is None else cache
+        chain: list[str] = []
+        current = sumo_id
+        answer = False
+        for _ in range(_MAX_QUEUE):
+            if current in cache:
+                answer = cache[current]
+                break
+            chain.append(current)
+            if vehicle.getLaneID(current).startswith(":"):
+                break
+            upcoming = vehicle.getNextTLS(current)
+            if upcoming and float(upcoming[0][2]) <= _HEAD_M:
+                answer = str(upcoming[0][3]) in _WAIT_STATES
+                break
+            leader = vehicle.getLeader(current, _QUEUE_GAP_M)
+            if not leader or not leader[0] or vehicle.getSpeed(leader[0]) >= STANDING_MPS:
+                break
+            current = leader[0]
+        for member in chain:
+            cache[member] = answer
+        return answer
