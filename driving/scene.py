@@ -7,6 +7,17 @@ written for the paper runs unchanged; keys we add carry their unit in the name.
 Frame: CARLA world coordinates in metres, left-handed (x, y); yaw in degrees,
 clockwise seen from above; angles relative to the ego are positive to the right.
 
+Traffic lights: leaderboard 1.0 counts a red light when the ego's *tail*
+(:data:`RED_LIGHT_TAIL_FRACTION` of its half length behind the centre) crosses
+the stop line on red. ``traffic_light_state`` and ``distance_to_traffic_light_m``
+describe the light that governs the ego until then: the distance is signed and
+turns negative once the centre is past the line (a car standing with its front
+over the line on red still sees the light and must hold). The paper's
+``distance_to_red_light`` keeps its meaning: only lines ahead of the centre.
+``distance_to_junction_exit_m`` says where the junction ahead (or the one the
+ego is in) ends, so that a policy can keep the box clear: not follow a lead
+into a signalised junction unless its exit has room for the ego.
+
 Everything else (the CARLA extractor, the embedded world, the expert, datasets,
 the prompts shown to the LLM) reads the keys from :data:`SCENE_KEYS` and
 :data:`ACTOR_KEYS`; nothing else defines a scene key.
