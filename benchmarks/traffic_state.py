@@ -68,7 +68,7 @@ def measure(town, preset: str, sim_s: float, seed: int) -> dict[str, float]:
                 counts.append(len(ids))
                 still = [i for i, x in zip(ids, v) if x < STANDING_MPS]
                 standing.append(len(still) / len(v))
-                locked.append(sum(1 for i in still if not JamRelease.waits_for_red(vehicle, i)) / len(v))
+                locked.append(sum(1 for i in still if not JamRelease.queued_for_red(vehicle, i)) / len(v))
                 speeds.append(sum(v) / len(v))
         releases = len(jams.released)
         asked = traffic.vehicles + traffic.bicycles + traffic.motorcycles

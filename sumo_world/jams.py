@@ -74,7 +74,7 @@ class JamRelease:
                 if vehicle.getSpeed(sumo_id) >= STANDING_MPS:
                     continue  # it moves: its count starts again from 0
                 stood = self._locked_s.get(sumo_id, 0.0)
-                if not self.waits_for_red(vehicle, sumo_id, at_red):
+                if not self.queued_for_red(vehicle, sumo_id, at_red):
                     stood += CHECK_PERIOD_S
                 if stood < self.release_s:
                     locked[sumo_id] = stood
@@ -87,12 +87,16 @@ class JamRelease:
         self._locked_s = locked
 
     @staticmethod
-    def waits_for_red(vehicle: Any, sumo_id: str, cache: dict[str, bool] | None = None) -> bool:
+    def queued_for_red(vehicle: Any, sumo_id: str, cache: dict[str, bool] | None = None) -> bool:
         """Whether the standing vehicle is in the queue of a red (or yellow) light: following its
         standing leaders (each within :data:`_QUEUE_GAP_M`), the head stands within :data:`_HEAD_M`
         of a stop line showing it. A vehicle inside a junction waits for room, not for a light; a
         queue headed by a car that stands where no light holds it (a full exit, a locked merge) is a
-        lock. ``cache`` keeps the answers of one check (a queue shares its head's)."""
+        lock. A queue behind the standing ego (or its shadow) waits for the ego: whatever the
+        agent waits for, it is not the world's to clear. ``cache`` keeps the answers of one check
+        (a queue shares its head's)."""
+        from sumo_world.world import EGO_ID, SHADOW_ID
+
         cache = {} if cache is None else cache
         chain: list[str] = []
         current = sumo_id
@@ -112,6 +116,9 @@ class JamRelease:
             if not leader or not leader[0] or vehicle.getSpeed(leader[0]) >= STANDING_MPS:
                 break
             current = leader[0]
+            if current in (EGO_ID, SHADOW_ID):
+                answer = True
+                break
         for member in chain:
             cache[member] = answer
         return answer

@@ -119,3 +119,49 @@ def _drive(net: Path) -> int:
         return len(libsumo.trafficlight.getIDList())
     finally:
         libsumo.close()
+
+
+def _queued_behind_ego(towns_dir: Path) -> dict:
+    from sumo_world.ego import EgoState
+    from sumo_world.jams import JamRelease
+    from sumo_world.world import EGO_ID, SENSE_RADIUS_M, SumoWorld
+
+    town = TownStore(towns_dir).get("dense")
+    network = RoadNetwork.load(town.net_path)
+    edge = next(e for e in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID())
+                if e.getLength() > 80.0 and any(lane.allows("passenger") for lane in e.getLanes()))
+    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0, sense_radius_m=SENSE_RADIUS_M)
+    world.start()
+    try:
+        sumo = world.sumo
+        sumo.route.add("stay", [edge.getID()])
+        sumo.vehicle.add("probe", "stay", typeID="DEFAULT_VEHTYPE", departPos="60.0", departSpeed="0")
+        world.step()
+        lane_yaw = world.transform.sumo_angle_to_yaw(sumo.vehicle.getAngle("probe"))
+        x, y = world.transform.to_carla(*sumo.vehicle.getPosition("probe"))
+        sumo.vehicle.remove("probe")
+        ego = EgoState(x, y, lane_yaw, 0.0)  # the ego stands mid-edge, no light ahead
+        world.add_ego(ego, [edge.getID()], clear_radius_m=0.0)
+        world.move_ego(ego)
+        world.step()
+        lane = sumo.vehicle.getLaneIndex(EGO_ID)
+        sumo.vehicle.add("behind", "stay", typeID="DEFAULT_VEHTYPE", departPos="20.0", departSpeed="0",
+                         departLane=str(lane))
+        sumo.vehicle.setLaneChangeMode("behind", 0)  # it queues behind the ego, not around it
+        jams = JamRelease(world, release_s=10.0)
+        stood_s = 0.0
+        for _ in range(int(40.0 / world.step_s)):
+            world.move_ego(ego)
+            world.step()
+            jams.update(world.time_s)
+            if "behind" in sumo.vehicle.getIDList() and sumo.vehicle.getSpeed("behind") < 0.1:
+                stood_s += world.step_s
+        return {"released": list(jams.released), "stood_s": stood_s}
+    finally:
+        world.close()
+
+
+def test_a_vehicle_queued_behind_the_standing_ego_is_never_released(towns_dir: Path) -> None:
+    result = _run_in_child(_queued_behind_ego, towns_dir)
+    assert result["stood_s"] > 20.0, result  # it stood behind the ego far longer than the release time
+    assert result["released"] == [], result
