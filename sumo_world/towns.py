@@ -305,14 +305,16 @@ class TownStore:
         return path, _check_name(name or path.name.split(".")[0])
 
     def import_opendrive(self, xodr: str | Path, name: str | None = None, *, sidewalks: bool = True,
-                         stop_signs: str | Path | None = None, overwrite: bool = False) -> TownInfo:
+                         stop_signs: str | Path | None = None, overwrite: bool = False,
+                         carla_signals: bool = True) -> TownInfo:
         """Import a CARLA town from its OpenDRIVE file, keeping CARLA's coordinates.
 
         ``name`` defaults to the file's stem (``Town01.xodr`` -> ``Town01``).
         ``sidewalks`` adds guessed sidewalks and crossings for pedestrians.
         Stop signs come from ``stop_signs`` (a JSON export of a CARLA server's
         ``traffic.stop`` actors) when given, else from the file's type-206
-        signals (see :mod:`sumo_world.stop_signs`).
+        signals (see :mod:`sumo_world.stop_signs`). ``carla_signals`` puts the lights on CARLA's
+        timing (:mod:`sumo_world.signal_plans`); else they keep netconvert's plans.
         """
         start = time.perf_counter()
         xodr, name = self._source(xodr, "OpenDRIVE file", name)
@@ -331,12 +333,14 @@ class TownStore:
                     "sidewalks": "guessed" if sidewalks else "none"}
             out = self._join_nested(out, meta, _GUESS_CROSSINGS if sidewalks else ())
             out, signs_file = self._add_stop_signs(out, Path(tmp), meta, stop_signs, xodr)
-            out = self._carla_signal_plans(out, meta)
+            if carla_signals:
+                out = self._carla_signal_plans(out, meta)
             meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, out, meta, overwrite, signs_file)
 
     def import_net(self, net_xml: str | Path, name: str | None = None, *, sidewalks: bool = True,
-                   stop_signs: str | Path | None = None, overwrite: bool = False) -> TownInfo:
+                   stop_signs: str | Path | None = None, overwrite: bool = False,
+                   carla_signals: bool = True) -> TownInfo:
         """Store an existing SUMO net (e.g. a CARLA town converted elsewhere) under ``name``.
 
         A net without sidewalks (the CARLA nets other projects publish have
@@ -370,7 +374,8 @@ class TownStore:
                 copy = guessed
                 meta["sidewalks"] = "guessed"
             copy, signs_file = self._add_stop_signs(copy, Path(tmp), meta, stop_signs, None)
-            copy = self._carla_signal_plans(copy, meta)
+            if carla_signals:
+                copy = self._carla_signal_plans(copy, meta)
             meta["import_s"] = round(time.perf_counter() - start, 3)
             return self._finish(name, copy, meta, overwrite, signs_file)
 
@@ -450,12 +455,14 @@ class TownStore:
         return net, save_stop_signs(tmp / "stop_signs.json", placed, source)
 
     def import_file(self, path: str | Path, name: str | None = None, *, sidewalks: bool = True,
-                    stop_signs: str | Path | None = None, overwrite: bool = False) -> TownInfo:
+                    stop_signs: str | Path | None = None, overwrite: bool = False,
+                    carla_signals: bool = True) -> TownInfo:
         """Import ``.xodr`` (OpenDRIVE) or ``.net.xml`` (SUMO) by its suffix."""
         path = Path(path)
         if path.suffix.lower() == ".xodr":
             return self.import_opendrive(path, name, sidewalks=sidewalks, stop_signs=stop_signs,
-                                         overwrite=overwrite)
+                                         overwrite=overwrite, carla_signals=carla_signals)
         if path.name.lower().endswith(".net.xml"):
-            return self.import_net(path, name, sidewalks=sidewalks, stop_signs=stop_signs, overwrite=overwrite)
+            return self.import_net(path, name, sidewalks=sidewalks, stop_signs=stop_signs, overwrite=overwrite,
+                                   carla_signals=carla_signals)
         raise TownError(f"cannot import {path}: expected an OpenDRIVE .xodr or a SUMO .net.xml file")
