@@ -15,6 +15,10 @@ links, each followed by its yellow and an all-red clearance. Pedestrian
 crossings stay green, and the vehicles of the green approach have minor green
 (``g``): they yield to walkers on the crossing, as SUMO's own plans make
 turning cars do, and no vehicle meets another (only one approach moves).
+
+It is an import option (``TownStore.import_file(..., carla_signals=True)``),
+not the default: in SUMO it halves the locks of Town01 and Town10HD but moves
+fewer cars through Town03's and Town06's junctions (issue 25, README limits).
 """
 from __future__ import annotations
 
