@@ -153,6 +153,7 @@ def leaderboard(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[s
     scenarios = Path(args.scenarios) if args.scenarios else \
         shared / "leaderboard1" / "all_towns_traffic_scenarios_public.json"
     agents = {"expert": "expert", "builtin:follow": "builtin:follow", "naive seed": str(seed_path("naive"))}
+    agents = {label: name for label, name in agents.items() if not args.expert_only or label == "expert"}
     store = TownStore(towns_dir)
     out: dict[str, dict[str, list[dict]]] = {}
     for town in args.lb_towns.split(","):
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lb-towns", default="Town01,Town03,Town04,Town06",
                         help="towns of --leaderboard and --carla-towns")
     parser.add_argument("--lb-routes-per-town", type=int, default=0, help="first N routes per town (0 = all)")
+    parser.add_argument("--expert-only", action="store_true",
+                        help="--leaderboard: the expert alone (a third of the time)")
     parser.add_argument("--carla-towns", action="store_true",
                         help="the leaderboard-1.0 training routes on the stock CARLA town imports instead")
     parser.add_argument("--presets", default="leaderboard,default", help="traffic presets of --carla-towns")

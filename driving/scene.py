@@ -7,6 +7,17 @@ written for the paper runs unchanged; keys we add carry their unit in the name.
 Frame: CARLA world coordinates in metres, left-handed (x, y); yaw in degrees,
 clockwise seen from above; angles relative to the ego are positive to the right.
 
+Traffic lights: leaderboard 1.0 counts a red light when the ego's *tail*
+(:data:`RED_LIGHT_TAIL_FRACTION` of its half length behind the centre) crosses
+the stop line on red. ``traffic_light_state`` and ``distance_to_traffic_light_m``
+describe the light that governs the ego until then: the distance is signed and
+turns negative once the centre is past the line (a car standing with its front
+over the line on red still sees the light and must hold). The paper's
+``distance_to_red_light`` keeps its meaning: only lines ahead of the centre.
+``distance_to_junction_exit_m`` says where the junction ahead (or the one the
+ego is in) ends, so that a policy can keep the box clear: not follow a lead
+into a signalised junction unless its exit has room for the ego.
+
 Everything else (the CARLA extractor, the embedded world, the expert, datasets,
 the prompts shown to the LLM) reads the keys from :data:`SCENE_KEYS` and
 :data:`ACTOR_KEYS`; nothing else defines a scene key.
@@ -29,6 +40,7 @@ __all__ = [
     "ACTOR_TYPES",
     "TRAFFIC_LIGHT_STATES",
     "ROUTE_COMMANDS",
+    "RED_LIGHT_TAIL_FRACTION",
     "validate_scene",
     "scene_to_jsonable",
     "scene_from_jsonable",
@@ -68,6 +80,11 @@ ROUTE_COMMANDS: tuple[str, ...] = (
     "VOID", "LEFT", "RIGHT", "STRAIGHT", "LANEFOLLOW", "CHANGELANELEFT", "CHANGELANERIGHT",
 )
 
+# Leaderboard 1.0's RunningRedLightTest judges a red light by the ego's *tail*: the point this
+# fraction of its half length behind the bounding-box centre. A light governs the ego until that
+# point has crossed its stop line (``traffic_light_state``, ``distance_to_traffic_light_m``).
+RED_LIGHT_TAIL_FRACTION = 0.8
+
 ACTOR_KEYS: tuple[KeySpec, ...] = (
     KeySpec("location_world_coord", "vec2", "bounding-box centre (x, y), metres", paper=True),
     KeySpec("orientation_unit_vector", "vec2", "forward unit vector (x, y)", paper=True),
@@ -99,8 +116,10 @@ SCENE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("ego_length", "float", "half of the ego length (bounding-box extent, at least 0.5), metres", paper=True),
     KeySpec("ego_width", "float", "half of the ego width (bounding-box extent, at least 0.5), metres", paper=True),
     KeySpec("distance_to_red_light", "optional_float",
-            "None unless the light governing the ego is red or yellow; else the forward distance "
-            "(ego frame) to its stop line, metres", paper=True),
+            "None unless the next light whose stop line the ego's centre has not passed is red or "
+            "yellow and within 50 m; else the forward distance (ego frame) to its stop line, metres "
+            "(the paper's meaning, unchanged; distance_to_traffic_light_m keeps the light until the "
+            "ego's tail is over the line)", paper=True),
     KeySpec("distance_to_stop_sign", "optional_float",
             "None unless a stop sign affecting the ego, not yet completed (stopped below 0.1 m/s), "
             "is within 30 m; else the forward distance to its stop line, metres", paper=True),
@@ -117,14 +136,21 @@ SCENE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("route_command", "str", "the route's road option at the target point", choices=ROUTE_COMMANDS),
     KeySpec("speed_limit_mps", "float", "speed limit of the ego's lane, m/s"),
     KeySpec("traffic_light_state", "optional_str",
-            "state of the light governing the ego (None when no light is within 50 m ahead)",
+            "state of the light governing the ego: the first light on the route whose stop line the "
+            "ego's tail (0.8 of its half length behind the centre, the point leaderboard 1.0 judges) "
+            "has not crossed, within 50 m (None when there is none)",
             choices=TRAFFIC_LIGHT_STATES),
     KeySpec("distance_to_traffic_light_m", "optional_float",
-            "forward distance to the stop line of the light governing the ego, whatever its state "
-            "(None when none within 50 m), metres"),
+            "signed forward distance (ego frame, from the ego's centre) to the stop line of the light "
+            "governing the ego, whatever its state; negative once the centre has passed the line while "
+            "the tail has not (down to -0.8 x ego_length); None exactly when traffic_light_state is "
+            "None, metres"),
     KeySpec("ego_in_junction", "bool", "whether the ego is inside a junction"),
     KeySpec("distance_to_junction_m", "optional_float",
             "distance along the route to the next junction entry (None when none within 50 m), metres"),
+    KeySpec("distance_to_junction_exit_m", "optional_float",
+            "distance along the route to where the junction the ego is in, or else the next one "
+            "(the one of distance_to_junction_m), ends (None when that is not within 50 m), metres"),
     KeySpec("static_props", "props",
             "static obstacles within 50 m that are not vehicles or walkers (props placed by scenarios, "
             "e.g. a vending machine or a street barrier; hitting one is a collision): {id: prop}"),

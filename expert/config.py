@@ -48,6 +48,12 @@ class ExpertConfig:
     # A moving actor in the corridor is a lead only when its velocity points our way
     # (cosine with the route tangent at least this); others are left to the collision sweep.
     lead_min_heading_cos: float = 0.5
+    # --- keeping a signalised junction's box clear (junction_box_constraint) --------------
+    # A vehicle in the junction or in the ego's room past its exit moving slower than this along
+    # the route is not making room: wait at the stop line.
+    box_clear_speed_mps: float = 2.0
+    # The light's stop line and the junction entry agree within this: the junction is the light's.
+    box_light_match_m: float = 6.0
     # --- collision prediction -----------------------------------------------------------
     horizon_s: float = 3.0
     horizon_step_s: float = 0.25

@@ -3,7 +3,7 @@
 Reads like a priority list (after CARLA's BehaviorAgent): build the route path
 and the nearby actors, then take the lowest target speed over the constraints
 (cruise / speed limit, curves, traffic lights, stop signs, the lead vehicle in
-the route corridor, yielding to actors on a collision course); steer by pure
+the route corridor, a signalised junction's box kept clear, yielding to actors on a collision course); steer by pure
 pursuit. Everything comes from the scene alone, so relabelling any recorded
 scene gives the label the expert would have given live. The only "memory" a
 stop sign needs is in the scene: ``distance_to_stop_sign`` turns None once the
@@ -19,8 +19,8 @@ from driving.labels import REASONS, DrivingLabel, speed_level_for
 from expert.config import ExpertConfig
 from expert.lateral import pure_pursuit_steering_deg
 from expert.longitudinal import (
-    ActorSet, EgoState, SpeedConstraint, cruise_constraint, curve_constraint, lead_vehicle_constraint,
-    stop_sign_constraint, traffic_light_constraint, yield_constraint,
+    ActorSet, EgoState, SpeedConstraint, cruise_constraint, curve_constraint, junction_box_constraint,
+    lead_vehicle_constraint, stop_sign_constraint, traffic_light_constraint, yield_constraint,
 )
 from expert.path import RoutePath
 from expert.prediction import Boxes, boxes_overlap
@@ -127,6 +127,7 @@ class Expert:
             actors = actors.subset(~inside)
         lead, in_corridor = lead_vehicle_constraint(path, ego, actors, c)
         constraints.append(lead)
+        constraints.append(junction_box_constraint(scene, path, ego, actors, in_corridor, c))
         planned = min(x.speed_mps for x in constraints if x is not None)
         far = np.linalg.norm(actors.center - ego_xy, axis=1) > c.prediction_range_m
         constraints.append(yield_constraint(path, ego, actors, in_corridor | far, planned, c))

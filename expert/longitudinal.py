@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import shapely
 
+from driving.scene import RED_LIGHT_TAIL_FRACTION
 from expert.config import ExpertConfig
 from expert.path import RoutePath
 from expert.prediction import ActorTracks, Boxes, boxes_overlap, first_contacts
@@ -20,6 +21,7 @@ from expert.prediction import ActorTracks, Boxes, boxes_overlap, first_contacts
 __all__ = [
     "SpeedConstraint", "stop_profile_mps", "cruise_constraint", "curve_constraint",
     "traffic_light_constraint", "stop_sign_constraint", "lead_vehicle_constraint", "yield_constraint",
+    "junction_box_constraint",
     "EgoState", "ActorSet",
 ]
 
@@ -117,18 +119,37 @@ def _stop_distance_m(distance_to_line_m: float, ego: EgoState, config: ExpertCon
 
 def traffic_light_constraint(scene: Mapping[str, Any], ego: EgoState,
                              config: ExpertConfig) -> SpeedConstraint | None:
-    """Stop at the stop line for red; for yellow only when it can brake comfortably."""
-    distance = scene.get("distance_to_red_light")
+    """Stop at the stop line for red; for yellow only when it can brake comfortably.
+
+    The light binds until the ego's *tail* is over the line (leaderboard 1.0's
+    RunningRedLightTest counts the tail crossing on red): a car whose front is
+    already over the line holds there on red, unless it cannot stop before its
+    tail crosses even braking hard, when braking would only leave it standing
+    in the junction.
+    """
     state = scene.get("traffic_light_state")
-    if distance is None and state in ("red", "yellow"):
-        distance = scene.get("distance_to_traffic_light_m")
+    distance = scene.get("distance_to_traffic_light_m") if state is not None else None
     if distance is None:
+        distance = scene.get("distance_to_red_light")
+        if distance is None:
+            return None
+        if state is None:
+            state = "red"  # a paper-format scene: red and yellow are not told apart
+    if state not in ("red", "yellow"):
         return None
-    if state is None:
-        state = "red"  # a paper-format scene: red and yellow are not told apart
-    if float(distance) < ego.half_length_m:
-        return None  # the front is already over the line: clear the junction
-    stop_m = _stop_distance_m(float(distance), ego, config)
+    distance = float(distance)
+    stop_m = _stop_distance_m(distance, ego, config)
+    if stop_m < -config.stop_zone_m:
+        # The front is over the line (beyond where the ego would have stood): the tail must stay short
+        # of it. Hold if braking hard stops the car before its tail (0.8 half lengths behind the
+        # centre) reaches the line, else clear the junction.
+        tail_room_m = distance + RED_LIGHT_TAIL_FRACTION * ego.half_length_m
+        # Yellow is no infraction: hold for it only as far as a comfortable stop goes (a car standing
+        # over the line stays; one rolling through clears the junction before red).
+        decel = config.hard_decel_mps2 if state == "red" else config.yellow_max_decel_mps2
+        if ego.speed_mps ** 2 / (2.0 * decel) >= tail_room_m:
+            return None
+        return SpeedConstraint(0.0, "red_light")
     if state == "yellow":
         needed = ego.speed_mps ** 2 / (2.0 * max(stop_m, 0.1))
         if needed > config.yellow_max_decel_mps2:
@@ -234,6 +255,47 @@ def lead_vehicle_constraint(path: RoutePath, ego: EgoState, actors: ActorSet,
         if best is None or v < best.speed_mps:
             best = SpeedConstraint(v, reason)
     return best, in_corridor
+
+
+def junction_box_constraint(scene: Mapping[str, Any], path: RoutePath, ego: EgoState, actors: ActorSet,
+                            corridor: np.ndarray, config: ExpertConfig) -> SpeedConstraint | None:
+    """Keep the box clear: wait at a signalised junction's stop line while a vehicle stands in the
+    junction on the route or in the room the ego needs past its exit (its length and ``min_gap_m``).
+
+    Following such a lead into the junction leaves the ego standing inside it: the light turns
+    red while it waits, and when the lead leaves, going on runs the red (its tail is still before
+    the line) while staying blocks the crossing traffic. Applies only before the ego's front is
+    over the line and while it can stop there comfortably; needs ``distance_to_junction_exit_m``
+    (scenes without it keep the plain car-following rule). ``corridor`` is the mask of actors in
+    the route corridor ahead (:func:`lead_vehicle_constraint`).
+    """
+    line = scene.get("distance_to_traffic_light_m")
+    entry = scene.get("distance_to_junction_m")
+    exit_m = scene.get("distance_to_junction_exit_m")
+    if (scene.get("traffic_light_state") is None or line is None or entry is None or exit_m is None
+            or scene.get("ego_in_junction")):
+        return None
+    line, entry, exit_m = float(line), float(entry), float(exit_m)
+    if abs(entry - line) > config.box_light_match_m or exit_m < entry:
+        return None  # the light is not this junction's (or the exit is not past the entry)
+    stop_m = _stop_distance_m(line, ego, config)
+    if stop_m < -config.stop_zone_m:
+        return None  # the front is already over the line: clear the junction
+    if ego.speed_mps ** 2 / (2.0 * max(stop_m, 0.1)) > config.yellow_max_decel_mps2:
+        return None  # too late to stop comfortably: the lead rule keeps the gap
+    keep = corridor & ~actors.is_pedestrian
+    if not np.any(keep):
+        return None
+    corners = actors.corners()[keep]
+    near_s = path.project(corners.reshape(-1, 2))[0].reshape(-1, 4).min(axis=1)
+    _, tangent = path.interpolate(path.project(actors.center[keep])[0])
+    along = np.sum(actors.velocity[keep] * tangent, axis=1)
+    start = ego.s_m + min(entry, line)
+    room_end = ego.s_m + exit_m + 2.0 * ego.half_length_m + config.min_gap_m
+    blocking = (near_s >= start - ego.half_length_m) & (near_s < room_end) & (along < config.box_clear_speed_mps)
+    if not np.any(blocking):
+        return None
+    return SpeedConstraint(_stop_at(max(0.0, stop_m), config), "lead_vehicle")
 
 
 def _travelled_m(v0: float, v1: float, accel: float, decel: float, times: np.ndarray) -> np.ndarray:

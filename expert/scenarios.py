@@ -84,9 +84,10 @@ def make_scene(speed_mps: float = 0.0, route: np.ndarray | None = None,
                traffic_light_state: str | None = None, distance_to_traffic_light_m: float | None = None,
                distance_to_stop_sign: float | None = None, speed_limit_mps: float = 13.9,
                ego_in_junction: bool = False, distance_to_junction_m: float | None = None,
-               route_command: str = "LANEFOLLOW", timestamp_s: float = 0.0,
+               distance_to_junction_exit_m: float | None = None, route_command: str = "LANEFOLLOW", timestamp_s: float = 0.0,
                static_props: dict[int, dict] | None = None) -> dict[str, Any]:
-    """A strict scene; ``distance_to_red_light`` follows from the light's state and distance."""
+    """A strict scene; ``distance_to_red_light`` follows from the light's state and distance (the
+    paper's key: only while the line is ahead of the centre)."""
     ego = np.asarray(ego_xy, dtype=float)
     if route is None:
         route = straight_route(tuple(ego), yaw_deg)
@@ -94,7 +95,8 @@ def make_scene(speed_mps: float = 0.0, route: np.ndarray | None = None,
     far = np.nonzero(np.linalg.norm(route - ego, axis=1) > TARGET_MIN_DISTANCE_M)[0]
     target = route[far[0]] if len(far) else route[-1]
     forward = yaw_to_unit_vector(yaw_deg)
-    red = traffic_light_state in ("red", "yellow") and distance_to_traffic_light_m is not None
+    red = (traffic_light_state in ("red", "yellow") and distance_to_traffic_light_m is not None
+           and distance_to_traffic_light_m >= 0.0)
     return {
         "ego_location_world_coord": ego.copy(),
         "ego_target_location_world_coord": np.asarray(target, dtype=float).copy(),
@@ -118,5 +120,6 @@ def make_scene(speed_mps: float = 0.0, route: np.ndarray | None = None,
         "distance_to_traffic_light_m": distance_to_traffic_light_m,
         "ego_in_junction": bool(ego_in_junction),
         "distance_to_junction_m": distance_to_junction_m,
+        "distance_to_junction_exit_m": distance_to_junction_exit_m,
         "static_props": dict(static_props or {}),
     }

@@ -8,10 +8,15 @@ criteria update it every tick and :class:`SumoSceneProvider` reads it.
 Rules, following ``driving.scene``:
 
 - a traffic light *governs* the ego when it controls the route's connection
-  at the next stop line ahead of the ego along the route (the ego's centre has
-  not passed it); ``distance_to_red_light`` is set only when that light is red
-  or yellow and its stop line is within 50 m along the route; the distance is
-  the stop line's forward coordinate in the ego frame;
+  at the first stop line on the route that the ego's tail
+  (``driving.scene.RED_LIGHT_TAIL_FRACTION`` of its half length behind the
+  centre, where the red-light criterion judges) has not crossed, within 50 m;
+  ``traffic_light_state`` and the signed ``distance_to_traffic_light_m``
+  describe it (negative while the centre is past the line and the tail not);
+- ``distance_to_red_light`` keeps the paper's meaning: the next light whose
+  stop line the ego's *centre* has not passed, when it is red or yellow and
+  within 50 m; the distance is the stop line's forward coordinate in the ego
+  frame;
 - a stop sign counts while the ego has not completed it (stopped below
   0.1 m/s in its stop zone) and its stop line is within 30 m;
 - ``ego_target_location_world_coord`` is the first dense-route point more than
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from driving.route import RouteTracker
-from driving.scene import ROUTE_COMMANDS, copy_scene
+from driving.scene import RED_LIGHT_TAIL_FRACTION, ROUTE_COMMANDS, copy_scene
 from sumo_world.ego import EgoParams, EgoState
 from sumo_world.road_network import lane_edge_id
 from sumo_world.world import ActorArrays, WorldSnapshot
@@ -72,6 +77,7 @@ class RouteContext:
     controls: list[RouteControl]
     junction_entries: list[float]  # distances along the route where junctions start
     speed_limits: np.ndarray  # per point, m/s
+    junction_exits: list[float] = field(default_factory=list)  # where each of junction_entries ends
     route_id: str = ""
     tracker: RouteTracker = field(init=False)
     cumulative_m: np.ndarray = field(init=False)
@@ -105,7 +111,7 @@ class RouteContext:
                     pass
 
         controls: list[RouteControl] = []
-        junction_entries: list[float] = []
+        junction_spans: list[tuple[float, float]] = []
         stop_lanes = getattr(network, "stop_sign_lanes", {}) or {}
         # Runs of normal (non-internal) lanes; a change between two is a junction passage.
         normal = [(i, lane) for i, lane in enumerate(lanes) if lane and not lane.startswith(":")]
@@ -118,7 +124,8 @@ class RouteContext:
                 continue
             junction = connection.getJunction().getID() if hasattr(connection, "getJunction") else ""
             if _is_intersection(network, junction):  # not a mere joint between two road pieces
-                junction_entries.append(float(cumulative[stop_index]))
+                # From the end of the approach lane to the first point on the exit lane.
+                junction_spans.append((float(cumulative[stop_index]), float(cumulative[j])))
             try:
                 stop_xy = np.asarray(network.lane_shape(lane_a)[-1], dtype=float)
                 stop_index = _nearest_point(points, stop_xy, i)
@@ -131,8 +138,9 @@ class RouteContext:
             elif lane_a in stop_lanes:  # the town's stop signs, or its stop links (generated towns)
                 controls.append(RouteControl("stop", stop_index, float(cumulative[stop_index]), stop_xy,
                                              junction))
-        return cls(points, commands, lanes, edges, controls, sorted(set(junction_entries)), speed,
-                   route_id=str(getattr(dense, "route_id", "") or ""))
+        spans = sorted(set(junction_spans))
+        return cls(points, commands, lanes, edges, controls, [a for a, _ in spans], speed,
+                   route_id=str(getattr(dense, "route_id", "") or ""), junction_exits=[b for _, b in spans])
 
     # ---------------------------------------------------------------- queries
     @property
@@ -152,6 +160,14 @@ class RouteContext:
         for distance in self.junction_entries:
             if distance >= progress_m:
                 return distance - progress_m
+        return None
+
+    def junction_exit_m(self, progress_m: float) -> float | None:
+        """Distance along the route from ``progress_m`` to the end of the junction it is in, else of
+        the next one (None: no more, or exits unknown)."""
+        for exit_m in self.junction_exits:
+            if exit_m > progress_m:
+                return exit_m - progress_m
         return None
 
 
@@ -303,14 +319,21 @@ class SumoSceneProvider:
 
         light_state = None
         light_distance = None
-        red_distance = None
-        light = ctx.next_control("light", progress_m)
+        # The light governs until the ego's tail has crossed its line: that is when the red-light
+        # criterion judges (sumo_world.criteria), so a car standing with its front over the line
+        # on red is still told about the light.
+        tail_m = progress_m - RED_LIGHT_TAIL_FRACTION * p.half_length_m
+        light = ctx.next_control("light", tail_m)
         if light is not None and light.distance_m - progress_m <= LIGHT_RANGE_M:
-            char = self.world.light_state(light.tls_id, light.link_index)
-            light_state = _LIGHT_STATES.get(char, "off")
+            light_state = _LIGHT_STATES.get(self.world.light_state(light.tls_id, light.link_index), "off")
             light_distance = float(np.dot(light.xy - ego_xy, forward))
-            if light_state in ("red", "yellow"):
-                red_distance = light_distance
+        red_distance = None  # the paper's key: the next line the ego's centre has not passed
+        ahead = light if light is not None and light.distance_m > progress_m else ctx.next_control("light", progress_m)
+        if ahead is not None and ahead.distance_m - progress_m <= LIGHT_RANGE_M:
+            state = light_state if ahead is light else _LIGHT_STATES.get(
+                self.world.light_state(ahead.tls_id, ahead.link_index), "off")
+            if state in ("red", "yellow"):
+                red_distance = float(np.dot(ahead.xy - ego_xy, forward))
 
         stop_distance = None
         stop = ctx.next_control("stop", progress_m)
@@ -320,6 +343,9 @@ class SumoSceneProvider:
         junction_m = ctx.next_junction_m(progress_m)
         if junction_m is not None and junction_m > JUNCTION_RANGE_M:
             junction_m = None
+        exit_m = ctx.junction_exit_m(progress_m)
+        if exit_m is not None and exit_m > JUNCTION_RANGE_M:
+            exit_m = None
 
         return {
             "ego_location_world_coord": ego_xy.copy(),
@@ -344,6 +370,7 @@ class SumoSceneProvider:
             "distance_to_traffic_light_m": light_distance,
             "ego_in_junction": bool(snap.ego_lane_id.startswith(":")),
             "distance_to_junction_m": junction_m,
+            "distance_to_junction_exit_m": exit_m,
             "static_props": prop_dicts(getattr(snap, "props", None), ego_xy),
         }
 

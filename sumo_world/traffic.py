@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from sumo_world.road_network import RoadNetwork
 
 __all__ = ["TrafficConfig", "DENSITIES", "PRESETS", "LEADERBOARD_VEHICLES", "write_traffic_routes",
-           "VEHICLE_TYPES", "fit_to_town"]
+           "VEHICLE_TYPES", "fit_to_town", "MIN_LANE_M_PER_VEHICLE", "driving_lane_m"]
 
 # name -> (vehicles, bicycles, pedestrians)
 DENSITIES: dict[str, tuple[int, int, int]] = {
@@ -46,6 +46,11 @@ _LEADERBOARD_MOTORCYCLE_SHARE = 0.1
 # Towns the leaderboard has no count for (generated ones) get Town01's density: 120 vehicles on
 # its 4.9 km of road edges (each direction counted once), i.e. one per 40 m of edge.
 _LEADERBOARD_LANE_M_PER_VEHICLE = 40.0
+# The most vehicles a town carries: one per this many metres of driving lane. SUMO's drivers lock
+# into loops of queues where short roads fill (no Traffic Manager that ignores its exit), and a
+# town below this locks at the leaderboard's counts without the ego (issue 25: Town10HD, 24.7 m
+# per vehicle at 120; a town of 2.07 km at 100); Town01 (41 m), Town03-06 (90-153 m) are above it.
+MIN_LANE_M_PER_VEHICLE = 30.0
 
 # SUMO vType attributes. Car sizes are those of a mid-size CARLA car; the
 # leaderboard's background vehicles are of that kind.
@@ -173,13 +178,32 @@ def _walk_edges(network: RoadNetwork) -> list[Any]:
                                            for lane in e.getLanes())]
 
 
+def driving_lane_m(network: RoadNetwork) -> float:
+    """Metres of lane that cars may drive on, junction interiors left out."""
+    return float(sum(lane.getLength() for edge in network.driving_edges() for lane in edge.getLanes()
+                     if lane.allows("passenger")))
+
+
 def fit_to_town(network: RoadNetwork, config: TrafficConfig) -> tuple[TrafficConfig, list[str]]:
     """``config`` without the actors the town cannot carry, and a warning saying why for each.
 
     A town without sidewalks (a SUMO net imported without guessing them) gets
-    no pedestrians rather than failing every route that asks for them.
+    no pedestrians rather than failing every route that asks for them. A town
+    with less than :data:`MIN_LANE_M_PER_VEHICLE` metres of driving lane per
+    vehicle gets that many vehicles, cars, bicycles and motorbikes in
+    proportion: SUMO's traffic would stand locked most of the time.
     """
     notes: list[str] = []
+    moving = config.vehicles + config.bicycles + config.motorcycles
+    lane_m = driving_lane_m(network)
+    cap = max(1, int(lane_m // MIN_LANE_M_PER_VEHICLE))
+    if moving > cap:
+        bicycles = round(config.bicycles * cap / moving)
+        motorcycles = round(config.motorcycles * cap / moving)
+        notes.append(f"town net {network.net_path.name} has {lane_m:.0f} m of driving lane: {moving} background "
+                     f"vehicles would be {lane_m / moving:.1f} m each, below the {MIN_LANE_M_PER_VEHICLE:.0f} m at "
+                     f"which SUMO's traffic locks; {cap} vehicles run instead")
+        config = replace(config, vehicles=cap - bicycles - motorcycles, bicycles=bicycles, motorcycles=motorcycles)
     if config.pedestrians and not _walk_edges(network):
         notes.append(f"town net {network.net_path.name} has no sidewalks: its {config.pedestrians} background "
                      f"pedestrians are left out (import the town with sidewalks, e.g. `langprop town import` of "

@@ -11,8 +11,12 @@ Conventions (shared with the embedded world):
   light or a stop sign are *forward* distances in the ego frame, from the ego's
   bounding-box centre.
 - A light governs the ego when one of its stop waypoints (``get_stop_waypoints``)
-  lies on a lane the ego is on or will drive along within 50 m of its route,
-  heads the same way, and is ahead of the ego's centre.
+  lies on a lane the ego is on (at its centre or its tail) or will drive along
+  within 50 m of its route, heads the same way, and is ahead of the ego's tail
+  (``driving.scene.RED_LIGHT_TAIL_FRACTION`` of its half length behind the
+  centre, the point leaderboard 1.0's RunningRedLightTest judges);
+  ``distance_to_red_light`` keeps the paper's meaning: such a light ahead of
+  the ego's *centre*, when red or yellow.
 - A stop sign affects the ego the same way, with its trigger volume's centre in
   place of the stop waypoint; it is *completed* once the ego's speed fell below
   0.1 m/s with its centre or its front inside the trigger volume, and stays so
@@ -36,6 +40,7 @@ from driving.carla_compat import RoadOption
 from driving.clock import TICK_S
 from driving.geometry import kmh_to_mps, to_ego_frame, yaw_to_unit_vector
 from driving.route import RouteTracker
+from driving.scene import RED_LIGHT_TAIL_FRACTION
 
 try:  # the wheel is needed against a real server; tests use it for data types and maps
     import carla
@@ -227,9 +232,15 @@ class CarlaSceneProvider:
         self.tracker.update(ego_xy)
         target_index = self.tracker.target_index(ego_xy)
         lanes_ahead = self._lanes_ahead(ego_wp)
+        tail_m = RED_LIGHT_TAIL_FRACTION * half_length
+        tail_xy = ego_xy - forward * tail_m
+        tail_wp = self.map.get_waypoint(carla.Location(x=float(tail_xy[0]), y=float(tail_xy[1]),
+                                                       z=float(ego_transform.location.z)))
+        if tail_wp is not None:  # the lane of a stop line the centre has passed and the tail not
+            lanes_ahead.add((int(tail_wp.road_id), int(tail_wp.lane_id)))
 
         vehicles, pedestrians, props = self._actors(ego_xy)
-        light_state, light_distance = self._traffic_light(ego_xy, forward, lanes_ahead)
+        light_state, light_distance, red_distance = self._traffic_light(ego_xy, forward, lanes_ahead, tail_m)
         front_xy = ego_xy + forward * half_length
         stop_distance = self._stop_sign(ego_xy, front_xy, forward, ego_speed, lanes_ahead)
 
@@ -240,7 +251,7 @@ class CarlaSceneProvider:
             "ego_forward_speed": ego_speed,
             "ego_length": max(half_length, MIN_HALF_EXTENT_M),
             "ego_width": max(half_width, MIN_HALF_EXTENT_M),
-            "distance_to_red_light": light_distance if light_state in ("red", "yellow") else None,
+            "distance_to_red_light": red_distance,
             "distance_to_stop_sign": stop_distance,
             "vehicles": vehicles,
             "pedestrians": pedestrians,
@@ -256,6 +267,8 @@ class CarlaSceneProvider:
             "distance_to_traffic_light_m": light_distance,
             "ego_in_junction": bool(ego_wp.is_junction) if ego_wp is not None else False,
             "distance_to_junction_m": self._distance_to_junction(),
+            "distance_to_junction_exit_m": self._distance_to_junction_exit(
+                bool(ego_wp.is_junction) if ego_wp is not None else False),
             "static_props": props,
         }
         return scene
@@ -344,6 +357,21 @@ class CarlaSceneProvider:
                 return float(cumulative[index] - self.tracker.progress_m)
         return None
 
+    def _distance_to_junction_exit(self, in_junction: bool) -> float | None:
+        """Distance along the route to the first point past the junction the ego is in, else past the
+        next junction on the route (None when that is not within the look-ahead)."""
+        cumulative = self.tracker.cumulative_m
+        inside = in_junction
+        for index in self.tracker.indices_ahead(ROUTE_LOOKAHEAD_M):
+            info = self._route_point_lane(index)
+            if info is None:
+                continue
+            if info[1]:
+                inside = True
+            elif inside:
+                return float(cumulative[index] - self.tracker.progress_m)
+        return None
+
     def _stop_point(self, location: Any) -> _StopPoint | None:
         wp = self.map.get_waypoint(location)
         return _stop_point_of(wp) if wp is not None else None
@@ -393,24 +421,33 @@ class CarlaSceneProvider:
             return None
         return float(to_ego_frame(stop.xy, ego_xy, forward)[0])
 
-    def _traffic_light(self, ego_xy: np.ndarray, forward: np.ndarray,
-                       lanes: set[tuple[int, int]]) -> tuple[str | None, float | None]:
+    def _traffic_light(self, ego_xy: np.ndarray, forward: np.ndarray, lanes: set[tuple[int, int]],
+                       tail_m: float) -> tuple[str | None, float | None, float | None]:
+        """(state, signed distance) of the light governing the ego (its stop line not yet crossed by
+        the tail, ``tail_m`` behind the centre), and the paper's ``distance_to_red_light`` (the
+        nearest such line ahead of the centre, when its light is red or yellow)."""
         if self._lights is None:
             self._static_actors()
-        best: tuple[float, Any] | None = None
+        governing: tuple[float, Any] | None = None
+        ahead: tuple[float, Any] | None = None
         for light in self._lights or ():
             if np.linalg.norm(light.trigger_xy - ego_xy) > LIGHT_RADIUS_M + 20.0:
                 continue  # cheap cull: stop lines lie within metres of the trigger volume
             for stop in light.stops:
                 distance = self._forward_distance(stop, ego_xy, forward, lanes)
-                if distance is None or not 0.0 <= distance <= LIGHT_RADIUS_M:
+                if distance is None or not -tail_m <= distance <= LIGHT_RADIUS_M:
                     continue
-                if best is None or distance < best[0]:
-                    best = (distance, light.actor)
-        if best is None:
-            return None, None
-        state = _LIGHT_STATES.get(str(best[1].get_state()).rsplit(".", 1)[-1], "off")
-        return state, best[0]
+                if governing is None or distance < governing[0]:
+                    governing = (distance, light.actor)
+                if distance >= 0.0 and (ahead is None or distance < ahead[0]):
+                    ahead = (distance, light.actor)
+        if governing is None:
+            return None, None, None
+        state = _light_state(governing[1])
+        red = None
+        if ahead is not None and (state if ahead[1] is governing[1] else _light_state(ahead[1])) in ("red", "yellow"):
+            red = ahead[0]
+        return state, governing[0], red
 
     def _inside_volume(self, sign: _StopSign, point: np.ndarray) -> bool:
         axis = yaw_to_unit_vector(sign.volume_yaw_deg)
@@ -446,6 +483,11 @@ class CarlaSceneProvider:
     def completed_stop_signs(self) -> frozenset[int]:
         """Ids of the stop signs the ego has completed and not yet left behind."""
         return frozenset(self._completed_stop_signs)
+
+
+def _light_state(light: Any) -> str:
+    """A CARLA traffic light's state as the contract's name."""
+    return _LIGHT_STATES.get(str(light.get_state()).rsplit(".", 1)[-1], "off")
 
 
 def _road_option_name(option: Any) -> str:

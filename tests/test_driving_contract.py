@@ -39,7 +39,7 @@ def make_scene() -> dict:
         "ego_length_m": 4.9, "ego_width_m": 2.1,
         "route_ahead_world_coord": np.array([[10.0 + i, 5.0] for i in range(20)]),
         "route_command": "LANEFOLLOW", "speed_limit_mps": 8.33, "traffic_light_state": "green",
-        "distance_to_traffic_light_m": 30.0, "ego_in_junction": False, "distance_to_junction_m": 28.0, "static_props": {},
+        "distance_to_traffic_light_m": 30.0, "ego_in_junction": False, "distance_to_junction_m": 28.0, "distance_to_junction_exit_m": 40.0, "static_props": {},
     }
 
 

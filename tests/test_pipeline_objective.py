@@ -34,7 +34,7 @@ def make_scene(speed: float = 5.0, red_m: float | None = None, target_angle_deg:
         "route_ahead_world_coord": np.array([[1.0, 0.0], [2.0, 0.0]]),
         "route_command": "LANEFOLLOW", "speed_limit_mps": 8.3,
         "traffic_light_state": None if red_m is None else "red",
-        "distance_to_traffic_light_m": red_m, "ego_in_junction": False, "distance_to_junction_m": None, "static_props": {},
+        "distance_to_traffic_light_m": red_m, "ego_in_junction": False, "distance_to_junction_m": None, "distance_to_junction_exit_m": None, "static_props": {},
     }
 
 

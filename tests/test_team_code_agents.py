@@ -67,7 +67,7 @@ def make_scene(step: int, speed_mps: float = 2.0, red_light_m: float | None = No
         "ego_length_m": 4.9, "ego_width_m": 2.1, "route_ahead_world_coord": route,
         "route_command": "LANEFOLLOW", "speed_limit_mps": 8.33,
         "traffic_light_state": "red" if red_light_m is not None else None,
-        "distance_to_traffic_light_m": red_light_m, "ego_in_junction": False, "distance_to_junction_m": None, "static_props": {},
+        "distance_to_traffic_light_m": red_light_m, "ego_in_junction": False, "distance_to_junction_m": None, "distance_to_junction_exit_m": None, "static_props": {},
     }
     validate_scene(scene, strict=True)
     return scene
