@@ -51,6 +51,7 @@ from shapely.geometry import Polygon
 from driving.geometry import box_corners
 from driving.penalties import (BLOCKED_SPEED_MPS, BLOCKED_TIME_S, ROUTE_DEVIATION_M, STOP_SPEED_MPS,
                                STOP_ZONE_AFTER_M, STOP_ZONE_BEFORE_M)
+from driving.scene import RED_LIGHT_TAIL_FRACTION
 from sumo_world.collisions import actor_polygon
 from sumo_world.ego import EgoParams, EgoState
 from sumo_world.records import Infraction
@@ -69,7 +70,6 @@ _SAME_SPOT_M = 3.0
 _FORGET_SPOT_M = 5.0
 _COMPLETION_PERCENT = 99.0
 _COMPLETION_DISTANCE_M = 10.0
-_RED_LIGHT_TAIL = 0.8
 
 STATUS_COMPLETED = "Completed"
 STATUS_BLOCKED = "Failed - Agent got blocked"
@@ -273,7 +273,7 @@ class RouteCriteria:
             self._outside_m += delta_m
 
     def _check_lights(self, ego: EgoState, progress_m: float, t: float) -> None:
-        tail_m = progress_m - _RED_LIGHT_TAIL * self.ego_params.half_length_m
+        tail_m = progress_m - RED_LIGHT_TAIL_FRACTION * self.ego_params.half_length_m
         for i, control in enumerate(self.context.controls):
             if control.kind != "light" or i in self._lights_checked or control.distance_m > tail_m:
                 continue

@@ -51,3 +51,18 @@ def test_routes_show_reports_bad_file(tmp_path: Path) -> None:
     bad.write_text("<routes>\n<route id='1' town='T'>\n</routes>")
     result = CliRunner().invoke(routes, ["show", str(bad)])
     assert result.exit_code != 0 and "line 3" in result.output and "bad.xml" in result.output
+
+
+def test_town_import_with_carla_signal_timing(tmp_path: Path, shared_data: Path) -> None:
+    import json
+
+    towns = str(tmp_path / "towns")
+    xodr = str(shared_data / "carla_town01" / "Town01.xodr")
+    result = CliRunner().invoke(town, ["import", xodr, "--towns-dir", towns, "--name", "Plain"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(town, ["import", xodr, "--towns-dir", towns, "--name", "Carla", "--carla-signals"])
+    assert result.exit_code == 0, result.output
+    plain = json.loads((tmp_path / "towns" / "Plain" / "town.json").read_text())
+    carla = json.loads((tmp_path / "towns" / "Carla" / "town.json").read_text())
+    assert "signal_plans" not in plain
+    assert carla["signal_plans"]["kind"] == "carla" and carla["signal_plans"]["lights"] > 0

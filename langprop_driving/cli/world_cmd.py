@@ -74,15 +74,18 @@ def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_
 @click.option("--stop-signs", "stop_signs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Stop signs exported from a CARLA server by scripts/export_carla_stops.py "
                                  "(default: the OpenDRIVE file's type-206 signals).")
+@click.option("--carla-signals", is_flag=True,
+              help="Time the traffic lights as CARLA does (each approach alone: 10 s green, 3 s yellow, 2 s all "
+                   "red) instead of keeping netconvert's plans.")
 def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool, sidewalks: bool,
-                stop_signs: Path | None) -> None:
+                stop_signs: Path | None, carla_signals: bool) -> None:
     """Import a CARLA town from its OpenDRIVE FILE (.xodr), or store a SUMO net (.net.xml)."""
     from sumo_world.towns import TownError
 
     start = time.perf_counter()
     try:
         info = _store(towns_dir).import_file(file, name, sidewalks=sidewalks, stop_signs=stop_signs,
-                                             overwrite=overwrite)
+                                             overwrite=overwrite, carla_signals=carla_signals)
     except TownError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"imported town {info.name}: {info.net_path} ({_describe(info.meta)}) "
