@@ -6,10 +6,7 @@ import stat
 
 import pytest
 
-import langprop_common.files
-
-# One helper below both roots (langprop_core and driving import it, not each other).
-WRITERS = pytest.mark.parametrize("files", [langprop_common.files], ids=["common"])
+from langprop_common import files
 
 
 @pytest.fixture
@@ -25,8 +22,7 @@ def _mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@WRITERS
-def test_new_file_gets_the_umask_mode_not_the_temporary_files(files, tmp_path, umask_027):
+def test_new_file_gets_the_umask_mode_not_the_temporary_files(tmp_path, umask_027):
     target = tmp_path / "sub" / "index.json"
     files.atomic_write_json(target, {"b": 1, "a": [1, 2]})
     assert target.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
@@ -34,8 +30,7 @@ def test_new_file_gets_the_umask_mode_not_the_temporary_files(files, tmp_path, u
     assert [p.name for p in target.parent.iterdir()] == ["index.json"]
 
 
-@WRITERS
-def test_rewrite_keeps_the_existing_files_mode(files, tmp_path):
+def test_rewrite_keeps_the_existing_files_mode(tmp_path):
     target = tmp_path / "script.py"
     target.write_text("old\n")
     target.chmod(0o604)
