@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from sumo_world.pictures import draw_route_picture
 from sumo_world.records import Infraction, RouteOutcome
 from sumo_world.tick_components import (
     RouteParts,
@@ -204,9 +205,7 @@ class RouteRun:
                   SENSORS_KEY: list(sensors.types)},
         )
         if settings.pictures_dir is not None:
-            from sumo_world.runner import _picture
-
-            _picture(outcome, network, Path(settings.pictures_dir))
+            draw_route_picture(outcome, network, Path(settings.pictures_dir))
         return outcome
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from sumo_world.pictures import draw_pictures
 from sumo_world.records import RouteOutcome
 from sumo_world.route_run import SENSORS_KEY, STATUS_AGENT_CRASHED, infraction_events
 from sumo_world.tick_components import AGENT_CRASH_TICKS, TickInfo
@@ -140,23 +141,6 @@ def run_route(route: RouteSpec, town: TownInfo, agent: str, agent_config: str | 
                              pictures_dir=pictures_dir, scene_setup=scene_setup, on_tick=on_tick,
                              scenarios=scenarios)
     return RouteRun(route, town, agent, agent_config, settings, network).run()
-
-
-def _picture(outcome: RouteOutcome, network: Any, folder: Path, animation: bool = False) -> None:
-    try:
-        from sumo_world.birdseye import render_route_animation, render_route_png
-
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"route_{_safe(outcome.route_id)}_rep{outcome.meta.get('repetition', 0)}"
-        render_route_png(outcome, network, folder / f"{stem}.png")
-        if animation:
-            render_route_animation(outcome, network, folder / f"{stem}.gif")
-    except Exception:  # a picture must never cost the route's result
-        logger.warning("route %s: drawing the picture failed:\n%s", outcome.route_id, traceback.format_exc())
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))
 
 
 # ----------------------------------------------------------------------------- child processes
@@ -433,7 +417,7 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
         if bar is not None:
             bar.close()
     if pictures:
-        _draw_pictures(pictures, Path(config.pictures_dir), config.animation)
+        draw_pictures(pictures, Path(config.pictures_dir), config.animation)
     if len(results.records()) >= len(jobs):
         results.finalize()
     return results.to_dict()
@@ -488,18 +472,3 @@ def _config_digest(agent_config: str | None) -> str | None:
             checkpoint = Path(named) if Path(named).is_absolute() else path.parent / named
             digest = f"{digest}+{path_digest(checkpoint if checkpoint.exists() else Path(named))}"
     return digest
-
-
-def _draw_pictures(pictures: list[tuple[RouteOutcome, Any]], folder: Path, animation: bool = False) -> None:
-    from sumo_world.birdseye import road_drawing
-    from sumo_world.road_network import RoadNetwork
-
-    drawings: dict[str, Any] = {}
-    for outcome, town in pictures:
-        try:
-            if town.name not in drawings:  # loading a town's lanes costs more than drawing a route
-                drawings[town.name] = road_drawing(RoadNetwork.load(town.net_path))
-        except Exception:
-            logger.warning("town %s: preparing the road drawing failed:\n%s", town.name, traceback.format_exc())
-            return
-        _picture(outcome, drawings[town.name], folder, animation)
