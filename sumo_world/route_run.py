@@ -180,14 +180,23 @@ class RouteRun:
         finally:
             world.close()
 
-        errors = parts.errors
-        traffic = settings.traffic
-        outcome = RouteOutcome(
-            route_id=str(route.route_id), town=str(town.name),
+        outcome = self._outcome(parts, duration_game, reported, agent_meta,
+                                duration_system_s=time.perf_counter() - wall_start)
+        if settings.pictures_dir is not None:
+            draw_route_picture(outcome, network, Path(settings.pictures_dir))
+        return outcome
+
+    def _outcome(self, parts: RouteParts, duration_game: float, reported: int, agent_meta: dict[str, Any],
+                 duration_system_s: float) -> RouteOutcome:
+        """The run's outcome: the criteria's verdict, what was recorded, and the meta of the record."""
+        criteria, context, sensors, manager = parts.criteria, parts.context, parts.sensors, parts.manager
+        errors, traffic = parts.errors, self.settings.traffic
+        return RouteOutcome(
+            route_id=parts.route_id, town=str(self.town.name),
             status=STATUS_AGENT_CRASHED if errors.crash is not None else criteria.finish(),
             route_completion_percent=float(criteria.route_completion_percent),
             route_length_m=float(context.length_m), duration_game_s=float(duration_game),
-            duration_system_s=float(time.perf_counter() - wall_start),
+            duration_system_s=float(duration_system_s),
             infractions=list(criteria.infractions),
             outside_route_lanes_percent=float(criteria.outside_route_lanes_percent),
             trajectory=parts.trajectory, actors=parts.actors,
@@ -195,18 +204,16 @@ class RouteRun:
             agent_exceptions=errors.raised + reported,
             meta={**agent_meta, **({"error": errors.crash} if errors.crash is not None else {}),
                   "agent_exceptions_raised": errors.raised, "agent_exceptions_reported": reported,
-                  "seed": int(seed), "traffic": traffic if isinstance(traffic, str) else repr(traffic),
+                  "seed": int(self.settings.seed),
+                  "traffic": traffic if isinstance(traffic, str) else repr(traffic),
                   "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
                   "infraction_events": infraction_events(criteria.infractions),
                   **({"scenarios": manager.records(criteria.infractions, duration_game)}
                      if manager is not None else {}),
-                  "world_warnings": list(world.warnings), "jam_releases": len(jams.released),
-                  "waits_for_ego_ended": yielding.waits_ended,
+                  "world_warnings": list(parts.world.warnings), "jam_releases": len(parts.jams.released),
+                  "waits_for_ego_ended": parts.yielding.waits_ended,
                   SENSORS_KEY: list(sensors.types)},
         )
-        if settings.pictures_dir is not None:
-            draw_route_picture(outcome, network, Path(settings.pictures_dir))
-        return outcome
 
 
 def infraction_events(infractions: list[Infraction]) -> list[dict[str, Any]]:
