@@ -8,19 +8,15 @@ dying child becomes a ``"Failed - Simulation crashed"`` record and the other
 routes' results are kept. :func:`run_route` runs one route in the current
 process (what the child does).
 
-Per route: plan the dense route on the town's network, start SUMO with the
-town's background traffic (seeded), insert the ego at the route start, load
-the agent (1.0 or 2.0 construction order, see :mod:`sumo_world.agent_loader`),
-then every 0.05 s tick: snapshot the world, evaluate the criteria (the run
-ends on completion, deviation, blocking or timeout), hand the agent its
-sensor data and the scene provider, apply its control to the bicycle model,
-move the ego in SUMO and step SUMO. Exceptions raised by ``run_step`` are
-counted, the car brakes for that tick, and the run goes on; the record's
-``agent_exceptions`` adds the failures an agent caught itself and counted in
-an integer ``exception_count`` attribute (the LangProp and expert agents brake
-on a failing policy instead of raising). An agent may also report extras about
-its run with a ``route_meta() -> dict`` method (the LangProp agent counts its
-policy's timeouts there); they land in the record's meta. The meta's
+A route runs as a :class:`sumo_world.route_run.RouteRun`: the world, the
+agent, and the tick's components in their one documented order
+(:func:`sumo_world.tick_components.tick_components`). Exceptions raised by
+``run_step`` are counted, the car brakes for that tick, and the run goes on;
+the record's ``agent_exceptions`` adds the failures an agent caught itself and
+counted in an integer ``exception_count`` attribute (the LangProp and expert
+agents brake on a failing policy instead of raising). An agent may also report
+extras about its run with a ``route_meta() -> dict`` method (the LangProp agent
+counts its policy's timeouts there); they land in the record's meta. The meta's
 ``infraction_events`` lists every infraction with its kind, place and time in
 the scenes' clock (seconds from the route's start).
 """
@@ -35,11 +31,21 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from sumo_world.records import ActorSample, Infraction, RouteOutcome, TrajectorySample
+from sumo_world.pictures import draw_pictures
+from sumo_world.records import RouteOutcome
+from sumo_world.route_run import SENSORS_KEY, STATUS_AGENT_CRASHED, infraction_events
+from sumo_world.tick_components import AGENT_CRASH_TICKS, TickInfo
+
+if TYPE_CHECKING:  # the world's modules load libsumo: imported when a route runs
+    from sumo_world.road_network import RoadNetwork
+    from sumo_world.routes import RouteSpec
+    from sumo_world.scenarios.definitions import ScenarioFile
+    from sumo_world.towns import TownInfo
+    from sumo_world.traffic import TrafficConfig
 
 __all__ = ["EvaluationConfig", "evaluate", "run_route", "TickInfo", "EvaluationError",
            "STATUS_CRASHED", "STATUS_SETUP_FAILED", "STATUS_AGENT_CRASHED", "AGENT_CRASH_TICKS",
@@ -49,21 +55,6 @@ logger = logging.getLogger(__name__)
 
 STATUS_CRASHED = "Failed - Simulation crashed"
 STATUS_SETUP_FAILED = "Failed - Agent couldn't be set up"
-STATUS_AGENT_CRASHED = "Failed - Agent crashed"
-#: consecutive ticks whose run_step raised after which the route ends as STATUS_AGENT_CRASHED: an
-#: occasional exception costs a braking tick (the interface's rule), an agent that keeps raising
-#: cannot drive, and the leaderboard would have stopped it at its first exception (1 s of game time)
-AGENT_CRASH_TICKS = 20
-_ACTOR_SAMPLE_PERIOD_S = 1.0
-_ACTOR_SAMPLE_RADIUS_M = 80.0
-# Record meta keys an agent's route_meta() may not set (the runner's and the run's own).
-_RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
-                            "infraction_events", "agent_exceptions", "agent_exceptions_raised",
-                            "agent_exceptions_reported", "sensors_unsupported", "scenarios", "world_warnings",
-                            "jam_releases", "waits_for_ego_ended"})
-# Outcome meta key carrying the agent's sensor types to the parent (moved to the file's "sensors").
-_SENSORS_KEY = "agent_sensor_types"
-
 
 class EvaluationError(RuntimeError):
     """The evaluation cannot start (bad routes file, unknown town or agent); names the problem."""
@@ -126,299 +117,30 @@ class EvaluationConfig:
             raise EvaluationError(f"workers must be >= 1, got {self.workers}")
 
 
-@dataclass
-class TickInfo:
-    """What a per-tick hook of :func:`run_route` sees (in-process runs only)."""
-
-    time_s: float
-    frame: int
-    ego: Any
-    provider: Any
-    control: Any
-    infractions: list[Infraction] = field(default_factory=list)
-
-
 # ----------------------------------------------------------------------------- one route
 
 
-def _traffic_config(traffic: Any, town: Any = None, network: Any = None) -> Any:
-    """A preset name as its :class:`TrafficConfig` for the town (the world gives it the run's seed)."""
-    from sumo_world.traffic import TrafficConfig
-
-    if not isinstance(traffic, str):
-        return traffic
-    return TrafficConfig.for_density(traffic, town=getattr(town, "name", None), network=network)
-
-
-def run_route(route: Any, town: Any, agent: str, agent_config: str | None = None, *, seed: int = 0,
-              traffic: Any = "default", blocked_time_s: float = 180.0, timeout_factor: float = 1.0,
-              warmup_s: float = 10.0, progress: bool = False, pictures_dir: Path | None = None,
-              scene_setup: Callable[[Any, Any], None] | None = None,
-              on_tick: Callable[[TickInfo], None] | None = None, network: Any = None,
-              scenarios: Any = None) -> RouteOutcome:
-    """Run one route (a :class:`sumo_world.routes.RouteSpec`) in this process; returns its outcome.
+def run_route(route: RouteSpec, town: TownInfo, agent: str, agent_config: str | None = None, *, seed: int = 0,
+              traffic: str | TrafficConfig = "default", blocked_time_s: float = 180.0,
+              timeout_factor: float = 1.0, warmup_s: float = 10.0, progress: bool = False,
+              pictures_dir: Path | None = None, scene_setup: Callable[[Any, Any], None] | None = None,
+              on_tick: Callable[[TickInfo], None] | None = None, network: RoadNetwork | None = None,
+              scenarios: ScenarioFile | str | Path | None = None) -> RouteOutcome:
+    """Run one route in this process; returns its outcome (a :class:`sumo_world.route_run.RouteRun`).
 
     Raises :class:`sumo_world.route_planner.RoutePlanningError` for waypoints
     off the network, and whatever the agent's constructor/setup raises.
     ``scenarios``: a :class:`sumo_world.scenarios.ScenarioFile` (or a path to
-    one) whose scenarios for the route's town run along it.
+    one) whose scenarios for the route's town run along it. The other keywords
+    are those of :class:`sumo_world.route_run.RouteSettings`.
     """
-    from driving.carla_compat import VehicleControl
-    from sumo_world.agent_loader import create_agent, load_agent_class
-    from sumo_world.collisions import CollisionResponse
-    from sumo_world.jams import JamRelease
-    from sumo_world.traffic_yield import TrafficYield
-    from sumo_world.criteria import CriteriaConfig, RouteCriteria
-    from sumo_world.ego import EgoState, EgoVehicle
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import plan_route
-    from sumo_world.scene_builder import RouteContext, SumoSceneProvider
-    from sumo_world.sensors import SensorSuite
-    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.route_run import RouteRun, RouteSettings
 
-    wall_start = time.perf_counter()
-    network = network or RoadNetwork.load(town.net_path)
-    dense = plan_route(network, route)
-    context = RouteContext.from_dense_route(network, dense)
-    context.route_id = str(route.route_id)
-    spec = load_agent_class(agent)
-
-    world = SumoWorld(town, _traffic_config(traffic, town, network), seed=seed, network=network, warmup_s=warmup_s,
-                      sense_radius_m=SENSE_RADIUS_M)
-    world.start()
-    try:
-        yaw0 = float(dense.yaw_deg[0])
-        start = EgoState(float(dense.points[0][0]), float(dense.points[0][1]), yaw0, 0.0)
-        ego = EgoVehicle(start, world.ego_params)
-        world.add_ego(start, dense.edges)
-        if scene_setup is not None:
-            scene_setup(world, context)
-        manager = _scenario_manager(scenarios, town, context, dense, network, world, seed, route)
-        world.step()  # as the leaderboard ticks once after spawning the hero (SUMO inserts it now)
-        start_time = world.time_s
-        criteria = RouteCriteria(context, network, CriteriaConfig(blocked_time_s=blocked_time_s,
-                                                                  timeout_factor=timeout_factor),
-                                 world.ego_params, start_time_s=start_time, world=world)
-        provider = SumoSceneProvider(world, context=context, ego_params=world.ego_params,
-                                     start_time_s=start_time)
-        crashes = CollisionResponse(world, world.ego_params)  # a crash costs speed and time, as in CARLA
-        yielding = TrafficYield(world, world.ego_params)  # SUMO's drivers stop for the ego's body in their path
-        jams = JamRelease(world)  # vehicles locked in a SUMO jam leave (SUMO teleports nobody)
-        agent_obj = create_agent(spec, agent_config, dense.gps_plan(), dense.world_plan())
-        if hasattr(agent_obj, "set_scene_provider"):
-            agent_obj.set_scene_provider(provider)
-        sensors = SensorSuite(agent_obj.sensors())
-
-        trajectory: list[TrajectorySample] = []
-        actors: list[ActorSample] = []
-        exceptions = 0
-        raised_in_a_row = 0
-        agent_crash: str | None = None
-        frame = 0
-        next_actor_sample = 0.0
-        control = VehicleControl(throttle=0.0, steer=0.0, brake=1.0)
-        bar = _route_bar(route, context.length_m, progress)
-        try:
-            while True:
-                snap = world.snapshot()
-                state = ego.state
-                elapsed = snap.time_s - start_time
-                if manager is not None:  # the scenarios' actors join the snapshot like any other
-                    snap = manager.update(elapsed, state, context.tracker.update(state.xy),
-                                          context.progress_m, snap)
-                criteria.update(state, snap)
-                if elapsed + 1e-9 >= next_actor_sample:
-                    actors.extend(_actor_samples(snap, state, elapsed))
-                    next_actor_sample += _ACTOR_SAMPLE_PERIOD_S
-                if criteria.done:
-                    trajectory.append(_sample(elapsed, state, control))
-                    break
-                provider.update(state, snap)
-                try:
-                    control = _checked_control(agent_obj.run_step(sensors.read(frame, state), elapsed))
-                    raised_in_a_row = 0
-                except Exception as exc:  # the agent's bug: count it, brake, go on (the interface's rule)
-                    exceptions += 1
-                    raised_in_a_row += 1
-                    if exceptions <= 3:
-                        logger.warning("route %s: agent run_step raised at t=%.2f s: %s", route.route_id,
-                                       elapsed, exc)
-                        logger.debug("%s", traceback.format_exc())
-                    control = VehicleControl(throttle=0.0, steer=0.0, brake=1.0)
-                    if raised_in_a_row >= AGENT_CRASH_TICKS:
-                        agent_crash = (f"run_step raised on {raised_in_a_row} ticks in a row, last at "
-                                       f"t={elapsed:.2f} s: {type(exc).__name__}: {exc}")
-                        trajectory.append(_sample(elapsed, state, control))
-                        break
-                if manager is not None:
-                    control = manager.perturb(control)
-                trajectory.append(_sample(elapsed, state, control))
-                if on_tick is not None:
-                    on_tick(TickInfo(elapsed, frame, state, provider, control, list(criteria.infractions)))
-                ego.apply(control.throttle, control.steer, control.brake, world.step_s,
-                          hand_brake=bool(getattr(control, "hand_brake", False)),
-                          reverse=bool(getattr(control, "reverse", False)))
-                ego.state = crashes.resolve(state, ego.state, snap)
-                held = crashes.held_sumo_ids()
-                yielding.update(ego.state, snap, held)
-                jams.update(snap.time_s, held)
-                world.move_ego(ego.state)
-                world.step()
-                frame += 1
-                if bar is not None and frame % 20 == 0:
-                    bar.n = round(criteria.route_completion_percent, 1)
-                    bar.refresh()
-        finally:
-            if bar is not None:
-                bar.n = round(criteria.route_completion_percent, 1)
-                bar.close()
-            reported = _reported_exceptions(agent_obj)
-            agent_meta = _agent_route_meta(agent_obj, route.route_id)
-            try:
-                agent_obj.destroy()
-            except Exception:
-                logger.warning("route %s: agent destroy() raised:\n%s", route.route_id, traceback.format_exc())
-        duration_game = world.time_s - start_time
-    finally:
-        world.close()
-
-    outcome = RouteOutcome(
-        route_id=str(route.route_id), town=str(town.name),
-        status=STATUS_AGENT_CRASHED if agent_crash is not None else criteria.finish(),
-        route_completion_percent=float(criteria.route_completion_percent),
-        route_length_m=float(context.length_m), duration_game_s=float(duration_game),
-        duration_system_s=float(time.perf_counter() - wall_start),
-        infractions=list(criteria.infractions),
-        outside_route_lanes_percent=float(criteria.outside_route_lanes_percent),
-        trajectory=trajectory, actors=actors,
-        route_xy=[(float(x), float(y)) for x, y in context.points],
-        agent_exceptions=exceptions + reported,
-        meta={**agent_meta, **({"error": agent_crash} if agent_crash is not None else {}),
-              "agent_exceptions_raised": exceptions, "agent_exceptions_reported": reported,
-              "seed": int(seed), "traffic": traffic if isinstance(traffic, str) else repr(traffic),
-              "timeout_s": float(criteria.timeout_s), "sensors_unsupported": sensors.unsupported,
-              "infraction_events": infraction_events(criteria.infractions),
-              **({"scenarios": manager.records(criteria.infractions, duration_game)} if manager is not None else {}),
-              "world_warnings": list(world.warnings), "jam_releases": len(jams.released),
-              "waits_for_ego_ended": yielding.waits_ended,
-              _SENSORS_KEY: list(sensors.types)},
-    )
-    if pictures_dir is not None:
-        _picture(outcome, network, Path(pictures_dir))
-    return outcome
-
-
-def _scenario_manager(scenarios: Any, town: Any, context: Any, dense: Any, network: Any, world: Any,
-                      seed: int, route: Any) -> Any:
-    """The route's :class:`sumo_world.scenarios.ScenarioManager` (None without a scenario file)."""
-    if scenarios is None:
-        return None
-    from sumo_world.scenarios import ScenarioManager, read_scenario_file
-
-    scenario_file = read_scenario_file(scenarios) if isinstance(scenarios, (str, Path)) else scenarios
-    return ScenarioManager.for_route(scenario_file, str(town.name), context, dense, network, world, seed,
-                                     waypoints=getattr(route, "waypoints", None))
-
-
-def _checked_control(control: Any) -> Any:
-    """The agent's control, if it has finite throttle, steer and brake (TypeError otherwise)."""
-    try:
-        values = [float(control.throttle), float(control.steer), float(control.brake)]
-    except (AttributeError, TypeError, ValueError):
-        raise TypeError(f"run_step returned {type(control).__name__}, not a carla.VehicleControl") from None
-    if not all(value == value for value in values):  # NaN
-        raise TypeError(f"run_step returned a control with NaN: throttle, steer, brake = {values}")
-    return control
-
-
-def infraction_events(infractions: list[Infraction]) -> list[dict[str, Any]]:
-    """The infractions as ``{kind, time_s, x, y}`` for the record's meta.
-
-    ``time_s`` counts simulated seconds from the route's start, the clock of the
-    scenes' ``timestamp_s`` (both subtract the same start time), so a recorded
-    tick's time to its next infraction is a plain difference; the leaderboard's
-    messages carry a place but no time.
-    """
-    return [{"kind": i.kind, "time_s": float(i.time_s), "x": round(float(i.x), 3), "y": round(float(i.y), 3)}
-            for i in infractions]
-
-
-def _agent_route_meta(agent: Any, route_id: Any) -> dict[str, Any]:
-    """Extras an agent reports about its run through an optional ``route_meta() -> dict`` (e.g. policy
-    timeouts); they go into the record's meta, never over the runner's own keys."""
-    method = getattr(agent, "route_meta", None)
-    if not callable(method):
-        return {}
-    try:
-        extra = method()
-    except Exception:  # the agent's bug must not cost the route's result
-        logger.warning("route %s: agent route_meta() raised:\n%s", route_id, traceback.format_exc())
-        return {}
-    if not isinstance(extra, dict):
-        logger.warning("route %s: agent route_meta() returned %s, not a dict; ignored",
-                       route_id, type(extra).__name__)
-        return {}
-    try:  # the results file must be able to hold them
-        extra = json.loads(json.dumps(extra, default=str))
-    except (TypeError, ValueError) as exc:
-        logger.warning("route %s: agent route_meta() is not JSON-safe (%s); ignored", route_id, exc)
-        return {}
-    return {str(key): value for key, value in extra.items() if str(key) not in _RESERVED_META}
-
-
-def _reported_exceptions(agent: Any) -> int:
-    """Failures an agent caught itself and counted in ``exception_count`` (our privileged agents do)."""
-    count = getattr(agent, "exception_count", 0)
-    return int(count) if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
-
-
-def _route_bar(route: Any, length_m: float, progress: bool) -> Any:
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=100.0, desc=f"route {route.route_id} ({length_m:.0f} m)", unit="%", leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", position=1)
-
-
-def _sample(elapsed: float, state: Any, control: Any) -> TrajectorySample:
-    return TrajectorySample(round(elapsed, 4), float(state.x), float(state.y), float(state.yaw_deg),
-                            float(state.speed_mps), float(control.throttle), float(control.steer),
-                            float(control.brake))
-
-
-def _actor_samples(snap: Any, state: Any, elapsed: float) -> list[ActorSample]:
-    import numpy as np
-
-    out = []
-    for actors in (snap.vehicles, snap.pedestrians):
-        if not len(actors):
-            continue
-        near = np.nonzero(np.linalg.norm(actors.xy - state.xy, axis=1) < _ACTOR_SAMPLE_RADIUS_M)[0]
-        for k in near:
-            actor_type = actors.types[k]
-            kind = "walker" if actor_type == "pedestrian" else ("bicycle" if actor_type == "bicycle" else "vehicle")
-            out.append(ActorSample(round(elapsed, 4), int(actors.ids[k]), kind, float(actors.xy[k][0]),
-                                   float(actors.xy[k][1]), float(actors.yaw_deg[k]),
-                                   float(actors.half_length_m[k]), float(actors.half_width_m[k])))
-    return out
-
-
-def _picture(outcome: RouteOutcome, network: Any, folder: Path, animation: bool = False) -> None:
-    try:
-        from sumo_world.birdseye import render_route_animation, render_route_png
-
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"route_{_safe(outcome.route_id)}_rep{outcome.meta.get('repetition', 0)}"
-        render_route_png(outcome, network, folder / f"{stem}.png")
-        if animation:
-            render_route_animation(outcome, network, folder / f"{stem}.gif")
-    except Exception:  # a picture must never cost the route's result
-        logger.warning("route %s: drawing the picture failed:\n%s", outcome.route_id, traceback.format_exc())
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))
+    settings = RouteSettings(seed=seed, traffic=traffic, blocked_time_s=blocked_time_s,
+                             timeout_factor=timeout_factor, warmup_s=warmup_s, progress=progress,
+                             pictures_dir=pictures_dir, scene_setup=scene_setup, on_tick=on_tick,
+                             scenarios=scenarios)
+    return RouteRun(route, town, agent, agent_config, settings, network).run()
 
 
 # ----------------------------------------------------------------------------- child processes
@@ -678,7 +400,7 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
 
     def on_done(job: _Job, outcome: RouteOutcome) -> None:
         nonlocal sensors_known
-        sensor_types = outcome.meta.pop(_SENSORS_KEY, None)
+        sensor_types = outcome.meta.pop(SENSORS_KEY, None)
         if sensor_types and not sensors_known:
             results.set_sensors(sensor_types)
             sensors_known = True
@@ -695,7 +417,7 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
         if bar is not None:
             bar.close()
     if pictures:
-        _draw_pictures(pictures, Path(config.pictures_dir), config.animation)
+        draw_pictures(pictures, Path(config.pictures_dir), config.animation)
     if len(results.records()) >= len(jobs):
         results.finalize()
     return results.to_dict()
@@ -750,18 +472,3 @@ def _config_digest(agent_config: str | None) -> str | None:
             checkpoint = Path(named) if Path(named).is_absolute() else path.parent / named
             digest = f"{digest}+{path_digest(checkpoint if checkpoint.exists() else Path(named))}"
     return digest
-
-
-def _draw_pictures(pictures: list[tuple[RouteOutcome, Any]], folder: Path, animation: bool = False) -> None:
-    from sumo_world.birdseye import road_drawing
-    from sumo_world.road_network import RoadNetwork
-
-    drawings: dict[str, Any] = {}
-    for outcome, town in pictures:
-        try:
-            if town.name not in drawings:  # loading a town's lanes costs more than drawing a route
-                drawings[town.name] = road_drawing(RoadNetwork.load(town.net_path))
-        except Exception:
-            logger.warning("town %s: preparing the road drawing failed:\n%s", town.name, traceback.format_exc())
-            return
-        _picture(outcome, drawings[town.name], folder, animation)
