@@ -19,11 +19,12 @@ the trainer, the prompts and the agent turn a script's output into text.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from langprop_common.reprs import bounded_repr
 
@@ -154,16 +155,23 @@ def encode(value: Any) -> bytes:
     return pickle.dumps(value, PROTOCOL)
 
 
-def decode(data: bytes) -> Any:
-    """Decode bytes from a worker; any failure at all is an :class:`UnsafeOutput`."""
+@contextlib.contextmanager
+def _hostile_bytes() -> Iterator[None]:
+    """Any failure while decoding a worker's bytes becomes an :class:`UnsafeOutput`."""
     try:
-        return PlainUnpickler(io.BytesIO(data)).load()
+        yield
     except UnsafeOutput:
         raise
     except BaseException as exc:  # noqa: BLE001 - bytes from a worker are hostile until decoded
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise UnsafeOutput(f"undecodable data from the worker ({type(exc).__name__})") from None
+
+
+def decode(data: bytes) -> Any:
+    """Decode bytes from a worker; any failure at all is an :class:`UnsafeOutput`."""
+    with _hostile_bytes():
+        return PlainUnpickler(io.BytesIO(data)).load()
 
 
 def decode_each(data: bytes, sizes: list[int]) -> list[Any]:
@@ -174,18 +182,12 @@ def decode_each(data: bytes, sizes: list[int]) -> list[Any]:
     unpickler = PlainUnpickler(stream)
     out = []
     end = 0
-    try:
+    with _hostile_bytes():
         for size in sizes:
             end += size
             out.append(unpickler.load())
             if stream.tell() != end:
                 raise UnsafeOutput("a value does not end where its size says")
-    except UnsafeOutput:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - bytes from a worker are hostile until decoded
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise UnsafeOutput(f"undecodable data from the worker ({type(exc).__name__})") from None
     if end != len(data):
         raise UnsafeOutput("bytes beyond the last value")
     return out
