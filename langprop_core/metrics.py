@@ -1,10 +1,11 @@
 """Training metrics: a JSON-lines log, a training-curve plot, and how well one score ranks like another."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from langprop_common.files import atomic_write_bytes, atomic_write_text
 
@@ -43,14 +44,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def plot_training_curve(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Best priority and batch mean score per step, and validation per epoch, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = [r for r in history if r.get("kind") == "train"]
     val = [r for r in history if r.get("kind") == "val"]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    try:
+    with _batch_axes(path, "score", title or "LangProp training") as ax:
         if train:
             steps = [r["step"] for r in train]
             ax.plot(steps, [r["best_priority"] for r in train], label="best priority")
@@ -59,16 +55,8 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, title: str = 
         if val:
             ax.plot([r["step"] for r in val], [r["best_val_score"] for r in val], "o-",
                     label="validation (best script)")
-        ax.set_xlabel("training batch")
-        ax.set_ylabel("score")
-        ax.set_title(title or "LangProp training")
-        ax.grid(alpha=0.3)
         if train or val:
             ax.legend(loc="lower right")
-    except BaseException:
-        plt.close(fig)
-        raise
-    _write_png(plt, fig, path)
     return Path(path)
 
 
@@ -78,28 +66,35 @@ def plot_behaviours(history: list[dict[str, Any]], path: Path, title: str = "") 
     rows = [r for r in history if r.get("kind") == "train" and isinstance(r.get("behaviours"), dict)]
     if not rows:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    try:
+    with _batch_axes(path, "count", title or "behaviours on the probe set") as ax:
         steps = [r["step"] for r in rows]
         ax.plot(steps, [r["behaviours"]["distinct"] for r in rows], label="distinct behaviours")
         ax.plot(steps, [r["behaviours"]["n_niches"] for r in rows], label="occupied niches")
         for island in sorted({i for r in rows for i in r["behaviours"].get("islands", {})}):
             ax.plot(steps, [r["behaviours"]["islands"].get(island, 0) for r in rows], "--", alpha=0.6,
                     label=f"island {island} scripts")
-        ax.set_xlabel("training batch")
-        ax.set_ylabel("count")
-        ax.set_title(title or "behaviours on the probe set")
-        ax.grid(alpha=0.3)
         ax.legend(loc="upper left")
+    return Path(path)
+
+
+@contextlib.contextmanager
+def _batch_axes(path: Path, ylabel: str, title: str) -> Iterator[Any]:
+    """Axes over training batches for the caller to draw on; written to ``path`` as a PNG when it is done."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        yield ax
+        ax.set_xlabel("training batch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
     except BaseException:
         plt.close(fig)
         raise
     _write_png(plt, fig, path)
-    return Path(path)
 
 
 def _write_png(plt: Any, fig: Any, path: Path) -> None:
