@@ -589,7 +589,12 @@ class Trainer:
         if not requests:
             return 0
         with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="langprop-llm") as pool:
-            answers = list(pool.map(self._propose, requests))
+            try:
+                answers = list(pool.map(self._propose, requests))
+            except BaseException:
+                # Ctrl-C (or one proposal's error): calls that wait on an answer stop, so the pool can close
+                self.optimizer.cancel()
+                raise
         islands = list(islands) if islands is not None else [None] * len(requests)
         children: list[tuple[Policy, Policy | None, int | None]] = []
         for request, parent, island, proposals in zip(requests, parents, islands, answers):

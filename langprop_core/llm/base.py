@@ -12,11 +12,11 @@ record/replay cache wraps the OpenAI client).
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 __all__ = [
-    "ChatMessage", "SamplingParams", "Completion", "LLMClient", "LLMError",
+    "ChatMessage", "SamplingParams", "Completion", "LLMClient", "LLMError", "ReplayMiss",
     "ProposalRequest", "Proposal", "Optimizer", "TokenUsage",
 ]
 
@@ -25,6 +25,10 @@ ROLES = ("system", "user", "assistant")
 
 class LLMError(RuntimeError):
     """An LLM call failed for good (after retries); the message says why."""
+
+
+class ReplayMiss(LLMError):
+    """Offline replay of recorded replies has none for a request (the prompts changed since the recording)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,17 @@ class SamplingParams:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def for_round(self, round_index: int) -> "SamplingParams":
+        """The parameters of the ``round_index``-th request of a completion split into several.
+
+        Later rounds take the next seeds: with the same seed, a seeded endpoint
+        (vLLM, llama.cpp, OpenAI's best effort) answers each round with the same
+        sample, and the split asks for ``n`` different replies.
+        """
+        if round_index == 0 or self.seed is None:
+            return self
+        return replace(self, seed=(self.seed + round_index) % 2**31)
 
 
 @dataclass
@@ -84,6 +99,9 @@ class LLMClient(abc.ABC):
     def describe(self) -> str:
         """One line for logs: what this client talks to."""
         return type(self).__name__
+
+    def cancel(self) -> None:
+        """Stop calls that wait (the run was interrupted); they raise :class:`LLMError`. Default: nothing."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,9 @@ class Optimizer(abc.ABC):
     def usage(self) -> TokenUsage:
         """Tokens spent so far (zero for optimizers without an LLM)."""
         return TokenUsage()
+
+    def cancel(self) -> None:
+        """Stop proposals that wait on an answer (Ctrl-C); they raise. Default: nothing waits."""
 
     def describe(self) -> str:
         return self.name

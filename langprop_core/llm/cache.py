@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from langprop_common.files import atomic_write_text
-from langprop_core.llm.base import ChatMessage, Completion, LLMClient, LLMError, SamplingParams, TokenUsage
+from langprop_core.llm.base import (ChatMessage, Completion, LLMClient, LLMError, ReplayMiss, SamplingParams,
+                                    TokenUsage)
 
 __all__ = ["ReplayCache", "cache_key", "CACHE_MODES"]
 
@@ -71,6 +72,10 @@ class ReplayCache(LLMClient):
     def describe(self) -> str:
         inner = self.inner.describe() if self.inner is not None else "no LLM (offline)"
         return f"replay cache ({self.mode}, {self.cache_dir}) in front of {inner}"
+
+    def cancel(self) -> None:
+        if self.inner is not None:
+            self.inner.cancel()
 
     def path_for(self, key: str) -> Path:
         """The file of the entry ``key`` (present or not)."""
@@ -119,7 +124,7 @@ class ReplayCache(LLMClient):
         if self.mode == "replay":
             last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
             snippet = " ".join(last_user.split())[:80]
-            raise LLMError(
+            raise ReplayMiss(
                 f"replay cache miss: no entry {key} under {self.cache_dir} for model {params.model!r} "
                 f"(sampling {params.to_dict()}; last user message starts {snippet!r}); "
                 "record it first with cache mode 'auto' or 'record' and an LLM endpoint")

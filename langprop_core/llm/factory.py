@@ -1,7 +1,8 @@
 """Choosing the optimizer from one option (and the environment).
 
-``kind="auto"`` picks ``openai`` when an endpoint is configured (a base URL or
-an OpenAI key), or when a replay-only cache is given; otherwise ``mutation``.
+``kind="auto"`` picks ``files`` when an exchange folder is given, ``openai``
+when an endpoint is configured (a base URL or an OpenAI key) or a replay-only
+cache is given, and ``mutation`` otherwise.
 The chosen optimizer's ``describe()`` says which one it is and why, so runs
 print it plainly.
 """
@@ -21,10 +22,14 @@ from langprop_core.llm.mutation import MutationOptimizer
 __all__ = ["OptimizerConfig", "make_optimizer", "OPTIMIZER_KINDS", "DEFAULT_OPENAI_MODEL", "DEFAULT_TIMEOUT_S",
            "resolve_base_url", "resolve_api_key"]
 
-OPTIMIZER_KINDS = ("auto", "openai", "mutation")
+OPTIMIZER_KINDS = ("auto", "openai", "files", "mutation")
+ON_MISS = ("error", "mutation")
 # Used only against OpenAI itself; other servers need the model named.
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-NO_ENDPOINT_HINT = "no LLM endpoint configured: set LANGPROP_LLM_BASE_URL or OPENAI_API_KEY"
+NO_ENDPOINT_HINT = ("no LLM endpoint configured: set LANGPROP_LLM_BASE_URL or OPENAI_API_KEY, or answer "
+                    "through files with --llm-exchange DIR")
+#: the model name of a file exchange's requests when none is given (it is part of their keys)
+EXCHANGE_MODEL = "exchange"
 #: seconds one LLM request may take: reasoning models, and local models on a CPU, take minutes for a
 #: 400-line script, and a request that timed out is not sent again (it would be paid again)
 DEFAULT_TIMEOUT_S = 600.0
@@ -40,6 +45,12 @@ class OptimizerConfig:
     record/replay cache in front of the endpoint. ``timeout_s`` bounds one
     HTTP request (:data:`DEFAULT_TIMEOUT_S`); ``max_retries`` are for errors a
     retry can fix (rate limits, dropped connections, 5xx), not for timeouts.
+
+    ``exchange_dir`` is the folder of the ``files`` optimizer
+    (:mod:`langprop_core.llm.exchange`): it waits for reply files with no time
+    limit, or, with ``cache_mode="replay"``, replays the folder offline. With
+    ``on_miss="mutation"`` a replay that misses (the prompts changed since the
+    recording) says so once and goes on with the mutation baseline.
     """
 
     kind: str = "auto"
@@ -54,6 +65,8 @@ class OptimizerConfig:
     max_retries: int = 5
     max_tokens: int | None = None
     seed: int = 0  # the mutation optimizer's seed
+    exchange_dir: Path | None = None
+    on_miss: str = "error"
 
     def __post_init__(self) -> None:
         if self.kind not in OPTIMIZER_KINDS:
@@ -64,8 +77,14 @@ class OptimizerConfig:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if not self.timeout_s > 0:
             raise ValueError(f"the LLM timeout must be > 0 seconds, got {self.timeout_s}")
-        if self.cache_dir is not None and not isinstance(self.cache_dir, Path):
-            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if self.on_miss not in ON_MISS:
+            raise ValueError(f"on_miss {self.on_miss!r} is not one of {', '.join(ON_MISS)}")
+        if self.kind == "files" and self.exchange_dir is None:
+            raise ValueError("optimizer 'files' needs an exchange folder (--llm-exchange DIR or LANGPROP_LLM_EXCHANGE)")
+        for name in ("cache_dir", "exchange_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "OptimizerConfig":
@@ -74,7 +93,7 @@ class OptimizerConfig:
         Variables: LANGPROP_OPTIMIZER (kind), LANGPROP_LLM_BASE_URL (or
         OPENAI_BASE_URL), OPENAI_API_KEY, LANGPROP_LLM_MODEL,
         LANGPROP_LLM_TEMPERATURE, LANGPROP_LLM_N, LANGPROP_LLM_CACHE_DIR,
-        LANGPROP_LLM_CACHE_MODE, LANGPROP_LLM_TIMEOUT (seconds).
+        LANGPROP_LLM_CACHE_MODE, LANGPROP_LLM_TIMEOUT (seconds), LANGPROP_LLM_EXCHANGE (folder).
         """
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - fields)
@@ -91,6 +110,7 @@ class OptimizerConfig:
             "cache_dir": Path(env["LANGPROP_LLM_CACHE_DIR"]) if env.get("LANGPROP_LLM_CACHE_DIR") else None,
             "cache_mode": env.get("LANGPROP_LLM_CACHE_MODE") or None,
             "timeout_s": _env_number("LANGPROP_LLM_TIMEOUT", float),
+            "exchange_dir": Path(env["LANGPROP_LLM_EXCHANGE"]) if env.get("LANGPROP_LLM_EXCHANGE") else None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})
@@ -147,14 +167,39 @@ def _llm_optimizer(config: OptimizerConfig, reason: str) -> LLMOptimizer:
     return LLMOptimizer(client, params, reason=reason)
 
 
+def _files_optimizer(config: OptimizerConfig, reason: str) -> LLMOptimizer:
+    from langprop_core.llm.exchange import FileExchangeClient
+
+    replay = config.cache_mode == "replay"
+    client: LLMClient = FileExchangeClient(config.exchange_dir, wait=not replay)  # type: ignore[arg-type]
+    if config.cache_dir is not None:
+        client = ReplayCache(client, config.cache_dir, "replay" if replay else config.cache_mode)
+    params = SamplingParams(model=config.model or EXCHANGE_MODEL, temperature=config.temperature, n=config.n,
+                            max_tokens=config.max_tokens)
+    return LLMOptimizer(client, params, reason=reason)
+
+
 def make_optimizer(config: OptimizerConfig, seed_sources: Sequence[str] = ()) -> Optimizer:
     """The optimizer ``config`` asks for; ``seed_sources`` feed the mutation optimizer's setup phase."""
+    optimizer = _make_optimizer(config, seed_sources)
+    if config.on_miss == "mutation" and not isinstance(optimizer, MutationOptimizer):
+        from langprop_core.llm.fallback import FallbackOnMiss
+
+        return FallbackOnMiss(optimizer, MutationOptimizer(seed=config.seed, seed_sources=seed_sources,
+                                                           reason="where the recorded replies miss"))
+    return optimizer
+
+
+def _make_optimizer(config: OptimizerConfig, seed_sources: Sequence[str]) -> Optimizer:
     replay_only = config.cache_dir is not None and config.cache_mode == "replay"
     if config.kind == "mutation":
         return MutationOptimizer(seed=config.seed, seed_sources=seed_sources,
                                  reason="chosen by the optimizer option (kind=mutation)")
     if config.kind == "openai":
         return _llm_optimizer(config, "chosen by the optimizer option (kind=openai)")
+    if config.kind == "files" or config.exchange_dir is not None:
+        how = "replayed offline" if config.cache_mode == "replay" else "answered through files"
+        return _files_optimizer(config, f"{how} in {config.exchange_dir}")
     if config.has_endpoint:
         where = config.base_url or "OpenAI (OPENAI_API_KEY set)"
         return _llm_optimizer(config, f"an LLM endpoint is configured: {where}")

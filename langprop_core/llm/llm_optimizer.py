@@ -35,6 +35,9 @@ class LLMOptimizer(Optimizer):
                 f"via {self.client.describe()})")
         return f"{text}: {self.reason}" if self.reason else text
 
+    def cancel(self) -> None:
+        self.client.cancel()
+
     def usage(self) -> TokenUsage:
         with self._lock:
             return dataclasses.replace(self._usage)  # a snapshot: the trainer keeps it

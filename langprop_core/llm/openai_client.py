@@ -164,7 +164,7 @@ class OpenAIClient(LLMClient):
                 break
             if self.max_choices_per_request is not None:
                 want = min(want, self.max_choices_per_request)
-            response = self._request(payload, _round_params(params, round_index), want)
+            response = self._request(payload, params.for_round(round_index), want)
             choices = sorted(response.choices or [], key=lambda c: c.index)
             replies.extend((c.message.content or "") for c in choices[:want])
             if response.usage is not None:
@@ -179,18 +179,6 @@ class OpenAIClient(LLMClient):
         if len(replies) < params.n:
             log.warning("LLM endpoint %s gave %d of %d replies", self.endpoint, len(replies), params.n)
         return Completion(replies=replies, params=params, usage=usage, cached=False)
-
-
-def _round_params(params: SamplingParams, round_index: int) -> SamplingParams:
-    """The parameters of the ``round_index``-th request for one completion.
-
-    Later rounds take the next seeds: with the same seed, a seeded endpoint
-    (vLLM, llama.cpp, OpenAI's best effort) answers each round with the same
-    sample, and the split asks for ``n`` different replies.
-    """
-    if round_index == 0 or params.seed is None:
-        return params
-    return dataclasses.replace(params, seed=(params.seed + round_index) % 2**31)
 
 
 def _describe_error(exc: BaseException | None) -> str:

@@ -97,7 +97,7 @@ def ray_options_of(kw: dict[str, Any]) -> tuple[tuple[str, float], ...]:
 
 def llm_options(fn: Callable) -> Callable:
     """The optimizer and LLM options of ``train``, ``dagger``, ``demo`` and ``example``, each also from the
-    environment: ``--optimizer``, ``--llm-base-url``, ``--llm-model``, ``--llm-timeout``, ``--llm-cache``,
+    environment: ``--optimizer``, ``--llm-exchange``, ``--llm-base-url``, ``--llm-model``, ``--llm-timeout``, ``--llm-cache``,
     ``--llm-cache-mode``, the budgets ``--max-llm-calls/-tokens/-cost`` and ``--llm-prices``."""
     from langprop_core.llm.cache import CACHE_MODES
     from langprop_core.llm.factory import OPTIMIZER_KINDS, OptimizerConfig
@@ -105,8 +105,15 @@ def llm_options(fn: Callable) -> Callable:
     options = [
         click.option("--optimizer", type=click.Choice(OPTIMIZER_KINDS), default=None, envvar="LANGPROP_OPTIMIZER",
                      show_envvar=True,
-                     help="How new scripts are written: an LLM (an OpenAI-compatible endpoint), or the AST "
-                          "mutation baseline [default: auto: the LLM when an endpoint is configured]."),
+                     help="How new scripts are written: an LLM at an OpenAI-compatible endpoint (openai), an "
+                          "LLM answering through files (files, with --llm-exchange), or the AST mutation "
+                          "baseline [default: auto: files with --llm-exchange, else the LLM when an endpoint is "
+                          "configured]."),
+        click.option("--llm-exchange", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     envvar="LANGPROP_LLM_EXCHANGE", show_envvar=True,
+                     help="Be the LLM through files: each request is written to this folder as "
+                          "NNNN.request.md (and .json) and training waits, with no time limit, for "
+                          "NNNN.reply.md; a rerun picks up where it stopped (implies --optimizer files)."),
         click.option("--llm-base-url", default=None, envvar="LANGPROP_LLM_BASE_URL", show_envvar=True,
                      help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (also $OPENAI_BASE_URL; "
                           "OpenAI itself with $OPENAI_API_KEY)."),
@@ -144,7 +151,7 @@ def optimizer_overrides(kw: dict[str, Any]) -> dict[str, Any]:
     """The ``OptimizerConfig.from_env`` overrides of the :func:`llm_options` values."""
     return {"kind": kw.get("optimizer"), "base_url": kw.get("llm_base_url"), "model": kw.get("llm_model"),
             "timeout_s": kw.get("llm_timeout"), "cache_dir": kw.get("llm_cache"),
-            "cache_mode": kw.get("llm_cache_mode")}
+            "cache_mode": kw.get("llm_cache_mode"), "exchange_dir": kw.get("llm_exchange")}
 
 
 def budget_values(kw: dict[str, Any]) -> dict[str, Any]:

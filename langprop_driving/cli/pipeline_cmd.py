@@ -361,6 +361,7 @@ def demo_cmd(**kw: Any) -> None:
     defaults = DemoConfig()
     try:
         train = replace(defaults.train, **budget_values(kw))
+        llm_train = replace(defaults.llm_train, **budget_values(kw))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     optimizer_config = _optimizer_config(kw)
@@ -368,7 +369,7 @@ def demo_cmd(**kw: Any) -> None:
         shutil.rmtree(kw["work_dir"])
     config = DemoConfig(work_dir=kw["work_dir"], dagger_iterations=kw["iterations"], seed=kw["seed"],
                         seed_script=kw["seed_script"], scenarios=kw["scenarios"], select_top_k=kw["select_top_k"],
-                        expert_share=kw["expert_share"], train=train,
+                        expert_share=kw["expert_share"], train=train, llm_train=llm_train,
                         **({"workers": kw["workers"]} if kw["workers"] is not None else {}))
     run_demo(config, optimizer_config, echo=click.echo, progress=progress_enabled(kw["no_progress"]))
 

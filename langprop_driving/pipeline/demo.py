@@ -29,7 +29,8 @@ from langprop_driving.pipeline.evaluate import evaluate_agent
 from langprop_driving.pipeline.rollouts import raise_on_failed_routes, route_records_of
 from langprop_driving.pipeline.train import TrainOutcome, train_stage
 
-__all__ = ["DemoConfig", "DemoResult", "prepare_town_and_routes", "run_demo", "selection_table"]
+__all__ = ["DemoConfig", "DemoResult", "demo_optimizer_config", "prepare_town_and_routes", "run_demo",
+           "selection_table"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ def _default_workers() -> int:
 def _demo_train_config() -> TrainConfig:
     return TrainConfig(epochs=3, batch_size=96, n_responses=2, top_k=2, max_keep=6, record_stride=8,
                        max_records=800)
+
+
+def _demo_llm_train_config() -> TrainConfig:
+    # An LLM call costs what thousands of mutations do and writes a better child: few, large batches (two per
+    # stage, about a dozen calls for the whole demo), one reply per parent.
+    return replace(_demo_train_config(), epochs=1, batch_size=400, n_responses=1)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,9 @@ class DemoConfig:
     # DS points (0: deploy the objective's best)
     select_top_k: int = 2
     seed_script: Path | None = None
+    # training with the mutation baseline, and with an LLM (a live one, or the shipped recording)
     train: TrainConfig = field(default_factory=_demo_train_config)
+    llm_train: TrainConfig = field(default_factory=_demo_llm_train_config)
     pictures: bool = True
     # the town's generated leaderboard-1.0 scenario file runs along the routes (sumo_world.scenarios)
     scenarios: bool = True
@@ -80,6 +89,8 @@ class DemoResult:
     times, the printed tables, the written files by name, the training runs and the DAgger iterations."""
 
     optimizer: str
+    # the recorded LLM run the demo replayed (None: a live optimizer)
+    recording: Any
     rows_train: dict[str, list[dict[str, Any]]]
     rows_val: dict[str, list[dict[str, Any]]]
     stage_wall_s: dict[str, float]
@@ -87,6 +98,23 @@ class DemoResult:
     outputs: dict[str, str]
     trainings: list[TrainOutcome]
     dagger: DaggerOutcome
+
+
+def demo_optimizer_config(optimizer_config: Any) -> tuple[Any, Any]:
+    """The optimizer config the demo runs with, and the recording it replays (or None).
+
+    With nothing configured (``auto``, no endpoint, exchange folder or cache) the
+    demo replays the LLM run shipped in the package (recorded through the file
+    exchange), so that a machine with no LLM shows what the LLM path does.
+    """
+    from langprop_driving.pipeline.recorded_run import replay_config, shipped_demo_recording
+
+    configured = (optimizer_config.kind != "auto" or optimizer_config.has_endpoint
+                  or optimizer_config.exchange_dir is not None or optimizer_config.cache_dir is not None)
+    recording = None if configured else shipped_demo_recording()
+    if recording is None:
+        return optimizer_config, None
+    return replay_config(recording, optimizer_config), recording
 
 
 def prepare_town_and_routes(work: WorkDir, config: DemoConfig) -> tuple[Path, Path, list[str], list[str]]:
@@ -173,13 +201,19 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
     from langprop_core.llm.factory import make_optimizer
     from sumo_world.summary import format_comparison_table
 
+    from langprop_core.llm.mutation import MutationOptimizer
+
     work = WorkDir(Path(config.work_dir))
     work.root.mkdir(parents=True, exist_ok=True)
     timer = _Timer(work)
-    train_config = config.train if progress else replace(config.train, progress=False)
     seed_file = Path(config.seed_script) if config.seed_script else seed_path("naive")
     seed_source = read_seed_source(seed_file)
-    optimizer_description = make_optimizer(optimizer_config, seed_sources=[seed_source]).describe()
+    optimizer_config, recording = demo_optimizer_config(optimizer_config)
+    optimizer = make_optimizer(optimizer_config, seed_sources=[seed_source])
+    train_config = config.train if isinstance(optimizer, MutationOptimizer) else config.llm_train
+    train_config = train_config if progress else replace(train_config, progress=False)
+    optimizer_description = (f"replay of {recording.describe()}; where the prompts differ from the recorded ones, "
+                             "the mutation baseline" if recording is not None else optimizer.describe())
     echo(f"optimizer: {optimizer_description}")
     echo(f"work directory: {work.root} (rerun the same command to resume)")
 
@@ -264,7 +298,7 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
         from langprop_core.llm.usage import LLMUsage
 
         echo(f"LLM, all trainings: {LLMUsage.total(spent).describe()}")
-    return DemoResult(optimizer_description, rows_train, rows_val, dict(timer.times), tables, outputs, trainings,
+    return DemoResult(optimizer_description, recording, rows_train, rows_val, dict(timer.times), tables, outputs, trainings,
                       dagger_outcome)
 
 
