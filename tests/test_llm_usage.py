@@ -107,7 +107,9 @@ def test_replayed_calls_cost_nothing_and_are_counted_apart(tmp_path, fake_llm_se
                            cache_mode="replay")
     assert result.stopped is None  # a call budget does not count replayed replies
     assert replayed.usage.to_dict() == {"calls": 0, "cached_calls": 8, "prompt_tokens": 0,
-                                        "completion_tokens": 0, "cost": 0.0}
+                                        "completion_tokens": 0, "cost": 0.0, "children": 8,
+                                        "prompt_tokens_per_child": 0.0, "completion_tokens_per_child": 0.0,
+                                        "cost_per_child": 0.0}
     assert len(fake_llm_server.chat_requests) == 8
 
 
