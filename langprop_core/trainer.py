@@ -46,7 +46,7 @@ from langprop_common.files import atomic_write_json
 from langprop_core.dead_logic import dead_conditions
 from langprop_core.diversity import Archive, Behaviour
 from langprop_core.llm.base import ChatMessage, LLMError, Optimizer, Proposal, ProposalRequest
-from langprop_core.llm.edits import REPLY_FORMATS
+from langprop_core.llm.edits import EDIT_MIN_LINES, REPLY_FORMATS
 from langprop_core.llm.reply import ReplyError, extract_script, script_from_reply
 from langprop_core.metrics import MetricsLog, plot_behaviours, plot_training_curve
 from langprop_core.module import Module
@@ -59,15 +59,6 @@ __all__ = ["TrainerConfig", "FitResult", "Trainer", "SetupError"]
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
-# "auto" asks for edits when the parent has more lines than this. Measured on the 11 recorded calls of a
-# frontier LLM's run (/work/runs/llm-cache, the update prompts of the driving task): a full rewrite costs
-# 10.6 output tokens per line of the script; the same children written as edit blocks (2 lines of
-# context, with the reply's prose) cost a median 1,427 tokens (592-1,998) on parents of 320-359 lines,
-# 35% of the rewrites. An edit reply's size follows what changes, not the parent's length, so edits only
-# pay for parents longer than 1,427 / 10.6 = 135 lines, before the instructions' ~200 prompt tokens and
-# the rare follow-up request when an edit does not apply. The seeds (33-36 lines) are below: on them
-# the model rewrote everything (edits would have cost 1.1x the rewrite).
-EDIT_MIN_LINES = 150
 STATE_VERSION = 1
 _TRACEBACK_LINES = 12
 

@@ -75,14 +75,16 @@ def test_exact_edits_apply_in_order():
 
 def test_whitespace_tolerant_match_keeps_the_source_indentation():
     # The model dropped the indentation and added trailing spaces; its REPLACE is shifted the same way.
-    reply = block("if x > 3:   \n    return helper(x)", "if x > 3 and x < 9:\n    return helper(x)\nelif x > 9:\n    return 9")
+    reply = block("if x > 3:   \n    return helper(x)",
+                  "if x > 3 and x < 9:\n    return helper(x)\nelif x > 9:\n    return 9")
     result = apply_edits(PARENT, parse_edits(reply))
     assert ("    if x > 3 and x < 9:\n        return helper(x)\n    elif x > 9:\n        return 9\n"
             "    return 0\n") in result
 
 
 def test_deeper_indented_search_is_shifted_back():
-    reply = block("        def helper(x):\n            return x * 2", "        def helper(x):\n            return x * 4")
+    reply = block("        def helper(x):\n            return x * 2",
+                  "        def helper(x):\n            return x * 4")
     assert "def helper(x):\n    return x * 4\n" in apply_edits(PARENT, parse_edits(reply))
 
 
@@ -133,7 +135,8 @@ def test_a_full_script_is_accepted_when_edits_were_asked():
 
 
 def test_failed_edits_fall_back_to_a_full_script_in_the_same_reply():
-    reply = block("    return 7", "    return 8") + "\nOr the whole thing:\n```python\ndef policy(x):\n    return 1\n```"
+    reply = (block("    return 7", "    return 8")
+             + "\nOr the whole thing:\n```python\ndef policy(x):\n    return 1\n```")
     assert script_from_reply(reply, "policy", PARENT) == "def policy(x):\n    return 1\n"
 
 
@@ -159,3 +162,52 @@ def test_instructions_show_the_format_they_ask_for():
     # the example in the instructions is itself one well-formed block
     assert parse_edits(EDIT_INSTRUCTIONS) == [Edit("lines copied exactly from the current script",
                                                    "the lines that replace them", 1)]
+
+
+# -- the option ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_reply_format_reaches_the_update_prompts_of_example_and_train(tmp_path, fake_llm_server, monkeypatch, how):
+    from click.testing import CliRunner
+
+    from langprop_driving.cli import main
+    from tests.test_cli_tool import make_dataset
+    from tests.test_core_trainer import fence
+
+    def respond(messages):
+        text = messages[-1]["content"]
+        name = "predict_speed_and_steering(scene)" if "scene" in text else "choose_action(temperature_c, rate)"
+        value = "('MOVE', 0.0)" if "scene" in text else "'off'"
+        return fence(f"def {name}:\n    return {value}\n")
+
+    fake_llm_server.responder = respond
+    for name, value in (("LANGPROP_LLM_BASE_URL", fake_llm_server.base_url), ("OPENAI_API_KEY", "test"),
+                        ("LANGPROP_LLM_MODEL", "fake-model")):
+        monkeypatch.setenv(name, value)
+    chosen = ["--reply-format", "edits"] if how == "option" else []
+    if how == "environment":
+        monkeypatch.setenv("LANGPROP_REPLY_FORMAT", "edits")
+    make_dataset(tmp_path / "work" / "data")
+    runs = [["example", "--run-dir", str(tmp_path / "ex"), "--epochs", "1", "--batch-size", "64", "--in-process"],
+            ["train", "--work-dir", str(tmp_path / "work"), "--route-id", "1", "--epochs", "1",
+             "--batch-size", "16", "--record-stride", "1", "--sandbox", "inprocess"]]
+    for args in runs:
+        before = len(fake_llm_server.chat_requests)
+        out = CliRunner().invoke(main, [*args, "--optimizer", "openai", "--no-progress", *chosen])
+        assert out.exit_code == 0, out.output
+        updates = [r["messages"][-1]["content"] for r in fake_llm_server.chat_requests[before:]
+                   if "current script" in r["messages"][-1]["content"]]
+        assert updates and all(EDIT_INSTRUCTIONS in text for text in updates), args[0]
+    out = CliRunner().invoke(main, ["train", "--reply-format", "diff"])
+    assert out.exit_code == 2 and "'diff' is not one of" in out.output
+
+
+def test_every_llm_command_has_the_option():
+    import click
+
+    from langprop_driving.cli import main
+
+    ctx = click.Context(main)
+    for name in ("train", "dagger", "demo", "example"):
+        params = {opt: p for p in main.get_command(ctx, name).params for opt in p.opts}
+        assert params["--reply-format"].envvar == "LANGPROP_REPLY_FORMAT", name
