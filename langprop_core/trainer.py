@@ -626,31 +626,30 @@ class Trainer:
             try:
                 source = script_from_reply(proposal.reply, request.function_name, request.parent_source)
                 answers.append(_Answer(proposal, request.messages, source=source))
-                continue
             except ReplyError as exc:
-                if exc.reason != "edit_failed":
-                    answers.append(_Answer(proposal, request.messages, error=exc))
-                    continue
-                edit_error = exc
-            # The conversation so far, the failure in one line, and a request for the whole script.
-            messages = (*request.messages, ChatMessage("assistant", proposal.reply), ChatMessage(
-                "user", f"Your edits could not be applied ({edit_error}). Answer with the complete improved "
-                        f"script in one fenced ```python block."))
-            follow_up = ProposalRequest(messages=messages, n=1, function_name=request.function_name,
-                                        parent_source=request.parent_source,
-                                        seed=_derive_seed(request.seed, "rewrite", k),
-                                        other_sources=request.other_sources)
-            replies = self._propose(follow_up)
-            if not replies:
-                error = ReplyError("no_code", "the follow-up request got no reply")
-                answers.append(_Answer(proposal, messages, error=error, edit_error=edit_error))
-                continue
-            try:
-                source = extract_script(replies[0].reply, request.function_name)
-                answers.append(_Answer(replies[0], messages, source=source, edit_error=edit_error))
-            except ReplyError as exc:
-                answers.append(_Answer(replies[0], messages, error=exc, edit_error=edit_error))
+                answers.append(self._rewrite_after(request, proposal, exc, k) if exc.reason == "edit_failed"
+                               else _Answer(proposal, request.messages, error=exc))
         return answers
+
+    def _rewrite_after(self, request: ProposalRequest, proposal: Proposal, edit_error: ReplyError,
+                       k: int) -> _Answer:
+        """Ask once more, for the complete script: the conversation so far and, in one line, which edit
+        failed and why (deterministic, as every prompt: a recorded run replays it)."""
+        messages = (*request.messages, ChatMessage("assistant", proposal.reply), ChatMessage(
+            "user", f"Your edits could not be applied ({edit_error}). Answer with the complete improved "
+                    f"script in one fenced ```python block."))
+        follow_up = ProposalRequest(messages=messages, n=1, function_name=request.function_name,
+                                    parent_source=request.parent_source,
+                                    seed=_derive_seed(request.seed, "rewrite", k), other_sources=request.other_sources)
+        replies = self._propose(follow_up)
+        if not replies:
+            return _Answer(proposal, messages, error=ReplyError("no_code", "the follow-up request got no reply"),
+                           edit_error=edit_error)
+        try:
+            source = extract_script(replies[0].reply, request.function_name)
+        except ReplyError as exc:
+            return _Answer(replies[0], messages, error=exc, edit_error=edit_error)
+        return _Answer(replies[0], messages, source=source, edit_error=edit_error)
 
     def _propose_and_admit(self, module: Module, requests: list[ProposalRequest],
                            parents: list[Policy | None], islands: Sequence[int | None] | None = None) -> int:
