@@ -175,3 +175,20 @@ def test_setup_prompts_ask_for_the_complete_script(tmp_path, fake_llm_server):
     trainer.fit(_module(tmp_path), TASK, range(5))
     (setup,) = fake_llm_server.chat_requests
     assert "SEARCH" not in setup["messages"][-1]["content"]
+
+
+def test_a_run_with_edits_and_a_follow_up_replays_exactly(tmp_path, fake_llm_server):
+    fake_llm_server.enqueue(reply(EDIT_THAT_MISSES), reply(fence(BETTER)), reply(EDIT_TO_PERFECT.replace(
+        "    return x\n", "    return x + x if x < 6 else x\n")))
+    fake_llm_server.responder = lambda messages: "no code"
+    cache = tmp_path / "cache"
+    recorded = _edits_trainer(ReplayCache(_client(fake_llm_server), cache, "auto"), tmp_path / "a",
+                              reply_format="edits", epochs=2)
+    recorded.fit(_seeded(tmp_path, WEAK), TASK, range(10))
+    n_http = len(fake_llm_server.chat_requests)
+    replayed = _edits_trainer(ReplayCache(None, cache, "replay"), tmp_path / "b", reply_format="edits", epochs=2)
+    replayed.fit(_seeded(tmp_path, WEAK), TASK, range(10))
+    assert replayed.optimizer.client.misses == 0 and replayed.optimizer.client.hits == n_http
+    assert replayed.rejected == recorded.rejected and recorded.rejected["edit_failed"] == 1
+    assert _snapshot(tmp_path / "a") == _snapshot(tmp_path / "b")
+    assert replayed.optimizer.client.hits >= 3
