@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from langprop_core.llm.base import ChatMessage
+from langprop_core.llm.edits import EDIT_INSTRUCTIONS
 from langprop_core.policy import Policy, policy_id_for
 from langprop_core.sandbox import Dependency
 from langprop_core.templates import render_chat
@@ -242,12 +243,29 @@ class Module:
                            **self._vars(variables))
 
     def update_prompt(self, policy: Policy, score: float | None, failures: list[str],
-                      **variables: Any) -> list[ChatMessage]:
-        """Ask to improve ``policy``; ``failures`` are the case texts of its worst calls."""
-        return render_chat(self.template_dir / UPDATE_TEMPLATE,
-                           **self._vars(dict(variables, code=policy.source.rstrip(), score=score,
-                                             failures=failures, parent_id=policy.id,
-                                             generation=policy.generation)))
+                      reply_format: str = "rewrite", **variables: Any) -> list[ChatMessage]:
+        """Ask to improve ``policy``; ``failures`` are the case texts of its worst calls.
+
+        ``reply_format`` is what the reply should hold: ``"rewrite"`` (the complete script) or
+        ``"edits"`` (edit blocks against ``policy``). The template gets it as ``reply_format``, and
+        the format's instructions as ``edit_instructions``; a template that does not show them
+        gets them appended to its last user message, so every edits prompt carries them.
+        """
+        if reply_format not in ("rewrite", "edits"):
+            raise ValueError(f"reply_format must be 'rewrite' or 'edits', not {reply_format!r}")
+        messages = render_chat(self.template_dir / UPDATE_TEMPLATE,
+                               **self._vars(dict(variables, code=policy.source.rstrip(), score=score,
+                                                 failures=failures, parent_id=policy.id,
+                                                 generation=policy.generation, reply_format=reply_format,
+                                                 edit_instructions=EDIT_INSTRUCTIONS)))
+        if reply_format == "edits" and not any(EDIT_INSTRUCTIONS in m.content for m in messages):
+            users = [i for i, m in enumerate(messages) if m.role == "user"]
+            if users:
+                last = messages[users[-1]]
+                messages[users[-1]] = ChatMessage("user", f"{last.content}\n\n{EDIT_INSTRUCTIONS}")
+            else:
+                messages.append(ChatMessage("user", EDIT_INSTRUCTIONS))
+        return messages
 
     def _vars(self, extra: dict[str, Any]) -> dict[str, Any]:
         deps = self.dependency_info()

@@ -4,7 +4,10 @@ Per batch: every script runs on the batch (in parallel, sandboxed), each call
 is scored by the task, priorities are updated and the population reranked and
 cut to ``max_keep``; the ``top_k`` scripts that are not yet perfect are sent to
 the optimizer with their worst cases (the calls run concurrently), and the
-replies that hold a new, valid script join the population. The checkpoint,
+replies that hold a new, valid script join the population. An update prompt
+asks for edit blocks against its parent or for the complete script
+(``TrainerConfig.reply_format``); a reply whose edits do not apply gets one
+follow-up request for the complete script. The checkpoint,
 with the trainer's position and history inside the index, is written after
 every batch, so ``resume=True`` continues a killed run exactly where its last
 checkpoint left it.
@@ -42,8 +45,9 @@ from langprop_core.checkpoint import INDEX_FILE, load_checkpoint, save_checkpoin
 from langprop_common.files import atomic_write_json
 from langprop_core.dead_logic import dead_conditions
 from langprop_core.diversity import Archive, Behaviour
-from langprop_core.llm.base import LLMError, Optimizer, Proposal, ProposalRequest
-from langprop_core.llm.reply import ReplyError, extract_script
+from langprop_core.llm.base import ChatMessage, LLMError, Optimizer, Proposal, ProposalRequest
+from langprop_core.llm.edits import EDIT_MIN_LINES, REPLY_FORMATS
+from langprop_core.llm.reply import ReplyError, extract_script, script_from_reply
 from langprop_core.metrics import MetricsLog, plot_behaviours, plot_training_curve
 from langprop_core.module import Module
 from langprop_core.policy import Policy, policy_id_for
@@ -84,12 +88,20 @@ class TrainerConfig:
     migration_interval: int = 4
     # reject children with a condition that never or always holds
     reject_dead_logic: bool = True
+    # what update prompts ask for: "edits" (edit blocks against the parent), "rewrite" (the complete
+    # script), "auto" (edits for parents of more than edit_min_lines lines). A reply whose edits do not
+    # apply gets one follow-up request for the complete script; setup prompts always ask for one.
+    reply_format: str = "auto"
+    edit_min_lines: int = EDIT_MIN_LINES
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_responses", "setup_attempts", "islands", "migration_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainerConfig.{name} must be >= 1, not {getattr(self, name)}")
-        for name in ("top_k", "n_failure_cases"):
+        if self.reply_format not in REPLY_FORMATS:
+            raise ValueError(f"TrainerConfig.reply_format must be one of {', '.join(REPLY_FORMATS)}, "
+                             f"not {self.reply_format!r}")
+        for name in ("top_k", "n_failure_cases", "edit_min_lines"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainerConfig.{name} must be >= 0, not {getattr(self, name)}")
 
@@ -103,6 +115,18 @@ class FitResult:
     history: list[dict[str, Any]]
     #: why training stopped before its last epoch (a callback's :meth:`Trainer.request_stop`), else None
     stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one reply gave: a script (with the proposal that gave it and the messages it answered), or
+    why not. ``edit_error`` is set when the reply's edits did not apply and a follow-up was asked."""
+
+    proposal: Proposal
+    messages: tuple[ChatMessage, ...]
+    source: str | None = None
+    error: ReplyError | None = None
+    edit_error: ReplyError | None = None
 
 
 @dataclass
@@ -176,6 +200,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
         self.rejected: Counter[str] = Counter()
+        #: children the optimizer's replies added to the population (setup and updates) by this trainer
+        self.children_admitted = 0
         self._runner: ScriptRunner | None = None
         self._state: dict[str, Any] | None = None
         self._dependencies: tuple[Dependency, ...] = ()
@@ -572,11 +598,19 @@ class Trainer:
         worst = [j for j in worst if cases[j].score < 1.0][:self.config.n_failure_cases]
         failures = [self._case_text(task, data.args[idx[j]], data.labels[idx[j]], calls[j], cases[j])
                     for j in worst]
-        messages = module.update_prompt(parent, score, failures, mean_call_ms=_speed_class(parent.mean_call_s))
+        messages = module.update_prompt(parent, score, failures, reply_format=self._reply_format(parent),
+                                        mean_call_ms=_speed_class(parent.mean_call_s))
         return ProposalRequest(messages=tuple(messages), n=self.config.n_responses,
                                function_name=module.function_name, parent_source=parent.source,
                                seed=_derive_seed(self.config.seed, "update", step, rank, parent.id),
                                other_sources=others)
+
+    def _reply_format(self, parent: Policy) -> str:
+        """What the update prompt of ``parent`` asks for: "edits" or "rewrite" (see ``TrainerConfig``)."""
+        chosen = self.config.reply_format
+        if chosen == "auto":
+            return "edits" if len(parent.source.splitlines()) > self.config.edit_min_lines else "rewrite"
+        return chosen
 
     def _propose(self, request: ProposalRequest) -> list[Proposal]:
         # An LLMError (the client gave up after its retries, or a replay-cache
@@ -584,34 +618,74 @@ class Trainer:
         # silent gap would make a replayed run differ from its recording.
         return list(self.optimizer.propose(request))
 
+    def _answers(self, request: ProposalRequest) -> list[_Answer]:
+        """The replies to ``request`` made scripts; a reply whose edits do not apply (and that holds no
+        complete script) gets one follow-up request, in this thread, for the complete script."""
+        answers = []
+        for k, proposal in enumerate(self._propose(request)):
+            try:
+                source = script_from_reply(proposal.reply, request.function_name, request.parent_source)
+                answers.append(_Answer(proposal, request.messages, source=source))
+            except ReplyError as exc:
+                answers.append(self._rewrite_after(request, proposal, exc, k) if exc.reason == "edit_failed"
+                               else _Answer(proposal, request.messages, error=exc))
+        return answers
+
+    def _rewrite_after(self, request: ProposalRequest, proposal: Proposal, edit_error: ReplyError,
+                       k: int) -> _Answer:
+        """Ask once more, for the complete script: the conversation so far and, in one line, which edit
+        failed and why (deterministic, as every prompt: a recorded run replays it)."""
+        messages = (*request.messages, ChatMessage("assistant", proposal.reply), ChatMessage(
+            "user", f"Your edits could not be applied ({edit_error}). Answer with the complete improved "
+                    f"script in one fenced ```python block."))
+        follow_up = ProposalRequest(messages=messages, n=1, function_name=request.function_name,
+                                    parent_source=request.parent_source,
+                                    seed=_derive_seed(request.seed, "rewrite", k), other_sources=request.other_sources)
+        replies = self._propose(follow_up)
+        if not replies:
+            return _Answer(proposal, messages, error=ReplyError("no_code", "the follow-up request got no reply"),
+                           edit_error=edit_error)
+        try:
+            source = extract_script(replies[0].reply, request.function_name)
+        except ReplyError as exc:
+            return _Answer(replies[0], messages, error=exc, edit_error=edit_error)
+        return _Answer(replies[0], messages, source=source, edit_error=edit_error)
+
     def _propose_and_admit(self, module: Module, requests: list[ProposalRequest],
                            parents: list[Policy | None], islands: Sequence[int | None] | None = None) -> int:
         if not requests:
             return 0
         with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="langprop-llm") as pool:
             try:
-                answers = list(pool.map(self._propose, requests))
+                answered = list(pool.map(self._answers, requests))
             except BaseException:
                 # Ctrl-C (or one proposal's error): calls that wait on an answer stop, so the pool can close
                 self.optimizer.cancel()
                 raise
         islands = list(islands) if islands is not None else [None] * len(requests)
         children: list[tuple[Policy, Policy | None, int | None]] = []
-        for request, parent, island, proposals in zip(requests, parents, islands, answers):
-            prompt = [m.to_dict() for m in request.messages]
-            for proposal in proposals:
-                try:
-                    source = extract_script(proposal.reply, module.function_name)
-                except ReplyError as exc:
-                    self.rejected[exc.reason] += 1
-                    log.warning("reply rejected (%s): %s", exc.reason, exc)
+        for parent, island, answers in zip(parents, islands, answered):
+            for answer in answers:
+                if answer.edit_error is not None:
+                    # counted apart: "edit_failed" replies each cost a follow-up request,
+                    # "fallback_failed" follow-ups gave no script either
+                    self.rejected["edit_failed"] += 1
+                    log.info("edits rejected (%s); asked for the complete script", answer.edit_error)
+                if answer.error is not None:
+                    reason = "fallback_failed" if answer.edit_error is not None else answer.error.reason
+                    self.rejected[reason] += 1
+                    log.warning("reply rejected (%s): %s", reason, answer.error)
                     continue
+                proposal = answer.proposal
                 child = Policy.from_source(
-                    source, module.function_name, parent_id=parent.id if parent else None,
-                    generation=parent.generation + 1 if parent else 0, prompt=prompt,
-                    reply=proposal.reply, optimizer=proposal.optimizer, sampling=dict(proposal.sampling))
+                    answer.source, module.function_name, parent_id=parent.id if parent else None,
+                    generation=parent.generation + 1 if parent else 0,
+                    prompt=[m.to_dict() for m in answer.messages], reply=proposal.reply,
+                    optimizer=proposal.optimizer, sampling=dict(proposal.sampling))
                 children.append((child, parent, island))
-        return self._admit(module, children)
+        admitted = self._admit(module, children)
+        self.children_admitted += admitted
+        return admitted
 
     def _admit(self, module: Module, children: list[tuple[Policy, Policy | None, int | None]]) -> int:
         """Admit the children that are new text, have no dead condition and (with a behaviour space) behave

@@ -50,6 +50,20 @@ def test_update_prompt_shows_code_score_and_failures(tmp_path):
     assert "return x" in msgs[1].content and "- x=3 expected 6 got 3" in msgs[1].content
 
 
+def test_edit_instructions_reach_templates_that_do_not_show_them(tmp_path):
+    from langprop_core.llm.edits import EDIT_INSTRUCTIONS
+
+    module = Module("m", "f", _templates(tmp_path), template_vars={"purpose": "doubling"})
+    policy = Policy.from_source("def f(x):\n    return x\n", "f")
+    rewrite = module.update_prompt(policy, 0.25, [])
+    edits = module.update_prompt(policy, 0.25, [], reply_format="edits")
+    # appended to the last user message; the other messages are as for a rewrite
+    assert edits[1].content == rewrite[1].content + "\n\n" + EDIT_INSTRUCTIONS
+    assert [m for i, m in enumerate(edits) if i != 1] == [m for i, m in enumerate(rewrite) if i != 1]
+    with pytest.raises(ValueError, match="reply_format"):
+        module.update_prompt(policy, 0.25, [], reply_format="diff")
+
+
 def test_priority_is_a_decayed_average_and_ranking_keeps_max_keep(tmp_path):
     module = Module("m", "f", _templates(tmp_path), max_keep=2, priority_decay=0.5)
     pols = [Policy.from_source(f"def f(x):\n    return {i}\n", "f") for i in range(3)]

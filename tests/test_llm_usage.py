@@ -70,6 +70,11 @@ def test_call_budget_stops_at_a_batch_boundary_and_resume_goes_on(tmp_path, fake
     assert usage.usage.cost == pytest.approx(PRICE.cost(prompt, completion))
     assert train[-1]["llm"]["calls"] == 3 and train[-1]["llm"]["prompt_tokens"] == prompt
     assert read_metrics(run_dir / "metrics.jsonl")[-1]["llm"]["completion_tokens"] == completion
+    # every reply gave a new script: 3 admitted children, and what each cost
+    assert train[-1]["llm"]["children"] == 3
+    assert train[-1]["llm"]["completion_tokens_per_child"] == round(completion / 3, 1)
+    assert train[-1]["llm"]["cost_per_child"] == pytest.approx(PRICE.cost(prompt, completion) / 3, abs=1e-6)
+    assert "3 admitted children" in usage.usage.describe()
 
     # the same budget again: nothing more is spent
     result, usage = fit(fake_llm_server, run_dir, LLMBudget(max_calls=3), resume=True)
@@ -85,6 +90,7 @@ def test_call_budget_stops_at_a_batch_boundary_and_resume_goes_on(tmp_path, fake
     assert [r["step"] for r in result.history if r["kind"] == "train"] == list(range(1, 9))
     # 1 setup call + 7 updates (the last batch of the run proposes nothing)
     assert usage.usage.calls == 8 == len(fake_llm_server.chat_requests)
+    assert usage.usage.children == 8  # counted across the resumes, as the calls
     prompt, completion = reported(fake_llm_server)
     assert (usage.usage.prompt_tokens, usage.usage.completion_tokens) == (prompt, completion)
     assert usage.usage.cost == pytest.approx(PRICE.cost(prompt, completion))
@@ -107,7 +113,9 @@ def test_replayed_calls_cost_nothing_and_are_counted_apart(tmp_path, fake_llm_se
                            cache_mode="replay")
     assert result.stopped is None  # a call budget does not count replayed replies
     assert replayed.usage.to_dict() == {"calls": 0, "cached_calls": 8, "prompt_tokens": 0,
-                                        "completion_tokens": 0, "cost": 0.0}
+                                        "completion_tokens": 0, "cost": 0.0, "children": 8,
+                                        "prompt_tokens_per_child": 0.0, "completion_tokens_per_child": 0.0,
+                                        "cost_per_child": 0.0}
     assert len(fake_llm_server.chat_requests) == 8
 
 

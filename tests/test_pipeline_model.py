@@ -40,6 +40,19 @@ def test_update_prompt_shows_code_score_and_cases():
     assert "not scored yet" in module.update_prompt(policy, None, [])[-1].content
 
 
+def test_update_prompt_asks_for_edits_or_the_complete_script():
+    from langprop_core.llm.edits import EDIT_INSTRUCTIONS
+
+    module = make_driving_module()
+    policy = Policy.from_source(read_seed_source("naive"), FUNCTION_NAME)
+    rewrite = module.update_prompt(policy, 0.5, ["CASE"])[-1].content
+    edits = module.update_prompt(policy, 0.5, ["CASE"], reply_format="edits")[-1].content
+    assert "holding the complete script" in rewrite and "SEARCH" not in rewrite
+    # the template shows the instructions once, in place of the ask for a complete script, with the rules
+    assert edits.count(EDIT_INSTRUCTIONS) == 1 and "holding the complete script" not in edits
+    assert "then write the edits." in edits and "Never\nraise" in edits
+
+
 @pytest.mark.parametrize("name", ["naive", "cautious"])
 def test_bundled_seeds_return_valid_outputs(name):
     fn = load_function(read_seed_source(name), FUNCTION_NAME, name)

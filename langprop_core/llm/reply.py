@@ -5,6 +5,10 @@ that defines the module's function. When a reply has several blocks, the one
 that defines the function wins (the last such block, since replies usually end
 with the final version); other blocks are ignored. A reply that cannot be used
 raises :class:`ReplyError` whose ``reason`` the trainer counts and logs.
+
+An update reply may instead hold edit blocks against the parent script
+(:mod:`langprop_core.llm.edits`); :func:`script_from_reply` is the one entry
+point that takes either kind of reply.
 """
 from __future__ import annotations
 
@@ -12,9 +16,14 @@ import ast
 import re
 import textwrap
 
-__all__ = ["ReplyError", "REASONS", "extract_script", "find_code_blocks", "defines_function"]
+from langprop_core.llm.edits import EditError, apply_edits, has_edits, parse_edits
 
-REASONS = ("no_code", "syntax_error", "missing_function")
+__all__ = ["ReplyError", "REASONS", "extract_script", "script_from_reply", "find_code_blocks",
+           "defines_function"]
+
+# edit_failed: the reply's edit blocks do not apply to the parent, or the edited script does not
+# parse or define the function (the trainer then asks once for the complete script)
+REASONS = ("no_code", "syntax_error", "missing_function", "edit_failed")
 
 # An opening fence at the start of a line: three or more backticks (or tildes),
 # an optional language tag, then the block up to a matching closing fence. The
@@ -106,3 +115,38 @@ def extract_script(reply: str, function_name: str) -> str:
         f"no code block of the reply defines function {function_name!r} at top level "
         f"({n_parsed} block(s) parsed){detail}",
     )
+
+
+def _edited_script(reply: str, function_name: str, parent_source: str) -> str:
+    try:
+        script = apply_edits(parent_source, parse_edits(reply))
+    except EditError as exc:
+        raise ReplyError("edit_failed", str(exc)) from None
+    try:
+        tree = ast.parse(script)
+    except (SyntaxError, ValueError) as exc:
+        where = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, SyntaxError) else str(exc)
+        raise ReplyError("edit_failed", f"the edited script does not parse ({where})") from None
+    if not defines_function(tree, function_name):
+        raise ReplyError("edit_failed", f"the edited script no longer defines {function_name!r} at top level")
+    return script.strip("\n") + "\n"
+
+
+def script_from_reply(reply: str, function_name: str, parent_source: str | None = None) -> str:
+    """The child script a reply gives: ``parent_source`` with the reply's edit blocks applied
+    when it holds any and there is a parent, else the fenced script (:func:`extract_script`).
+
+    A reply whose edits fail but that also holds a complete script defining the function gives
+    that script (a model asked for edits may answer in full). Otherwise the edit failure is a
+    :class:`ReplyError` with reason ``edit_failed`` whose one-line message says which block
+    failed and why.
+    """
+    if parent_source is None or not has_edits(reply):
+        return extract_script(reply, function_name)
+    try:
+        return _edited_script(reply, function_name, parent_source)
+    except ReplyError as edit_error:
+        try:
+            return extract_script(reply, function_name)
+        except ReplyError:
+            raise edit_error from None

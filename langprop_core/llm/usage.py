@@ -6,7 +6,10 @@ checkpoint, so a resumed run keeps counting), writes the totals into the
 batch's history record (and so into ``metrics.jsonl``), and asks the trainer to
 stop when a :class:`LLMBudget` is reached. Replies replayed from the cache cost
 nothing: they are counted as ``cached_calls``, apart from ``calls`` (HTTP
-requests the endpoint answered).
+requests the endpoint answered). ``children`` are the scripts the replies added
+to the population; the tokens and cost per admitted child are what a new script
+costs (replies that were rejected, and follow-ups for edits that did not apply,
+included).
 
 Prices are per model, in currency units per million input (prompt) and output
 (completion) tokens; there are none by default, and a cost budget needs the
@@ -97,20 +100,30 @@ class LLMBudget:
 
 @dataclass
 class LLMUsage:
-    """Totals of a run: HTTP calls, replies replayed from the cache, tokens, estimated cost."""
+    """Totals of a run: HTTP calls, replies replayed from the cache, tokens, estimated cost, admitted
+    children (scripts the optimizer's replies added to the population)."""
 
     calls: int = 0
     cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = None
+    children: int = 0
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def per_child(self) -> dict[str, float | None]:
+        """Tokens in and out, and cost (None when unknown), per admitted child; all None without children."""
+        n = self.children
+        return {"prompt_tokens_per_child": round(self.prompt_tokens / n, 1) if n else None,
+                "completion_tokens_per_child": round(self.completion_tokens / n, 1) if n else None,
+                "cost_per_child": round(self.cost / n, 6) if n and self.cost is not None else None}
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The totals and (derived, ignored by :meth:`from_dict`) the per-child figures."""
+        return {**dataclasses.asdict(self), **self.per_child()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LLMUsage":
@@ -124,13 +137,20 @@ class LLMUsage:
         return cls(calls=sum(u.calls for u in runs), cached_calls=sum(u.cached_calls for u in runs),
                    prompt_tokens=sum(u.prompt_tokens for u in runs),
                    completion_tokens=sum(u.completion_tokens for u in runs),
-                   cost=round(sum(costs), 6) if costs and None not in costs else None)
+                   cost=round(sum(costs), 6) if costs and None not in costs else None,
+                   children=sum(u.children for u in runs))
 
     def describe(self) -> str:
         """One line for a run's summary."""
         text = (f"{self.calls} LLM calls ({self.cached_calls} replayed from the cache), "
                 f"{self.prompt_tokens} tokens in, {self.completion_tokens} out")
-        return text + (f", estimated cost {self.cost:.4f}" if self.cost is not None else "")
+        text += f", estimated cost {self.cost:.4f}" if self.cost is not None else ""
+        if self.children:
+            each = self.per_child()
+            text += (f"; {self.children} admitted children, {each['prompt_tokens_per_child']:.0f} tokens in and "
+                     f"{each['completion_tokens_per_child']:.0f} out per child")
+            text += f", cost {each['cost_per_child']:.4f} per child" if each["cost_per_child"] is not None else ""
+        return text
 
 
 def _optimizer_counts(optimizer: Any) -> tuple[int, int, int, int]:
@@ -145,8 +165,11 @@ class UsageCallback(Callback):
     read as this run's spending.
 
     The totals appear as ``record["llm"]`` (calls, cached_calls, prompt_tokens,
-    completion_tokens, cost, and ``rejected``: the trainer's rejected replies by
-    reason so far). The trainer is asked to stop (:meth:`Trainer.request_stop`)
+    completion_tokens, cost, children and the per-child figures of
+    :meth:`LLMUsage.per_child`, and ``rejected``: the trainer's rejected replies
+    by reason so far, with ``edit_failed`` (edits that did not apply, each
+    answered by one follow-up request) and ``fallback_failed`` (follow-ups that
+    gave no script either)). The trainer is asked to stop (:meth:`Trainer.request_stop`)
     at the batch boundary where a limit is reached or passed, and at the start
     of a resumed run that is already over it.
     """
@@ -161,7 +184,7 @@ class UsageCallback(Callback):
 
     # -- state (saved in the checkpoint by the trainer) ------------------------
     def state_dict(self) -> dict[str, Any]:
-        return self.usage.to_dict()
+        return dataclasses.asdict(self.usage)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._before = LLMUsage.from_dict(state)
@@ -197,7 +220,8 @@ class UsageCallback(Callback):
         calls, cached, prompt, completion = _optimizer_counts(trainer.optimizer)
         usage = LLMUsage(calls=self._before.calls + calls, cached_calls=self._before.cached_calls + cached,
                          prompt_tokens=self._before.prompt_tokens + prompt,
-                         completion_tokens=self._before.completion_tokens + completion)
+                         completion_tokens=self._before.completion_tokens + completion,
+                         children=self._before.children + trainer.children_admitted)
         price = self._price(self._model(trainer))
         if price is not None:
             usage.cost = round((self._before.cost or 0.0) + price.cost(prompt, completion), 6)

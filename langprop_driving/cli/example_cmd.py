@@ -61,7 +61,8 @@ def example(**kw: Any) -> None:
                             **({"workers": kw["workers"]} if kw["workers"] else {}))
     result, trainer = train_example(run_dir, epochs=kw["epochs"], batch_size=kw["batch_size"],
                                     resume=kw["resume"], optimizer=optimizer, seed=kw["seed"], sandbox=sandbox,
-                                    progress=progress_enabled(kw["no_progress"]), callbacks=(usage,))
+                                    progress=progress_enabled(kw["no_progress"]), callbacks=(usage,),
+                                    reply_format=kw["reply_format"])
     if result.stopped is not None:
         click.echo(f"stopped: {result.stopped}; {usage.usage.describe()}; checkpoint "
                    f"{trainer.checkpoint_dir_for(MODULE_NAME)} (run again with a larger budget to go on)", err=True)

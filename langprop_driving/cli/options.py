@@ -97,9 +97,11 @@ def ray_options_of(kw: dict[str, Any]) -> tuple[tuple[str, float], ...]:
 
 def llm_options(fn: Callable) -> Callable:
     """The optimizer and LLM options of ``train``, ``dagger``, ``demo`` and ``example``, each also from the
-    environment: ``--optimizer``, ``--llm-exchange``, ``--llm-base-url``, ``--llm-model``, ``--llm-timeout``, ``--llm-cache``,
-    ``--llm-cache-mode``, the budgets ``--max-llm-calls/-tokens/-cost`` and ``--llm-prices``."""
+    environment: ``--optimizer``, ``--llm-exchange``, ``--llm-base-url``, ``--llm-model``, ``--llm-timeout``,
+    ``--llm-cache``, ``--llm-cache-mode``, the budgets ``--max-llm-calls/-tokens/-cost``, ``--llm-prices`` and
+    ``--reply-format``."""
     from langprop_core.llm.cache import CACHE_MODES
+    from langprop_core.llm.edits import EDIT_MIN_LINES, REPLY_FORMATS
     from langprop_core.llm.factory import OPTIMIZER_KINDS, OptimizerConfig
 
     options = [
@@ -143,6 +145,12 @@ def llm_options(fn: Callable) -> Callable:
                      envvar="LANGPROP_LLM_PRICES", show_envvar=True,
                      help='JSON price table: {"model": {"input": X, "output": Y}} per million tokens '
                           "(none: no cost estimate)."),
+        click.option("--reply-format", type=click.Choice(REPLY_FORMATS), default=None,
+                     envvar="LANGPROP_REPLY_FORMAT", show_envvar=True,
+                     help="What an update prompt asks the LLM for: search/replace edits of the current script, "
+                          f"the complete script (rewrite), or edits for scripts over {EDIT_MIN_LINES} lines "
+                          "(auto); edits that do not apply get one request for the complete script "
+                          "[default: auto]."),
     ]
     return apply(options, fn)
 
@@ -155,9 +163,10 @@ def optimizer_overrides(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def budget_values(kw: dict[str, Any]) -> dict[str, Any]:
-    """The ``TrainConfig`` budget fields of the :func:`llm_options` values."""
+    """The ``TrainConfig`` fields of the :func:`llm_options` values: the budgets, prices and reply format."""
     return {"max_llm_calls": kw.get("max_llm_calls"), "max_llm_tokens": kw.get("max_llm_tokens"),
-            "max_llm_cost": kw.get("max_llm_cost"), "llm_prices": kw.get("llm_prices")}
+            "max_llm_cost": kw.get("max_llm_cost"), "llm_prices": kw.get("llm_prices"),
+            **({"reply_format": kw["reply_format"]} if kw.get("reply_format") else {})}
 
 
 def apply(options: list[Callable], fn: Callable) -> Callable:

@@ -110,6 +110,8 @@ class TrainConfig:
     max_llm_tokens: int | None = None
     max_llm_cost: float | None = None
     llm_prices: Path | None = None
+    # what update prompts ask the LLM for: "auto", "edits" or "rewrite" (langprop_core.trainer.TrainerConfig)
+    reply_format: str = "auto"
     # keep distinct behaviours on the probe scenes (islands, niches, novelty rejection;
     # langprop_core.diversity); off: the population is ranked by the objective alone
     diversity: bool = True
@@ -122,6 +124,10 @@ class TrainConfig:
                              "$LANGPROP_LLM_PRICES)")
         if self.record_stride < 1:
             raise ValueError(f"record_stride must be >= 1, got {self.record_stride}")
+        from langprop_core.llm.edits import REPLY_FORMATS
+
+        if self.reply_format not in REPLY_FORMATS:
+            raise ValueError(f"reply_format must be one of {', '.join(REPLY_FORMATS)}, got {self.reply_format!r}")
         if self.sandbox_mode not in ("process", "strict", "inprocess"):
             raise ValueError(f"sandbox_mode must be 'process', 'strict' or 'inprocess', got {self.sandbox_mode!r}")
 

@@ -262,7 +262,8 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
                                    n_responses=config.n_responses, top_k=config.top_k,
                                    n_failure_cases=config.n_failure_cases, seed=config.seed, sandbox=sandbox,
                                    progress=config.progress, islands=config.islands,
-                                   migration_interval=config.migration_interval)
+                                   migration_interval=config.migration_interval,
+                                   reply_format=config.reply_format)
     run_dir = work.train(name)
     usage = usage_callback(config)
     # What the stage hands on (its best script, selection's candidates) is ranked on all the training

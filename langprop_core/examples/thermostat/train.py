@@ -17,13 +17,15 @@ def train_example(run_dir: Path, epochs: int = 3, batch_size: int = 32, n_train:
                   n_val: int = 128, resume: bool = False, optimizer: Optimizer | None = None,
                   optimizer_config: OptimizerConfig | None = None, seed: int = 0,
                   sandbox: SandboxConfig | None = None, progress: bool = True,
-                  callbacks: tuple[Callback, ...] = ()) -> tuple[FitResult, Trainer]:
-    """Train ``choose_action`` from scratch (setup phase) or resume a run in ``run_dir``."""
+                  callbacks: tuple[Callback, ...] = (), reply_format: str | None = None) -> tuple[FitResult, Trainer]:
+    """Train ``choose_action`` from scratch (setup phase) or resume a run in ``run_dir``; ``reply_format``:
+    see :class:`~langprop_core.trainer.TrainerConfig` (None: its default)."""
     if optimizer is None:
         optimizer = make_optimizer(optimizer_config or OptimizerConfig.from_env(seed=seed),
                                    seed_sources=seed_sources())
     config = TrainerConfig(epochs=epochs, batch_size=batch_size, n_responses=2, top_k=2, seed=seed,
-                           sandbox=sandbox or SandboxConfig(), progress=progress)
+                           sandbox=sandbox or SandboxConfig(), progress=progress,
+                           **({"reply_format": reply_format} if reply_format else {}))
     trainer = Trainer(optimizer, config, run_dir=run_dir, callbacks=callbacks)
     result = trainer.fit(make_module(), make_task(), make_dataset(n_train, seed=seed),
                          make_dataset(n_val, seed=seed + 1), resume=resume)
