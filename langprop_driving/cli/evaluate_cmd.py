@@ -198,16 +198,15 @@ def _config_with_checkpoint(config_path: Path, checkpoint: str, target: Path) ->
     import json
     from dataclasses import fields
 
-    from team_code.config import ConfigError, load_agent_config, parse_key_value_text
+    from langprop_common.config_files import read_config_file
+    from team_code.config import ConfigError, load_agent_config
 
     if config_path.is_dir() or config_path.suffix == ".py" or not config_path.is_file():
         raise click.BadParameter(f"{config_path}: expected a LangProp agent config file (JSON or 'key: value' "
                                  f"lines) to go with a checkpoint or script --agent", param_hint="--agent-config")
     try:
         config = load_agent_config(config_path, environ={})  # validates keys and values
-        text = config_path.read_text(encoding="utf-8")
-        raw = json.loads(text) if config_path.suffix.lower() == ".json" else parse_key_value_text(
-            text, str(config_path))
+        raw = read_config_file(config_path)  # the keys the file sets
     except (ConfigError, ValueError) as exc:
         raise click.BadParameter(f"{config_path}: {exc}", param_hint="--agent-config") from exc
     known = {f.name for f in fields(config)}

@@ -13,7 +13,7 @@ Work directory layout (every stage resumes from what it finds there)::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,12 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Offline training of ``predict_speed_and_steering`` (the Trainer's and the objective's knobs)."""
+    """Offline training of ``predict_speed_and_steering``: the Trainer's knobs and the objective's config.
+
+    Every field can be set in a config file (``langprop train --config FILE``,
+    read by :func:`langprop_common.config_files.load_config`); the objective's
+    under ``objective:``.
+    """
 
     epochs: int = 2
     batch_size: int = 64
@@ -92,13 +97,8 @@ class TrainConfig:
     balance_scene_kinds: bool = False
     max_records: int | None = 3000
     infraction_weight: float = 3.0
-    # The objective's knobs default to the objective's own defaults (one source).
-    horizon_s: float = DrivingObjective.horizon_s
-    standstill_horizon_s: float = DrivingObjective.standstill_horizon_s
-    repeat_penalty: float = DrivingObjective.repeat_penalty
-    steering_tolerance_deg: float = DrivingObjective.steering_tolerance_deg
-    scene_costs: bool = DrivingObjective.scene_costs
-    standstill_cost: float = DrivingObjective.standstill_cost
+    # the objective's settings, nested (its dataclass is the one source of their names and defaults)
+    objective: DrivingObjective = field(default_factory=DrivingObjective)
     sandbox_mode: str = "process"
     sandbox_workers: int | None = None
     timeout_s: float = 1.0
