@@ -1,9 +1,11 @@
-"""Recorded rollouts: run an agent on routes, one route per job, and import what it saw.
+"""Recorded rollouts: run an agent on routes, one results file per route, and import what it saw.
 
 Used by ``collect`` (the expert drives) and ``dagger`` (the current script
 drives, the expert labels). Per route:
 
-1. the agent runs through ``sumo_world.runner.evaluate`` with a JSON agent
+1. the agent runs through ``sumo_world.runner.evaluate_all`` (all the
+   stage's routes through the one route scheduler, each built by
+   :meth:`WorldConfig.evaluation`) with a JSON agent
    config that names its recording directory (``rollouts/<stage>/<route>/``),
    route id and run id, and writes leaderboard results
    (``rollouts/<stage>/results/<route>.json``);
