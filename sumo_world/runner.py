@@ -382,7 +382,9 @@ def evaluate_all(configs: list[EvaluationConfig], workers: int | None = None,
         bar.update(1)
 
     try:
-        if executor is not None:
+        if not todo:
+            pass  # all done already (a resumed run): nothing to start, not even a Ray session
+        elif executor is not None:
             executor(todo, on_done)
         else:
             run_route_jobs(todo, on_done, workers=configs[0].workers if workers is None else workers)

@@ -92,3 +92,28 @@ def test_train_config_file_on_the_command_line_and_options_that_win(tmp_path, mo
     bad.write_text("trian:\n  epochs: 2\n")
     result = CliRunner().invoke(main, args[:-4] + ["--config", str(bad)])
     assert result.exit_code == 1 and "unknown section 'trian'" in result.output
+
+
+def test_the_world_section_reaches_the_settings_no_option_sets(tmp_path, monkeypatch):
+    import langprop_driving.pipeline.collect as collect
+    import langprop_driving.pipeline.preflight as preflight
+
+    seen = []
+
+    def fake_collect(work, world, routes, route_ids=None, stage="collect", progress=True):
+        seen.append(world)
+        return []
+
+    monkeypatch.setattr(collect, "collect", fake_collect)
+    monkeypatch.setattr(preflight, "check_routes", lambda *args: None)
+    routes = tmp_path / "routes.xml"
+    routes.write_text("<routes/>")
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("world:\n  blocked_time_s: 12\n  timeout_factor: 2\n  pictures: true\n  seed: 5\n")
+    result = CliRunner().invoke(main, ["collect", "--town", "T", "--routes", str(routes), "--route-id", "0",
+                                       "--work-dir", str(tmp_path / "w"), "--config", str(settings), "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    world, = seen
+    assert (world.blocked_time_s, world.timeout_factor, world.pictures) == (12.0, 2.0, True)
+    assert world.seed == 9 and world.town == "T"  # given on the command line: they win
+    assert world.traffic == "default"  # not in the file: the command's default, as without --config
