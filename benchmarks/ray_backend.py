@@ -3,7 +3,7 @@
 The demo's generated town and routes; the expert drives every route with light
 traffic, once with the local backend (2 worker processes) and once on a local
 Ray cluster with 2 CPUs (one task per route). Then ``--tasks`` no-op jobs go
-through ``run_jobs`` on the same cluster: their wall time per task is the
+through the route executor's ``submit_ray``/``gather_ray`` on the same cluster: their wall time per task is the
 scheduling overhead a route pays on Ray. Prints the figures; the results of the
 two runs are compared (they must be equal but for wall-clock fields).
 
@@ -28,6 +28,12 @@ def _drive_only(value):
     return value
 
 
+def _on_ray(calls: list, submit_ray, gather_ray, options) -> None:
+    """The calls as Ray tasks, submitted and gathered as the route executor does with routes."""
+    session, refs = submit_ray(calls, options, 2)
+    gather_ray(session, refs, [str(i) for i in range(len(calls))], options, lambda i, r: None, lambda i, t: None)
+
+
 def _noop(i: int) -> int:
     return i
 
@@ -43,7 +49,7 @@ def main() -> None:
     from langprop_driving.pipeline.config import WorkDir, WorldConfig
     from langprop_driving.pipeline.demo import DemoConfig, prepare_town_and_routes
     from langprop_driving.pipeline.evaluate import evaluate_agent
-    from langprop_driving.pipeline.parallel import Job, RayOptions, run_jobs
+    from langprop_driving.pipeline.parallel import RayOptions, gather_ray, submit_ray
     from sumo_world.routes import read_routes
 
     with tempfile.TemporaryDirectory(prefix="ray_bench_") as tmp:
@@ -62,10 +68,9 @@ def main() -> None:
                 docs[backend] = evaluate_agent("expert", world, routes, Path(tmp) / f"{backend}.json",
                                                route_ids=route_ids, progress=False)
                 walls[backend] = time.perf_counter() - started
-            run_jobs([Job("warm", _noop, {"i": 0})] * 4, workers=2, backend="ray", progress=False)
+            _on_ray([(_noop, {"i": 0}, ())] * 4, submit_ray, gather_ray, RayOptions())
             started = time.perf_counter()
-            run_jobs([Job(f"noop {i}", _noop, {"i": i}) for i in range(args.tasks)], workers=2, backend="ray",
-                     progress=False, ray_options=RayOptions())
+            _on_ray([(_noop, {"i": i}, ()) for i in range(args.tasks)], submit_ray, gather_ray, RayOptions())
             per_task_ms = (time.perf_counter() - started) / args.tasks * 1000
         finally:
             ray.shutdown()

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sumo_world.pictures import draw_pictures
 from sumo_world.records import RouteOutcome
-from sumo_world.route_run import SENSORS_KEY, STATUS_AGENT_CRASHED, infraction_events
+from sumo_world.route_run import SENSORS_KEY, STATUS_AGENT_CRASHED, RouteSettings, infraction_events
 from sumo_world.tick_components import AGENT_CRASH_TICKS, TickInfo
 
 if TYPE_CHECKING:  # the world's modules load libsumo: imported when a route runs
@@ -47,7 +47,8 @@ if TYPE_CHECKING:  # the world's modules load libsumo: imported when a route run
     from sumo_world.towns import TownInfo
     from sumo_world.traffic import TrafficConfig
 
-__all__ = ["EvaluationConfig", "evaluate", "run_route", "TickInfo", "EvaluationError",
+__all__ = ["EvaluationConfig", "evaluate", "evaluate_all", "run_route", "RouteJob", "route_settings",
+           "run_route_jobs", "run_job", "crashed_outcome", "TickInfo", "EvaluationError",
            "STATUS_CRASHED", "STATUS_SETUP_FAILED", "STATUS_AGENT_CRASHED", "AGENT_CRASH_TICKS",
            "infraction_events", "run_provenance"]
 
@@ -103,9 +104,9 @@ class EvaluationConfig:
     route_wall_limit_s: float | None = None
     animation: bool = False
     agent_label: str | None = None
-    #: runs the route jobs elsewhere (e.g. one Ray task each): ``(jobs, config, on_done)``, calling
+    #: runs the route jobs elsewhere (e.g. one Ray task each): ``(jobs, on_done)``, calling
     #: ``on_done(job, outcome)`` for each; None runs them in child processes here (``workers`` at a time)
-    route_executor: Callable[[list[Any], "EvaluationConfig", Callable[[Any, "RouteOutcome"], None]], None] | None = None
+    route_executor: Callable[[list["RouteJob"], Callable[["RouteJob", RouteOutcome], None]], None] | None = None
     scenarios: Path | None = None
     #: given one line before any route runs: a new run, or a resumed one and how much was done
     announce: Callable[[str], None] | None = None
@@ -209,30 +210,46 @@ def _failed_outcome(route: Any, town_name: str, status: str, message: str, wall_
                         duration_system_s=wall_s, meta={"error": message})
 
 
-@dataclass
-class _Job:
+@dataclass(frozen=True)
+class RouteJob:
+    """One route run of an evaluation: the route, its town, its repetition and index in the evaluation's
+    results file, and the evaluation it belongs to (its agent and world settings)."""
+
     index: int
     repetition: int
     route: Any
     town: Any
+    config: EvaluationConfig
 
 
-def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Job, RouteOutcome], None]) -> None:
-    """Run jobs in child processes, ``config.workers`` at a time, in index order of start."""
+def route_settings(config: EvaluationConfig, repetition: int = 0, progress: bool = False) -> RouteSettings:
+    """How a route of ``config`` runs (:class:`sumo_world.route_run.RouteSettings`): the one mapping from an
+    evaluation to its route runs; repetition ``r`` runs with seed ``config.seed + r``."""
+    return RouteSettings(seed=int(config.seed) + repetition, traffic=config.traffic,
+                         blocked_time_s=config.blocked_time_s, timeout_factor=config.timeout_factor,
+                         warmup_s=config.warmup_s, progress=progress, pictures_dir=None,
+                         scene_setup=config.scene_setup, on_tick=config.tick_hook, scenarios=config.scenarios)
+
+
+def run_route_jobs(jobs: list[RouteJob], on_done: Callable[[RouteJob, RouteOutcome], None], workers: int = 1) -> None:
+    """The job scheduler: each job in a child process of its own, ``workers`` at a time, started in list order.
+
+    ``on_done(job, outcome)`` gets every job's outcome as it finishes; a child
+    that dies, raises or outlives its ``route_wall_limit_s`` becomes a failed
+    outcome, and the other jobs go on.
+    """
     context = _mp_context()
     pending = list(jobs)
-    running: dict[Any, tuple[_Job, Any, Any, float]] = {}  # sentinel -> (job, process, conn, start)
-    workers = max(1, int(config.workers))
+    running: dict[Any, tuple[RouteJob, Any, Any, float]] = {}  # sentinel -> (job, process, conn, start)
+    workers = max(1, int(workers))
     while pending or running:
         while pending and len(running) < workers:
             job = pending.pop(0)
+            config = job.config
             parent_conn, child_conn = context.Pipe(duplex=False)
+            settings = route_settings(config, job.repetition, progress=config.progress and workers == 1)
             kwargs = dict(route=job.route, town=job.town, agent=config.agent, agent_config=config.agent_config,
-                          seed=int(config.seed) + job.repetition, traffic=config.traffic,
-                          blocked_time_s=config.blocked_time_s, timeout_factor=config.timeout_factor,
-                          warmup_s=config.warmup_s, progress=config.progress and workers == 1,
-                          pictures_dir=None, scene_setup=config.scene_setup, on_tick=config.tick_hook,
-                          scenarios=config.scenarios)
+                          **{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
             # The forkserver's environment and folder date from its start: hand over today's.
             env = {key: value for key, value in os.environ.items() if key.startswith("LANGPROP_")}
             process = context.Process(target=_child_main, args=(child_conn, kwargs, env, os.getcwd(), os.getpid()),
@@ -244,7 +261,7 @@ def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Jo
         ready = multiprocessing.connection.wait(
             [conn for _, _, conn, _ in running.values()] + list(running.keys()), timeout=1.0)
         for sentinel, (job, process, conn, started) in list(running.items()):
-            limit = config.route_wall_limit_s
+            limit = job.config.route_wall_limit_s
             overdue = limit is not None and time.perf_counter() - started > limit and process.is_alive()
             message = None
             if overdue:
@@ -285,19 +302,20 @@ def _run_jobs(jobs: list[_Job], config: EvaluationConfig, on_done: Callable[[_Jo
             on_done(job, outcome)
 
 
-def run_job(job: Any, config: EvaluationConfig) -> RouteOutcome:
-    """Run one route job of :func:`evaluate` in a child process of this process; its outcome.
+def run_job(job: RouteJob) -> RouteOutcome:
+    """Run one route job in a child process of this process; its outcome.
 
-    For route executors that place jobs on other machines (the job and config
-    travel there; the route then runs as it would locally).
+    For route executors that place jobs on other machines (the job travels
+    there; the route then runs as it would locally).
     """
     outcomes: list[RouteOutcome] = []
-    single = dataclasses.replace(config, workers=1, progress=False, route_executor=None, announce=None)
-    _run_jobs([job], single, lambda _job, outcome: outcomes.append(outcome))
+    single = dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False, route_executor=None,
+                                                                 announce=None))
+    run_route_jobs([single], lambda _job, outcome: outcomes.append(outcome))
     return outcomes[0]
 
 
-def crashed_outcome(job: Any, message: str, wall_s: float = 0.0) -> RouteOutcome:
+def crashed_outcome(job: RouteJob, message: str, wall_s: float = 0.0) -> RouteOutcome:
     """The outcome of a job whose run died where it ran (recorded as a crashed route)."""
     outcome = _failed_outcome(job.route, getattr(job.town, "name", str(job.town)), STATUS_CRASHED, message, wall_s)
     outcome.meta["repetition"] = job.repetition
@@ -333,94 +351,150 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
     :class:`EvaluationError` (or the routes/towns modules' errors) before
     anything runs when the routes file, town or agent is unusable.
     """
-    from sumo_world.agent_loader import AgentLoadError, agent_name, load_agent_class
-    from sumo_world.results import RETRY_STATUSES, ResultsFile
-    from sumo_world.routes import read_routes
+    return evaluate_all([config])[0]
 
-    routes = read_routes(Path(config.routes))
-    if config.route_ids:
-        wanted = [str(r) for r in config.route_ids]
-        known = {str(r.route_id) for r in routes}
-        missing = [r for r in wanted if r not in known]
-        if missing:
-            raise EvaluationError(f"{config.routes}: no route with id {', '.join(missing)} "
-                                  f"(ids in the file: {', '.join(sorted(known)) or 'none'})")
-        routes = [r for r in routes if str(r.route_id) in wanted]
-    if not routes:
-        raise EvaluationError(f"{config.routes}: no routes to run")
-    if config.repetitions < 1:
-        raise EvaluationError(f"repetitions must be >= 1, got {config.repetitions}")
-    towns = _resolve_towns(config, routes)
-    if config.scenarios is not None:
-        from sumo_world.scenarios import read_scenario_file
 
-        read_scenario_file(config.scenarios)  # a malformed file fails here, before any route runs
-    try:
-        load_agent_class(config.agent)  # fail early, before any route runs
-    except AgentLoadError as exc:
-        raise EvaluationError(str(exc)) from exc
+def evaluate_all(configs: list[EvaluationConfig], workers: int | None = None,
+                 route_executor: Callable[..., None] | None = None,
+                 progress: str | None = None) -> list[dict[str, Any]]:
+    """Run several evaluations (each its own routes, agent and results file) as one set of route jobs.
 
-    run_meta = {"agent": config.agent_label or agent_name(config.agent), "seed": int(config.seed),
-                # a TrafficConfig (e.g. a preset without walkers) is written as its repr, as in each route's meta
-                "traffic": config.traffic if isinstance(config.traffic, str) else repr(config.traffic),
-                "world": "embedded"}
-    if config.scenarios is not None:
-        run_meta["scenario_file"] = str(config.scenarios)
-    results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta,
-                          provenance=run_provenance(config, [str(r.route_id) for r in routes]))
-    jobs: list[_Job] = []
-    index = 0
-    for repetition in range(config.repetitions):
-        for route in routes:
-            jobs.append(_Job(index, repetition, route, towns[config.town or route.town]))
-            index += 1
-    results.set_total_routes(len(jobs))
-    done = results.finished_runs()
-    todo = [job for job in jobs if (str(job.route.route_id), job.repetition) not in done]
-    retried = sum(1 for record in results.records()
-                  if record["status"] in RETRY_STATUSES and int(record.get("index", -1)) < len(jobs))
-    if len(todo) < len(jobs) or retried:
-        line = (f"resuming {config.results}: {len(jobs) - len(todo)} of {len(jobs)} runs done, running the "
-                f"other {len(todo)}" + (f" ({retried} that could not run before)" if retried else ""))
-    else:
-        line = f"new run: {len(jobs)} route runs into {config.results}" + (
-            f" (the previous file is kept as {results.backup})" if results.backup is not None else "")
-    logger.info("%s", line)
-    if config.announce is not None:
-        config.announce(line)
+    Every evaluation is checked and planned before any route runs (as
+    :func:`evaluate` does for one); then all their jobs go to one scheduler:
+    ``route_executor`` (default: the first config's), else
+    :func:`run_route_jobs` with ``workers`` (default: the first config's)
+    child processes at a time. ``progress``: the label of one progress bar
+    over all the jobs (None: none beyond the configs' own). Returns each
+    evaluation's results document, in the order of ``configs``.
+    """
+    if not configs:
+        return []
+    plans = [_Evaluation.plan(config) for config in configs]
+    owner = {id(job): plan for plan in plans for job in plan.todo}
+    todo = [job for plan in plans for job in plan.todo]
+    executor = route_executor or configs[0].route_executor
+    from tqdm import tqdm
 
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
+    bar = tqdm(total=len(todo), desc=progress, unit="route", disable=progress is None, leave=False)
 
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="routes", unit="route", position=0)
-    pictures: list[tuple[RouteOutcome, Any]] = []
-
-    sensors_known = bool(results.to_dict().get("sensors"))
-
-    def on_done(job: _Job, outcome: RouteOutcome) -> None:
-        nonlocal sensors_known
-        sensor_types = outcome.meta.pop(SENSORS_KEY, None)
-        if sensor_types and not sensors_known:
-            results.set_sensors(sensor_types)
-            sensors_known = True
-        results.add(outcome, job.index, job.repetition)
-        if config.pictures_dir is not None and outcome.trajectory:
-            pictures.append((outcome, job.town))
-        if bar is not None:
-            bar.set_postfix_str(f"{job.route.route_id}: {outcome.status}")
-            bar.update(1)
+    def on_done(job: RouteJob, outcome: RouteOutcome) -> None:
+        owner[id(job)].on_done(job, outcome)
+        bar.update(1)
 
     try:
-        (config.route_executor or _run_jobs)(todo, config, on_done)
+        if not todo:
+            pass  # all done already (a resumed run): nothing to start, not even a Ray session
+        elif executor is not None:
+            executor(todo, on_done)
+        else:
+            run_route_jobs(todo, on_done, workers=configs[0].workers if workers is None else workers)
     finally:
-        if bar is not None:
-            bar.close()
-    if pictures:
-        draw_pictures(pictures, Path(config.pictures_dir), config.animation)
-    if len(results.records()) >= len(jobs):
-        results.finalize()
-    return results.to_dict()
+        bar.close()
+        for plan in plans:
+            plan.close_bar()
+    return [plan.finish() for plan in plans]
+
+
+class _Evaluation:
+    """One evaluation's results file and route jobs: what runs, and where each outcome is written."""
+
+    def __init__(self, config: EvaluationConfig, results: Any, jobs: list[RouteJob], todo: list[RouteJob]) -> None:
+        self.config = config
+        self.results = results
+        self.jobs = jobs
+        self.todo = todo
+        self.pictures: list[tuple[RouteOutcome, Any]] = []
+        self.sensors_known = bool(results.to_dict().get("sensors"))
+        self.bar = None
+        if config.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="routes", unit="route", position=0)
+
+    @classmethod
+    def plan(cls, config: EvaluationConfig) -> "_Evaluation":
+        """Check the routes, towns, scenario file and agent, open the results file, list the runs to do."""
+        from sumo_world.agent_loader import AgentLoadError, agent_name, load_agent_class
+        from sumo_world.results import RETRY_STATUSES, ResultsFile
+        from sumo_world.routes import read_routes
+
+        routes = read_routes(Path(config.routes))
+        if config.route_ids:
+            wanted = [str(r) for r in config.route_ids]
+            known = {str(r.route_id) for r in routes}
+            missing = [r for r in wanted if r not in known]
+            if missing:
+                raise EvaluationError(f"{config.routes}: no route with id {', '.join(missing)} "
+                                      f"(ids in the file: {', '.join(sorted(known)) or 'none'})")
+            routes = [r for r in routes if str(r.route_id) in wanted]
+        if not routes:
+            raise EvaluationError(f"{config.routes}: no routes to run")
+        if config.repetitions < 1:
+            raise EvaluationError(f"repetitions must be >= 1, got {config.repetitions}")
+        towns = _resolve_towns(config, routes)
+        if config.scenarios is not None:
+            from sumo_world.scenarios import read_scenario_file
+
+            read_scenario_file(config.scenarios)  # a malformed file fails here, before any route runs
+        try:
+            load_agent_class(config.agent)  # fail early, before any route runs
+        except AgentLoadError as exc:
+            raise EvaluationError(str(exc)) from exc
+
+        run_meta = {"agent": config.agent_label or agent_name(config.agent), "seed": int(config.seed),
+                    # a TrafficConfig (e.g. a preset without walkers) is written as its repr, as in each route's meta
+                    "traffic": config.traffic if isinstance(config.traffic, str) else repr(config.traffic),
+                    "world": "embedded"}
+        if config.scenarios is not None:
+            run_meta["scenario_file"] = str(config.scenarios)
+        results = ResultsFile(config.results, resume=config.resume, run_meta=run_meta,
+                              provenance=run_provenance(config, [str(r.route_id) for r in routes]))
+        jobs: list[RouteJob] = []
+        index = 0
+        for repetition in range(config.repetitions):
+            for route in routes:
+                jobs.append(RouteJob(index, repetition, route, towns[config.town or route.town], config))
+                index += 1
+        results.set_total_routes(len(jobs))
+        done = results.finished_runs()
+        todo = [job for job in jobs if (str(job.route.route_id), job.repetition) not in done]
+        retried = sum(1 for record in results.records()
+                      if record["status"] in RETRY_STATUSES and int(record.get("index", -1)) < len(jobs))
+        if len(todo) < len(jobs) or retried:
+            line = (f"resuming {config.results}: {len(jobs) - len(todo)} of {len(jobs)} runs done, running the "
+                    f"other {len(todo)}" + (f" ({retried} that could not run before)" if retried else ""))
+        else:
+            line = f"new run: {len(jobs)} route runs into {config.results}" + (
+                f" (the previous file is kept as {results.backup})" if results.backup is not None else "")
+        logger.info("%s", line)
+        if config.announce is not None:
+            config.announce(line)
+        return cls(config, results, jobs, todo)
+
+    def on_done(self, job: RouteJob, outcome: RouteOutcome) -> None:
+        """Write a finished run into the results file (and keep its trajectory for the pictures)."""
+        sensor_types = outcome.meta.pop(SENSORS_KEY, None)
+        if sensor_types and not self.sensors_known:
+            self.results.set_sensors(sensor_types)
+            self.sensors_known = True
+        self.results.add(outcome, job.index, job.repetition)
+        if self.config.pictures_dir is not None and outcome.trajectory:
+            self.pictures.append((outcome, job.town))
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{job.route.route_id}: {outcome.status}")
+            self.bar.update(1)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self) -> dict[str, Any]:
+        """Draw the pictures, finalize a complete results file; the results document."""
+        if self.pictures:
+            draw_pictures(self.pictures, Path(self.config.pictures_dir), self.config.animation)
+        if len(self.results.records()) >= len(self.jobs):
+            self.results.finalize()
+        return self.results.to_dict()
 
 
 def run_provenance(config: EvaluationConfig, route_ids: list[str]) -> dict[str, Any]:

@@ -5,8 +5,12 @@
 - empty or None: everything from the environment;
 - a checkpoint directory or a ``.py`` script: the LangProp policy to run;
 - a JSON file (``.json``) with the keys below;
-- any other text file of ``key: value`` lines (a YAML subset: ``#`` comments,
-  blank lines, quoted or bare scalars).
+- any other file: YAML ``key: value`` lines.
+
+Files are read by the project's one config loader
+(:mod:`langprop_common.config_files`): an unknown key is an error naming it,
+and each value is read as its key's type (``sandbox: no`` is false,
+``route_id: 007`` stays ``"007"``).
 
 Keys (environment variable used when the file does not set it):
 
@@ -48,27 +52,22 @@ rollout drives differently. The training sandbox keeps its own, tighter limit.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, get_type_hints
 
-__all__ = ["AgentConfig", "ConfigError", "load_agent_config", "parse_key_value_text", "split_fork_suffix",
+# The one loader of every config (commands, config files, TEAM_CONFIG): ConfigError is its error.
+from langprop_common.config_files import ConfigError, convert_value, load_config, read_config_file
+
+__all__ = ["AgentConfig", "ConfigError", "load_agent_config", "split_fork_suffix",
            "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_TIMEOUTS"]
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 # Per-call limit of the policy in a closed-loop run, and how many timeouts in a row
 # mark a runaway script (see the module docstring).
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_TIMEOUTS = 3
-
-
-class ConfigError(ValueError):
-    """A bad agent config: the message names the file, line, key and value."""
 
 
 @dataclass(frozen=True)
@@ -113,92 +112,25 @@ _ENV = {
     "run_id": "LANGPROP_RUN_ID",
     "track": "LANGPROP_TRACK",
 }
-_FIELD_TYPES = {"checkpoint": Path, "record_dir": Path, "sandbox": bool, "sandbox_strict": bool, "timeout_s": float, "max_timeouts": int,
-                "record_every": int, "dagger_beta": float, "seed": int, "route_id": str,
-                "run_id": str, "track": str}
 _PATH_KEYS = ("checkpoint", "record_dir")
 
 
-def _convert(key: str, value: Any, where: str) -> Any:
-    kind = _FIELD_TYPES[key]
-    if value is None:
-        return None
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError("expected true/false")
-        if kind is Path:
-            return Path(str(value)).expanduser()
-        if kind is int:
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            return int(str(value).strip())
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return float(str(value).strip())
-        return str(value)
-    except ValueError as error:
-        raise ConfigError(f"{where}: bad value {value!r} for {key!r}: {error}") from None
+def _convert(key: str, value: str, where: str) -> Any:
+    """``value`` (text, e.g. an environment variable's) as the type of ``AgentConfig.<key>``."""
+    return convert_value(get_type_hints(AgentConfig)[key], value, key, where)
 
 
-def _unquote(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
-
-
-def parse_key_value_text(text: str, source: str) -> dict[str, str]:
-    """Parse ``key: value`` lines (a YAML subset); errors name ``source`` and the line."""
-    values: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#") or line == "---":
-            continue
-        if ":" not in line:
-            raise ConfigError(f"{source}, line {number}: expected 'key: value', got {raw!r}")
-        key, _, value = line.partition(":")
-        value = value.strip()
-        # Drop a trailing comment on an unquoted value.
-        if value and value[0] not in "'\"" and " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key.strip()] = _unquote(value)
-    return values
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path}, line {error.lineno}: invalid JSON: {error.msg}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
-        return data
-    return parse_key_value_text(text, str(path))
-
-
-def _from_mapping(values: Mapping[str, Any], source: str, base_dir: Path | None) -> dict[str, Any]:
-    known = {f.name for f in fields(AgentConfig)}
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
-        if value in ("", None):
-            continue
-        converted = _convert(key, value, source)
-        if key in _PATH_KEYS and base_dir is not None and not converted.is_absolute():
-            candidate = base_dir / converted
+def _from_file(path: Path) -> dict[str, Any]:
+    """The keys a config file sets, typed by the one loader; relative paths resolved against its folder
+    when that path exists there. Empty values are left out (the environment or the default applies)."""
+    raw = {key: value for key, value in read_config_file(path).items() if value not in ("", None)}
+    loaded = load_config(AgentConfig, raw, str(path))  # unknown keys and bad values raise, naming them
+    out = {key: getattr(loaded, key) for key in raw}
+    for key in _PATH_KEYS:
+        if key in out and out[key] is not None and not out[key].is_absolute():
+            candidate = path.parent / out[key]
             if candidate.exists():
-                converted = candidate
-        out[key] = converted
+                out[key] = candidate
     return out
 
 
@@ -234,7 +166,7 @@ def load_agent_config(path_to_conf_file: str | os.PathLike | None,
                 raise ConfigError(f"agent config: checkpoint script {path} does not exist")
             values["checkpoint"] = path
         elif path.is_file():
-            values = {**values, **_from_mapping(_read_file(path), str(path), path.parent)}
+            values = {**values, **_from_file(path)}
         else:
             raise ConfigError(f"agent config {path} does not exist (expected a checkpoint dir, "
                               f"a .py script, a .json file or a 'key: value' file)")

@@ -24,7 +24,7 @@ from langprop_driving.cli import main  # noqa: E402
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorkDir, WorldConfig  # noqa: E402
 from langprop_driving.pipeline.dagger import dagger  # noqa: E402
 from langprop_driving.pipeline.demo import DemoConfig, prepare_town_and_routes  # noqa: E402
-from langprop_driving.pipeline.parallel import Job, JobFailed, RayOptions, SharedFilesystemError, run_jobs  # noqa: E402
+from langprop_driving.pipeline.parallel import RayOptions, SharedFilesystemError, gather_ray, submit_ray  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -122,6 +122,16 @@ def test_one_dagger_iteration_on_ray_matches_local(ray_cluster, ray_tasks, town,
     assert on_ray.driving_score == local.driving_score
 
 
+def run_on_ray(calls, options=RayOptions(), workers=2):
+    """Each ``(fn, kwargs, paths)`` as a Ray task, as the route executor submits routes; results in call order
+    (a failed task: ("failed", why))."""
+    out = {}
+    session, refs = submit_ray(calls, options, workers)
+    gather_ray(session, refs, [str(i) for i in range(len(calls))], options, out.__setitem__,
+               lambda i, text: out.__setitem__(i, ("failed", text)))
+    return [out[i] for i in range(len(calls))]
+
+
 def die_until(counter: str, deaths: int) -> str:
     """A job whose worker process dies on its first ``deaths`` attempts (counted in the file ``counter``)."""
     path = Path(counter)
@@ -133,25 +143,25 @@ def die_until(counter: str, deaths: int) -> str:
 
 
 def test_a_dying_worker_is_retried_then_its_job_fails_alone(ray_cluster, tmp_path):
-    jobs = [Job("survives", die_until, {"counter": str(tmp_path / "a"), "deaths": 1}),
-            Job("always dies", die_until, {"counter": str(tmp_path / "b"), "deaths": 99}),
-            Job("fine", die_until, {"counter": str(tmp_path / "c"), "deaths": 0})]
-    results = run_jobs(jobs, workers=2, backend="ray", progress=False, ray_options=RayOptions(max_retries=1))
+    calls = [(die_until, {"counter": str(tmp_path / "a"), "deaths": 1}, ()),
+             (die_until, {"counter": str(tmp_path / "b"), "deaths": 99}, ()),
+             (die_until, {"counter": str(tmp_path / "c"), "deaths": 0}, ())]
+    results = run_on_ray(calls, RayOptions(max_retries=1))
     assert results[0] == "ok after 2 attempt(s)" and results[2] == "ok after 1 attempt(s)"
-    assert isinstance(results[1], JobFailed) and "died 2 time(s)" in results[1].error
+    assert results[1][0] == "failed" and "died 2 time(s)" in results[1][1]
     assert (tmp_path / "b").read_text() == "2"  # 1 try + 1 retry, no more
 
 
 def test_a_worker_that_cannot_see_the_shared_folder_fails_at_once(ray_cluster, tmp_path):
-    jobs = [Job(f"route {i}", die_until, {"counter": str(tmp_path / str(i)), "deaths": 0},
-                paths=(str(tmp_path / "not-mounted-here"),)) for i in range(3)]
+    calls = [(die_until, {"counter": str(tmp_path / str(i)), "deaths": 0}, (str(tmp_path / "not-mounted-here"),))
+             for i in range(3)]
     with pytest.raises(SharedFilesystemError, match=r"cannot see .*not-mounted-here.*every Ray node mounts"):
-        run_jobs(jobs, workers=2, backend="ray", progress=False)
+        run_on_ray(calls)
 
 
 def test_tasks_take_the_declared_resource_and_an_undeclared_one_is_an_error(ray_cluster, tmp_path):
-    jobs = [Job(f"route {i}", die_until, {"counter": str(tmp_path / str(i)), "deaths": 0}) for i in range(2)]
+    calls = [(die_until, {"counter": str(tmp_path / str(i)), "deaths": 0}, ()) for i in range(2)]
     carla = RayOptions(resources=(("carla_server", 1.0),))  # one server: the two tasks run one after the other
-    assert run_jobs(jobs, backend="ray", progress=False, ray_options=carla) == ["ok after 1 attempt(s)"] * 2
+    assert run_on_ray(calls, carla) == ["ok after 1 attempt(s)"] * 2
     with pytest.raises(ValueError, match=r"declares no resource 'tpu_server'.*ray start --resources"):
-        run_jobs(jobs, backend="ray", progress=False, ray_options=RayOptions(resources=(("tpu_server", 1.0),)))
+        run_on_ray(calls, RayOptions(resources=(("tpu_server", 1.0),)))

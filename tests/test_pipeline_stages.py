@@ -10,7 +10,7 @@ import pytest
 from driving.dataset import SceneDataset, SceneRecord
 from langprop_driving.pipeline.config import DaggerConfig, WorkDir
 from langprop_driving.pipeline.evaluate import resolve_agent
-from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
+from langprop_driving.pipeline.parallel import RayOptions, ensure_ray
 from langprop_driving.pipeline.rollouts import InfractionEvent, infraction_events, mark_infractions
 from langprop_driving.pipeline.train import scene_kind, select_records
 from tests.test_pipeline_objective import label, make_scene
@@ -156,27 +156,12 @@ def _slow(x: int) -> int:
     return x
 
 
-def test_run_jobs_keeps_order_and_isolates_failures():
-    jobs = [Job("a", _square, {"x": 3}), Job("b", _fail, {"x": 2}), Job("c", _square, {"x": 4})]
-    for workers in (1, 3):
-        out = run_jobs(jobs, workers=workers, progress=False)
-        assert out[0] == 9 and out[2] == 16
-        assert isinstance(out[1], JobFailed) and "route 2 broke" in out[1].error
-
-
-def test_run_jobs_in_parallel_overlaps():
-    start = time.perf_counter()
-    run_jobs([Job(str(i), _slow, {"x": i}) for i in range(4)], workers=4, progress=False)
-    # four 0.2 s jobs; sequentially they take 0.8 s
-    assert time.perf_counter() - start < 0.7
-
-
 def test_ray_backend_without_ray_says_how_to_get_it(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(RuntimeError, match="pip install"):
-        run_jobs([Job("a", _square, {"x": 1})], backend="ray", progress=False)
+        ensure_ray(RayOptions(), workers=1)
 
 
 def test_workdir_markers(tmp_path: Path):

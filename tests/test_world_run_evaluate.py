@@ -520,3 +520,27 @@ def test_cli_carla_command_runs_a_script_with_the_langprop_agent(world_setup: di
     words = shlex.split(outcome.output.strip().splitlines()[-1])
     assert any(w.startswith("TEAM_AGENT=") and w.endswith("team_code/langprop_agent.py") for w in words)
     assert f"TEAM_CONFIG={script.resolve()}" in words
+
+
+def test_several_evaluations_share_one_scheduler(world_setup: dict, tmp_path: Path) -> None:
+    """evaluate_all: every evaluation is planned first, then all their route jobs go to the scheduler at
+    once (here the local one, two at a time), and each outcome lands in its own evaluation's file."""
+    from sumo_world.runner import evaluate_all, run_route_jobs
+
+    calls = []
+
+    def scheduler(jobs, on_done):
+        calls.append([(str(job.config.results), job.route.route_id) for job in jobs])
+        run_route_jobs(jobs, on_done, workers=2)
+
+    first, second = world_setup["ids"]
+    configs = [_config(world_setup, tmp_path, results=tmp_path / "a.json", route_ids=[first]),
+               _config(world_setup, tmp_path, results=tmp_path / "b.json", route_ids=[second])]
+    docs = evaluate_all(configs, route_executor=scheduler)
+    assert calls == [[(str(tmp_path / "a.json"), first), (str(tmp_path / "b.json"), second)]]
+    for doc, route_id, name in zip(docs, (first, second), ("a.json", "b.json")):
+        records = doc["_checkpoint"]["records"]
+        assert [r["route_id"] for r in records] == [f"RouteScenario_{route_id}"] or \
+            [r["route_id"] for r in records] == [route_id]
+        assert records[0]["status"] == "Completed" and doc["entry_status"] == "Finished"
+        assert json.loads((tmp_path / name).read_text()) == doc

@@ -85,24 +85,28 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     from sumo_world.route_planner import RoutePlanningError
     from sumo_world.routes import RouteFileError
     from sumo_world.scenarios import ScenarioFileError
-    from sumo_world.runner import EvaluationConfig, EvaluationError, evaluate as run_evaluation
+    from sumo_world.runner import EvaluationError, evaluate as run_evaluation
     from sumo_world.summary import format_summary_table
     from sumo_world.towns import TownError
 
     from langprop_driving.cli.errors import preflight
+    from langprop_driving.cli.options import ray_options_of
+    from langprop_driving.pipeline.config import WorldConfig
     from langprop_driving.pipeline.preflight import check_agent, check_routes, check_scenarios
 
     preflight(check_routes, routes, town, towns_dir, list(route_ids) or None)
     preflight(check_scenarios, scenarios)
     preflight(check_agent, spec.agent, agent_config)
-    config = EvaluationConfig(
-        town=town, routes=routes, agent=spec.agent, agent_config=agent_config, agent_label=spec.label,
-        results=results, towns_dir=towns_dir,
-        traffic=traffic, seed=seed, route_ids=list(route_ids) or None, repetitions=repetitions,
-        resume=not no_resume, pictures_dir=pictures_dir, animation=animation, timeout_factor=timeout_factor,
-        workers=workers, progress=progress_enabled(no_progress), scenarios=scenarios,
-        announce=lambda line: click.echo(f"{spec.description}: {line}", err=True),
-        route_executor=_route_executor(backend, workers, towns_dir, routes, results, scenarios))
+    # the world's one mapping to route runs (WorldConfig.evaluation), as every pipeline stage uses
+    world_config = WorldConfig(town=town, towns_dir=towns_dir, traffic=traffic, seed=seed, workers=workers,
+                               backend=backend.get("backend") or "local", ray_address=backend.get("ray_address"),
+                               ray_resources=ray_options_of(backend), timeout_factor=timeout_factor,
+                               scenarios=scenarios)
+    config = world_config.evaluation(
+        routes, spec.agent, agent_config, results, route_ids=list(route_ids) or None, pictures_dir=pictures_dir,
+        progress=progress_enabled(no_progress), agent_label=spec.label, repetitions=repetitions,
+        resume=not no_resume, animation=animation,
+        announce=lambda line: click.echo(f"{spec.description}: {line}", err=True))
     try:
         data = run_evaluation(config)
     except (EvaluationError, RouteFileError, TownError, ResultsFileError, AgentLoadError,
@@ -152,20 +156,6 @@ def default_results_path(routes: Path, agent: str) -> Path:
     return Path("results") / f"{routes.name.split('.')[0]}_{slug}_embedded.json"
 
 
-def _route_executor(backend: dict, workers: int, towns_dir: Path | None, routes: Path, results: Path,
-                    scenarios: Path | None) -> object:
-    """One Ray task per route run with ``--backend ray``; None for the local processes."""
-    if backend.get("backend") != "ray":
-        return None
-    from langprop_driving.cli.options import ray_options_of
-    from langprop_driving.pipeline.config import WorldConfig
-    from langprop_driving.pipeline.parallel import ray_route_executor
-
-    world = WorldConfig(town="", towns_dir=towns_dir, workers=workers, backend="ray", scenarios=scenarios,
-                        ray_address=backend.get("ray_address"), ray_resources=ray_options_of(backend))
-    return ray_route_executor(world.ray_options(), workers, world.shared_paths(routes, results.parent))
-
-
 def _resolve(agent: str, agent_config: str | None, results: Path) -> "AgentSpec":
     """The runner's agent file and config for ``--agent`` (and ``--agent-config``); usage errors name the problem.
 
@@ -198,16 +188,15 @@ def _config_with_checkpoint(config_path: Path, checkpoint: str, target: Path) ->
     import json
     from dataclasses import fields
 
-    from team_code.config import ConfigError, load_agent_config, parse_key_value_text
+    from langprop_common.config_files import read_config_file
+    from team_code.config import ConfigError, load_agent_config
 
     if config_path.is_dir() or config_path.suffix == ".py" or not config_path.is_file():
         raise click.BadParameter(f"{config_path}: expected a LangProp agent config file (JSON or 'key: value' "
                                  f"lines) to go with a checkpoint or script --agent", param_hint="--agent-config")
     try:
         config = load_agent_config(config_path, environ={})  # validates keys and values
-        text = config_path.read_text(encoding="utf-8")
-        raw = json.loads(text) if config_path.suffix.lower() == ".json" else parse_key_value_text(
-            text, str(config_path))
+        raw = read_config_file(config_path)  # the keys the file sets
     except (ConfigError, ValueError) as exc:
         raise click.BadParameter(f"{config_path}: {exc}", param_hint="--agent-config") from exc
     known = {f.name for f in fields(config)}

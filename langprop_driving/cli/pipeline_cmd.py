@@ -13,6 +13,7 @@ from langprop_driving.cli.options import (apply, backend_options, budget_values,
                                           optimizer_overrides, progress_enabled, progress_option, ray_options_of,
                                           scenarios_option, seed_option, towns_dir_option, traffic_option,
                                           workers_option)
+from langprop_driving.model.objective import DrivingObjective
 from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorldConfig
 from langprop_driving.pipeline.demo import DemoConfig
 from langprop_driving.pipeline.validation import ValidationConfig
@@ -52,10 +53,10 @@ def _train_options(fn: Callable) -> Callable:
                      help="At most this many training records (those before infractions first)."),
         click.option("--infraction-weight", type=click.FloatRange(min=0), default=TrainConfig.infraction_weight,
                      show_default=True, help="How much more often records before an infraction are sampled."),
-        click.option("--horizon", "horizon_s", type=click.FloatRange(min=0), default=TrainConfig.horizon_s,
+        click.option("--horizon", "horizon_s", type=click.FloatRange(min=0), default=DrivingObjective.horizon_s,
                      show_default=True,
                      help="Seconds before an infraction in which repeating the car's action is penalised."),
-        click.option("--repeat-penalty", type=float, default=TrainConfig.repeat_penalty, show_default=True,
+        click.option("--repeat-penalty", type=float, default=DrivingObjective.repeat_penalty, show_default=True,
                      help="Score of repeating the action that led to an infraction (negated)."),
         click.option("--sandbox", "sandbox_mode", type=click.Choice(["process", "strict", "inprocess"]),
                      default=TrainConfig.sandbox_mode, show_default=True,
@@ -66,20 +67,89 @@ def _train_options(fn: Callable) -> Callable:
     return apply(options, fn)
 
 
+# -- settings: the config classes' defaults < a --config file's section < options given on the command line ----
+_config_option = click.option(
+    "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="YAML or JSON settings file with sections train (the objective under train.objective), dagger and world: "
+         "every field of TrainConfig, DrivingObjective, DaggerConfig and WorldConfig. Options given on the "
+         "command line win; an unknown key is an error naming it.")
+
+# config key (dotted for nested configs) -> the command-line option's parameter name
+_WORLD_KEYS = {"town": "town", "towns_dir": "towns_dir", "traffic": "traffic", "seed": "seed", "workers": "workers",
+               "backend": "backend", "ray_address": "ray_address", "scenarios": "scenarios"}
+_TRAIN_KEYS = {"epochs": "epochs", "batch_size": "batch_size", "n_responses": "n_responses", "top_k": "top_k",
+               "record_stride": "record_stride", "max_records": "max_records",
+               "infraction_weight": "infraction_weight", "objective.horizon_s": "horizon_s",
+               "objective.repeat_penalty": "repeat_penalty", "sandbox_mode": "sandbox_mode", "seed": "seed",
+               **{key: key for key in budget_values({})}}
+_DAGGER_KEYS = {"iterations": "iterations", "beta": "beta", "beta_decay": "beta_decay",
+                "expert_share": "expert_share"}
+
+
+def _file_section(kw: dict[str, Any], section: str) -> dict[str, Any]:
+    """The ``section`` of the ``--config`` file ({} without one); the whole file is checked first."""
+    from langprop_common.config_files import ConfigError, read_sections
+
+    path = kw.get("config_file")
+    if path is None:
+        return {}
+    try:
+        sections = read_sections(path, {"train": TrainConfig(), "dagger": DaggerConfig(),
+                                        "world": WorldConfig(town="")})
+    except ConfigError as exc:  # one line naming the file and key, before any world starts
+        raise click.ClickException(str(exc)) from None
+    return sections.get(section, {})
+
+
+def _settings(cls: type, kw: dict[str, Any], keys: dict[str, str], section: str,
+              computed: dict[str, Any] | None = None) -> Any:
+    """``cls`` from the command's option values, with the ``--config`` file's ``section`` over their defaults.
+
+    ``computed``: values derived from options (config key -> value), treated as given when any
+    of their options was.
+    """
+    from click.core import ParameterSource
+
+    from langprop_common.config_files import layered, load_config
+
+    context = click.get_current_context()
+    defaults: dict[str, Any] = {}
+    given: dict[str, Any] = {}
+    for key, param in keys.items():
+        if param not in kw:
+            continue
+        source = context.get_parameter_source(param)
+        explicit = source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+        value = (computed or {}).get(key, kw[param])
+        *parents, leaf = key.split(".")
+        target = given if explicit else defaults
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    file_values = _file_section(kw, section)
+    source_name = str(kw["config_file"]) if file_values else "the command line"
+    return load_config(cls, layered(defaults, file_values, given), source_name)
+
+
 def _world(kw: dict[str, Any]) -> WorldConfig:
-    return WorldConfig(town=kw["town"], towns_dir=kw["towns_dir"], traffic=kw["traffic"], seed=kw["seed"],
-                       workers=kw["workers"], backend=kw["backend"], ray_address=kw["ray_address"],
-                       ray_resources=ray_options_of(kw), scenarios=kw.get("scenarios"))
+    keys = {**_WORLD_KEYS, "ray_resources": "ray_resources"}
+    return _settings(WorldConfig, kw, keys, "world", computed={"ray_resources": ray_options_of(kw)})
 
 
 def _train_config(kw: dict[str, Any]) -> TrainConfig:
+    from dataclasses import replace
+
     try:
-        return TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], n_responses=kw["n_responses"],
-                           top_k=kw["top_k"], record_stride=kw["record_stride"], max_records=kw["max_records"],
-                           infraction_weight=kw["infraction_weight"], horizon_s=kw["horizon_s"],
-                           repeat_penalty=kw["repeat_penalty"], sandbox_mode=kw["sandbox_mode"],
-                           seed=kw.get("seed", 0), progress=progress_enabled(kw["no_progress"]), **budget_values(kw))
+        config = _settings(TrainConfig, kw, _TRAIN_KEYS, "train")
+        return replace(config, progress=config.progress and progress_enabled(kw["no_progress"]))
     except ValueError as exc:  # combinations of values (a cost budget without prices): a usage error too
+        raise click.UsageError(str(exc)) from None
+
+
+def _dagger_config(kw: dict[str, Any]) -> DaggerConfig:
+    try:
+        return _settings(DaggerConfig, kw, _DAGGER_KEYS, "dagger")
+    except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
 
@@ -135,6 +205,7 @@ _work_dir = click.option("--work-dir", type=click.Path(file_okay=False, path_typ
               help="Leaderboard route XML.")
 @click.option("--route-id", "route_ids", multiple=True, help="Only these routes (repeatable).")
 @_work_dir
+@_config_option
 def collect_cmd(**kw: Any) -> None:
     """Drive routes with the privileged expert and record scenes with labels (embedded world).
 
@@ -198,6 +269,7 @@ def _announce_collect(work: Any, routes: Path, route_ids: list[str] | None) -> N
 @seed_option(0)
 @_train_options
 @progress_option
+@_config_option
 def train_cmd(**kw: Any) -> None:
     """Train predict_speed_and_steering scripts from a scene dataset; checkpoint in <work-dir>/train/<name>."""
     from driving.dataset import SceneDataset
@@ -299,6 +371,7 @@ def _echo_llm_usage(outcome: Any) -> None:
 @click.option("--select-min-gain", type=click.FloatRange(min=0.0), default=ValidationConfig.min_gain,
               show_default=True, help="DS points by which a candidate must beat the deployed script.")
 @_train_options
+@_config_option
 def dagger_cmd(**kw: Any) -> None:
     """DAgger: drive the current script, relabel with the expert, aggregate, train; N times."""
     from langprop_driving.pipeline.config import WorkDir
@@ -319,8 +392,7 @@ def dagger_cmd(**kw: Any) -> None:
     _announce_optimizer(optimizer_config, [])
     outcome = dagger(work, world, kw["routes"], route_ids,
                      list(kw["val_route_ids"]) or None, optimizer_config, train_config,
-                     DaggerConfig(iterations=kw["iterations"], beta=kw["beta"], beta_decay=kw["beta_decay"],
-                                  expert_share=kw["expert_share"]),
+                     _dagger_config(kw),
                      kw["checkpoint"], selection=selection, progress=train_config.progress)
     for it in outcome.iterations:
         score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"

@@ -13,9 +13,9 @@ Work directory layout (every stage resumes from what it finds there)::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from langprop_common.files import atomic_write_json as _write_json
 from langprop_driving.model.objective import DrivingObjective
@@ -67,6 +67,39 @@ class WorldConfig:
         extra = (self.scenarios,) if self.scenarios else ()
         return tuple(str(p) for p in (*paths, TownStore(self.towns_dir).root, *extra))
 
+    def route_executor(self, *paths: Any) -> Any:
+        """The runner's route executor of this world's backend: None (local processes), or one Ray task per
+        route (whose workers must see ``paths``, the towns and the scenario file)."""
+        if self.backend != "ray":
+            return None
+        from langprop_driving.pipeline.parallel import ray_route_executor
+
+        return ray_route_executor(self.ray_options(), self.workers, self.shared_paths(*paths))
+
+    def evaluation(self, routes: Path, agent: str, agent_config: str | Path | None, results: Path,
+                   route_ids: Sequence[str] | None = None, pictures_dir: Path | None = None,
+                   progress: bool = False, **runner_options: Any) -> Any:
+        """The runner's :class:`~sumo_world.runner.EvaluationConfig` of ``agent`` on ``routes`` in this world.
+
+        The one mapping from a world to route jobs: evaluation, collection,
+        validation and DAgger all build their runs here, so they drive under the
+        same conditions (town, traffic, seed, time limits, scenarios, backend).
+        ``runner_options`` are further ``EvaluationConfig`` fields (e.g.
+        ``repetitions``, ``resume``, ``agent_label``); settings this world
+        leaves as None take the runner's defaults.
+        """
+        from sumo_world.runner import EvaluationConfig
+
+        limits = {"timeout_factor": self.timeout_factor, "blocked_time_s": self.blocked_time_s}
+        options = {"route_executor": self.route_executor(routes, Path(results).parent),
+                   **{key: value for key, value in limits.items() if value is not None}, **runner_options}
+        return EvaluationConfig(
+            town=self.town, routes=Path(routes), agent=str(agent),
+            agent_config=str(agent_config) if agent_config is not None else None, results=Path(results),
+            towns_dir=self.towns_dir, traffic=self.traffic, seed=self.seed,
+            route_ids=[str(r) for r in route_ids] if route_ids is not None else None, pictures_dir=pictures_dir,
+            workers=self.workers, progress=progress, scenarios=self.scenarios, **options)
+
     def __post_init__(self) -> None:
         if self.backend not in ("local", "ray"):
             raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
@@ -76,7 +109,12 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Offline training of ``predict_speed_and_steering`` (the Trainer's and the objective's knobs)."""
+    """Offline training of ``predict_speed_and_steering``: the Trainer's knobs and the objective's config.
+
+    Every field can be set in a config file (``langprop train --config FILE``,
+    read by :func:`langprop_common.config_files.load_config`); the objective's
+    under ``objective:``.
+    """
 
     epochs: int = 2
     batch_size: int = 64
@@ -92,13 +130,8 @@ class TrainConfig:
     balance_scene_kinds: bool = False
     max_records: int | None = 3000
     infraction_weight: float = 3.0
-    # The objective's knobs default to the objective's own defaults (one source).
-    horizon_s: float = DrivingObjective.horizon_s
-    standstill_horizon_s: float = DrivingObjective.standstill_horizon_s
-    repeat_penalty: float = DrivingObjective.repeat_penalty
-    steering_tolerance_deg: float = DrivingObjective.steering_tolerance_deg
-    scene_costs: bool = DrivingObjective.scene_costs
-    standstill_cost: float = DrivingObjective.standstill_cost
+    # the objective's settings, nested (its dataclass is the one source of their names and defaults)
+    objective: DrivingObjective = field(default_factory=DrivingObjective)
     sandbox_mode: str = "process"
     sandbox_workers: int | None = None
     timeout_s: float = 1.0

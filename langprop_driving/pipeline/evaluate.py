@@ -81,26 +81,15 @@ def evaluate_agent(agent: str | Path, world: WorldConfig, routes: Path, results:
                    resume: bool = True, progress: bool = True, **runner_options: Any) -> dict[str, Any]:
     """Run ``agent`` on ``routes`` (resumable: finished routes in ``results`` are kept); the results JSON.
 
-    ``runner_options`` go to ``sumo_world.runner.EvaluationConfig`` as they are
-    (e.g. ``repetitions``, ``warmup_s``).
+    The route jobs come from :meth:`WorldConfig.evaluation` (the mapping that
+    collection, validation and DAgger use too); ``runner_options`` go to
+    ``sumo_world.runner.EvaluationConfig`` as they are (e.g. ``repetitions``, ``warmup_s``).
     """
     from sumo_world.runner import evaluate
 
-    from langprop_driving.pipeline.rollouts import evaluation_config
-
     spec = resolve_agent(agent)
     log.info("evaluating %s on %s", spec.description, routes)
-    if world.backend == "ray":
-        from langprop_driving.pipeline.parallel import ray_route_executor
-
-        runner_options.setdefault("route_executor", ray_route_executor(
-            world.ray_options(), world.workers, world.shared_paths(routes, Path(results).parent)))
-    config = evaluation_config(
-        town=world.town, routes=Path(routes), agent=spec.agent, agent_config=spec.agent_config,
-        results=Path(results), towns_dir=world.towns_dir, traffic=world.traffic, seed=world.seed,
-        route_ids=list(route_ids) if route_ids is not None else None, resume=resume,
-        pictures_dir=pictures_dir, timeout_factor=world.timeout_factor, workers=world.workers,
-        blocked_time_s=world.blocked_time_s, progress=progress, agent_label=spec.label,
-        scenarios=world.scenarios,
-        **{"repetitions": 1, **runner_options})
+    config = world.evaluation(Path(routes), spec.agent, spec.agent_config, Path(results), route_ids=route_ids,
+                              pictures_dir=pictures_dir, progress=progress,
+                              **{"resume": resume, "agent_label": spec.label, "repetitions": 1, **runner_options})
     return evaluate(config)

@@ -1,91 +1,30 @@
-"""Run independent jobs (route rollouts) in parallel: local processes, or a Ray cluster.
+"""The Ray backend of the route scheduler: one Ray task per route run.
 
-A job is a module-level function and its keyword arguments, so it can travel to
-another process or machine. Local runs use threads: a job's heavy work (a
-route) already runs in a child process of the embedded world's runner (libsumo
-holds one simulation per process), so a thread only waits on it, and nothing
-needs pickling or a ``__main__`` guard. With ``backend="ray"`` every job is a
-Ray task with one CPU (plus any custom resource, e.g. ``carla_server``), which
-is one embedded world (or one CARLA server) per worker. Ray is optional and
-imported only when asked for. Its workers run each job from the driver's
+Route runs are scheduled in one place, :func:`sumo_world.runner.evaluate_all`
+(evaluation, collection, validation and DAgger alike): locally by
+:func:`sumo_world.runner.run_route_jobs` (a child process per route, libsumo
+holding one simulation per process), or, with ``backend="ray"``, by the
+route executor of this module (:func:`ray_route_executor`): every route job is
+a Ray task with one CPU (plus any custom resource, e.g. ``carla_server``),
+which is one embedded world (or one CARLA server) per worker. Ray is optional
+and imported only when asked for. Its workers run each job from the driver's
 folder and must see the same paths (a shared filesystem for the work directory
 and the towns); one that does not fails the call at once, saying so. A task
 whose worker process dies is retried ``RayOptions.max_retries`` times, then
-its job fails like any other.
-
-Results come back in job order. A job that raises does not stop the others;
-its exception is returned in its place (the caller decides what a failed route
-means).
+its route is recorded as crashed, like any other route that could not run.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-__all__ = ["Job", "JobFailed", "run_jobs", "RayOptions", "SharedFilesystemError", "parse_resources",
-           "ray_route_executor", "ensure_ray"]
+__all__ = ["RayOptions", "SharedFilesystemError", "parse_resources", "ray_route_executor", "ensure_ray",
+           "submit_ray", "gather_ray"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Job:
-    """``fn(**kwargs)``; ``name`` labels it in progress output and errors."""
-
-    name: str
-    fn: Callable[..., Any]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    #: paths (relative to the current folder, or absolute) the job reads or writes; a Ray worker checks
-    #: it sees them before it runs the job
-    paths: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class JobFailed:
-    """What a failed job returns in its place."""
-
-    name: str
-    error: str
-
-
-def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    return fn(**kwargs)
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="job", disable=not enabled, leave=False)
-
-
-def _run_local(jobs: Sequence[Job], workers: int, desc: str, progress: bool) -> list[Any]:
-    results: list[Any] = [None] * len(jobs)
-    if workers <= 1 or len(jobs) <= 1:
-        # in this process: simpler to debug, and the runner already isolates each world
-        with _progress(len(jobs), desc, progress) as bar:
-            for i, job in enumerate(jobs):
-                try:
-                    results[i] = job.fn(**job.kwargs)
-                except Exception as exc:  # a failed route must not stop the others
-                    log.exception("job %s failed", job.name)
-                    results[i] = JobFailed(job.name, f"{type(exc).__name__}: {exc}")
-                bar.update(1)
-        return results
-    with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="langprop-job") as pool, \
-            _progress(len(jobs), desc, progress) as bar:
-        futures = {pool.submit(_call, job.fn, job.kwargs): i for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                results[i] = future.result()
-            except Exception as exc:
-                log.error("job %s failed: %s", jobs[i].name, exc)
-                results[i] = JobFailed(jobs[i].name, f"{type(exc).__name__}: {exc}")
-            bar.update(1)
-    return results
 
 
 def _import_ray() -> Any:
@@ -237,30 +176,14 @@ def gather_ray(ray: Any, refs: Sequence[Any], names: Sequence[str], options: Ray
         on_result(i, result)
 
 
-def _run_ray(jobs: Sequence[Job], workers: int, options: RayOptions, desc: str, progress: bool) -> list[Any]:
-    results: list[Any] = [None] * len(jobs)
-    ray, refs = submit_ray([(job.fn, job.kwargs, job.paths) for job in jobs], options, workers)
-    with _progress(len(jobs), desc, progress) as bar:
-        def on_result(i: int, value: Any) -> None:
-            results[i] = value
-            bar.update(1)
-
-        def on_failure(i: int, text: str) -> None:
-            results[i] = JobFailed(jobs[i].name, text)
-            bar.update(1)
-
-        gather_ray(ray, refs, [job.name for job in jobs], options, on_result, on_failure)
-    return results
-
-
 def ray_route_executor(options: RayOptions, workers: int, paths: Sequence[str] = ()) -> Callable[..., None]:
-    """A ``route_executor`` for ``sumo_world.runner.EvaluationConfig``: one Ray task per route run.
+    """A ``route_executor`` for :func:`sumo_world.runner.evaluate_all`: one Ray task per route job.
 
-    Outcomes are handed to the runner in job order, as the local runner would
-    add them, so the results file is the same; a route whose worker died
+    Outcomes are handed on in job order, as the local scheduler starts them,
+    so the results files are the same; a route whose worker died
     ``max_retries + 1`` times is recorded as a crashed route.
     """
-    def execute(jobs: list[Any], config: Any, on_done: Callable[[Any, Any], None]) -> None:
+    def execute(jobs: list[Any], on_done: Callable[[Any, Any], None]) -> None:
         from sumo_world.runner import crashed_outcome, run_job
 
         outcomes: dict[int, Any] = {}
@@ -272,26 +195,10 @@ def ray_route_executor(options: RayOptions, workers: int, paths: Sequence[str] =
                 on_done(jobs[next_up[0]], outcomes.pop(next_up[0]))
                 next_up[0] += 1
 
-        import dataclasses
-
-        config = dataclasses.replace(config, route_executor=None, announce=None)  # the task runs the route where it lands
-        ray, refs = submit_ray([(run_job, {"job": job, "config": config}, paths) for job in jobs], options, workers)
+        # the task runs the route where it lands: without this executor (a closure) and the caller's announce
+        shipped = [dataclasses.replace(job, config=dataclasses.replace(job.config, route_executor=None,
+                                                                       announce=None)) for job in jobs]
+        ray, refs = submit_ray([(run_job, {"job": job}, paths) for job in shipped], options, workers)
         gather_ray(ray, refs, [str(job.route.route_id) for job in jobs], options, deliver,
                    lambda i, text: deliver(i, crashed_outcome(jobs[i], text)))
     return execute
-
-
-def run_jobs(jobs: Sequence[Job], workers: int = 1, backend: str = "local", desc: str = "jobs",
-             progress: bool = True, ray_options: RayOptions | None = None) -> list[Any]:
-    """Run ``jobs``; results (or :class:`JobFailed`) in job order.
-
-    On Ray (``backend="ray"``), ``ray_options`` say where (default
-    ``RayOptions()``: ``$RAY_ADDRESS``, else a local cluster); a worker that
-    cannot see a job's ``paths`` raises :class:`SharedFilesystemError` for the
-    whole call.
-    """
-    if backend == "local":
-        return _run_local(jobs, workers, desc, progress)
-    if backend == "ray":
-        return _run_ray(jobs, workers, ray_options or RayOptions(), desc, progress)
-    raise ValueError(f"unknown backend {backend!r} (expected 'local' or 'ray')")

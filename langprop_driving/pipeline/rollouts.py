@@ -1,9 +1,11 @@
-"""Recorded rollouts: run an agent on routes, one route per job, and import what it saw.
+"""Recorded rollouts: run an agent on routes, one results file per route, and import what it saw.
 
 Used by ``collect`` (the expert drives) and ``dagger`` (the current script
 drives, the expert labels). Per route:
 
-1. the agent runs through ``sumo_world.runner.evaluate`` with a JSON agent
+1. the agent runs through ``sumo_world.runner.evaluate_all`` (all the
+   stage's routes through the one route scheduler, each built by
+   :meth:`WorldConfig.evaluation`) with a JSON agent
    config that names its recording directory (``rollouts/<stage>/<route>/``),
    route id and run id, and writes leaderboard results
    (``rollouts/<stage>/results/<route>.json``);
@@ -33,13 +35,12 @@ from sumo_world.results import RETRY_STATUSES  # runs that never really drove ru
 from team_code.config import DEFAULT_TIMEOUT_S
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
-from langprop_driving.pipeline.parallel import Job, JobFailed, run_jobs
 
 __all__ = [
     "InfractionEvent", "RolloutResult", "infraction_events", "mark_infractions",
-    "relabel_records", "run_route", "record_rollouts", "route_records_of", "import_recording", "import_rollout",
+    "relabel_records", "record_rollouts", "route_records_of", "import_recording", "import_rollout",
     "rollout_agent_settings", "warn_policy_timeouts", "mean_driving_score", "raise_on_failed_routes",
-    "evaluation_config", "finished_route_record",
+    "finished_route_record", "route_record", "run_evaluations",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,40 +83,15 @@ def raise_on_failed_routes(results: Sequence[RolloutResult], where: str) -> None
                            + " (rerun to retry them)")
 
 
-def evaluation_config(**kwargs: Any) -> Any:
-    """A ``sumo_world.runner.EvaluationConfig``; settings given as None take the runner's defaults."""
-    from sumo_world.runner import EvaluationConfig
+def run_evaluations(evaluations: Sequence[Any], world: WorldConfig, desc: str, progress: bool = True) -> None:
+    """Run the route jobs of ``evaluations`` (:meth:`WorldConfig.evaluation`, each with its results file)
+    through the runner's one scheduler: ``world.workers`` at a time, or on ``world``'s Ray cluster."""
+    from sumo_world.runner import evaluate_all
 
-    return EvaluationConfig(**{k: v for k, v in kwargs.items() if v is not None})
-
-
-def run_route(town: str, routes: str, route_id: str, agent: str, agent_config: str | None, results: str,
-              towns_dir: str | None = None, traffic: str = "light", seed: int = 0,
-              pictures_dir: str | None = None, timeout_factor: float | None = None,
-              blocked_time_s: float | None = None, scenarios: str | None = None) -> dict[str, Any]:
-    """Run one route (a job function: plain arguments, so it travels to a worker); the results JSON."""
-    from sumo_world.runner import evaluate
-
-    config = evaluation_config(
-        town=town, routes=Path(routes), agent=agent, agent_config=agent_config, results=Path(results),
-        towns_dir=Path(towns_dir) if towns_dir else None, traffic=traffic, seed=seed, route_ids=[route_id],
-        repetitions=1, resume=True, pictures_dir=Path(pictures_dir) if pictures_dir else None,
-        timeout_factor=timeout_factor, blocked_time_s=blocked_time_s, workers=1, progress=False,
-        scenarios=Path(scenarios) if scenarios else None)
-    return evaluate(config)
-
-
-def route_job(name: str, world: WorldConfig, routes: Path, route_id: str, agent: str, agent_config: Path,
-              results: Path, pictures_dir: Path | None = None) -> Job:
-    """The job that runs one route in ``world`` (its town, traffic, seed, time limits and scenarios), so
-    every stage that drives a route (rollouts, validation) drives it under the same conditions."""
-    return Job(name=name, fn=run_route, kwargs=dict(
-        town=world.town, routes=str(routes), route_id=route_id, agent=agent, agent_config=str(agent_config),
-        results=str(results), towns_dir=str(world.towns_dir) if world.towns_dir else None,
-        traffic=world.traffic, seed=world.seed, pictures_dir=str(pictures_dir) if pictures_dir else None,
-        timeout_factor=world.timeout_factor, blocked_time_s=world.blocked_time_s,
-        scenarios=str(world.scenarios) if world.scenarios else None),
-        paths=world.shared_paths(routes, Path(results).parent))
+    folders = sorted({str(Path(e.results).parent) for e in evaluations} | {str(e.routes) for e in evaluations})
+    # one executor for all of them: its Ray workers must see every routes file and results folder
+    evaluate_all(list(evaluations), workers=world.workers, route_executor=world.route_executor(*folders),
+                 progress=desc if progress else None)
 
 
 def route_records_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -124,7 +100,8 @@ def route_records_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 
-def _route_record(results_path: Path) -> dict[str, Any] | None:
+def route_record(results_path: Path) -> dict[str, Any] | None:
+    """The route's record in a one-route results file (finished or not); None when there is none."""
     if not results_path.is_file():
         return None
     from sumo_world.results import load_results
@@ -139,7 +116,7 @@ def _route_record(results_path: Path) -> dict[str, Any] | None:
 
 def _finished_record(results_path: Path) -> dict[str, Any] | None:
     """The route's record when it was driven (to its end or an infraction that ended it), else None."""
-    record = _route_record(results_path)
+    record = route_record(results_path)
     return record if record is not None and record.get("status") not in RETRY_STATUSES else None
 
 
@@ -258,7 +235,7 @@ def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path,
     results_dir = stage_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     existing_runs = set(dataset.runs())
-    jobs, plans = [], []
+    evaluations, plans = [], []
     for route_id in route_ids:
         run_id = f"{stage}-{route_id}"
         results_path = results_dir / f"{route_id}.json"
@@ -272,15 +249,10 @@ def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path,
         settings = {**(agent_settings or {}), "record_dir": record_dir, "route_id": route_id, "run_id": run_id,
                     "seed": world.seed}
         config_path = _agent_config_file(stage_dir / "configs" / f"{route_id}.json", settings)
-        jobs.append(route_job(f"{stage}:{route_id}", world, routes, route_id, agent, config_path, results_path,
-                              pictures_dir=stage_dir / "pictures" if world.pictures else None))
-    failures: dict[str, str] = {}
-    if jobs:
-        outputs = run_jobs(jobs, workers=world.workers, backend=world.backend, desc=f"{stage} rollouts",
-                           progress=progress, ray_options=world.ray_options())
-        for job, output in zip(jobs, outputs):
-            if isinstance(output, JobFailed):
-                failures[job.name.split(":", 1)[1]] = output.error
+        evaluations.append(world.evaluation(routes, agent, config_path, results_path, route_ids=[route_id],
+                                            pictures_dir=stage_dir / "pictures" if world.pictures else None))
+    if evaluations:
+        run_evaluations(evaluations, world, f"{stage} rollouts", progress)
 
     results = []
     for route_id, run_id, results_path, record_dir in plans:
@@ -290,10 +262,9 @@ def record_rollouts(work: WorkDir, stage: str, world: WorldConfig, routes: Path,
             results.append(RolloutResult(route_id, run_id, record, n))
             continue
         if record is None:
-            crashed = _route_record(results_path)
-            error = failures.get(route_id) or (
-                f"{crashed['status']}: {(crashed.get('meta') or {}).get('error', '')}" if crashed
-                else "no results were written")
+            crashed = route_record(results_path)
+            error = (f"{crashed['status']}: {(crashed.get('meta') or {}).get('error', '')}" if crashed
+                     else "no results were written")
             log.error("route %s of stage %s failed: %s", route_id, stage, error)
             results.append(RolloutResult(route_id, run_id, None, 0, error=error))
             continue

@@ -25,7 +25,7 @@ from langprop_driving.model.objective import (
 from langprop_driving.pipeline.config import TrainConfig, WorkDir
 
 __all__ = ["TrainOutcome", "TrainingStopped", "select_records", "scene_kind", "mix_records", "train_stage",
-           "objective_for", "usage_callback", "OFFLINE_STAGE"]
+           "usage_callback", "OFFLINE_STAGE"]
 
 # the stage name of the expert's offline runs in the aggregate dataset (pipeline.collect)
 OFFLINE_STAGE = "collect"
@@ -90,14 +90,6 @@ def usage_callback(config: TrainConfig) -> Any:
     prices_path = config.llm_prices or (os.environ.get("LANGPROP_LLM_PRICES") or None)
     prices = load_prices(prices_path) if prices_path else {}
     return UsageCallback(LLMBudget(config.max_llm_calls, config.max_llm_tokens, config.max_llm_cost), prices)
-
-
-def objective_for(config: TrainConfig) -> DrivingObjective:
-    """The objective with the training config's horizons, penalty and steering tolerance."""
-    return DrivingObjective(horizon_s=config.horizon_s, standstill_horizon_s=config.standstill_horizon_s,
-                            repeat_penalty=config.repeat_penalty,
-                            steering_tolerance_deg=config.steering_tolerance_deg, scene_costs=config.scene_costs,
-                            standstill_cost=config.standstill_cost)
 
 
 def scene_kind(record: SceneRecord) -> tuple[str, str, bool]:
@@ -235,22 +227,23 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
 
     train_view = dataset.filter(route_ids=train_routes, labelled=True) if train_routes is not None \
         else dataset.filter(labelled=True)
-    train_records = select_records(train_view, config.record_stride, config.max_records, config.horizon_s,
+    horizon_s = config.objective.horizon_s
+    train_records = select_records(train_view, config.record_stride, config.max_records, horizon_s,
                                    config.seed, config.balance_scene_kinds)
     train_records = mix_records(train_records, expert_share, config.seed)
     if not train_records:
         raise ValueError(f"{dataset.root}: no labelled records for training routes {list(train_routes or [])} "
                          "(run collect first)")
-    train_data = infraction_weighted(train_records, config.infraction_weight, config.horizon_s, config.seed,
-                                     config.standstill_horizon_s)
+    train_data = infraction_weighted(train_records, config.infraction_weight, horizon_s, config.seed,
+                                     config.objective.standstill_horizon_s)
     val_data = None
     if val_routes:
         val_data = select_records(dataset.filter(route_ids=val_routes, labelled=True), config.record_stride,
-                                  config.max_records, config.horizon_s, config.seed) or None
+                                  config.max_records, horizon_s, config.seed) or None
 
-    objective = objective_for(config)
+    objective = config.objective
     counter = [0]
-    task = driving_task(_counting(objective, counter), exception_score=-max(1.0, config.repeat_penalty),
+    task = driving_task(_counting(objective, counter), exception_score=-max(1.0, objective.repeat_penalty),
                         diversity=config.diversity)
     module = make_driving_module(seed_sources=seed_sources, max_keep=config.max_keep)
     optimizer = make_optimizer(optimizer_config, seed_sources=list(seed_sources))

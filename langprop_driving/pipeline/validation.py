@@ -30,7 +30,6 @@ from langprop_core.policy import Policy
 from langprop_core.selection import SelectByValidation
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
-from langprop_driving.pipeline.parallel import JobFailed, run_jobs
 
 __all__ = ["ValidationConfig", "RoadValidator", "road_selection", "VALIDATION_NAME"]
 
@@ -76,11 +75,11 @@ class RoadValidator:
 
     def __call__(self, policies: Sequence[Policy]) -> dict[str, dict[str, float]]:
         from langprop_driving.pipeline.evaluate import team_code_agent
-        from langprop_driving.pipeline.rollouts import finished_route_record, rollout_agent_settings, route_job
+        from langprop_driving.pipeline.rollouts import finished_route_record, rollout_agent_settings, run_evaluations
 
         world, cfg = self.config.world, self.config
         agent = str(team_code_agent("langprop_agent"))
-        jobs, plans = [], []
+        evaluations, plans = [], []
         for policy in policies:
             script = self.root / "scripts" / f"{policy.id}.py"
             if not script.is_file():
@@ -95,21 +94,16 @@ class RoadValidator:
                 if finished_route_record(results) is not None:
                     continue
                 results.unlink(missing_ok=True)  # a killed run's partial file: drive again
-                jobs.append(route_job(f"{policy.id}:{route_id}", replace(world, town=self.towns[route_id]),
-                                      Path(cfg.routes), route_id, agent, config_path, results))
-        errors: dict[str, str] = {}
-        if jobs:
-            outputs = run_jobs(jobs, workers=world.workers, backend=world.backend,
-                               desc=f"validate {len(policies)} script(s)", progress=self.progress,
-                               ray_options=world.ray_options())
-            errors = {job.name: out.error for job, out in zip(jobs, outputs) if isinstance(out, JobFailed)}
+                evaluations.append(replace(world, town=self.towns[route_id]).evaluation(
+                    Path(cfg.routes), agent, config_path, results, route_ids=[route_id]))
+        if evaluations:
+            run_evaluations(evaluations, world, f"validate {len(policies)} script(s)", self.progress)
         scores: dict[str, dict[str, float]] = {}
         failed = []
         for policy_id, route_id, results in plans:
             record = finished_route_record(results)
             if record is None:
-                failed.append(f"{policy_id} on route {route_id}: "
-                              f"{errors.get(f'{policy_id}:{route_id}', 'no results were written')}")
+                failed.append(f"{policy_id} on route {route_id}: {_failure(results)}")
                 continue
             scores.setdefault(policy_id, {})[route_id] = float(record["scores"]["score_composed"])
         if failed:
@@ -122,6 +116,14 @@ class RoadValidator:
                 towns.setdefault(self.towns[route_id], []).append(score)
             out[pid] = {town: statistics.fmean(values) for town, values in sorted(towns.items())}
         return out
+
+
+def _failure(results: Path) -> str:
+    """Why a validation route has no finished record: its crashed record's status and error, or none written."""
+    from langprop_driving.pipeline.rollouts import route_record
+
+    record = route_record(results)
+    return f"{record['status']}: {(record.get('meta') or {}).get('error', '')}" if record else "no results were written"
 
 
 def route_towns(config: ValidationConfig) -> dict[str, str]:
