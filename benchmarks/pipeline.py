@@ -1,4 +1,4 @@
-"""The LangProp driving pipeline with the `mutation` optimizer (no LLM): what it achieves, how fast.
+"""The LangProp driving pipeline: what an optimizer achieves, at what cost, how fast; several side by side.
 
 Two sets:
 
@@ -16,20 +16,29 @@ only if it is not worse on either town by more than the margin), then evaluate
 the deployed script on the devtest routes and the next Town03 training routes,
 none of which it trained or was selected on.
 
+``--optimizers`` runs several on the same data, one after the other, and ends
+with one line each: DS, LLM calls and tokens (in all, per admitted child, per
+DS point gained over the seed script), training wall time. An LLM trains with
+few large batches (two per stage); ``files`` is any capable model answering
+through an exchange folder (``--llm-exchange``), ``recorded`` the demo's
+shipped recording.
+
 Both print, per stage, the objective and validation DS of the deployed script,
 the objective-DS rank correlation (Spearman) over the scripts driven, wall
 time and policy calls per second in training, the population's occupancy on the
 probe scenes (distinct behaviours, niches, scripts per island) and any dead
 condition of the deployed script; then the driving scores.
 
-    python benchmarks/pipeline.py [--iterations 2] [--workers N] [--work-dir DIR] [--keep]
+    python benchmarks/pipeline.py [--iterations 2] [--workers N] [--work-dir DIR] [--keep] \\
+        [--optimizers mutation,files --llm-exchange DIR]
     python benchmarks/pipeline.py --set leaderboard [--train-routes 10] [--val-routes 3] \\
         [--val-towns Town03,Town04] [--test-routes 17] [--devtest-towns Town01,Town03,Town04,Town06] \\
         [--traffic leaderboard] [--town03-traffic PRESET] [--no-scenarios] [--iterations 3] [--select-top-k 3]
 
-Targets (issue 26, mutation optimizer, scenarios and leaderboard traffic): DS >= 60 on the routes it
-never saw; the script deployed after DAgger never worse there than the offline one; >= 4 distinct
-behaviours on the probe set at the end of every stage; no deployed script with a dead condition.
+Targets (scenarios and leaderboard traffic): DS >= 60 on the routes it never saw with the mutation
+optimizer, >= 90 with a capable LLM through the file exchange in at most 20 calls; the script deployed
+after DAgger never worse there than the offline one; >= 4 distinct behaviours on the probe set at the
+end of every stage; no deployed script with a dead condition.
 """
 from __future__ import annotations
 
@@ -91,42 +100,51 @@ def _print_stages(trainings: list[Any]) -> None:
 
 
 def demo_set(args: argparse.Namespace) -> None:
-    from langprop_core.llm.factory import OptimizerConfig
     from langprop_driving.pipeline.demo import DemoConfig, run_demo
     from sumo_world.summary import mean_scores
 
+    optimizers = {name: _optimizer(name, args) for name in args.optimizers.split(",") if name}
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="langprop_pipeline_bench_"))
-    config = DemoConfig(work_dir=work_dir, dagger_iterations=args.iterations, seed=args.seed,
-                        select_top_k=args.select_top_k, **({"workers": args.workers} if args.workers else {}))
-    start = time.perf_counter()
+    comparison: list[dict[str, Any]] = []
     try:
-        result = run_demo(config, OptimizerConfig(kind="mutation", seed=args.seed), echo=lambda _: None,
-                          progress=False)
+        for opt_name, optimizer in optimizers.items():
+            config = DemoConfig(work_dir=work_dir / opt_name, dagger_iterations=args.iterations, seed=args.seed,
+                                select_top_k=args.select_top_k, **({"workers": args.workers} if args.workers else {}))
+            start = time.perf_counter()
+            result = run_demo(config, optimizer, echo=lambda _: None, progress=False)
+            total = time.perf_counter() - start
+
+            print(f"optimizer {opt_name}: {result.optimizer}")
+            print(f"workers: {config.workers}; DAgger iterations: {config.dagger_iterations}; "
+                  f"select by driving: top {config.select_top_k}")
+            print()
+            print(f"{'agent':<16} {'DS train routes':>16} {'DS held-out':>12}")
+            ds: dict[str, dict[str, float]] = {}
+            for label in result.rows_train:
+                train_ds = mean_scores(result.rows_train[label])["score_composed"]
+                val_ds = mean_scores(result.rows_val[label])["score_composed"]
+                ds[label] = {"train routes": train_ds, "held-out": val_ds}
+                print(f"{label:<16} {train_ds:>16.2f} {val_ds:>12.2f}")
+            for it in result.dagger.iterations:
+                score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
+                print(f"DAgger iteration {it.iteration} (beta {it.beta:.2f}): the script that drove "
+                      f"({it.driven_policy_id}) scored {score} on the training routes")
+            print()
+            _print_stages(result.trainings)
+            print()
+            print("wall time per stage (s):")
+            for stage, seconds in result.stage_wall_s.items():
+                print(f"  {stage:<28} {seconds:8.1f}")
+            print(f"  {'total':<28} {total:8.1f}")
+            print()
+            train_s = sum(t.wall_s for t in result.trainings)
+            comparison.append({"name": opt_name, "usage": _spend(result.trainings), "train_s": train_s,
+                               "ds": ds["DAgger-trained"],
+                               "gain": ds["DAgger-trained"]["held-out"] - ds["seed script"]["held-out"]})
     finally:
         if args.work_dir is None and not args.keep:
             shutil.rmtree(work_dir, ignore_errors=True)
-    total = time.perf_counter() - start
-
-    print(f"optimizer: {result.optimizer}")
-    print(f"workers: {config.workers}; DAgger iterations: {config.dagger_iterations}; "
-          f"select by driving: top {config.select_top_k}")
-    print()
-    print(f"{'agent':<16} {'DS train routes':>16} {'DS held-out':>12}")
-    for label in result.rows_train:
-        train_ds = mean_scores(result.rows_train[label])["score_composed"]
-        val_ds = mean_scores(result.rows_val[label])["score_composed"]
-        print(f"{label:<16} {train_ds:>16.2f} {val_ds:>12.2f}")
-    for it in result.dagger.iterations:
-        score = "n/a" if it.driving_score is None else f"{it.driving_score:.2f}"
-        print(f"DAgger iteration {it.iteration} (beta {it.beta:.2f}): the script that drove "
-              f"({it.driven_policy_id}) scored {score} on the training routes")
-    print()
-    _print_stages(result.trainings)
-    print()
-    print("wall time per stage (s):")
-    for stage, seconds in result.stage_wall_s.items():
-        print(f"  {stage:<28} {seconds:8.1f}")
-    print(f"  {'total':<28} {total:8.1f}")
+    _print_comparison(comparison, ["train routes", "held-out"])
 
 
 def _ids(spec: Any, town: str) -> list[str]:
@@ -159,9 +177,60 @@ def _traffic(spec: str) -> Any:
     return TrafficConfig.for_density(name, pedestrians=0)
 
 
+def _optimizer(name: str, args: argparse.Namespace) -> Any:
+    """The optimizer config for ``name``: mutation, files (--llm-exchange), openai (the environment's
+    endpoint) or recorded (the demo's shipped recording, the mutation baseline where it misses)."""
+    from langprop_core.llm.factory import OptimizerConfig
+    from langprop_driving.pipeline.recorded_run import replay_config, shipped_demo_recording
+
+    if name == "mutation":
+        return OptimizerConfig(kind="mutation", seed=args.seed)
+    if name == "files":
+        if args.llm_exchange is None:
+            raise SystemExit("--optimizers files needs --llm-exchange DIR")
+        return OptimizerConfig.from_env(kind="files", exchange_dir=args.llm_exchange / args.set)
+    if name == "openai":
+        return OptimizerConfig.from_env(kind="openai")
+    if name == "recorded":
+        recording = shipped_demo_recording()
+        if recording is None:
+            raise SystemExit("--optimizers recorded: this package ships no recorded run")
+        return replay_config(recording, OptimizerConfig())
+    raise SystemExit(f"--optimizers: unknown optimizer {name!r} (mutation, files, openai, recorded)")
+
+
+def _spend(trainings: list[Any]) -> Any:
+    from langprop_core.llm.usage import LLMUsage
+
+    return LLMUsage.total([t.llm for t in trainings if t.llm])
+
+
+def _print_comparison(rows: list[dict[str, Any]], sets: list[str]) -> None:
+    """One line per optimizer: DS per evaluation set, LLM calls and tokens (in total, per admitted child,
+    per DS point gained over the seed script on all unseen routes), training wall time."""
+    print()
+    print("optimizers side by side (DS of the deployed script; tokens estimated where the LLM answers "
+          "through files):")
+    head = f"{'optimizer':<10} " + " ".join(f"{name + ' DS':>16}" for name in sets)
+    print(head + f" {'calls':>6} {'tokens in':>10} {'out':>8} {'in/child':>9} {'out/child':>9} "
+                 f"{'tokens/DS pt':>12} {'train s':>8}")
+    for row in rows:
+        usage = row["usage"]
+        each = usage.per_child()
+        gain = row["gain"]
+        per_point = f"{usage.tokens / gain:,.0f}" if usage.calls and gain > 0 else "n/a"
+        cells = " ".join(f"{row['ds'].get(name, float('nan')):>16.1f}" for name in sets)
+        print(f"{row['name']:<10} {cells} {usage.calls:>6} {usage.prompt_tokens:>10} {usage.completion_tokens:>8} "
+              f"{_cell(each['prompt_tokens_per_child']):>9} {_cell(each['completion_tokens_per_child']):>9} "
+              f"{per_point:>12} {row['train_s']:>8.0f}")
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
 def leaderboard_set(args: argparse.Namespace) -> None:
     from driving.dataset import SceneDataset
-    from langprop_core.llm.factory import OptimizerConfig
     from langprop_driving.model.seed_policy import read_seed_source, seed_path
     from langprop_driving.pipeline.collect import collect
     from langprop_driving.pipeline.config import DaggerConfig, TrainConfig, WorkDir, WorldConfig
@@ -187,9 +256,10 @@ def leaderboard_set(args: argparse.Namespace) -> None:
     test_ids = town03[skip:][:args.test_routes]
     devtest_towns = [t for t in args.devtest_towns.split(",") if t]
     scenarios = None if args.no_scenarios else (data / "leaderboard1" / "all_towns_traffic_scenarios_public.json")
+    optimizers = {name: _optimizer(name, args) for name in args.optimizers.split(",") if name}
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="langprop_leaderboard_bench_"))
-    work = WorkDir(work_dir)
-    towns_dir = work.root / "towns"
+    collected_work = WorkDir(work_dir / "collect")
+    towns_dir = work_dir / "towns"
     store = TownStore(towns_dir)
     for name in sorted({"Town01", "Town03", *val_towns, *devtest_towns}):
         _town(store, name, data)
@@ -205,15 +275,12 @@ def leaderboard_set(args: argparse.Namespace) -> None:
     # the validator runs each route in its own town (RoadValidator)
     selection = ValidationConfig(world=world(val_towns[0], town03_traffic), routes=training_routes,
                                  route_ids=tuple(val_ids), top_k=args.select_top_k, min_gain=args.select_min_gain)
-    optimizer = OptimizerConfig(kind="mutation", seed=args.seed)
-    train_config = TrainConfig(epochs=args.epochs, max_records=args.max_records, progress=False,
-                               seed=args.seed)
-    print(f"work directory: {work.root}")
+    print(f"work directory: {work_dir}")
     print(f"training: Town01 routes {','.join(train_ids)} ({args.traffic} traffic); selection: "
           f"{'/'.join(val_towns)} routes {','.join(val_ids)} ({town03_traffic} traffic), top {args.select_top_k}; "
           f"scenarios: {scenarios or 'none'}; test: devtest "
           f"{','.join(devtest_towns) or 'none'} and Town03 routes {','.join(test_ids) or 'none'}; "
-          f"{args.iterations} DAgger iterations; workers {workers}", flush=True)
+          f"{args.iterations} DAgger iterations; workers {workers}; optimizers {', '.join(optimizers)}", flush=True)
     times: dict[str, float] = {}
 
     def timed(name: str, fn: Any) -> Any:
@@ -223,58 +290,91 @@ def leaderboard_set(args: argparse.Namespace) -> None:
         print(f"  {name} done in {times[name]:.0f} s", flush=True)
         return out
 
-    collected = timed("collect", lambda: collect(work, train_world, training_routes, train_ids, progress=False))
+    # one collection for every optimizer: each trains on a copy (DAgger adds its rollouts to its own)
+    collected = timed("collect", lambda: collect(collected_work, train_world, training_routes, train_ids,
+                                                 progress=False))
     raise_on_failed_routes(collected, "collect")
     seed_file = seed_path("naive")
-    offline = timed("train-offline", lambda: train_stage(
-        work, "offline", SceneDataset(work.data), train_ids, None, optimizer, train_config,
-        seed_sources=[read_seed_source(seed_file)], selection=selection, incumbent=str(seed_file),
-        progress=False))
-    outcome = timed("dagger", lambda: dagger(
-        work, train_world, training_routes, train_ids, None, optimizer, train_config,
-        DaggerConfig(iterations=args.iterations, beta=args.beta, expert_share=args.expert_share),
-        offline.checkpoint, progress=False, selection=selection))
-    trainings = [offline] + [it.train for it in outcome.iterations]
-    final = outcome.final_checkpoint or offline.checkpoint
-
     sets: dict[str, dict[str, list[float]]] = {}
-    agents = {label: agent for label, agent in
-              (("seed script", str(seed_file)), ("offline", offline.checkpoint), ("final", final))
-              if label.split()[0] in args.eval_agents.split(",")}
-    for label, agent in agents.items():
+    evaluated: set[str] = set()
+
+    def evaluate(label: str, agent: str, tag: str) -> None:
         for town in devtest_towns:
             ids = _ids(devtest, town)
             traffic = town03_traffic if town == "Town03" else _traffic(args.traffic)
             res = timed(f"evaluate {label} devtest {town}", lambda: evaluate_agent(
-                agent, world(town, traffic), devtest_routes, work.eval(f"{label}_devtest_{town}") / "results.json",
+                agent, world(town, traffic), devtest_routes, work_dir / "eval" / tag / f"devtest_{town}.json",
                 route_ids=ids, progress=False))
             sets.setdefault("devtest", {}).setdefault(label, []).extend(
                 float(r["scores"]["score_composed"]) for r in route_records_of(res))
         if test_ids:
             res = timed(f"evaluate {label} Town03", lambda: evaluate_agent(
                 agent, world("Town03", town03_traffic), training_routes,
-                work.eval(f"{label}_town03") / "results.json", route_ids=test_ids, progress=False))
+                work_dir / "eval" / tag / "town03.json", route_ids=test_ids, progress=False))
             sets.setdefault("Town03 unseen", {}).setdefault(label, []).extend(
                 float(r["scores"]["score_composed"]) for r in route_records_of(res))
 
+    if "seed" in args.eval_agents.split(","):
+        evaluate("seed script", str(seed_file), "seed")
+    comparison: list[dict[str, Any]] = []
+    for opt_name, optimizer in optimizers.items():
+        work = WorkDir(work_dir / opt_name)
+        if not work.data.exists():
+            shutil.copytree(collected_work.data, work.data)
+        llm = opt_name != "mutation"
+        train_config = (TrainConfig(epochs=args.llm_epochs, batch_size=args.llm_batch_size, n_responses=1, top_k=2,
+                                    max_records=args.llm_max_records, progress=False, seed=args.seed)
+                        if llm else TrainConfig(epochs=args.epochs, max_records=args.max_records, progress=False,
+                                                seed=args.seed))
+        started = time.perf_counter()
+        offline = timed(f"{opt_name}: train-offline", lambda: train_stage(
+            work, "offline", SceneDataset(work.data), train_ids, None, optimizer, train_config,
+            seed_sources=[read_seed_source(seed_file)], selection=selection, incumbent=str(seed_file),
+            progress=False))
+        outcome = timed(f"{opt_name}: dagger", lambda: dagger(
+            work, train_world, training_routes, train_ids, None, optimizer, train_config,
+            DaggerConfig(iterations=args.iterations, beta=args.beta, expert_share=args.expert_share),
+            offline.checkpoint, progress=False, selection=selection))
+        train_s = time.perf_counter() - started
+        trainings = [offline] + [it.train for it in outcome.iterations]
+        final = outcome.final_checkpoint or offline.checkpoint
+        if "offline" in args.eval_agents.split(","):
+            evaluate(f"{opt_name} offline", offline.checkpoint, f"{opt_name}_offline")
+        evaluate(f"{opt_name} final", final, f"{opt_name}_final")
+        evaluated.add(opt_name)
+        print()
+        print(f"optimizer {opt_name}: {offline.optimizer}")
+        _print_stages(trainings)
+        for it in outcome.iterations:
+            score = "n/a" if it.driving_score is None else f"{it.driving_score:.1f}"
+            print(f"  DAgger {it.iteration}: beta {it.beta:.2f}, expert drove {len(it.expert_routes)} route(s); "
+                  f"the driving script scored {score} on the Town01 routes")
+        comparison.append({"name": opt_name, "label": f"{opt_name} final", "usage": _spend(trainings),
+                           "train_s": train_s})
+
     print()
-    print(f"optimizer: mutation (seed {args.seed})")
-    _print_stages(trainings)
-    for it in outcome.iterations:
-        score = "n/a" if it.driving_score is None else f"{it.driving_score:.1f}"
-        print(f"  DAgger {it.iteration}: beta {it.beta:.2f}, expert drove {len(it.expert_routes)} route(s); "
-              f"the driving script scored {score} on the Town01 routes")
-    print()
-    print(f"{'agent':<12} " + " ".join(f"{name + ' DS':>18}" for name in sets) + f" {'all unseen DS':>14}")
-    for label in agents:
+    labels = [label for label in next(iter(sets.values()), {})]
+    print(f"{'agent':<18} " + " ".join(f"{name + ' DS':>18}" for name in sets) + f" {'all unseen DS':>14}")
+    pooled_of: dict[str, float] = {}
+    for label in labels:
         row = [sets[name].get(label, []) for name in sets]
         pooled = [s for scores in row for s in scores]
-        print(f"{label:<12} " + " ".join(f"{statistics.fmean(s) if s else float('nan'):>18.1f}" for s in row)
-              + f" {statistics.fmean(pooled) if pooled else float('nan'):>14.1f}")
-    if "offline" in agents and "final" in agents:
-        worse = [name for name in sets if sets[name].get("final") and sets[name].get("offline")
-                 and statistics.fmean(sets[name]["final"]) < statistics.fmean(sets[name]["offline"]) - 1e-9]
-        print(f"final never worse than offline on unseen routes: {'yes' if not worse else 'NO (' + ', '.join(worse) + ')'}")
+        pooled_of[label] = statistics.fmean(pooled) if pooled else float("nan")
+        print(f"{label:<18} " + " ".join(f"{statistics.fmean(s) if s else float('nan'):>18.1f}" for s in row)
+              + f" {pooled_of[label]:>14.1f}")
+    for opt_name in evaluated:
+        off, fin = f"{opt_name} offline", f"{opt_name} final"
+        worse = [name for name in sets if sets[name].get(fin) and sets[name].get(off)
+                 and statistics.fmean(sets[name][fin]) < statistics.fmean(sets[name][off]) - 1e-9]
+        if any(sets[name].get(off) for name in sets):
+            print(f"{opt_name}: final never worse than offline on unseen routes: "
+                  f"{'yes' if not worse else 'NO (' + ', '.join(worse) + ')'}")
+    seed_ds = pooled_of.get("seed script", float("nan"))
+    for row in comparison:
+        row["ds"] = {name: statistics.fmean(sets[name][row["label"]]) for name in sets if sets[name].get(row["label"])}
+        row["ds"]["all unseen"] = pooled_of[row["label"]]
+        row["gain"] = pooled_of[row["label"]] - seed_ds if seed_ds == seed_ds else float("nan")
+    _print_comparison(comparison, [*sets, "all unseen"])
     print()
     print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     if args.work_dir is None and not args.keep:
@@ -318,6 +418,16 @@ def main() -> None:
     lb.add_argument("--expert-share", type=float, default=None, help="DAgger: share of expert offline records")
     lb.add_argument("--timeout-factor", type=float, default=None, help="route time limit factor")
     lb.add_argument("--blocked-time-s", type=float, default=None, help="seconds standing before 'blocked'")
+    lb.add_argument("--llm-epochs", type=int, default=1, help="training epochs with an LLM optimizer")
+    lb.add_argument("--llm-batch-size", type=int, default=500, help="batch size with an LLM optimizer")
+    lb.add_argument("--llm-max-records", type=int, default=1000,
+                    help="records per stage with an LLM optimizer (two batches: about 15 calls in all)")
+    parser.add_argument("--optimizers", default="mutation",
+                        help="comma-separated, run one after the other on the same data and printed side by side: "
+                             "mutation, files (an LLM answering through --llm-exchange), openai (the endpoint of "
+                             "the environment), recorded (the demo's shipped recording; demo set)")
+    parser.add_argument("--llm-exchange", type=Path, default=None,
+                        help="exchange folder of the files optimizer (a subfolder per set)")
     args = parser.parse_args()
     if args.set == "demo":
         args.iterations = 2 if args.iterations is None else args.iterations

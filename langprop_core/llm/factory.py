@@ -176,7 +176,7 @@ def _files_optimizer(config: OptimizerConfig, reason: str) -> LLMOptimizer:
         client = ReplayCache(client, config.cache_dir, "replay" if replay else config.cache_mode)
     params = SamplingParams(model=config.model or EXCHANGE_MODEL, temperature=config.temperature, n=config.n,
                             max_tokens=config.max_tokens)
-    return LLMOptimizer(client, params, reason=reason)
+    return LLMOptimizer(client, params, reason=reason, name="files")
 
 
 def make_optimizer(config: OptimizerConfig, seed_sources: Sequence[str] = ()) -> Optimizer:

@@ -22,7 +22,8 @@ class LLMOptimizer(Optimizer):
 
     name = "openai"
 
-    def __init__(self, client: LLMClient, params: SamplingParams, reason: str = "") -> None:
+    def __init__(self, client: LLMClient, params: SamplingParams, reason: str = "", name: str = "openai") -> None:
+        self.name = name  # recorded with every script it writes
         self.client = client
         self.params = params
         self.reason = reason
@@ -31,7 +32,7 @@ class LLMOptimizer(Optimizer):
         self._lock = threading.Lock()  # the trainer proposes for the top-k concurrently
 
     def describe(self) -> str:
-        text = (f"openai (model {self.params.model}, temperature {self.params.temperature}, "
+        text = (f"{self.name} (model {self.params.model}, temperature {self.params.temperature}, "
                 f"via {self.client.describe()})")
         return f"{text}: {self.reason}" if self.reason else text
 

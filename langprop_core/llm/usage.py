@@ -140,6 +140,16 @@ class LLMUsage:
                    cost=round(sum(costs), 6) if costs and None not in costs else None,
                    children=sum(u.children for u in runs))
 
+    def per_gain(self, gain: float, unit: str = "point") -> str:
+        """What one ``unit`` of ``gain`` (e.g. a driving-score point) cost: tokens, calls and cost, in words;
+        says so when nothing was gained."""
+        if not gain > 0:
+            return f"no {unit} gained ({gain:+.1f})"
+        text = (f"{self.tokens / gain:,.0f} tokens ({self.prompt_tokens / gain:,.0f} in, "
+                f"{self.completion_tokens / gain:,.0f} out) and {self.calls / gain:.2f} calls per {unit} gained "
+                f"({gain:+.1f})")
+        return text + (f", cost {self.cost / gain:.4f} per {unit}" if self.cost is not None else "")
+
     def describe(self) -> str:
         """One line for a run's summary."""
         text = (f"{self.calls} LLM calls ({self.cached_calls} replayed from the cache), "

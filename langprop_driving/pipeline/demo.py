@@ -30,7 +30,7 @@ from langprop_driving.pipeline.rollouts import raise_on_failed_routes, route_rec
 from langprop_driving.pipeline.train import TrainOutcome, train_stage
 
 __all__ = ["DemoConfig", "DemoResult", "demo_optimizer_config", "prepare_town_and_routes", "run_demo",
-           "selection_table"]
+           "selection_table", "spend_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -293,13 +293,30 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
     for name, path in outputs.items():
         echo(f"{name}: {path}")
     trainings = [offline] + [it.train for it in dagger_outcome.iterations]
-    spent = [t.llm for t in trainings if t.llm]
-    if spent:
-        from langprop_core.llm.usage import LLMUsage
-
-        echo(f"LLM, all trainings: {LLMUsage.total(spent).describe()}")
+    for line in spend_lines(trainings, rows_val):
+        echo(line)
     return DemoResult(optimizer_description, recording, rows_train, rows_val, dict(timer.times), tables, outputs, trainings,
                       dagger_outcome)
+
+
+def spend_lines(trainings: Sequence[TrainOutcome], rows_val: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """What the LLM cost, all trainings together: calls, tokens, per admitted child, and per driving-score point
+    the deployed script gained over the seed script on the held-out routes (nothing without LLM calls)."""
+    from langprop_core.llm.usage import LLMUsage
+    from sumo_world.summary import mean_scores
+
+    spent = [t.llm for t in trainings if t.llm]
+    if not spent:
+        return []
+    usage = LLMUsage.total(spent)
+    if not usage.calls:
+        return []
+    lines = [f"LLM, all trainings: {usage.describe()}"]
+    seed, final = rows_val.get("seed script"), rows_val.get("DAgger-trained")
+    if seed and final:
+        gain = mean_scores(final)["score_composed"] - mean_scores(seed)["score_composed"]
+        lines.append(f"LLM cost per held-out DS point: {usage.per_gain(gain, 'DS point')}")
+    return lines
 
 
 def _dagger_selection(outcome: DaggerOutcome, final_train_records: list[dict[str, Any]],
