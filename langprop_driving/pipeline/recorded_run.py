@@ -45,6 +45,8 @@ class Recording:
     prompt_tokens: int
     completion_tokens: int
     command: str | None = None
+    # what the recorded run's demo printed: DS per agent on the training and the held-out routes
+    results: dict[str, dict[str, float]] | None = None
 
     def describe(self) -> str:
         return (f"a recorded LLM run: {self.model}, recorded {self.recorded}"
@@ -91,7 +93,7 @@ def _commit(cwd: Path) -> str | None:
 
 
 def save_recording(exchange_dir: Path | str, target: Path | str, model: str, command: str | None = None,
-                   recorded: str | None = None) -> Recording:
+                   recorded: str | None = None, results: dict[str, dict[str, float]] | None = None) -> Recording:
     """Copy the answered requests of ``exchange_dir`` into ``target`` (emptied first) with their metadata."""
     from langprop_core.llm.exchange import ExchangeFolder, estimate_tokens
 
@@ -112,7 +114,8 @@ def save_recording(exchange_dir: Path | str, target: Path | str, model: str, com
         completion_tokens += estimate_tokens(request.reply.read_text(encoding="utf-8"))
     recording = Recording(directory=target, model=model, recorded=recorded or time.strftime("%Y-%m-%d"),
                           commit=_commit(Path(__file__).resolve().parent), replies=len(answered),
-                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, command=command)
+                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, command=command,
+                          results=results)
     data = {k: v for k, v in asdict(recording).items() if k != "directory"}
     atomic_write_text(target / METADATA, json.dumps(data, indent=1) + "\n")
     return recording
