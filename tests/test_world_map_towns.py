@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route, random_routes
-from sumo_world.towns import TownError, TownNotFoundError, TownStore
-from sumo_world.transform import CarlaSumoTransform
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route, random_routes
+from sumo_world.towns.store import TownError, TownNotFoundError, TownStore
+from sumo_world.roads.transform import CarlaSumoTransform
 
 
 def test_transform_round_trip_scalars_and_arrays() -> None:

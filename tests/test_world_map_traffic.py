@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.towns import TownStore, sumo_binary, sumo_env
-from sumo_world.traffic import DENSITIES, TrafficConfig, write_traffic_routes
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.towns.store import TownStore, sumo_binary, sumo_env
+from sumo_world.traffic.demand import DENSITIES, TrafficConfig, write_traffic_routes
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from driving.penalties import INFRACTION_TYPES, infraction_penalty
-from sumo_world.results import LABELS
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route, random_routes
-from sumo_world.routes import RouteFileError, read_routes, write_routes
-from sumo_world.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
-from sumo_world.scene_builder import RouteContext
-from sumo_world.towns import TownNotFoundError, TownStore
+from sumo_world.scoring.results import LABELS
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route, random_routes
+from sumo_world.routes.files import RouteFileError, read_routes, write_routes
+from sumo_world.run.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
+from sumo_world.scene.builder import RouteContext
+from sumo_world.towns.store import TownNotFoundError, TownStore
 
 TOWN = "testgrid"
 

@@ -62,7 +62,7 @@ class WorldConfig:
 
     def shared_paths(self, *paths: Any) -> tuple[str, ...]:
         """``paths``, the towns folder and the scenario file: what a Ray worker must see to run a route of this world."""
-        from sumo_world.towns import TownStore
+        from sumo_world.towns.store import TownStore
 
         extra = (self.scenarios,) if self.scenarios else ()
         return tuple(str(p) for p in (*paths, TownStore(self.towns_dir).root, *extra))

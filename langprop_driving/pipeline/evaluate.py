@@ -81,10 +81,10 @@ def evaluate_agent(agent: str | Path, world: WorldConfig, routes: Path, results:
                    resume: bool = True, progress: bool = True, **runner_options: Any) -> dict[str, Any]:
     """Run ``agent`` on ``routes`` (resumable: finished routes in ``results`` are kept); the results JSON.
 
-    ``runner_options`` go to ``sumo_world.runner.EvaluationConfig`` as they are
+    ``runner_options`` go to ``sumo_world.run.runner.EvaluationConfig`` as they are
     (e.g. ``repetitions``, ``warmup_s``).
     """
-    from sumo_world.runner import evaluate
+    from sumo_world.run.runner import evaluate
 
     from langprop_driving.pipeline.rollouts import evaluation_config
 

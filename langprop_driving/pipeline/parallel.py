@@ -254,14 +254,14 @@ def _run_ray(jobs: Sequence[Job], workers: int, options: RayOptions, desc: str, 
 
 
 def ray_route_executor(options: RayOptions, workers: int, paths: Sequence[str] = ()) -> Callable[..., None]:
-    """A ``route_executor`` for ``sumo_world.runner.EvaluationConfig``: one Ray task per route run.
+    """A ``route_executor`` for ``sumo_world.run.runner.EvaluationConfig``: one Ray task per route run.
 
     Outcomes are handed to the runner in job order, as the local runner would
     add them, so the results file is the same; a route whose worker died
     ``max_retries + 1`` times is recorded as a crashed route.
     """
     def execute(jobs: list[Any], config: Any, on_done: Callable[[Any, Any], None]) -> None:
-        from sumo_world.runner import crashed_outcome, run_job
+        from sumo_world.run.runner import crashed_outcome, run_job
 
         outcomes: dict[int, Any] = {}
         next_up = [0]

@@ -3,7 +3,7 @@
 Used by ``collect`` (the expert drives) and ``dagger`` (the current script
 drives, the expert labels). Per route:
 
-1. the agent runs through ``sumo_world.runner.evaluate`` with a JSON agent
+1. the agent runs through ``sumo_world.run.runner.evaluate`` with a JSON agent
    config that names its recording directory (``rollouts/<stage>/<route>/``),
    route id and run id, and writes leaderboard results
    (``rollouts/<stage>/results/<route>.json``);
@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from driving.dataset import SceneDataset, SceneRecord
 from driving.penalties import ROUTE_ENDING_INFRACTIONS
-from sumo_world.results import RETRY_STATUSES  # runs that never really drove run again, as on the runner's resume
+from sumo_world.scoring.results import RETRY_STATUSES  # runs that never really drove run again, as on the runner's resume
 from team_code.config import DEFAULT_TIMEOUT_S
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
@@ -83,8 +83,8 @@ def raise_on_failed_routes(results: Sequence[RolloutResult], where: str) -> None
 
 
 def evaluation_config(**kwargs: Any) -> Any:
-    """A ``sumo_world.runner.EvaluationConfig``; settings given as None take the runner's defaults."""
-    from sumo_world.runner import EvaluationConfig
+    """A ``sumo_world.run.runner.EvaluationConfig``; settings given as None take the runner's defaults."""
+    from sumo_world.run.runner import EvaluationConfig
 
     return EvaluationConfig(**{k: v for k, v in kwargs.items() if v is not None})
 
@@ -94,7 +94,7 @@ def run_route(town: str, routes: str, route_id: str, agent: str, agent_config: s
               pictures_dir: str | None = None, timeout_factor: float | None = None,
               blocked_time_s: float | None = None, scenarios: str | None = None) -> dict[str, Any]:
     """Run one route (a job function: plain arguments, so it travels to a worker); the results JSON."""
-    from sumo_world.runner import evaluate
+    from sumo_world.run.runner import evaluate
 
     config = evaluation_config(
         town=town, routes=Path(routes), agent=agent, agent_config=agent_config, results=Path(results),
@@ -127,7 +127,7 @@ def route_records_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _route_record(results_path: Path) -> dict[str, Any] | None:
     if not results_path.is_file():
         return None
-    from sumo_world.results import load_results
+    from sumo_world.scoring.results import load_results
 
     try:
         records = route_records_of(load_results(results_path))
@@ -339,7 +339,7 @@ def import_recording(recorded: list[SceneRecord], record: Mapping[str, Any] | No
 
 def _matching_record(records: Sequence[Mapping[str, Any]], recorded: Sequence[SceneRecord]) -> Mapping[str, Any] | None:
     """The results record of a recorded run: by route id, else by infraction places on its path."""
-    from sumo_world.results import route_config_id
+    from sumo_world.scoring.results import route_config_id
 
     route_id = next((str(r.meta["route_id"]) for r in recorded if r.meta.get("route_id")), None)
     for record in records:
@@ -370,7 +370,7 @@ def import_rollout(record_dir: Path, results_path: Path, dataset: SceneDataset, 
     ``<stage>-<run id>``. Runs already imported are skipped. Returns the ticks
     appended per run id.
     """
-    from sumo_world.results import load_results
+    from sumo_world.scoring.results import load_results
 
     records = route_records_of(load_results(results_path))
     source = SceneDataset(record_dir)

@@ -83,7 +83,7 @@ class ScenarioTick:
 
     time_s: float
     dt_s: float
-    ego: Any  # sumo_world.ego.EgoState
+    ego: Any  # sumo_world.ego.dynamics.EgoState
     route_index: int
     progress_m: float
     ego_in_junction: bool

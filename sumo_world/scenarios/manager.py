@@ -95,7 +95,7 @@ class ScenarioEnv:
         self.rng = np.random.RandomState(seed)
         self.z = np.zeros(len(path.points)) if z is None else np.asarray(z, dtype=float)
         self._next_id = 1_000_000  # far above SUMO's actor ids, which count from 1
-        self.controls: list[Any] = []  # sumo_world.scene_builder.RouteControl of the route
+        self.controls: list[Any] = []  # sumo_world.scene.builder.RouteControl of the route
 
     def new_id(self) -> int:
         """A fresh actor id for a scenario actor or prop."""
@@ -155,8 +155,8 @@ class ScenarioManager:
                   waypoints: Sequence[Sequence[float]] | None = None) -> "ScenarioManager":
         """Match the file's scenarios of ``town`` to the planned route and build them.
 
-        ``context`` is the run's :class:`sumo_world.scene_builder.RouteContext`,
-        ``dense`` its :class:`sumo_world.route_planner.DenseRoute`, ``waypoints``
+        ``context`` is the run's :class:`sumo_world.scene.builder.RouteContext`,
+        ``dense`` its :class:`sumo_world.routes.planner.DenseRoute`, ``waypoints``
         the route file's ``(x, y, z, yaw)`` (for heights).
         """
         z = route_heights(dense, waypoints)
@@ -210,7 +210,7 @@ class ScenarioManager:
         """A copy of ``snapshot`` with the visible scenario actors and solid props added."""
         from dataclasses import replace
 
-        from sumo_world.world import ActorArrays
+        from sumo_world.simulation.world import ActorArrays
 
         groups: dict[str, list[Any]] = {"vehicles": [], "pedestrians": []}
         props = []

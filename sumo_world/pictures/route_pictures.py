@@ -1,6 +1,6 @@
 """Bird's-eye pictures of route runs: a PNG per run (and a GIF with ``animation``), never fatal.
 
-The drawing itself is :mod:`sumo_world.birdseye`'s; this module names the
+The drawing itself is :mod:`sumo_world.pictures.birdseye`'s; this module names the
 files and keeps a failed drawing from costing a route's result.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sumo_world.records import RouteOutcome
-    from sumo_world.towns import TownInfo
+    from sumo_world.scoring.records import RouteOutcome
+    from sumo_world.towns.store import TownInfo
 
 __all__ = ["draw_route_picture", "draw_pictures"]
 
@@ -23,7 +23,7 @@ def draw_route_picture(outcome: RouteOutcome, network: Any, folder: Path, animat
     """Draw ``outcome`` on ``network`` (a road network or a prepared road drawing) into ``folder``
     as ``route_<id>_rep<r>.png`` (and ``.gif``); a failure is logged, not raised."""
     try:
-        from sumo_world.birdseye import render_route_animation, render_route_png
+        from sumo_world.pictures.birdseye import render_route_animation, render_route_png
 
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"route_{_safe(outcome.route_id)}_rep{outcome.meta.get('repetition', 0)}"
@@ -36,8 +36,8 @@ def draw_route_picture(outcome: RouteOutcome, network: Any, folder: Path, animat
 
 def draw_pictures(pictures: list[tuple[RouteOutcome, TownInfo]], folder: Path, animation: bool = False) -> None:
     """Draw every ``(outcome, town)`` into ``folder``, each town's roads prepared once."""
-    from sumo_world.birdseye import road_drawing
-    from sumo_world.road_network import RoadNetwork
+    from sumo_world.pictures.birdseye import road_drawing
+    from sumo_world.roads.network import RoadNetwork
 
     drawings: dict[str, Any] = {}
     for outcome, town in pictures:

@@ -20,7 +20,7 @@ stop signs become ``priority_stop`` (or ``allway_stop`` when every approach
 has one) in the net, the signed approaches with a lower road priority so that
 SUMO makes them the junction's minor roads, so SUMO's own traffic stops there
 too, and
-:class:`sumo_world.road_network.RoadNetwork` hands the governed lanes to the
+:class:`sumo_world.roads.network.RoadNetwork` hands the governed lanes to the
 scene's ``distance_to_stop_sign`` and the stop criterion.
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ class StopSign:
 
 def from_opendrive(xodr: str | Path) -> list[StopSign]:
     """The type-206 signals of an OpenDRIVE file, at their road, s and t."""
-    from sumo_world.opendrive import OpenDriveError, read_signals
+    from sumo_world.towns.opendrive import OpenDriveError, read_signals
 
     try:
         signals = read_signals(xodr, _OPENDRIVE_STOP_TYPE)

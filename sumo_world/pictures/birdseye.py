@@ -4,7 +4,7 @@ Everything is drawn in CARLA world metres with the y axis pointing **down**
 (CARLA's left-handed frame seen from above), so a picture lines up with
 CARLA's own top view and with the leaderboard's route coordinates. The road
 network comes from the town's SUMO net, converted to CARLA coordinates by
-:mod:`sumo_world.transform` (the one place that knows the mapping).
+:mod:`sumo_world.roads.transform` (the one place that knows the mapping).
 
 Loading and buffering the lanes of a town takes longer than drawing a route:
 build a :class:`RoadDrawing` once with :func:`road_drawing` and pass it to
@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from driving.geometry import box_corners
-from sumo_world.ego import EgoParams
-from sumo_world.records import ActorSample, RouteOutcome, TrajectorySample
+from sumo_world.ego.dynamics import EgoParams
+from sumo_world.scoring.records import ActorSample, RouteOutcome, TrajectorySample
 
 __all__ = [
     "RoadDrawing", "road_drawing", "render_route_png", "render_route_animation",
@@ -84,10 +84,10 @@ def road_drawing(network: Any) -> RoadDrawing:
 
     Accepts a :class:`RoadDrawing` (returned as is), an object with ``net``
     (sumolib) and ``transform`` attributes (H3's ``RoadNetwork``), a town
-    with ``net_path`` and ``transform`` (``sumo_world.towns.Town``), a sumolib
+    with ``net_path`` and ``transform`` (``sumo_world.towns.store.Town``), a sumolib
     net, or the path of a ``.net.xml`` file.
     """
-    from sumo_world.transform import CarlaSumoTransform
+    from sumo_world.roads.transform import CarlaSumoTransform
 
     if isinstance(network, RoadDrawing):
         return network
@@ -111,7 +111,7 @@ def _with_stop_areas(drawing: RoadDrawing, net_path: Any) -> RoadDrawing:
     """The drawing with the stop areas of the town whose net is ``net_path`` (if it has any)."""
     from dataclasses import replace
 
-    from sumo_world.stop_signs import STOP_SIGNS_FILE, load_stop_signs
+    from sumo_world.towns.stop_signs import STOP_SIGNS_FILE, load_stop_signs
 
     if net_path is None:
         return drawing
@@ -279,7 +279,7 @@ def _draw_scenarios(ax: Any, outcome: RouteOutcome) -> None:
 
 
 def _title(outcome: RouteOutcome) -> str:
-    from sumo_world.results import route_scores
+    from sumo_world.scoring.results import route_scores
 
     scores = route_scores(outcome)
     return (f"route {outcome.route_id} ({outcome.town}): DS {scores['score_composed']:.1f}, "

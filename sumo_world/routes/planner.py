@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.routes import RouteSpec
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.files import RouteSpec
 
 __all__ = [
     "DenseRoute", "RoutePlanningError", "plan_route", "random_routes",

@@ -4,7 +4,7 @@ libsumo runs one simulation per process and takes the process down when SUMO
 aborts, so a :class:`SumoWorld` lives in a process of its own (the runner
 starts one child process per route). The ego is a SUMO vehicle placed every
 tick with ``moveToXY(..., keepRoute=2)`` at the pose the bicycle model
-(:mod:`sumo_world.ego`) computed, so SUMO's drivers see it as a leader and
+(:mod:`sumo_world.ego.dynamics`) computed, so SUMO's drivers see it as a leader and
 react to it; SUMO never moves it by itself (speed mode 0, no lane changes).
 SUMO drivers decide every :data:`ACTION_STEP_S` (SUMO's action step: their
 reaction time; positions still move every tick). SUMO maps a vehicle to one
@@ -19,7 +19,7 @@ snapshot holds the vehicles within that radius of the ego only: one context
 subscription instead of one per vehicle.
 
 Everything leaving this module is in CARLA's frame (see
-:mod:`sumo_world.transform`); SUMO's vehicle position is the front bumper, so
+:mod:`sumo_world.roads.transform`); SUMO's vehicle position is the front bumper, so
 centres are computed from it. Actor ids given out are ints, assigned in order
 of first appearance (deterministic for a seeded simulation).
 """
@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from driving.clock import TICK_S
-from sumo_world.ego import EgoParams, EgoState
+from sumo_world.ego.dynamics import EgoParams, EgoState
 
 if TYPE_CHECKING:
-    from sumo_world.traffic import TrafficConfig
+    from sumo_world.traffic.demand import TrafficConfig
 
 __all__ = ["ActorArrays", "WorldSnapshot", "SumoWorld", "WorldError", "EGO_ID", "LEVEL_SEPARATION_M",
            "ACTION_STEP_S", "SENSE_RADIUS_M"]
@@ -122,7 +122,7 @@ class WorldSnapshot:
 class _StaticActor:
     """A scripted actor only the ego sees, merged into every snapshot's ``group``.
 
-    Not :class:`sumo_world.records.ActorSample`, whose fields it shares: that is
+    Not :class:`sumo_world.scoring.records.ActorSample`, whose fields it shares: that is
     a time-stamped picture record in the picture's type names ("vehicle",
     "walker"); this is a pose without a time, in the world's type names.
     """
@@ -140,8 +140,8 @@ class _StaticActor:
 class SumoWorld:
     """A SUMO simulation of one town with background traffic and the ego.
 
-    ``town`` is a :class:`sumo_world.towns.TownInfo`; ``traffic`` a
-    :class:`sumo_world.traffic.TrafficConfig` (ignored when ``route_files``
+    ``town`` is a :class:`sumo_world.towns.store.TownInfo`; ``traffic`` a
+    :class:`sumo_world.traffic.demand.TrafficConfig` (ignored when ``route_files``
     are given). ``network`` is the town's :class:`RoadNetwork` (loaded when
     absent). Use as a context manager or call :meth:`close`.
     """
@@ -158,7 +158,7 @@ class SumoWorld:
         self.ego_params = ego_params or EgoParams()
         self.sense_radius_m = sense_radius_m
         if network is None:
-            from sumo_world.road_network import RoadNetwork
+            from sumo_world.roads.network import RoadNetwork
 
             network = RoadNetwork.load(town.net_path)
         self.network = network
@@ -198,7 +198,7 @@ class SumoWorld:
             # The ego is moved by us and may overlap; collisions are the criteria's business.
             "--collision.action", "none", "--collision.check-junctions", "false",
             "--ignore-route-errors", "true",
-            # No teleports (SUMO would teleport the standing ego too): sumo_world.jams releases jams.
+            # No teleports (SUMO would teleport the standing ego too): sumo_world.traffic.jams releases jams.
             "--time-to-teleport", "-1",
             "--pedestrian.model", "striping", "--xml-validation", "never",
             "--default.action-step-length", f"{max(self.step_s, ACTION_STEP_S)}",
@@ -232,7 +232,7 @@ class SumoWorld:
             self._sumo.person.subscribe(pid, [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED])
 
     def _write_traffic(self) -> list[Path]:
-        from sumo_world.traffic import TrafficConfig, fit_to_town, write_traffic_routes
+        from sumo_world.traffic.demand import TrafficConfig, fit_to_town, write_traffic_routes
 
         config = self.traffic if self.traffic is not None else TrafficConfig.for_density("default")
         # The world's seed decides the traffic too, so one seed reproduces a run.

@@ -2,10 +2,10 @@
 
 :class:`RouteRun` plans the dense route, starts SUMO with the town's
 background traffic (seeded), inserts the ego at the route start, loads the
-agent (1.0 or 2.0 construction order, see :mod:`sumo_world.agent_loader`),
-then calls its tick components (:func:`sumo_world.tick_components.tick_components`,
+agent (1.0 or 2.0 construction order, see :mod:`sumo_world.agents.loader`),
+then calls its tick components (:func:`sumo_world.run.tick_components.tick_components`,
 where their order and its reason are written) every 0.05 s until one ends the
-run, and returns the :class:`sumo_world.records.RouteOutcome`.
+run, and returns the :class:`sumo_world.scoring.records.RouteOutcome`.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from sumo_world.pictures import draw_route_picture
-from sumo_world.records import Infraction, RouteOutcome
-from sumo_world.tick_components import (
+from sumo_world.pictures.route_pictures import draw_route_picture
+from sumo_world.scoring.records import Infraction, RouteOutcome
+from sumo_world.run.tick_components import (
     RouteParts,
     Tick,
     TickComponent,
@@ -29,11 +29,11 @@ from sumo_world.tick_components import (
 )
 
 if TYPE_CHECKING:  # the world's modules load libsumo: imported when a route runs
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.routes import RouteSpec
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.files import RouteSpec
     from sumo_world.scenarios.definitions import ScenarioFile
-    from sumo_world.towns import TownInfo
-    from sumo_world.traffic import TrafficConfig
+    from sumo_world.towns.store import TownInfo
+    from sumo_world.traffic.demand import TrafficConfig
 
 __all__ = ["RouteRun", "RouteSettings", "run_ticks", "infraction_events", "STATUS_AGENT_CRASHED",
            "SENSORS_KEY"]
@@ -54,8 +54,8 @@ _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repet
 class RouteSettings:
     """How one route runs (everything but the route, the town and the agent).
 
-    ``traffic``: a preset name of :mod:`sumo_world.traffic` or a
-    :class:`~sumo_world.traffic.TrafficConfig`. ``blocked_time_s`` and
+    ``traffic``: a preset name of :mod:`sumo_world.traffic.demand` or a
+    :class:`~sumo_world.traffic.demand.TrafficConfig`. ``blocked_time_s`` and
     ``warmup_s`` exist for tests and quick runs (the leaderboard's blocked time
     is 180 s). ``scene_setup(world, context)`` runs after the ego is inserted
     (scripted scenes); ``on_tick`` gets a :class:`TickInfo` every tick.
@@ -105,22 +105,22 @@ class RouteRun:
     def run(self) -> RouteOutcome:
         """Run the route to its end; returns its outcome.
 
-        Raises :class:`sumo_world.route_planner.RoutePlanningError` for
+        Raises :class:`sumo_world.routes.planner.RoutePlanningError` for
         waypoints off the network, and whatever the agent's constructor/setup
         raises.
         """
         from driving.carla_compat import VehicleControl
-        from sumo_world.agent_loader import create_agent, load_agent_class
-        from sumo_world.collisions import CollisionResponse
-        from sumo_world.criteria import CriteriaConfig, RouteCriteria
-        from sumo_world.ego import EgoState, EgoVehicle
-        from sumo_world.jams import JamRelease
-        from sumo_world.road_network import RoadNetwork
-        from sumo_world.route_planner import plan_route
-        from sumo_world.scene_builder import RouteContext, SumoSceneProvider
-        from sumo_world.sensors import SensorSuite
-        from sumo_world.traffic_yield import TrafficYield
-        from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+        from sumo_world.agents.loader import create_agent, load_agent_class
+        from sumo_world.ego.collisions import CollisionResponse
+        from sumo_world.scoring.criteria import CriteriaConfig, RouteCriteria
+        from sumo_world.ego.dynamics import EgoState, EgoVehicle
+        from sumo_world.traffic.jams import JamRelease
+        from sumo_world.roads.network import RoadNetwork
+        from sumo_world.routes.planner import plan_route
+        from sumo_world.scene.builder import RouteContext, SumoSceneProvider
+        from sumo_world.scene.sensors import SensorSuite
+        from sumo_world.traffic.yielding import TrafficYield
+        from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
         route, town, settings, seed = self.route, self.town, self.settings, self.settings.seed
         wall_start = time.perf_counter()
@@ -230,7 +230,7 @@ def infraction_events(infractions: list[Infraction]) -> list[dict[str, Any]]:
 
 def _traffic_config(traffic: Any, town: Any = None, network: Any = None) -> Any:
     """A preset name as its :class:`TrafficConfig` for the town (the world gives it the run's seed)."""
-    from sumo_world.traffic import TrafficConfig
+    from sumo_world.traffic.demand import TrafficConfig
 
     if not isinstance(traffic, str):
         return traffic

@@ -23,7 +23,7 @@ differs from CARLA):
   uses) crosses the stop line of a route light while it is red (red-yellow
   counts as red, yellow does not).
 - **Stop sign**: the ego's front must be in the stop zone (from 8 m before the
-  stop line to 2 m past it: the stop area of :mod:`sumo_world.stop_signs`, like
+  stop line to 2 m past it: the stop area of :mod:`sumo_world.towns.stop_signs`, like
   CARLA's trigger volume) at a speed below 0.1 m/s at some tick; leaving the
   zone otherwise is an infraction. A completed stop hides the sign from the
   scene. The stops are the town's stop signs (imported CARLA towns) or its
@@ -52,12 +52,12 @@ from driving.geometry import box_corners
 from driving.penalties import (BLOCKED_SPEED_MPS, BLOCKED_TIME_S, ROUTE_DEVIATION_M, STOP_SPEED_MPS,
                                STOP_ZONE_AFTER_M, STOP_ZONE_BEFORE_M)
 from driving.scene import RED_LIGHT_TAIL_FRACTION
-from sumo_world.collisions import actor_polygon
-from sumo_world.ego import EgoParams, EgoState
-from sumo_world.records import Infraction
-from sumo_world.road_network import lane_edge_id
-from sumo_world.scene_builder import RouteContext
-from sumo_world.world import ActorArrays, WorldSnapshot
+from sumo_world.ego.collisions import actor_polygon
+from sumo_world.ego.dynamics import EgoParams, EgoState
+from sumo_world.scoring.records import Infraction
+from sumo_world.roads.network import lane_edge_id
+from sumo_world.scene.builder import RouteContext
+from sumo_world.simulation.world import ActorArrays, WorldSnapshot
 
 __all__ = ["CriteriaConfig", "RouteCriteria", "route_timeout_s",
            "SECONDS_PER_METRE", "INITIAL_SECONDS_DELAY"]

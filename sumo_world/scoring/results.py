@@ -81,7 +81,7 @@ from typing import Any, Iterable, Mapping
 
 from langprop_common.files import atomic_write_json
 from driving.penalties import INFRACTION_TYPES, driving_score, infraction_penalty
-from sumo_world.records import RouteOutcome
+from sumo_world.scoring.records import RouteOutcome
 
 __all__ = [
     "ResultsFile", "ResultsFileError", "ResultsMismatchError", "RETRY_STATUSES", "path_digest",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from sumo_world.road_network import RoadNetwork
+from sumo_world.roads.network import RoadNetwork
 
 __all__ = ["TrafficConfig", "DENSITIES", "PRESETS", "LEADERBOARD_VEHICLES", "write_traffic_routes",
            "VEHICLE_TYPES", "fit_to_town", "MIN_LANE_M_PER_VEHICLE", "driving_lane_m"]

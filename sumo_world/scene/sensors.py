@@ -21,8 +21,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from sumo_world.ego import EgoState
-from sumo_world.route_planner import location_to_gps
+from sumo_world.ego.dynamics import EgoState
+from sumo_world.routes.planner import location_to_gps
 
 __all__ = ["SensorSuite", "SUPPORTED_SENSORS", "gnss_of"]
 

@@ -1,7 +1,7 @@
 """Loading and driving a leaderboard agent class the way the leaderboard does.
 
 An agent is a Python file with a module-level ``get_entry_point()`` returning
-the class name, or ``builtin:<name>`` (:mod:`sumo_world.builtin_agents`).
+the class name, or ``builtin:<name>`` (:mod:`sumo_world.agents.builtin`).
 
 Construction order follows the agent's generation:
 
@@ -49,7 +49,7 @@ def agent_name(agent: str) -> str:
 def load_agent_class(agent: str) -> AgentSpec:
     """Import the agent file (or built-in) and return its entry-point class."""
     if agent.startswith("builtin:"):
-        from sumo_world.builtin_agents import builtin_agent_class
+        from sumo_world.agents.builtin import builtin_agent_class
 
         try:
             cls = builtin_agent_class(agent.split(":", 1)[1])

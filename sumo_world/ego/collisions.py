@@ -10,7 +10,7 @@ The model (one tick = one bicycle-model step of the ego):
 
 - **Contact ahead**: the first tick the ego's footprint touches a vehicle or
   walker that lies ahead of it (on its level, see
-  :data:`sumo_world.world.LEVEL_SEPARATION_M`), the ego keeps
+  :data:`sumo_world.simulation.world.LEVEL_SEPARATION_M`), the ego keeps
   :data:`EGO_SPEED_KEPT_AT_CONTACT` of its speed (none: the crash stops it).
   Being hit from behind does not slow the ego.
 - **No passing through**: while the ego touches a vehicle, a move that does not
@@ -36,8 +36,8 @@ import numpy as np
 from shapely.geometry import Polygon
 
 from driving.geometry import box_corners
-from sumo_world.ego import EgoParams, EgoState
-from sumo_world.world import ActorArrays, WorldSnapshot
+from sumo_world.ego.dynamics import EgoParams, EgoState
+from sumo_world.simulation.world import ActorArrays, WorldSnapshot
 
 __all__ = ["CollisionResponse", "EGO_SPEED_KEPT_AT_CONTACT", "OTHER_STOP_S", "actor_polygon"]
 

@@ -10,7 +10,7 @@ networks with two-lane roads, traffic lights, sidewalks, crossings and a few
 all-way-stop junctions picked from the seed). CARLA towns are imported from
 their OpenDRIVE file with ``netconvert --offset.disable-normalization`` so
 that SUMO coordinates are CARLA's with y negated (see
-:mod:`sumo_world.transform`), or stored from a SUMO net of the town, with
+:mod:`sumo_world.roads.transform`), or stored from a SUMO net of the town, with
 sidewalks and crossings guessed when it has none (the offset kept).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sumo_world.transform import CarlaSumoTransform
+from sumo_world.roads.transform import CarlaSumoTransform
 
 __all__ = [
     "TownInfo", "TownStore", "TownError", "TownNotFoundError", "TOWN_KINDS",
@@ -213,7 +213,7 @@ class TownStore:
         meta["name"] = name
         meta["net_offset"] = _net_offset(tmp_net)
         meta.update(_junction_summary(tmp_net))
-        from sumo_world.stop_signs import STOP_SIGNS_FILE
+        from sumo_world.towns.stop_signs import STOP_SIGNS_FILE
 
         (folder / STOP_SIGNS_FILE).unlink(missing_ok=True)  # a replaced town keeps no old signs
         if stop_signs is not None:
@@ -313,8 +313,8 @@ class TownStore:
         ``sidewalks`` adds guessed sidewalks and crossings for pedestrians.
         Stop signs come from ``stop_signs`` (a JSON export of a CARLA server's
         ``traffic.stop`` actors) when given, else from the file's type-206
-        signals (see :mod:`sumo_world.stop_signs`). ``carla_signals`` puts the lights on CARLA's
-        timing (:mod:`sumo_world.signal_plans`); by default they keep netconvert's plans, which
+        signals (see :mod:`sumo_world.towns.stop_signs`). ``carla_signals`` puts the lights on CARLA's
+        timing (:mod:`sumo_world.towns.signal_plans`); by default they keep netconvert's plans, which
         move SUMO's traffic better (issue 25: with CARLA's timing Town06's traffic stood 38 %
         instead of 26 % and the expert's Town06 routes blocked twice).
         """
@@ -383,8 +383,8 @@ class TownStore:
 
     @staticmethod
     def _carla_signal_plans(net: Path, meta: dict[str, Any]) -> Path:
-        """``net`` with its lights on CARLA's timing (see :mod:`sumo_world.signal_plans`)."""
-        from sumo_world.signal_plans import CARLA_TIMING, apply_carla_plans
+        """``net`` with its lights on CARLA's timing (see :mod:`sumo_world.towns.signal_plans`)."""
+        from sumo_world.towns.signal_plans import CARLA_TIMING, apply_carla_plans
 
         out = net.with_name(f"signals.{net.name}")
         count = apply_carla_plans(net, out)
@@ -394,8 +394,8 @@ class TownStore:
 
     @staticmethod
     def _join_nested(net: Path, meta: dict[str, Any], options: tuple[str, ...]) -> Path:
-        """``net`` with junctions nested in a neighbour joined (see :mod:`sumo_world.junction_join`)."""
-        from sumo_world.junction_join import join_nested_junctions
+        """``net`` with junctions nested in a neighbour joined (see :mod:`sumo_world.towns.junction_join`)."""
+        from sumo_world.towns.junction_join import join_nested_junctions
 
         joined = net.with_name(f"joined.{net.name}")
         groups = join_nested_junctions(net, joined, str(sumo_binary("netconvert")), _run, options)
@@ -411,8 +411,8 @@ class TownStore:
         ``meta["stop_signs"]`` how many were found, where from, and how many
         govern a lane (a town with none says so in ``meta["stop_signs_note"]``).
         """
-        from sumo_world.road_network import RoadNetwork
-        from sumo_world.stop_signs import (StopSignError, assign_lanes, from_export, from_opendrive,
+        from sumo_world.roads.network import RoadNetwork
+        from sumo_world.towns.stop_signs import (StopSignError, assign_lanes, from_export, from_opendrive,
                                            junction_types, minor_edges, save_stop_signs)
 
         try:

@@ -32,9 +32,9 @@ import numpy as np
 
 from driving.route import RouteTracker
 from driving.scene import RED_LIGHT_TAIL_FRACTION, ROUTE_COMMANDS, copy_scene
-from sumo_world.ego import EgoParams, EgoState
-from sumo_world.road_network import lane_edge_id
-from sumo_world.world import ActorArrays, WorldSnapshot
+from sumo_world.ego.dynamics import EgoParams, EgoState
+from sumo_world.roads.network import lane_edge_id
+from sumo_world.simulation.world import ActorArrays, WorldSnapshot
 
 __all__ = ["RouteControl", "RouteContext", "SumoSceneProvider", "prop_dicts", "ACTOR_RADIUS_M",
            "LIGHT_RANGE_M", "STOP_SIGN_RANGE_M"]
@@ -93,7 +93,7 @@ class RouteContext:
 
     @classmethod
     def from_dense_route(cls, network: Any, dense: Any) -> "RouteContext":
-        """Analyse a planned route (``sumo_world.route_planner.DenseRoute``) on its network."""
+        """Analyse a planned route (``sumo_world.routes.planner.DenseRoute``) on its network."""
         points = np.asarray(dense.points, dtype=float).reshape(-1, 2)
         n = len(points)
         commands = [_command_name(c) for c in (dense.commands or ["LANEFOLLOW"] * n)]
@@ -320,7 +320,7 @@ class SumoSceneProvider:
         light_state = None
         light_distance = None
         # The light governs until the ego's tail has crossed its line: that is when the red-light
-        # criterion judges (sumo_world.criteria), so a car standing with its front over the line
+        # criterion judges (sumo_world.scoring.criteria), so a car standing with its front over the line
         # on red is still told about the light.
         tail_m = progress_m - RED_LIGHT_TAIL_FRACTION * p.half_length_m
         light = ctx.next_control("light", tail_m)

@@ -12,18 +12,18 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from sumo_world.records import ActorSample, Infraction, TrajectorySample
+from sumo_world.scoring.records import ActorSample, Infraction, TrajectorySample
 
 if TYPE_CHECKING:  # the world's modules load libsumo: imported where a route runs, not here
-    from sumo_world.collisions import CollisionResponse
-    from sumo_world.criteria import RouteCriteria
-    from sumo_world.ego import EgoState, EgoVehicle
-    from sumo_world.jams import JamRelease
+    from sumo_world.ego.collisions import CollisionResponse
+    from sumo_world.scoring.criteria import RouteCriteria
+    from sumo_world.ego.dynamics import EgoState, EgoVehicle
+    from sumo_world.traffic.jams import JamRelease
     from sumo_world.scenarios import ScenarioManager
-    from sumo_world.scene_builder import RouteContext, SumoSceneProvider
-    from sumo_world.sensors import SensorSuite
-    from sumo_world.traffic_yield import TrafficYield
-    from sumo_world.world import SumoWorld, WorldSnapshot
+    from sumo_world.scene.builder import RouteContext, SumoSceneProvider
+    from sumo_world.scene.sensors import SensorSuite
+    from sumo_world.traffic.yielding import TrafficYield
+    from sumo_world.simulation.world import SumoWorld, WorldSnapshot
 
 __all__ = ["Tick", "TickComponent", "TickInfo", "RouteParts", "AgentErrors", "tick_components",
            "AGENT_CRASH_TICKS", "trajectory_sample"]
@@ -67,7 +67,7 @@ class TickComponent(Protocol):
 
 @dataclass
 class TickInfo:
-    """What a per-tick hook of :func:`sumo_world.runner.run_route` sees (in-process runs only)."""
+    """What a per-tick hook of :func:`sumo_world.run.runner.run_route` sees (in-process runs only)."""
 
     time_s: float
     frame: int

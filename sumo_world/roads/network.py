@@ -3,7 +3,7 @@
 :class:`RoadNetwork` wraps a sumolib net (internal lanes included) and
 answers the geometric questions the planner, the traffic generator and the
 simulation ask, always in CARLA world coordinates (see
-:mod:`sumo_world.transform`). Loading is cached per net file (and its
+:mod:`sumo_world.roads.transform`). Loading is cached per net file (and its
 modification time), so every route of a run shares one instance.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from sumo_world.transform import CarlaSumoTransform
+from sumo_world.roads.transform import CarlaSumoTransform
 
 __all__ = ["RoadNetwork", "STOP_LINK_STATES", "lane_edge_id"]
 
@@ -61,7 +61,7 @@ class RoadNetwork:
 
     @classmethod
     def for_town(cls, town: Any) -> "RoadNetwork":
-        """The network of a :class:`sumo_world.towns.TownInfo`."""
+        """The network of a :class:`sumo_world.towns.store.TownInfo`."""
         return cls.load(town.net_path)
 
     # Lanes -------------------------------------------------------------------------
@@ -192,9 +192,9 @@ class RoadNetwork:
 
     @functools.cached_property
     def stop_signs(self) -> list[Any]:
-        """The town's stop signs (:class:`sumo_world.stop_signs.StopSign`, from ``stop_signs.json`` beside
+        """The town's stop signs (:class:`sumo_world.towns.stop_signs.StopSign`, from ``stop_signs.json`` beside
         the net); empty for towns without that file."""
-        from sumo_world.stop_signs import STOP_SIGNS_FILE, load_stop_signs
+        from sumo_world.towns.stop_signs import STOP_SIGNS_FILE, load_stop_signs
 
         return load_stop_signs(self.net_path.parent / STOP_SIGNS_FILE)
 

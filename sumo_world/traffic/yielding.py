@@ -41,12 +41,12 @@ from typing import Any, Collection
 import numpy as np
 
 from driving.geometry import Boxes, box_corners, boxes_overlap
-from sumo_world.ego import EgoParams, EgoState
-from sumo_world.world import EGO_ID, SHADOW_ID
+from sumo_world.ego.dynamics import EgoParams, EgoState
+from sumo_world.simulation.world import EGO_ID, SHADOW_ID
 
 __all__ = ["TrafficYield", "DECEL_MPS2", "MARGIN_M", "RANGE_M", "WAIT_CHECK_S"]
 
-DECEL_MPS2 = 4.5  # the background car's comfortable deceleration (sumo_world.traffic's car vType)
+DECEL_MPS2 = 4.5  # the background car's comfortable deceleration (sumo_world.traffic.demand's car vType)
 MARGIN_M = 1.0  # the distance kept to the ego's body, and the box's reach at standstill
 _SIDE_MARGIN_M = 0.2  # the box is this much wider than the vehicle on each side
 RANGE_M = 30.0  # vehicles farther from the ego than this cannot reach it within their stopping distance

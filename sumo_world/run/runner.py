@@ -1,16 +1,16 @@
 """Running leaderboard agents on leaderboard routes in the embedded world.
 
 :func:`evaluate` runs a route file (every route x repetition) and writes one
-leaderboard-format results JSON (:class:`sumo_world.results.ResultsFile`,
+leaderboard-format results JSON (:class:`sumo_world.scoring.results.ResultsFile`,
 resumable). Every route runs in a child process of its own: libsumo holds one
 simulation per process and takes the process down when SUMO aborts, so a
 dying child becomes a ``"Failed - Simulation crashed"`` record and the other
 routes' results are kept. :func:`run_route` runs one route in the current
 process (what the child does).
 
-A route runs as a :class:`sumo_world.route_run.RouteRun`: the world, the
+A route runs as a :class:`sumo_world.run.route_run.RouteRun`: the world, the
 agent, and the tick's components in their one documented order
-(:func:`sumo_world.tick_components.tick_components`). Exceptions raised by
+(:func:`sumo_world.run.tick_components.tick_components`). Exceptions raised by
 ``run_step`` are counted, the car brakes for that tick, and the run goes on;
 the record's ``agent_exceptions`` adds the failures an agent caught itself and
 counted in an integer ``exception_count`` attribute (the LangProp and expert
@@ -35,17 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sumo_world.pictures import draw_pictures
-from sumo_world.records import RouteOutcome
-from sumo_world.route_run import SENSORS_KEY, STATUS_AGENT_CRASHED, infraction_events
-from sumo_world.tick_components import AGENT_CRASH_TICKS, TickInfo
+from sumo_world.pictures.route_pictures import draw_pictures
+from sumo_world.scoring.records import RouteOutcome
+from sumo_world.run.route_run import SENSORS_KEY, STATUS_AGENT_CRASHED, infraction_events
+from sumo_world.run.tick_components import AGENT_CRASH_TICKS, TickInfo
 
 if TYPE_CHECKING:  # the world's modules load libsumo: imported when a route runs
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.routes import RouteSpec
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.files import RouteSpec
     from sumo_world.scenarios.definitions import ScenarioFile
-    from sumo_world.towns import TownInfo
-    from sumo_world.traffic import TrafficConfig
+    from sumo_world.towns.store import TownInfo
+    from sumo_world.traffic.demand import TrafficConfig
 
 __all__ = ["EvaluationConfig", "evaluate", "run_route", "TickInfo", "EvaluationError",
            "STATUS_CRASHED", "STATUS_SETUP_FAILED", "STATUS_AGENT_CRASHED", "AGENT_CRASH_TICKS",
@@ -126,15 +126,15 @@ def run_route(route: RouteSpec, town: TownInfo, agent: str, agent_config: str | 
               pictures_dir: Path | None = None, scene_setup: Callable[[Any, Any], None] | None = None,
               on_tick: Callable[[TickInfo], None] | None = None, network: RoadNetwork | None = None,
               scenarios: ScenarioFile | str | Path | None = None) -> RouteOutcome:
-    """Run one route in this process; returns its outcome (a :class:`sumo_world.route_run.RouteRun`).
+    """Run one route in this process; returns its outcome (a :class:`sumo_world.run.route_run.RouteRun`).
 
-    Raises :class:`sumo_world.route_planner.RoutePlanningError` for waypoints
+    Raises :class:`sumo_world.routes.planner.RoutePlanningError` for waypoints
     off the network, and whatever the agent's constructor/setup raises.
     ``scenarios``: a :class:`sumo_world.scenarios.ScenarioFile` (or a path to
     one) whose scenarios for the route's town run along it. The other keywords
-    are those of :class:`sumo_world.route_run.RouteSettings`.
+    are those of :class:`sumo_world.run.route_run.RouteSettings`.
     """
-    from sumo_world.route_run import RouteRun, RouteSettings
+    from sumo_world.run.route_run import RouteRun, RouteSettings
 
     settings = RouteSettings(seed=seed, traffic=traffic, blocked_time_s=blocked_time_s,
                              timeout_factor=timeout_factor, warmup_s=warmup_s, progress=progress,
@@ -167,8 +167,8 @@ def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = Non
         outcome = run_route(**job)
         conn.send(("ok", outcome))
     except BaseException as exc:  # report every failure to the parent, then exit
-        from sumo_world.agent_loader import AgentLoadError
-        from sumo_world.route_planner import RoutePlanningError
+        from sumo_world.agents.loader import AgentLoadError
+        from sumo_world.routes.planner import RoutePlanningError
 
         if isinstance(exc, (RoutePlanningError, AgentLoadError)):
             status = STATUS_CRASHED
@@ -197,7 +197,7 @@ def _raised_by_agent(exc: BaseException) -> bool:
 def _mp_context() -> Any:
     if sys.platform.startswith("linux"):
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["numpy", "shapely", "sumolib", "sumo_world.runner"])
+        context.set_forkserver_preload(["numpy", "shapely", "sumolib", "sumo_world.run.runner"])
         return context
     return multiprocessing.get_context("spawn")
 
@@ -308,7 +308,7 @@ def crashed_outcome(job: Any, message: str, wall_s: float = 0.0) -> RouteOutcome
 
 
 def _resolve_towns(config: EvaluationConfig, routes: list[Any]) -> dict[str, Any]:
-    from sumo_world.towns import TownStore
+    from sumo_world.towns.store import TownStore
 
     store = TownStore(config.towns_dir)
     towns: dict[str, Any] = {}
@@ -333,9 +333,9 @@ def evaluate(config: EvaluationConfig) -> dict[str, Any]:
     :class:`EvaluationError` (or the routes/towns modules' errors) before
     anything runs when the routes file, town or agent is unusable.
     """
-    from sumo_world.agent_loader import AgentLoadError, agent_name, load_agent_class
-    from sumo_world.results import RETRY_STATUSES, ResultsFile
-    from sumo_world.routes import read_routes
+    from sumo_world.agents.loader import AgentLoadError, agent_name, load_agent_class
+    from sumo_world.scoring.results import RETRY_STATUSES, ResultsFile
+    from sumo_world.routes.files import read_routes
 
     routes = read_routes(Path(config.routes))
     if config.route_ids:
@@ -433,7 +433,7 @@ def run_provenance(config: EvaluationConfig, route_ids: list[str]) -> dict[str, 
     """
     from importlib.metadata import PackageNotFoundError, version
 
-    from sumo_world.results import path_digest
+    from sumo_world.scoring.results import path_digest
 
     try:
         package_version = version("langprop-driver")
@@ -457,7 +457,7 @@ def run_provenance(config: EvaluationConfig, route_ids: list[str]) -> dict[str, 
 
 def _config_digest(agent_config: str | None) -> str | None:
     """The digest of an agent config (file or checkpoint folder), with that of a checkpoint a JSON config names."""
-    from sumo_world.results import path_digest
+    from sumo_world.scoring.results import path_digest
 
     if not agent_config:
         return None
