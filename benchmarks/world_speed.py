@@ -28,7 +28,7 @@ from pathlib import Path
 
 def _background_vehicles(world) -> int:
     """Every SUMO vehicle but the ego and its shadow (the scene sees only those within 100 m)."""
-    from sumo_world.simulation.world import EGO_ID, SHADOW_ID
+    from sumo_world.simulation.ego_presence import EGO_ID, SHADOW_ID
 
     return sum(1 for vid in world.sumo.vehicle.getIDList() if vid not in (EGO_ID, SHADOW_ID))
 

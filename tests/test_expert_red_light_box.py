@@ -19,7 +19,7 @@ from sumo_world.roads.network import RoadNetwork
 from sumo_world.routes.planner import plan_route, random_routes
 from sumo_world.scene.builder import RouteContext, SumoSceneProvider
 from sumo_world.towns.store import TownStore
-from sumo_world.simulation.world import ActorArrays, WorldSnapshot
+from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
 TOWN = "boxgrid"
 HALF_LENGTH_M = EgoParams().half_length_m

@@ -19,7 +19,7 @@ from sumo_world.roads.network import RoadNetwork
 from sumo_world.routes.planner import plan_route
 from sumo_world.scene.builder import RouteContext
 from sumo_world.towns.store import TownStore
-from sumo_world.simulation.world import ActorArrays, WorldSnapshot
+from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
 STEP_S = 0.05
 

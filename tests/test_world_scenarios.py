@@ -169,7 +169,7 @@ class _Ego:
 
 def _drive(manager: ScenarioManager, context: RouteContext, speed_mps: float, until_s: float, world=None,
            on_tick=None) -> None:
-    from sumo_world.simulation.world import WorldSnapshot, ActorArrays
+    from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
     ego = _Ego(context, speed_mps)
     t = 0.0

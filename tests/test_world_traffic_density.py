@@ -124,7 +124,8 @@ def _drive(net: Path) -> int:
 def _queued_behind_ego(towns_dir: Path) -> dict:
     from sumo_world.ego.dynamics import EgoState
     from sumo_world.traffic.jams import JamRelease
-    from sumo_world.simulation.world import EGO_ID, SENSE_RADIUS_M, SumoWorld
+    from sumo_world.simulation.ego_presence import EGO_ID
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
     town = TownStore(towns_dir).get("dense")
     network = RoadNetwork.load(town.net_path)

@@ -37,7 +37,7 @@ from shapely.geometry import Polygon
 
 from driving.geometry import box_corners
 from sumo_world.ego.dynamics import EgoParams, EgoState
-from sumo_world.simulation.world import ActorArrays, WorldSnapshot
+from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
 __all__ = ["CollisionResponse", "EGO_SPEED_KEPT_AT_CONTACT", "OTHER_STOP_S", "actor_polygon"]
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # the world's modules load libsumo: imported where a route ru
     from sumo_world.scene.builder import RouteContext, SumoSceneProvider
     from sumo_world.scene.sensors import SensorSuite
     from sumo_world.traffic.yielding import TrafficYield
-    from sumo_world.simulation.world import SumoWorld, WorldSnapshot
+    from sumo_world.simulation.snapshot import WorldSnapshot
+    from sumo_world.simulation.world import SumoWorld
 
 __all__ = ["Tick", "TickComponent", "TickInfo", "RouteParts", "AgentErrors", "tick_components",
            "AGENT_CRASH_TICKS", "trajectory_sample"]

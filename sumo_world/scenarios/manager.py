@@ -210,7 +210,7 @@ class ScenarioManager:
         """A copy of ``snapshot`` with the visible scenario actors and solid props added."""
         from dataclasses import replace
 
-        from sumo_world.simulation.world import ActorArrays
+        from sumo_world.simulation.snapshot import ActorArrays
 
         groups: dict[str, list[Any]] = {"vehicles": [], "pedestrians": []}
         props = []

@@ -34,7 +34,7 @@ from driving.route import RouteTracker
 from driving.scene import RED_LIGHT_TAIL_FRACTION, ROUTE_COMMANDS, copy_scene
 from sumo_world.ego.dynamics import EgoParams, EgoState
 from sumo_world.roads.network import lane_edge_id
-from sumo_world.simulation.world import ActorArrays, WorldSnapshot
+from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
 __all__ = ["RouteControl", "RouteContext", "SumoSceneProvider", "prop_dicts", "ACTOR_RADIUS_M",
            "LIGHT_RANGE_M", "STOP_SIGN_RANGE_M"]

@@ -57,7 +57,7 @@ from sumo_world.ego.dynamics import EgoParams, EgoState
 from sumo_world.scoring.records import Infraction
 from sumo_world.roads.network import lane_edge_id
 from sumo_world.scene.builder import RouteContext
-from sumo_world.simulation.world import ActorArrays, WorldSnapshot
+from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
 __all__ = ["CriteriaConfig", "RouteCriteria", "route_timeout_s",
            "SECONDS_PER_METRE", "INITIAL_SECONDS_DELAY"]

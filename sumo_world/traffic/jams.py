@@ -59,7 +59,7 @@ class JamRelease:
 
         ``held`` are ids another model keeps still on purpose (the crash model's).
         """
-        from sumo_world.simulation.world import EGO_ID, SHADOW_ID
+        from sumo_world.simulation.ego_presence import EGO_ID, SHADOW_ID
 
         if time_s < self._next_check_s:
             return
@@ -95,7 +95,7 @@ class JamRelease:
         lock. A queue behind the standing ego (or its shadow) waits for the ego: whatever the
         agent waits for, it is not the world's to clear. ``cache`` keeps the answers of one check
         (a queue shares its head's)."""
-        from sumo_world.simulation.world import EGO_ID, SHADOW_ID
+        from sumo_world.simulation.ego_presence import EGO_ID, SHADOW_ID
 
         cache = {} if cache is None else cache
         chain: list[str] = []

@@ -42,7 +42,7 @@ import numpy as np
 
 from driving.geometry import Boxes, box_corners, boxes_overlap
 from sumo_world.ego.dynamics import EgoParams, EgoState
-from sumo_world.simulation.world import EGO_ID, SHADOW_ID
+from sumo_world.simulation.ego_presence import EGO_ID, SHADOW_ID
 
 __all__ = ["TrafficYield", "DECEL_MPS2", "MARGIN_M", "RANGE_M", "WAIT_CHECK_S"]
 
