@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sumo_world.roads.network import RoadNetwork
-from sumo_world.towns.store import TownStore, sumo_binary, sumo_env
+from sumo_world.towns.store import TownStore
+from sumo_world.towns.sumo_tools import sumo_binary, sumo_env
 from sumo_world.traffic.demand import DENSITIES, TrafficConfig, write_traffic_routes
 
 

@@ -17,7 +17,8 @@ from sumo_world.routes.planner import plan_route, random_routes
 from sumo_world.routes.files import RouteFileError, read_routes, write_routes
 from sumo_world.run.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
 from sumo_world.scene.builder import RouteContext
-from sumo_world.towns.store import TownNotFoundError, TownStore
+from sumo_world.towns.info import TownNotFoundError
+from sumo_world.towns.store import TownStore
 
 TOWN = "testgrid"
 

@@ -87,7 +87,7 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
     from sumo_world.scenarios import ScenarioFileError
     from sumo_world.run.runner import EvaluationConfig, EvaluationError, evaluate as run_evaluation
     from sumo_world.scoring.summary import format_summary_table
-    from sumo_world.towns.store import TownError
+    from sumo_world.towns.info import TownError
 
     from langprop_driving.cli.errors import preflight
     from langprop_driving.pipeline.preflight import check_agent, check_routes, check_scenarios

@@ -44,7 +44,7 @@ def town() -> None:
 def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_m: float,
                   towns_dir: Path | None, overwrite: bool, scenarios: Path | None) -> None:
     """Generate the town NAME with SUMO's netgenerate (traffic lights, sidewalks, crossings, all-way stops)."""
-    from sumo_world.towns.store import TownError
+    from sumo_world.towns.info import TownError
 
     try:
         info = _store(towns_dir).generate(name, kind=kind, size=size, seed=seed, lanes=lanes, block_m=block_m,
@@ -80,7 +80,7 @@ def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_
 def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool, sidewalks: bool,
                 stop_signs: Path | None, carla_signals: bool) -> None:
     """Import a CARLA town from its OpenDRIVE FILE (.xodr), or store a SUMO net (.net.xml)."""
-    from sumo_world.towns.store import TownError
+    from sumo_world.towns.info import TownError
 
     start = time.perf_counter()
     try:
@@ -154,7 +154,7 @@ def routes_generate(town_name: str, count: int, seed: int, out: Path, min_length
     from sumo_world.roads.network import RoadNetwork
     from sumo_world.routes.planner import RoutePlanningError, random_routes
     from sumo_world.routes.files import write_routes
-    from sumo_world.towns.store import TownError
+    from sumo_world.towns.info import TownError
 
     try:
         info = _store(towns_dir).get(town_name)

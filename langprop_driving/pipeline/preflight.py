@@ -32,7 +32,8 @@ def check_routes(routes: Path, town: str, towns_dir: Path | None,
     from sumo_world.roads.network import RoadNetwork
     from sumo_world.routes.planner import RoutePlanningError, plan_route
     from sumo_world.routes.files import RouteFileError, read_routes
-    from sumo_world.towns.store import TownError, TownStore
+    from sumo_world.towns.info import TownError
+    from sumo_world.towns.store import TownStore
 
     try:
         found = read_routes(Path(routes))

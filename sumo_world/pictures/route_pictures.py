@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sumo_world.scoring.records import RouteOutcome
-    from sumo_world.towns.store import TownInfo
+    from sumo_world.towns.info import TownInfo
 
 __all__ = ["draw_route_picture", "draw_pictures"]
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # the world's modules load libsumo: imported when a route run
     from sumo_world.roads.network import RoadNetwork
     from sumo_world.routes.files import RouteSpec
     from sumo_world.scenarios.definitions import ScenarioFile
-    from sumo_world.towns.store import TownInfo
+    from sumo_world.towns.info import TownInfo
     from sumo_world.traffic.demand import TrafficConfig
 
 __all__ = ["EvaluationConfig", "evaluate", "run_route", "TickInfo", "EvaluationError",
