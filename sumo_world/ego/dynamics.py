@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
+
 __all__ = ["EgoParams", "EgoState", "EgoVehicle"]
 
 
@@ -110,7 +112,7 @@ class EgoVehicle:
         rear_y += mean_v * dt * math.sin(mid_yaw)
         x = rear_x + half_wb * math.cos(new_yaw)
         y = rear_y + half_wb * math.sin(new_yaw)
-        yaw_deg = (math.degrees(new_yaw) + 180.0) % 360.0 - 180.0
+        yaw_deg = wrap_angle_deg(math.degrees(new_yaw))
         self.state = EgoState(x=x, y=y, yaw_deg=yaw_deg, speed_mps=new_v,
                               accel_mps2=(new_v - v) / dt if dt > 0 else 0.0,
                               yaw_rate_dps=math.degrees(yaw_rate))

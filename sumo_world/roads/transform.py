@@ -19,13 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CarlaSumoTransform", "normalize_angle_deg"]
+from driving.geometry import wrap_angle_deg
 
-
-def normalize_angle_deg(angle: Any) -> Any:
-    """Wrap an angle (or array) to [-180, 180) degrees."""
-    return (np.asarray(angle, dtype=float) + 180.0) % 360.0 - 180.0 if isinstance(angle, np.ndarray) \
-        else (float(angle) + 180.0) % 360.0 - 180.0
+__all__ = ["CarlaSumoTransform"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +75,8 @@ class CarlaSumoTransform:
     @staticmethod
     def sumo_angle_to_yaw(angle: Any) -> Any:
         """SUMO angle (deg, clockwise from north) -> CARLA yaw in [-180, 180)."""
-        return normalize_angle_deg(np.asarray(angle, dtype=float) - 90.0 if isinstance(angle, np.ndarray)
-                                   else float(angle) - 90.0)
+        return wrap_angle_deg(np.asarray(angle, dtype=float) - 90.0 if isinstance(angle, np.ndarray)
+                              else float(angle) - 90.0)
 
     @staticmethod
     def sumo_direction_to_yaw(dx: Any, dy: Any) -> Any:

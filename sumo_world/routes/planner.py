@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
 from sumo_world.roads.network import RoadNetwork
 from sumo_world.routes.files import RouteSpec
 
@@ -152,8 +153,8 @@ def _snap(network: RoadNetwork, index: int, waypoint: Sequence[float], route_id:
     if yaw is not None:
         # Both directions of a road lie within a few metres: keep lanes heading the waypoint's way.
         aligned = [c for c in candidates
-                   if abs((network.lane_heading_yaw(c[0], network.lane_position(c[0], x, y)) - float(yaw)
-                           + 180.0) % 360.0 - 180.0) < 90.0]
+                   if abs(wrap_angle_deg(network.lane_heading_yaw(c[0], network.lane_position(c[0], x, y))
+                                         - float(yaw))) < 90.0]
         candidates = aligned or candidates
     lane_id, distance = candidates[0]
     return _Snap(lane_id, network.lane(lane_id).getEdge().getID(), network.lane_position(lane_id, x, y), distance)

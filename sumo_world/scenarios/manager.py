@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
 from sumo_world.scenarios.base import DONE, RUNNING, WAITING, RoutePath, Scenario, ScenarioTick
 from sumo_world.scenarios.definitions import ScenarioDefinition, ScenarioFile, match_route
 
@@ -236,7 +237,7 @@ class ScenarioManager:
                 half_width_m=np.r_[base.half_width_m, data[:, 5]])
 
         def actor_rows(items: list[Any]) -> list[tuple]:
-            return [(a.x, a.y, ((a.yaw_deg + 180.0) % 360.0) - 180.0, a.speed_mps, a.half_length_m, a.half_width_m)
+            return [(a.x, a.y, wrap_angle_deg(a.yaw_deg), a.speed_mps, a.half_length_m, a.half_width_m)
                     for a in items]
 
         changes: dict[str, Any] = {}
@@ -245,7 +246,7 @@ class ScenarioManager:
                 changes[group] = extended(getattr(snapshot, group), actor_rows(items),
                                           [a.actor_id for a in items], [a.actor_type for a in items])
         if props:
-            rows = [(p.x, p.y, ((p.yaw_deg + 180.0) % 360.0) - 180.0, 0.0, p.half_length_m, p.half_width_m)
+            rows = [(p.x, p.y, wrap_angle_deg(p.yaw_deg), 0.0, p.half_length_m, p.half_width_m)
                     for p in props]
             changes["props"] = extended(getattr(snapshot, "props", None), rows, [p.actor_id for p in props],
                                         [p.prop_type for p in props])

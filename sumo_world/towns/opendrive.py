@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
+
 __all__ = ["OpenDriveError", "Signal", "read_signals", "reference_pose"]
 
 _SPIRAL_STEPS = 256
@@ -119,7 +121,7 @@ def read_signals(xodr: str | Path, signal_type: str | None = None) -> list[Signa
             x, y = x - t * math.sin(heading), y + t * math.cos(heading)
             orientation = signal.get("orientation", "+")
             # CARLA's y, and so its yaw, is OpenDRIVE's negated; hOffset turns the sign about its post.
-            yaw = (-math.degrees(heading + _f(signal, "hOffset")) + 180.0) % 360.0 - 180.0
+            yaw = wrap_angle_deg(-math.degrees(heading + _f(signal, "hOffset")))
             signals.append(Signal(signal_id=str(signal.get("id", "")), signal_type=str(signal.get("type", "")),
                                   name=str(signal.get("name", "")), road=str(road.get("id", "")), s=s, t=t,
                                   orientation=orientation, x=x, y=-y, z_offset=_f(signal, "zOffset"),

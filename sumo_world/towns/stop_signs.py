@@ -33,6 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
+
 __all__ = ["StopSign", "StopSignError", "STOP_SIGNS_FILE", "STOP_AREA_LENGTH_M", "from_opendrive", "from_export",
            "assign_lanes", "save_stop_signs", "load_stop_signs", "junction_types", "minor_edges"]
 
@@ -170,7 +172,7 @@ def assign_lanes(network: Any, signs: Sequence[StopSign]) -> list[StopSign]:
                 distance = float(np.hypot(*(end - (sign.x, sign.y))))
                 if distance > _SIGN_REACH_M or sign.yaw_deg is None:
                     continue
-                if abs((heading - sign.yaw_deg + 180.0) % 360.0 - 180.0) > _MAX_HEADING_DEG:
+                if abs(wrap_angle_deg(heading - sign.yaw_deg)) > _MAX_HEADING_DEG:
                     continue
                 if best is None or distance < best[0]:
                     best = (distance, lane_id)
