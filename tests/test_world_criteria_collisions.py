@@ -8,7 +8,6 @@ one every few seconds.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -59,11 +59,6 @@ class RoadNetwork:
             raise FileNotFoundError(f"SUMO net not found: {path}")
         return _load_cached(str(path), path.stat().st_mtime_ns)
 
-    @classmethod
-    def for_town(cls, town: Any) -> "RoadNetwork":
-        """The network of a :class:`sumo_world.towns.store.TownInfo`."""
-        return cls.load(town.net_path)
-
     # Lanes -------------------------------------------------------------------------
 
     def lane(self, lane_id: str) -> Any:
@@ -72,11 +67,6 @@ class RoadNetwork:
             return self.net.getLane(lane_id)
         except KeyError:
             raise KeyError(f"lane {lane_id!r} not in {self.net_path.name}") from None
-
-    def is_driving_lane(self, lane_id: str) -> bool:
-        """True for lanes cars may use (internal junction lanes included; sidewalks/crossings not)."""
-        lane = self.lane(lane_id)
-        return lane.getEdge().getFunction() in ("", "normal", "internal") and lane.allows(_DRIVING_CLASS)
 
     def driving_lanes(self, internal: bool = False) -> list[Any]:
         """Sumolib lanes that cars may use, on normal edges (and internal ones when asked)."""
@@ -268,15 +258,6 @@ class RoadNetwork:
     def bounds(self) -> tuple[float, float, float, float]:
         """(x_min, y_min, x_max, y_max) of the drivable area, CARLA frame."""
         return tuple(float(v) for v in self.drivable_area.bounds)  # type: ignore[return-value]
-
-    def edges_by_id(self, ids: Iterable[str]) -> list[Any]:
-        """Sumolib edges for ``ids`` (KeyError naming a missing one)."""
-        edges = []
-        for edge_id in ids:
-            if not self.net.hasEdge(edge_id):
-                raise KeyError(f"edge {edge_id!r} not in {self.net_path.name}")
-            edges.append(self.net.getEdge(edge_id))
-        return edges
 
 
 @functools.lru_cache(maxsize=8)

@@ -23,7 +23,7 @@ import numpy as np
 
 from driving.geometry import wrap_angle_deg
 from sumo_world.scenarios.base import DONE, RUNNING, WAITING, RoutePath, Scenario, ScenarioTick
-from sumo_world.scenarios.definitions import ScenarioDefinition, ScenarioFile, match_route
+from sumo_world.scenarios.definitions import ScenarioFile, match_route
 
 __all__ = ["ScenarioEnv", "ScenarioManager", "LaneSteps", "scenario_class", "route_heights",
            "SCENARIO_TRIGGER_DISTANCE_M"]
@@ -291,8 +291,3 @@ def _actor_record(actor: Any, placement: Mapping[int, tuple[float, float]]) -> d
 def _prop_record(prop: Any) -> dict[str, Any]:
     return {"id": prop.actor_id, "kind": prop.prop_type, "x": round(prop.x, 3), "y": round(prop.y, 3),
             "solid": prop.solid}
-
-
-def scenario_infraction_count(meta: Mapping[str, Any]) -> int:
-    """The number of infractions inside scenarios in a record's meta (0 without scenarios)."""
-    return sum(len(s.get("infractions") or []) for s in (meta.get("scenarios") or []))
