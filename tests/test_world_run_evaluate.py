@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from driving.penalties import INFRACTION_TYPES, infraction_penalty
-from sumo_world.scoring.results import LABELS
+from sumo_world.scoring.leaderboard_statistics import LABELS
 from sumo_world.roads.network import RoadNetwork
 from sumo_world.routes.planner import plan_route, random_routes
 from sumo_world.routes.files import RouteFileError, read_routes, write_routes

@@ -139,7 +139,7 @@ def scenario_file_of(work: WorkDir, config: DemoConfig) -> Path | None:
 
 
 def _records_by_route(records: Sequence[dict[str, Any]], route_ids: Sequence[str]) -> list[dict[str, Any]]:
-    from sumo_world.scoring.results import route_config_id
+    from sumo_world.scoring.leaderboard_statistics import route_config_id
 
     wanted = set(route_ids)
     return [r for r in records if route_config_id(r) in wanted]

@@ -339,7 +339,7 @@ def import_recording(recorded: list[SceneRecord], record: Mapping[str, Any] | No
 
 def _matching_record(records: Sequence[Mapping[str, Any]], recorded: Sequence[SceneRecord]) -> Mapping[str, Any] | None:
     """The results record of a recorded run: by route id, else by infraction places on its path."""
-    from sumo_world.scoring.results import route_config_id
+    from sumo_world.scoring.leaderboard_statistics import route_config_id
 
     route_id = next((str(r.meta["route_id"]) for r in recorded if r.meta.get("route_id")), None)
     for record in records:

@@ -279,7 +279,7 @@ def _draw_scenarios(ax: Any, outcome: RouteOutcome) -> None:
 
 
 def _title(outcome: RouteOutcome) -> str:
-    from sumo_world.scoring.results import route_scores
+    from sumo_world.scoring.leaderboard_statistics import route_scores
 
     scores = route_scores(outcome)
     return (f"route {outcome.route_id} ({outcome.town}): DS {scores['score_composed']:.1f}, "
