@@ -36,7 +36,7 @@ def draw_route_picture(outcome: RouteOutcome, network: Any, folder: Path, animat
 
 def draw_pictures(pictures: list[tuple[RouteOutcome, TownInfo]], folder: Path, animation: bool = False) -> None:
     """Draw every ``(outcome, town)`` into ``folder``, each town's roads prepared once."""
-    from sumo_world.pictures.birdseye import road_drawing
+    from sumo_world.pictures.road_drawing import road_drawing
     from sumo_world.roads.network import RoadNetwork
 
     drawings: dict[str, Any] = {}
