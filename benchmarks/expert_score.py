@@ -88,7 +88,7 @@ def _print_set(name: str, records: list[dict]) -> dict[str, float]:
 def generated_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
     """Route records of the expert on random routes of ``args.towns`` generated 4x4 grids."""
     from sumo_world.roads.network import RoadNetwork
-    from sumo_world.routes.planner import random_routes
+    from sumo_world.routes.random_routes import random_routes
     from sumo_world.routes.files import write_routes
     from sumo_world.towns.store import TownStore
 

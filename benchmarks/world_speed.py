@@ -49,7 +49,7 @@ def main() -> None:
         return
 
     from sumo_world.roads.network import RoadNetwork
-    from sumo_world.routes.planner import random_routes
+    from sumo_world.routes.random_routes import random_routes
     from sumo_world.run.runner import run_route
     from sumo_world.towns.store import TownStore
     from sumo_world.traffic.demand import TrafficConfig
@@ -101,7 +101,7 @@ def carla_town(args: argparse.Namespace) -> None:
     import libsumo
 
     from sumo_world.roads.network import RoadNetwork
-    from sumo_world.routes.planner import random_routes
+    from sumo_world.routes.random_routes import random_routes
     from sumo_world.run.runner import run_route
     from sumo_world.towns.store import TownStore
     from sumo_world.traffic.demand import TrafficConfig

@@ -16,7 +16,8 @@ from expert import Expert
 from expert.scenarios import make_actor
 from sumo_world.ego.dynamics import EgoParams, EgoState
 from sumo_world.roads.network import RoadNetwork
-from sumo_world.routes.planner import plan_route, random_routes
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
 from sumo_world.scene.builder import RouteContext, SumoSceneProvider
 from sumo_world.towns.store import TownStore
 from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot

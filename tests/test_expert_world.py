@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_expert_agent_completes_a_route_without_rule_infractions(tmp_path, monkeypatch):
     from sumo_world.roads.network import RoadNetwork
-    from sumo_world.routes.planner import random_routes
+    from sumo_world.routes.random_routes import random_routes
     from sumo_world.routes.files import write_routes
     from sumo_world.run.runner import EvaluationConfig, evaluate
     from sumo_world.towns.store import TownStore

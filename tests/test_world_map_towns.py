@@ -8,7 +8,8 @@ import pytest
 
 from driving.geometry import wrap_angle_deg
 from sumo_world.roads.network import RoadNetwork
-from sumo_world.routes.planner import plan_route, random_routes
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
 from sumo_world.towns.info import TownError, TownNotFoundError
 from sumo_world.towns.store import TownStore
 from sumo_world.roads.transform import CarlaSumoTransform

@@ -13,7 +13,8 @@ import pytest
 from driving.penalties import INFRACTION_TYPES, infraction_penalty
 from sumo_world.scoring.leaderboard_statistics import LABELS
 from sumo_world.roads.network import RoadNetwork
-from sumo_world.routes.planner import plan_route, random_routes
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
 from sumo_world.routes.files import RouteFileError, read_routes, write_routes
 from sumo_world.run.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
 from sumo_world.scene.builder import RouteContext

@@ -12,7 +12,8 @@ import pytest
 
 from sumo_world.ego.dynamics import EgoState, EgoVehicle
 from sumo_world.roads.network import RoadNetwork
-from sumo_world.routes.planner import plan_route, random_routes
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
 from sumo_world.routes.files import write_routes
 from sumo_world.run.runner import EvaluationConfig, evaluate
 from sumo_world.scene.builder import RouteContext

@@ -449,7 +449,7 @@ def test_town_generate_writes_a_scenario_file_that_routes_match(tmp_path: Path) 
     from click.testing import CliRunner
 
     from langprop_driving.cli.world_cmd import town
-    from sumo_world.routes.planner import random_routes
+    from sumo_world.routes.random_routes import random_routes
 
     out = tmp_path / "scenarios.json"
     result = CliRunner().invoke(town, ["generate", "g", "--size", "3", "--block", "80", "--towns-dir",

@@ -152,7 +152,8 @@ def routes_generate(town_name: str, count: int, seed: int, out: Path, min_length
                     version: str, towns_dir: Path | None) -> None:
     """Write N random valid routes in a town as a leaderboard routes file."""
     from sumo_world.roads.network import RoadNetwork
-    from sumo_world.routes.planner import RoutePlanningError, random_routes
+    from sumo_world.routes.planner import RoutePlanningError
+    from sumo_world.routes.random_routes import random_routes
     from sumo_world.routes.files import write_routes
     from sumo_world.towns.info import TownError
 

@@ -95,7 +95,7 @@ def prepare_town_and_routes(work: WorkDir, config: DemoConfig) -> tuple[Path, Pa
     Returns (towns dir, routes file, training route ids, held-out route ids).
     """
     from sumo_world.roads.network import RoadNetwork
-    from sumo_world.routes.planner import random_routes
+    from sumo_world.routes.random_routes import random_routes
     from sumo_world.routes.files import read_routes, write_routes
     from sumo_world.towns.store import TownStore
 

@@ -12,13 +12,11 @@ metre in CARLA coordinates. Junction connections at intersections get
 LEFT/RIGHT/STRAIGHT from SUMO's turn direction; everything else LANEFOLLOW
 (CHANGELANELEFT/RIGHT during a lane change).
 
-:func:`random_routes` makes valid random routes in a town, written as sparse
-waypoints (about every 50 m) so that they go through the same planning.
+:mod:`sumo_world.routes.random_routes` makes random routes that go through the same planning.
 """
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -29,7 +27,7 @@ from sumo_world.roads.network import RoadNetwork
 from sumo_world.routes.files import RouteSpec
 
 __all__ = [
-    "DenseRoute", "RoutePlanningError", "plan_route", "random_routes",
+    "DenseRoute", "RoutePlanningError", "plan_route", "cumulative_m",
     "MAX_WAYPOINT_DISTANCE_M", "SNAP_LIMIT_M", "location_to_gps",
 ]
 
@@ -243,7 +241,8 @@ class _Piece:
     lane_ids: list[str] | None = None  # per point, when the lane varies inside the piece
 
 
-def _cumulative(points: np.ndarray) -> np.ndarray:
+def cumulative_m(points: np.ndarray) -> np.ndarray:
+    """(N,) distance along a polyline (N, 2) from its first point, in metres."""
     if len(points) < 2:
         return np.zeros(len(points))
     return np.r_[0.0, np.cumsum(np.hypot(*np.diff(points, axis=0).T))]
@@ -251,7 +250,7 @@ def _cumulative(points: np.ndarray) -> np.ndarray:
 
 def _sample_line(points: np.ndarray, start_m: float, end_m: float) -> np.ndarray:
     """The part of a polyline between two offsets, with its interior vertices kept."""
-    lengths = _cumulative(points)
+    lengths = cumulative_m(points)
     start_m = float(np.clip(start_m, 0.0, lengths[-1]))
     end_m = float(np.clip(end_m, start_m, lengths[-1]))
     inner = (lengths > start_m) & (lengths < end_m)
@@ -271,9 +270,9 @@ def _edge_piece(network: RoadNetwork, entry: Any, exit_: Any, start_m: float, en
     begin = start_m + (span - change_m) / 2.0
     offsets = np.arange(start_m, end_m, _STEP_M / 2.0)
     offsets = np.r_[offsets, end_m]
-    a = np.column_stack([np.interp(offsets, _cumulative(entry_shape), entry_shape[:, i]) for i in (0, 1)])
-    scale = _cumulative(exit_shape)[-1] / max(_cumulative(entry_shape)[-1], 1e-6)
-    b = np.column_stack([np.interp(offsets * scale, _cumulative(exit_shape), exit_shape[:, i]) for i in (0, 1)])
+    a = np.column_stack([np.interp(offsets, cumulative_m(entry_shape), entry_shape[:, i]) for i in (0, 1)])
+    scale = cumulative_m(exit_shape)[-1] / max(cumulative_m(entry_shape)[-1], 1e-6)
+    b = np.column_stack([np.interp(offsets * scale, cumulative_m(exit_shape), exit_shape[:, i]) for i in (0, 1)])
     weight = np.clip((offsets - begin) / max(change_m, 1e-6), 0.0, 1.0)[:, None]
     points = (1.0 - weight) * a + weight * b
     # SUMO lane indices grow to the driver's left (the CARLA view keeps the driver's left and right).
@@ -326,7 +325,7 @@ def _resample(pieces: list[_Piece]) -> tuple[np.ndarray, list[str], list[str]]:
     points = points[keep]
     commands = [c for c, k in zip(commands, keep) if k]
     lanes = [l for l, k in zip(lanes, keep) if k]
-    lengths = _cumulative(points)
+    lengths = cumulative_m(points)
     total = float(lengths[-1])
     if total <= 0.0:
         return points[:1], commands[:1], lanes[:1]
@@ -383,7 +382,7 @@ def plan_route(network: RoadNetwork, waypoints: Sequence[Sequence[float]] | Rout
     if len(points) < 2:
         raise RoutePlanningError(f"route {route_id!r}: the waypoints collapse onto one point "
                                  f"({float(waypoints[0][0]):.1f}, {float(waypoints[0][1]):.1f})")
-    length = float(_cumulative(points)[-1])
+    length = float(cumulative_m(points)[-1])
     indices = _waypoint_indices(points, waypoints)
     return DenseRoute(points=points, commands=commands, edges=[e.getID() for e in edges], lanes=lanes,
                       length_m=length, waypoint_indices=indices, route_id=route_id,
@@ -407,66 +406,3 @@ def _waypoint_indices(points: np.ndarray, waypoints: Sequence[Sequence[float]]) 
         start += local
         indices.append(start)
     return indices
-
-
-def random_routes(network: RoadNetwork, n: int, seed: int = 0, town: str = "", min_length_m: float = 150.0,
-                  max_length_m: float = 600.0, waypoint_spacing_m: float = 50.0,
-                  max_tries: int = 2000) -> list[RouteSpec]:
-    """``n`` random drivable routes as sparse waypoints (about every ``waypoint_spacing_m``).
-
-    Start and goal lie on driving lanes at least 10 m from either lane end;
-    each route's planned length is within [min_length_m, max_length_m].
-    Deterministic given ``seed``. Route ids are "0", "1", ...
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    rng = random.Random(seed)
-    lanes = [lane for lane in network.driving_lanes() if lane.getLength() >= 25.0]
-    if not lanes:
-        raise RoutePlanningError(f"{network.net_path.name} has no driving lane longer than 25 m")
-    lanes.sort(key=lambda lane: lane.getID())
-    routes: list[RouteSpec] = []
-    tries = 0
-    while len(routes) < n:
-        tries += 1
-        if tries > max_tries:
-            raise RoutePlanningError(f"found only {len(routes)} of {n} routes between {min_length_m} and "
-                                     f"{max_length_m} m in {max_tries} tries; change the length limits")
-        start, goal = rng.choice(lanes), rng.choice(lanes)
-        start_xy = _point_on(network, start, rng.uniform(10.0, start.getLength() - 10.0))
-        goal_xy = _point_on(network, goal, rng.uniform(10.0, goal.getLength() - 10.0))
-        try:
-            dense = plan_route(network, [(*start_xy, 0.0, None), (*goal_xy, 0.0, None)])
-        except RoutePlanningError:
-            continue
-        if not (min_length_m <= dense.length_m <= max_length_m) or dense.lanes[0] != start.getID():
-            continue
-        routes.append(_sparse_route(dense, str(len(routes)), town, waypoint_spacing_m, seed))
-    return routes
-
-
-def _point_on(network: RoadNetwork, lane: Any, offset_m: float) -> tuple[float, float]:
-    shape = network.lane_shape(lane.getID())
-    lengths = _cumulative(shape)
-    return float(np.interp(offset_m, lengths, shape[:, 0])), float(np.interp(offset_m, lengths, shape[:, 1]))
-
-
-def _sparse_route(dense: DenseRoute, route_id: str, town: str, spacing_m: float, seed: int) -> RouteSpec:
-    lengths = _cumulative(dense.points)
-    yaws = dense.yaw_deg
-    marks = list(np.arange(0.0, lengths[-1], spacing_m))
-    if lengths[-1] - marks[-1] < spacing_m / 3.0 and len(marks) > 1:
-        marks.pop()  # keep the last two waypoints apart
-    indices = [int(np.searchsorted(lengths, m)) for m in marks] + [len(lengths) - 1]
-    # Stay off junction interiors, like the leaderboard's waypoints: step back to a lane-follow point.
-    safe = []
-    for index in indices:
-        probe = index
-        while 0 < probe < len(lengths) - 1 and dense.commands[probe] != "LANEFOLLOW" and index - probe < 40:
-            probe -= 1
-        safe.append(probe)
-    safe = sorted(set(safe))
-    waypoints = [(float(dense.points[i, 0]), float(dense.points[i, 1]), 0.0, float(yaws[i] % 360.0)) for i in safe]
-    return RouteSpec(route_id=route_id, town=town, waypoints=waypoints,
-                     extra={"format": "1.0", "weathers": [], "scenarios": [], "generated_seed": seed,
-                            "length_m": round(dense.length_m, 1)})
