@@ -10,7 +10,7 @@ The model (one tick = one bicycle-model step of the ego):
 
 - **Contact ahead**: the first tick the ego's footprint touches a vehicle or
   walker that lies ahead of it (on its level, see
-  :data:`sumo_world.simulation.world.LEVEL_SEPARATION_M`), the ego keeps
+  :data:`sumo_world.simulation.snapshot.LEVEL_SEPARATION_M`), the ego keeps
   :data:`EGO_SPEED_KEPT_AT_CONTACT` of its speed (none: the crash stops it).
   Being hit from behind does not slow the ego.
 - **No passing through**: while the ego touches a vehicle, a move that does not

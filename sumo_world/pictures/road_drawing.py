@@ -44,8 +44,8 @@ def road_drawing(network: Any) -> RoadDrawing:
     """Build a :class:`RoadDrawing` from whatever describes the town.
 
     Accepts a :class:`RoadDrawing` (returned as is), an object with ``net``
-    (sumolib) and ``transform`` attributes (H3's ``RoadNetwork``), a town
-    with ``net_path`` and ``transform`` (``sumo_world.towns.store.Town``), a sumolib
+    (sumolib) and ``transform`` attributes (a :class:`sumo_world.roads.network.RoadNetwork`), a town
+    with ``net_path`` and ``transform`` (:class:`sumo_world.towns.info.TownInfo`), a sumolib
     net, or the path of a ``.net.xml`` file.
     """
     from sumo_world.roads.transform import CarlaSumoTransform
