@@ -158,3 +158,19 @@ def test_an_ego_on_no_lane_for_ten_ticks_is_inserted_afresh_once(towns_dir: Path
     assert result["counts"][:ticks - 1] == [0] * (ticks - 1), result  # a short excursion is left alone
     assert result["counts"][-1] == 1, result  # then one re-insertion, and the count starts again
     assert result["lane_back"], result  # and it drives on, on a lane
+
+
+def test_a_world_not_started_refuses_to_place_or_read_the_ego(towns_dir: Path) -> None:
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.simulation.errors import WorldError
+    from sumo_world.simulation.world import SumoWorld
+
+    world = SumoWorld(TownStore(towns_dir).get(TOWN), route_files=[], warmup_s=0.0)
+    assert world.ego_lane_id() == ""  # what a scene asks before the start: no lane, no error
+    state = EgoState(0.0, 0.0, 0.0, 0.0)
+    calls = {"add_ego": lambda: world.add_ego(state, ["e"]), "move_ego": lambda: world.move_ego(state),
+             "snapshot": world.snapshot, "step": world.step, "force_traffic_lights": world.force_traffic_lights}
+    for name, call in calls.items():
+        with pytest.raises(WorldError, match="not started"):
+            call()
+            pytest.fail(f"{name} ran on a world not started")

@@ -177,11 +177,14 @@ class SumoWorld:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _require_started(self) -> None:
+        if self._sumo is None:
+            raise WorldError("the world is not started")
+
     @property
     def sumo(self) -> Any:
         """The libsumo module of the running simulation (for tests and scripted scenes)."""
-        if self._sumo is None:
-            raise WorldError("the world is not started")
+        self._require_started()
         return self._sumo
 
     @property
@@ -192,8 +195,7 @@ class SumoWorld:
     @property
     def ego(self) -> EgoPresence:
         """The ego's presence in SUMO (its vehicle, shadow and re-insertions) while the world runs."""
-        if self._ego is None:
-            raise WorldError("the world is not started")
+        self._require_started()
         return self._ego
 
     # ------------------------------------------------------------------ ego
@@ -231,18 +233,18 @@ class SumoWorld:
 
     def force_traffic_lights(self, state_char: str | None = "r") -> None:
         """Hold every traffic light at ``state_char`` ("r", "y", "G"); None returns to the programs."""
-        self.sumo  # noqa: B018 - raises WorldError when the world is not started
+        self._require_started()
         self._lights.force(state_char)
 
     def light_state(self, tls_id: str, link_index: int) -> str:
         """SUMO's signal character of one link ('r', 'y', 'G', 'g', 'u', 'o', 's', ...)."""
-        self.sumo  # noqa: B018 - raises WorldError when the world is not started
+        self._require_started()
         return self._lights.light_state(tls_id, link_index)
 
     # ------------------------------------------------------------------ reading
     def snapshot(self) -> WorldSnapshot:
         """Every other actor's state now (CARLA frame, centres)."""
-        self.sumo  # noqa: B018 - raises WorldError when the world is not started
+        self._require_started()
         added = self._ego.added
         return self._reader.read(self._time_s, self._vehicle_values(), self._ego.lane_id() if added else "",
                                  self._ego.z_m() if added else float("nan"))
