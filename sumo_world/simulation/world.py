@@ -54,7 +54,7 @@ LANE_CHANGE_S = 2.0  # how long a SUMO lane change takes (CARLA's autopilot take
 class SumoWorld:
     """A SUMO simulation of one town with background traffic and the ego.
 
-    ``town`` is a :class:`sumo_world.towns.store.TownInfo`; ``traffic`` a
+    ``town`` is a :class:`sumo_world.towns.info.TownInfo`; ``traffic`` a
     :class:`sumo_world.traffic.demand.TrafficConfig` (ignored when ``route_files``
     are given). ``network`` is the town's :class:`RoadNetwork` (loaded when
     absent). Use as a context manager or call :meth:`close`.
