@@ -17,7 +17,7 @@ Target (issue 4): driving score >= 90 with route completion >= 95 % on both.
 scenario file, for the expert, ``builtin:follow`` and the naive seed script,
 and prints per town and agent: DS, RC, scenarios triggered/matched and the
 infractions inside them. ``--lb-towns`` and ``--lb-routes-per-town`` run a
-subset; ``--traffic`` takes any preset name of ``sumo_world.traffic``. Target:
+subset; ``--traffic`` takes any preset name of ``sumo_world.traffic.demand``. Target:
 the expert DS >= 90 in every town, the other two clearly worse.
 
 ``--carla-towns`` (issue 8) runs the CARLA-towns set instead: the expert on the 50
@@ -60,7 +60,7 @@ def _default_shared_data() -> Path:
 def _evaluate(town: str, routes: Path, towns_dir: Path, results: Path, args: argparse.Namespace,
               route_ids: list[str] | None = None, agent: str = AGENT, agent_config: str | None = None,
               scenarios: Path | None = None) -> dict:
-    from sumo_world.runner import EvaluationConfig, evaluate
+    from sumo_world.run.runner import EvaluationConfig, evaluate
 
     config = EvaluationConfig(town=town, routes=routes, agent=agent, agent_config=agent_config, results=results,
                               towns_dir=towns_dir, traffic=args.traffic, seed=args.seed, route_ids=route_ids,
@@ -75,7 +75,7 @@ def _records(results: dict) -> list[dict]:
 
 
 def _print_set(name: str, records: list[dict]) -> dict[str, float]:
-    from sumo_world.summary import format_summary_table, mean_scores
+    from sumo_world.scoring.summary import format_summary_table, mean_scores
 
     print(f"\n== {name}: {len(records)} routes")
     print(format_summary_table(records))
@@ -87,10 +87,10 @@ def _print_set(name: str, records: list[dict]) -> dict[str, float]:
 
 def generated_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
     """Route records of the expert on random routes of ``args.towns`` generated 4x4 grids."""
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import random_routes
-    from sumo_world.routes import write_routes
-    from sumo_world.towns import TownStore
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.random_routes import random_routes
+    from sumo_world.routes.files import write_routes
+    from sumo_world.towns.store import TownStore
 
     store = TownStore(towns_dir)
     records: list[dict] = []
@@ -110,8 +110,8 @@ def generated_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> li
 
 def town01(args: argparse.Namespace, towns_dir: Path, work: Path) -> list[dict]:
     """Route records of the expert on Town01's leaderboard training routes."""
-    from sumo_world.routes import read_routes
-    from sumo_world.towns import TownStore
+    from sumo_world.routes.files import read_routes
+    from sumo_world.towns.store import TownStore
 
     data = Path(args.shared_data) / "carla_town01"
     store = TownStore(towns_dir)
@@ -145,8 +145,8 @@ def leaderboard(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[s
     """{town: {agent label: route records}} of the leaderboard-1.0 training routes with scenarios."""
     from langprop_driving.model.seed_policy import seed_path
     from langprop_driving.pipeline.evaluate import resolve_agent
-    from sumo_world.routes import read_routes, write_routes
-    from sumo_world.towns import TownStore
+    from sumo_world.routes.files import read_routes, write_routes
+    from sumo_world.towns.store import TownStore
 
     shared = Path(args.shared_data)
     routes = read_routes(shared / "leaderboard1" / "routes_training.xml")
@@ -177,7 +177,7 @@ def leaderboard(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[s
 
 def print_leaderboard(sets: dict[str, dict[str, list[dict]]]) -> None:
     """Per town and agent: routes, DS, RC, scenarios triggered/matched, infractions inside scenarios."""
-    from sumo_world.summary import format_comparison_table, mean_scores, scenario_cells
+    from sumo_world.scoring.summary import format_comparison_table, mean_scores, scenario_cells
 
     for town, by_agent in sets.items():
         print(f"\n== {town}")
@@ -195,8 +195,8 @@ def print_leaderboard(sets: dict[str, dict[str, list[dict]]]) -> None:
 
 def carla_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[str, dict[str, list[dict]]]:
     """Route records of the expert on the leaderboard-1.0 training routes: preset -> town -> records."""
-    from sumo_world.routes import read_routes, write_routes
-    from sumo_world.towns import TownStore
+    from sumo_world.routes.files import read_routes, write_routes
+    from sumo_world.towns.store import TownStore
 
     store = TownStore(towns_dir)
     for name in STOCK_TOWNS:
@@ -225,7 +225,7 @@ def carla_towns(args: argparse.Namespace, towns_dir: Path, work: Path) -> dict[s
 def print_town_table(preset: str, by_town: dict[str, list[dict]]) -> list[str]:
     """Per town: DS, RC, penalty, infractions per km, crashed routes, real-time factor; returns towns missing
     the target."""
-    from sumo_world.summary import infraction_counts, mean_scores
+    from sumo_world.scoring.summary import infraction_counts, mean_scores
 
     print(f"\n== leaderboard-1.0 training routes, {preset} traffic")
     print(f"{'town':8s} {'routes':>6s} {'DS':>6s} {'RC':>6s} {'penalty':>7s} {'inf/km':>6s} {'crashed':>7s} "

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere
 
 def driven_scripts(work_dir: Path) -> dict[str, tuple[str, float]]:
     """{policy id: (source, mean validation DS)} of every script validated in ``work_dir``."""
-    from sumo_world.results import load_results
+    from sumo_world.scoring.results import load_results
 
     from langprop_driving.pipeline.rollouts import route_records_of
 

@@ -101,7 +101,7 @@ def _print_stages(trainings: list[Any]) -> None:
 
 def demo_set(args: argparse.Namespace) -> None:
     from langprop_driving.pipeline.demo import DemoConfig, run_demo
-    from sumo_world.summary import mean_scores
+    from sumo_world.scoring.summary import mean_scores
 
     optimizers = {name: _optimizer(name, args) for name in args.optimizers.split(",") if name}
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="langprop_pipeline_bench_"))
@@ -172,7 +172,7 @@ def _traffic(spec: str) -> Any:
         return name
     if option != "no-pedestrians":
         raise SystemExit(f"traffic {spec!r}: the only option is ':no-pedestrians'")
-    from sumo_world.traffic import TrafficConfig
+    from sumo_world.traffic.demand import TrafficConfig
 
     return TrafficConfig.for_density(name, pedestrians=0)
 
@@ -239,8 +239,8 @@ def leaderboard_set(args: argparse.Namespace) -> None:
     from langprop_driving.pipeline.rollouts import raise_on_failed_routes, route_records_of
     from langprop_driving.pipeline.train import train_stage
     from langprop_driving.pipeline.validation import ValidationConfig
-    from sumo_world.routes import read_routes
-    from sumo_world.towns import TownStore
+    from sumo_world.routes.files import read_routes
+    from sumo_world.towns.store import TownStore
 
     data = args.data or _shared_data()
     training_routes = data / "leaderboard1" / "routes_training.xml"

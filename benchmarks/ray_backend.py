@@ -50,7 +50,7 @@ def main() -> None:
     from langprop_driving.pipeline.demo import DemoConfig, prepare_town_and_routes
     from langprop_driving.pipeline.evaluate import evaluate_agent
     from langprop_driving.pipeline.parallel import RayOptions, gather_ray, submit_ray
-    from sumo_world.routes import read_routes
+    from sumo_world.routes.files import read_routes
 
     with tempfile.TemporaryDirectory(prefix="ray_bench_") as tmp:
         work = WorkDir(Path(tmp))

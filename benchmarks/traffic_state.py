@@ -3,7 +3,7 @@
 For every town of ``../shared/data`` (imported the stock way, as
 ``expert_score.py --carla-towns`` does) and a generated 4x4 grid town, and for
 each traffic preset, runs the world with no ego for ``--sim-s`` simulated
-seconds with the world's jam release (:class:`sumo_world.jams.JamRelease`),
+seconds with the world's jam release (:class:`sumo_world.traffic.jams.JamRelease`),
 sampling every second, and prints: vehicles in the simulation, the share of
 them standing (below 0.1 m/s; mean over samples and the worst sample), their
 mean speed, and jam releases per 10 simulated minutes.
@@ -38,10 +38,10 @@ def _town(store, name: str, shared: Path):
 
 def measure(town, preset: str, sim_s: float, seed: int) -> dict[str, float]:
     """Run the town's traffic of ``preset`` without the ego for ``sim_s`` simulated seconds."""
-    from sumo_world.jams import JamRelease
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.traffic import TrafficConfig
-    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.traffic.jams import JamRelease
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.traffic.demand import TrafficConfig
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
     network = RoadNetwork.load(town.net_path)
     traffic = TrafficConfig.for_density(preset, seed=seed, town=town.name, network=network)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sim_s <= 0:
         parser.error("--sim-s must be > 0")
 
-    from sumo_world.towns import TownStore
+    from sumo_world.towns.store import TownStore
 
     with tempfile.TemporaryDirectory(prefix="traffic_state_") as tmp:
         store = TownStore(args.towns_dir or Path(tmp))
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{100 * r['worst']:>5.0f}% {r['speed']:>6.2f} {r['releases_10min']:>9.1f} {r['wall_s']:>5.0f}s",
                       flush=True)
     print(f"standing = share of vehicles below {STANDING_MPS} m/s (mean over 1 s samples; worst = highest sample); "
-          f"not red = of them, those not queued at a red (sumo_world.jams: what can be a lock); "
+          f"not red = of them, those not queued at a red (sumo_world.traffic.jams: what can be a lock); "
           f"speed = mean speed (m/s); rel/10min = jam releases per 10 simulated minutes")
     return 0
 

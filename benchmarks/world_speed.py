@@ -28,7 +28,7 @@ from pathlib import Path
 
 def _background_vehicles(world) -> int:
     """Every SUMO vehicle but the ego and its shadow (the scene sees only those within 100 m)."""
-    from sumo_world.world import EGO_ID, SHADOW_ID
+    from sumo_world.simulation.ego_presence import EGO_ID, SHADOW_ID
 
     return sum(1 for vid in world.sumo.vehicle.getIDList() if vid not in (EGO_ID, SHADOW_ID))
 
@@ -48,11 +48,11 @@ def main() -> None:
         carla_town(args)
         return
 
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import random_routes
-    from sumo_world.runner import run_route
-    from sumo_world.towns import TownStore
-    from sumo_world.traffic import TrafficConfig
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.random_routes import random_routes
+    from sumo_world.run.runner import run_route
+    from sumo_world.towns.store import TownStore
+    from sumo_world.traffic.demand import TrafficConfig
 
     with tempfile.TemporaryDirectory(prefix="world_speed_") as tmp:
         town = TownStore(Path(tmp)).generate("bench", kind="grid", size=args.size, seed=args.seed)
@@ -100,12 +100,12 @@ def carla_town(args: argparse.Namespace) -> None:
     """A CARLA town with the leaderboard preset: the world's loop against raw SUMO stepping."""
     import libsumo
 
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import random_routes
-    from sumo_world.runner import run_route
-    from sumo_world.towns import TownStore
-    from sumo_world.traffic import TrafficConfig
-    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.random_routes import random_routes
+    from sumo_world.run.runner import run_route
+    from sumo_world.towns.store import TownStore
+    from sumo_world.traffic.demand import TrafficConfig
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
     with tempfile.TemporaryDirectory(prefix="world_speed_") as tmp:
         town = TownStore(Path(tmp)).import_file(args.carla_town)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+
+FloatOrArray = TypeVar("FloatOrArray", float, np.ndarray)
 
 __all__ = [
     "kmh_to_mps", "mps_to_kmh", "wrap_angle_deg", "yaw_to_unit_vector", "unit_vector_to_yaw",
@@ -26,8 +29,8 @@ def mps_to_kmh(speed_mps: float) -> float:
     return speed_mps * 3.6
 
 
-def wrap_angle_deg(angle_deg: float) -> float:
-    """Wrap to [-180, 180)."""
+def wrap_angle_deg(angle_deg: FloatOrArray) -> FloatOrArray:
+    """Wrap an angle in degrees (or an array of them) to [-180, 180)."""
     return (angle_deg + 180.0) % 360.0 - 180.0
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from langprop_common.reprs import bounded_repr
+from driving.geometry import wrap_angle_deg
 
 __all__ = [
     "SPEED_LEVEL_MPS",
@@ -97,7 +98,7 @@ def parse_policy_output(output: Any) -> PolicyAction:
     if not math.isfinite(angle_deg):
         raise InvalidPolicyOutput(f"turn angle is not finite: {angle_deg}")
     # Wrap to (-180, 180]: scripts sometimes return 350 for -10.
-    angle_deg = (angle_deg + 180.0) % 360.0 - 180.0
+    angle_deg = wrap_angle_deg(angle_deg)
     if angle_deg == -180.0:
         angle_deg = 180.0
     if isinstance(speed, str):

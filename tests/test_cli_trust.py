@@ -15,8 +15,8 @@ from driving.dataset import SceneDataset
 from langprop_core.checkpoint import save_checkpoint
 from langprop_core.policy import Policy
 from langprop_driving.cli import main
-from sumo_world.results import ResultsFile
-from sumo_world.runner import EvaluationConfig, EvaluationError
+from sumo_world.scoring.results import ResultsFile
+from sumo_world.run.runner import EvaluationConfig, EvaluationError
 from tests.test_expert_relabel import _rollout
 
 GOOD_SCRIPT = '''
@@ -121,7 +121,7 @@ def test_default_results_path_names_the_agent_and_the_first_line_says_resume(wor
 
 
 def test_failed_runs_are_retried_on_resume(tmp_path):
-    from sumo_world.records import RouteOutcome
+    from sumo_world.scoring.records import RouteOutcome
 
     path = tmp_path / "r.json"
     results = ResultsFile(path)

@@ -14,12 +14,13 @@ import pytest
 from driving.scene import RED_LIGHT_TAIL_FRACTION, validate_scene
 from expert import Expert
 from expert.scenarios import make_actor
-from sumo_world.ego import EgoParams, EgoState
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route, random_routes
-from sumo_world.scene_builder import RouteContext, SumoSceneProvider
-from sumo_world.towns import TownStore
-from sumo_world.world import ActorArrays, WorldSnapshot
+from sumo_world.ego.dynamics import EgoParams, EgoState
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
+from sumo_world.scene.builder import RouteContext, SumoSceneProvider
+from sumo_world.towns.store import TownStore
+from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
 TOWN = "boxgrid"
 HALF_LENGTH_M = EgoParams().half_length_m

@@ -12,11 +12,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_expert_agent_completes_a_route_without_rule_infractions(tmp_path, monkeypatch):
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import random_routes
-    from sumo_world.routes import write_routes
-    from sumo_world.runner import EvaluationConfig, evaluate
-    from sumo_world.towns import TownStore
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.random_routes import random_routes
+    from sumo_world.routes.files import write_routes
+    from sumo_world.run.runner import EvaluationConfig, evaluate
+    from sumo_world.towns.store import TownStore
 
     town = TownStore(tmp_path / "towns").generate("expert_grid", kind="grid", size=3, seed=3)
     routes = random_routes(RoadNetwork.load(town.net_path), 1, seed=3, town="expert_grid",

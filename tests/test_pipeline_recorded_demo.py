@@ -8,7 +8,7 @@ import pytest
 from langprop_core.llm.factory import OptimizerConfig
 from langprop_driving.pipeline.demo import DemoConfig, demo_optimizer_config, run_demo
 from langprop_driving.pipeline.recorded_run import shipped_demo_recording
-from sumo_world.summary import mean_scores
+from sumo_world.scoring.summary import mean_scores
 
 pytestmark = pytest.mark.slow
 

@@ -221,8 +221,8 @@ def test_import_rollout_marks_relabels_and_appends_once(tmp_path: Path):
     from click.testing import CliRunner
 
     from langprop_driving.cli.pipeline_cmd import import_rollout_cmd
-    from sumo_world.records import Infraction, RouteOutcome
-    from sumo_world.results import ResultsFile
+    from sumo_world.scoring.records import Infraction, RouteOutcome
+    from sumo_world.scoring.results import ResultsFile
 
     record_dir = tmp_path / "recorded"
     ticks = drive(20)

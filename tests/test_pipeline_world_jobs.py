@@ -3,7 +3,7 @@
 Validation once drove its routes under other conditions than evaluation (a twin
 of the mapping had drifted). Here each stage's route runs are captured where
 they reach the runner, and the settings the runner would run a route with
-(``sumo_world.runner.route_settings``: seed, traffic, time limits, scenarios)
+(``sumo_world.run.runner.route_settings``: seed, traffic, time limits, scenarios)
 must be equal, as must the town, routes and backend settings.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import sumo_world.runner as runner
+import sumo_world.run.runner as runner
 from driving.dataset import SceneDataset
 from langprop_core.policy import Policy
 from langprop_driving.pipeline.config import WorkDir, WorldConfig

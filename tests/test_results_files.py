@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from driving.penalties import INFRACTION_TYPES
 from langprop_driving.cli.results_cmd import results as results_command
-from sumo_world.records import Infraction, RouteOutcome, TrajectorySample
-from sumo_world.results import (LABELS, ResultsFile, ResultsFileError, compute_global_record, load_results,
-                                route_config_id, route_record)
-from sumo_world.summary import format_comparison_table, format_summary_table, render_scores_chart
+from sumo_world.scoring.records import Infraction, RouteOutcome, TrajectorySample
+from sumo_world.scoring.leaderboard_statistics import LABELS, compute_global_record, route_config_id, route_record
+from sumo_world.scoring.results import ResultsFile, ResultsFileError, load_results
+from sumo_world.scoring.summary import format_comparison_table, format_summary_table, render_scores_chart
 
 
 def _straight(n: int, speed: float) -> list[TrajectorySample]:

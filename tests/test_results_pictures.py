@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumo_world.birdseye import render_route_animation, render_route_png, road_drawing
-from sumo_world.records import ActorSample, Infraction, RouteOutcome, TrajectorySample
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route, random_routes
-from sumo_world.towns import TownStore
+from sumo_world.pictures.birdseye import render_route_animation, render_route_png
+from sumo_world.pictures.road_drawing import road_drawing
+from sumo_world.scoring.records import ActorSample, Infraction, RouteOutcome, TrajectorySample
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
+from sumo_world.towns.store import TownStore
 
 
 @pytest.fixture(scope="module")

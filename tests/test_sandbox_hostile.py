@@ -611,7 +611,7 @@ def test_a_resume_retires_a_checkpointed_worker_killer_and_progresses(tmp_path):
 # -- the pipeline: no orphans, no duplicates ------------------------------------------------------------
 
 def test_a_route_process_dies_with_its_parent(tmp_path):
-    # As sumo_world.runner starts a route: a forkserver child that watches the evaluator
+    # As sumo_world.run.runner starts a route: a forkserver child that watches the evaluator
     # (the forkserver itself outlives the evaluator while one of its children runs).
     code = textwrap.dedent("""
         import multiprocessing, os, time

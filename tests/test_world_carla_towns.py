@@ -10,16 +10,16 @@ import shapely
 from click.testing import CliRunner
 
 from langprop_driving.cli.world_cmd import routes as routes_group
-from sumo_world.criteria import RouteCriteria
-from sumo_world.ego import EgoState
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import SNAP_LIMIT_M, plan_route
-from sumo_world.routes import read_routes
-from sumo_world.runner import EvaluationConfig, evaluate
-from sumo_world.scene_builder import RouteContext, actor_dicts
-from sumo_world.towns import TownStore
-from sumo_world.traffic import TrafficConfig
-from sumo_world.world import SumoWorld
+from sumo_world.scoring.criteria import RouteCriteria
+from sumo_world.ego.dynamics import EgoState
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import SNAP_LIMIT_M, plan_route
+from sumo_world.routes.files import read_routes
+from sumo_world.run.runner import EvaluationConfig, evaluate
+from sumo_world.scene.builder import RouteContext, actor_dicts
+from sumo_world.towns.store import TownStore
+from sumo_world.traffic.demand import TrafficConfig
+from sumo_world.simulation.world import SumoWorld
 
 
 # The stock import of each leaderboard-1.0 town here: its OpenDRIVE file, else its SUMO net.
@@ -37,7 +37,7 @@ def towns(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> TownSt
 
 
 def test_every_leaderboard_route_plans_without_leaving_the_road(towns: TownStore, shared_data: Path) -> None:
-    # Town04's cloverleaf junctions are where an import can leave gaps between lanes (see towns.py).
+    # Town04's cloverleaf junctions are where an import can leave gaps between lanes (see sumo_world/towns/store.py).
     routes = [*read_routes(shared_data / "leaderboard1" / "routes_training.xml"),
               *read_routes(shared_data / "leaderboard1" / "routes_devtest.xml")]
     assert len(routes) == 54 and {r.town for r in routes} == set(STOCK)
@@ -257,10 +257,10 @@ def _merge_wait_run(towns_dir: str, use_yield: bool) -> dict:
     """Town03, junction 1352 (seen on route 10, default traffic): a car turning right into -47 has its body
     ahead of the ego, turning left into the same lane, and across the ego's path; SUMO makes it the ego's
     follower (the ego is nearer the merge by lane length), so it waits for the ego while the ego waits for it."""
-    from sumo_world.ego import EgoState
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.traffic_yield import TrafficYield
-    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.traffic.yielding import TrafficYield
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
     town = TownStore(towns_dir).get("Town03")
     network = RoadNetwork.load(town.net_path)

@@ -8,18 +8,17 @@ one every few seconds.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sumo_world.criteria import RouteCriteria
-from sumo_world.ego import EgoState
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route
-from sumo_world.scene_builder import RouteContext
-from sumo_world.towns import TownStore
-from sumo_world.world import ActorArrays, WorldSnapshot
+from sumo_world.scoring.criteria import RouteCriteria
+from sumo_world.ego.dynamics import EgoState
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.scene.builder import RouteContext
+from sumo_world.towns.store import TownStore
+from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
 STEP_S = 0.05
 

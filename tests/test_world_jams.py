@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from sumo_world.towns import TownStore
+from sumo_world.towns.store import TownStore
 from tests.test_world_run_traffic import _run_in_child
 
 
 def _locked_run(towns_dir: Path) -> dict:
-    from sumo_world.ego import EgoState
-    from sumo_world.jams import JamRelease
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.traffic.jams import JamRelease
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
     town = TownStore(towns_dir).get("jam")
     network = RoadNetwork.load(town.net_path)

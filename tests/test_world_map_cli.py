@@ -6,7 +6,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from langprop_driving.cli.world_cmd import routes, town
-from sumo_world.routes import read_routes
+from sumo_world.routes.files import read_routes
 
 
 def test_town_generate_list_and_routes(tmp_path: Path) -> None:

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import RoutePlanningError, plan_route, random_routes
-from sumo_world.routes import RouteFileError, RouteSpec, read_routes, write_routes
-from sumo_world.towns import TownStore
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import RoutePlanningError, plan_route
+from sumo_world.routes.random_routes import random_routes
+from sumo_world.routes.files import RouteFileError, RouteSpec, read_routes, write_routes
+from sumo_world.towns.store import TownStore
 
 
 @pytest.fixture(scope="module")

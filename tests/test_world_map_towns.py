@@ -6,10 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route, random_routes
-from sumo_world.towns import TownError, TownNotFoundError, TownStore
-from sumo_world.transform import CarlaSumoTransform
+from driving.geometry import wrap_angle_deg
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
+from sumo_world.towns.info import TownError, TownNotFoundError
+from sumo_world.towns.store import TownStore
+from sumo_world.roads.transform import CarlaSumoTransform
 
 
 def test_transform_round_trip_scalars_and_arrays() -> None:
@@ -28,7 +31,7 @@ def test_transform_round_trip_scalars_and_arrays() -> None:
 def test_yaw_maps_to_sumo_heading(yaw: float, angle: float) -> None:
     assert CarlaSumoTransform.yaw_to_sumo_angle(yaw) == pytest.approx(angle)
     back = CarlaSumoTransform.sumo_angle_to_yaw(angle)
-    assert (back - yaw + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=1e-9)
+    assert wrap_angle_deg(back - yaw) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_yaw_direction_agrees_with_positions() -> None:

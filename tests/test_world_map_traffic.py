@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.towns import TownStore, sumo_binary, sumo_env
-from sumo_world.traffic import DENSITIES, TrafficConfig, write_traffic_routes
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.towns.store import TownStore
+from sumo_world.towns.sumo_tools import sumo_binary, sumo_env
+from sumo_world.traffic.demand import DENSITIES, TrafficConfig, write_traffic_routes
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import dataclasses
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
-from sumo_world import tick_components as tc
-from sumo_world.route_run import run_ticks
+from sumo_world.run import tick_components as tc
+from sumo_world.run.route_run import run_ticks
 
 DOCUMENTED_ORDER = [
     tc.WorldSnapshotRead,  # read the world once

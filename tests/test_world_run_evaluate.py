@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 from driving.penalties import INFRACTION_TYPES, infraction_penalty
-from sumo_world.results import LABELS
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route, random_routes
-from sumo_world.routes import RouteFileError, read_routes, write_routes
-from sumo_world.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
-from sumo_world.scene_builder import RouteContext
-from sumo_world.towns import TownNotFoundError, TownStore
+from sumo_world.scoring.leaderboard_statistics import LABELS
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
+from sumo_world.routes.files import RouteFileError, read_routes, write_routes
+from sumo_world.run.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
+from sumo_world.scene.builder import RouteContext
+from sumo_world.towns.info import TownNotFoundError
+from sumo_world.towns.store import TownStore
 
 TOWN = "testgrid"
 
@@ -525,7 +527,7 @@ def test_cli_carla_command_runs_a_script_with_the_langprop_agent(world_setup: di
 def test_several_evaluations_share_one_scheduler(world_setup: dict, tmp_path: Path) -> None:
     """evaluate_all: every evaluation is planned first, then all their route jobs go to the scheduler at
     once (here the local one, two at a time), and each outcome lands in its own evaluation's file."""
-    from sumo_world.runner import evaluate_all, run_route_jobs
+    from sumo_world.run.runner import evaluate_all, run_route_jobs
 
     calls = []
 

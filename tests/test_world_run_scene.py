@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumo_world.ego import EgoState, EgoVehicle
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route, random_routes
-from sumo_world.routes import write_routes
-from sumo_world.runner import EvaluationConfig, evaluate
-from sumo_world.scene_builder import RouteContext
-from sumo_world.towns import TownStore
+from sumo_world.ego.dynamics import EgoState, EgoVehicle
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.random_routes import random_routes
+from sumo_world.routes.files import write_routes
+from sumo_world.run.runner import EvaluationConfig, evaluate
+from sumo_world.scene.builder import RouteContext
+from sumo_world.towns.store import TownStore
 
 TOWN = "scenegrid"
 
@@ -75,7 +76,7 @@ def _force_red(world, context) -> None:
 def scenes_on_red(town, route) -> dict:
     """Follow agent with every light red: collect what the scenes said, validating each one strictly."""
     from driving.scene import validate_scene
-    from sumo_world.runner import run_route
+    from sumo_world.run.runner import run_route
 
     seen = {"n": 0, "red": [], "states": set(), "ids_ok": True, "vehicles": 0, "pedestrians": 0, "times": []}
 

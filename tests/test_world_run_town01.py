@@ -6,9 +6,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from langprop_driving.cli.evaluate_cmd import evaluate as evaluate_command
-from sumo_world.routes import read_routes
-from sumo_world.runner import EvaluationConfig, evaluate
-from sumo_world.towns import TownStore
+from sumo_world.routes.files import read_routes
+from sumo_world.run.runner import EvaluationConfig, evaluate
+from sumo_world.towns.store import TownStore
 
 
 def test_town01_first_training_route_completes(shared_data: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from shapely.geometry import Polygon
 
-from sumo_world.towns import TownStore
+from sumo_world.towns.store import TownStore
 
 
 def _box(x: float, y: float, yaw_deg: float, half_length: float, half_width: float) -> Polygon:
@@ -27,9 +27,9 @@ def _straddling_ego_run(towns_dir: Path, left_m: float, nose_right_deg: float) -
     """A stopped ego ``left_m`` left of the right lane's centre, its nose turned ``nose_right_deg``
     back to the right (its tail swung out into the left lane, as when it stops while changing back
     to the right lane); a car comes along the left lane at 13 m/s. Returns the closest approach and whether the two footprints ever overlapped."""
-    from sumo_world.ego import EgoState
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.world import SumoWorld
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.simulation.world import SumoWorld
     from sumolib.geomhelper import positionAtShapeOffset
 
     town = TownStore(towns_dir).get("lanes")

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route
-from sumo_world.routes import RouteSpec, read_routes, write_routes
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.routes.files import RouteSpec, read_routes, write_routes
 from sumo_world.scenarios import ScenarioFileError, ScenarioManager, match_route, read_scenario_file
 from sumo_world.scenarios.base import RUNNING, WAITING
-from sumo_world.scene_builder import RouteContext
-from sumo_world.summary import format_summary_table
-from sumo_world.towns import TownStore
+from sumo_world.scene.builder import RouteContext
+from sumo_world.scoring.summary import format_summary_table
+from sumo_world.towns.store import TownStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERT = str(REPO_ROOT / "team_code" / "expert_agent.py")
@@ -158,7 +158,7 @@ class _Ego:
         self.context, self.speed_mps, self.s = context, speed_mps, 0.0
 
     def state(self):
-        from sumo_world.ego import EgoState
+        from sumo_world.ego.dynamics import EgoState
 
         cum = self.context.cumulative_m
         i = int(min(np.searchsorted(cum, self.s), len(cum) - 2))
@@ -169,7 +169,7 @@ class _Ego:
 
 def _drive(manager: ScenarioManager, context: RouteContext, speed_mps: float, until_s: float, world=None,
            on_tick=None) -> None:
-    from sumo_world.world import WorldSnapshot, ActorArrays
+    from sumo_world.simulation.snapshot import ActorArrays, WorldSnapshot
 
     ego = _Ego(context, speed_mps)
     t = 0.0
@@ -329,7 +329,7 @@ def test_lead_and_obstacle_scenarios_place_their_actors_ahead_in_the_lane(town01
 
 
 def test_scenario7_switches_the_lights_so_crossing_traffic_runs_the_ego_green(town01: dict, tmp_path: Path) -> None:
-    from sumo_world.world import SumoWorld
+    from sumo_world.simulation.world import SumoWorld
 
     route = {r.route_id: r for r in town01["routes"]}["0"]
     dense, context = _planned(town01, route)
@@ -372,7 +372,7 @@ def _short_route(town01: dict, tmp_path: Path) -> Path:
 
 def test_a_route_follower_hits_the_scenario3_walker_and_the_expert_does_not(town01: dict, shared_data: Path,
                                                                             tmp_path: Path) -> None:
-    from sumo_world.runner import EvaluationConfig, evaluate
+    from sumo_world.run.runner import EvaluationConfig, evaluate
 
     routes = _short_route(town01, tmp_path)
     scenarios = shared_data / "leaderboard1" / "all_towns_traffic_scenarios_public.json"
@@ -449,7 +449,7 @@ def test_town_generate_writes_a_scenario_file_that_routes_match(tmp_path: Path) 
     from click.testing import CliRunner
 
     from langprop_driving.cli.world_cmd import town
-    from sumo_world.route_planner import random_routes
+    from sumo_world.routes.random_routes import random_routes
 
     out = tmp_path / "scenarios.json"
     result = CliRunner().invoke(town, ["generate", "g", "--size", "3", "--block", "80", "--towns-dir",

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from langprop_driving.cli.world_cmd import town as town_group
-from sumo_world.road_network import RoadNetwork
-from sumo_world.route_planner import plan_route
-from sumo_world.scene_builder import RouteContext
-from sumo_world.stop_signs import STOP_AREA_LENGTH_M, from_opendrive
-from sumo_world.towns import TownStore
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.routes.planner import plan_route
+from sumo_world.scene.builder import RouteContext
+from sumo_world.towns.stop_signs import STOP_AREA_LENGTH_M, from_opendrive
+from sumo_world.towns.store import TownStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sumo_world.road_network import RoadNetwork
-from sumo_world.signal_plans import CARLA_TIMING, apply_carla_plans, carla_phases
-from sumo_world.towns import TownStore
-from sumo_world.traffic import MIN_LANE_M_PER_VEHICLE, TrafficConfig, driving_lane_m, fit_to_town
+from sumo_world.roads.network import RoadNetwork
+from sumo_world.towns.signal_plans import CARLA_TIMING, apply_carla_plans, carla_phases
+from sumo_world.towns.store import TownStore
+from sumo_world.traffic.demand import MIN_LANE_M_PER_VEHICLE, TrafficConfig, driving_lane_m, fit_to_town
 from tests.test_world_run_traffic import _run_in_child
 
 
@@ -41,8 +41,8 @@ def test_a_town_gets_no_more_vehicles_than_its_lanes_hold(towns_dir: Path) -> No
 
 
 def _queued_at_red(towns_dir: Path) -> dict:
-    from sumo_world.jams import JamRelease
-    from sumo_world.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.traffic.jams import JamRelease
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
     town = TownStore(towns_dir).get("dense")
     network = RoadNetwork.load(town.net_path)
@@ -122,9 +122,10 @@ def _drive(net: Path) -> int:
 
 
 def _queued_behind_ego(towns_dir: Path) -> dict:
-    from sumo_world.ego import EgoState
-    from sumo_world.jams import JamRelease
-    from sumo_world.world import EGO_ID, SENSE_RADIUS_M, SumoWorld
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.traffic.jams import JamRelease
+    from sumo_world.simulation.ego_presence import EGO_ID
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
 
     town = TownStore(towns_dir).get("dense")
     network = RoadNetwork.load(town.net_path)

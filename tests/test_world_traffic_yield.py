@@ -1,4 +1,4 @@
-"""SUMO's drivers stop for the ego's body across their path inside a junction (sumo_world.traffic_yield).
+"""SUMO's drivers stop for the ego's body across their path inside a junction (sumo_world.traffic.yielding).
 
 SUMO sees the ego through lanes only; an ego standing across a junction (as it
 does merging into a roundabout) is in no lane of a car going straight through,
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumo_world.towns import TownStore
+from sumo_world.towns.store import TownStore
 from tests.test_world_run_traffic import _box, _run_in_child
 
 
@@ -29,10 +29,10 @@ def _movement(network, direction: str):
 
 def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
     """A stopped ego across a junction, 4 m past a stop line; a car comes straight through at 13 m/s."""
-    from sumo_world.ego import EgoState
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.traffic_yield import TrafficYield
-    from sumo_world.world import SumoWorld
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.traffic.yielding import TrafficYield
+    from sumo_world.simulation.world import SumoWorld
 
     town = TownStore(towns_dir).get("junction")
     network = RoadNetwork.load(town.net_path)
@@ -94,10 +94,10 @@ def test_a_car_stops_short_of_an_ego_standing_across_its_path_in_a_junction(town
 
 def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
     """A body stands in the exit lane of a right turn, 3 m in, unseen by SUMO; a car makes the turn at 8 m/s."""
-    from sumo_world.ego import EgoState
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.traffic_yield import TrafficYield
-    from sumo_world.world import SumoWorld
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.traffic.yielding import TrafficYield
+    from sumo_world.simulation.world import SumoWorld
 
     town = TownStore(towns_dir).get("junction")
     network = RoadNetwork.load(town.net_path)
@@ -147,9 +147,9 @@ def test_a_turning_car_stops_short_of_a_body_in_its_exit_lane(towns_dir: Path) -
 
 def _spawn_run(towns_dir: Path) -> dict:
     """The ego appears 25 m ahead of a car doing 15 m/s on its lane, and 25 m ahead of one standing."""
-    from sumo_world.ego import EgoState
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.world import SumoWorld
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.simulation.world import SumoWorld
 
     town = TownStore(towns_dir).get("junction")
     network = RoadNetwork.load(town.net_path)

@@ -80,14 +80,14 @@ def evaluate(world: str, town: str, routes: Path, agent: str, agent_config: str 
                    + " ".join(shlex.quote(part) for part in env + command))
         return
 
-    from sumo_world.agent_loader import AgentLoadError
-    from sumo_world.results import RETRY_STATUSES, ResultsFileError
-    from sumo_world.route_planner import RoutePlanningError
-    from sumo_world.routes import RouteFileError
+    from sumo_world.agents.loader import AgentLoadError
+    from sumo_world.scoring.results import RETRY_STATUSES, ResultsFileError
+    from sumo_world.routes.planner import RoutePlanningError
+    from sumo_world.routes.files import RouteFileError
     from sumo_world.scenarios import ScenarioFileError
-    from sumo_world.runner import EvaluationError, evaluate as run_evaluation
-    from sumo_world.summary import format_summary_table
-    from sumo_world.towns import TownError
+    from sumo_world.run.runner import EvaluationError, evaluate as run_evaluation
+    from sumo_world.scoring.summary import format_summary_table
+    from sumo_world.towns.info import TownError
 
     from langprop_driving.cli.errors import preflight
     from langprop_driving.cli.options import ray_options_of

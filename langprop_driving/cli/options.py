@@ -12,17 +12,17 @@ from typing import Any, Callable
 
 import click
 
-from sumo_world.traffic import PRESETS
+from sumo_world.traffic.demand import PRESETS
 
 __all__ = ["TRAFFIC_CHOICES", "DEFAULT_TRAFFIC", "towns_dir_option", "traffic_option", "seed_option",
            "workers_option", "backend_options", "ray_options_of", "apply", "scenarios_option", "progress_option",
            "progress_enabled", "no_resume_option", "llm_options", "optimizer_overrides", "budget_values"]
 
-TRAFFIC_CHOICES = PRESETS  # sumo_world.traffic owns the preset names
+TRAFFIC_CHOICES = PRESETS  # sumo_world.traffic.demand owns the preset names
 
 
 def _default_traffic() -> str:
-    from sumo_world.runner import EvaluationConfig
+    from sumo_world.run.runner import EvaluationConfig
 
     return EvaluationConfig.traffic
 

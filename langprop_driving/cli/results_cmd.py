@@ -17,8 +17,8 @@ def results(files: tuple[Path, ...], chart: Path | None) -> None:
 
     With several files, a comparison line per file follows the tables.
     """
-    from sumo_world.results import ResultsFileError, load_results
-    from sumo_world.summary import format_comparison_table, format_summary_table, render_scores_chart
+    from sumo_world.scoring.results import ResultsFileError, load_results
+    from sumo_world.scoring.summary import format_comparison_table, format_summary_table, render_scores_chart
 
     per_file: dict[str, list[dict]] = {}
     for path in files:

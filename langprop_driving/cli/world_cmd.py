@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from sumo_world.towns import TownStore
+    from sumo_world.towns.store import TownStore
 
 __all__ = ["town", "routes"]
 
@@ -18,7 +18,7 @@ _TOWNS_DIR_HELP = "Folder of stored towns (default: $LANGPROP_TOWNS or ./towns).
 
 def _store(towns_dir: Path | None) -> TownStore:
     # Imported here, not at the top: keeps `langprop --help` fast.
-    from sumo_world.towns import TownStore
+    from sumo_world.towns.store import TownStore
 
     return TownStore(towns_dir)
 
@@ -44,7 +44,7 @@ def town() -> None:
 def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_m: float,
                   towns_dir: Path | None, overwrite: bool, scenarios: Path | None) -> None:
     """Generate the town NAME with SUMO's netgenerate (traffic lights, sidewalks, crossings, all-way stops)."""
-    from sumo_world.towns import TownError
+    from sumo_world.towns.info import TownError
 
     try:
         info = _store(towns_dir).generate(name, kind=kind, size=size, seed=seed, lanes=lanes, block_m=block_m,
@@ -54,7 +54,7 @@ def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_
     click.echo(f"generated town {info.name}: {info.net_path} ({_describe(info.meta)}) "
                f"in {info.meta.get('generate_s', 0):.2f} s")
     if scenarios is not None:
-        from sumo_world.road_network import RoadNetwork
+        from sumo_world.roads.network import RoadNetwork
         from sumo_world.scenarios import read_scenario_file
         from sumo_world.scenarios.generate import write_scenario_file
 
@@ -80,7 +80,7 @@ def town_generate(name: str, kind: str, size: int, seed: int, lanes: int, block_
 def town_import(file: Path, name: str | None, towns_dir: Path | None, overwrite: bool, sidewalks: bool,
                 stop_signs: Path | None, carla_signals: bool) -> None:
     """Import a CARLA town from its OpenDRIVE FILE (.xodr), or store a SUMO net (.net.xml)."""
-    from sumo_world.towns import TownError
+    from sumo_world.towns.info import TownError
 
     start = time.perf_counter()
     try:
@@ -151,10 +151,11 @@ def routes() -> None:
 def routes_generate(town_name: str, count: int, seed: int, out: Path, min_length: float, max_length: float,
                     version: str, towns_dir: Path | None) -> None:
     """Write N random valid routes in a town as a leaderboard routes file."""
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import RoutePlanningError, random_routes
-    from sumo_world.routes import write_routes
-    from sumo_world.towns import TownError
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.planner import RoutePlanningError
+    from sumo_world.routes.random_routes import random_routes
+    from sumo_world.routes.files import write_routes
+    from sumo_world.towns.info import TownError
 
     try:
         info = _store(towns_dir).get(town_name)
@@ -182,9 +183,9 @@ def routes_show(file: Path, plan: bool, town_name: str | None, towns_dir: Path |
     from a sparse waypoint to the lane it snapped to; routes that cannot be
     planned are flagged with the reason, and the command then exits 1.
     """
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import RoutePlanningError, plan_route
-    from sumo_world.routes import RouteFileError, read_routes
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.planner import RoutePlanningError, plan_route
+    from sumo_world.routes.files import RouteFileError, read_routes
 
     try:
         found = read_routes(file)

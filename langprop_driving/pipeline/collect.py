@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def route_ids_of(routes: Path) -> list[str]:
     """The route ids of a leaderboard route file, in file order."""
-    from sumo_world.routes import read_routes
+    from sumo_world.routes.files import read_routes
 
     return [spec.route_id for spec in read_routes(Path(routes))]
 

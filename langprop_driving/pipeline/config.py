@@ -62,7 +62,7 @@ class WorldConfig:
 
     def shared_paths(self, *paths: Any) -> tuple[str, ...]:
         """``paths``, the towns folder and the scenario file: what a Ray worker must see to run a route of this world."""
-        from sumo_world.towns import TownStore
+        from sumo_world.towns.store import TownStore
 
         extra = (self.scenarios,) if self.scenarios else ()
         return tuple(str(p) for p in (*paths, TownStore(self.towns_dir).root, *extra))
@@ -79,7 +79,7 @@ class WorldConfig:
     def evaluation(self, routes: Path, agent: str, agent_config: str | Path | None, results: Path,
                    route_ids: Sequence[str] | None = None, pictures_dir: Path | None = None,
                    progress: bool = False, **runner_options: Any) -> Any:
-        """The runner's :class:`~sumo_world.runner.EvaluationConfig` of ``agent`` on ``routes`` in this world.
+        """The runner's :class:`~sumo_world.run.runner.EvaluationConfig` of ``agent`` on ``routes`` in this world.
 
         The one mapping from a world to route jobs: evaluation, collection,
         validation and DAgger all build their runs here, so they drive under the
@@ -88,7 +88,7 @@ class WorldConfig:
         ``repetitions``, ``resume``, ``agent_label``); settings this world
         leaves as None take the runner's defaults.
         """
-        from sumo_world.runner import EvaluationConfig
+        from sumo_world.run.runner import EvaluationConfig
 
         limits = {"timeout_factor": self.timeout_factor, "blocked_time_s": self.blocked_time_s}
         options = {"route_executor": self.route_executor(routes, Path(results).parent),

@@ -49,7 +49,7 @@ class IterationOutcome:
     @property
     def expert_routes(self) -> list[str]:
         """The routes the expert drove in this iteration's rollouts (DAgger's beta)."""
-        from sumo_world.results import route_config_id
+        from sumo_world.scoring.leaderboard_statistics import route_config_id
 
         return [route_config_id(r) for r in self.route_records
                 if (r.get("meta") or {}).get("policy_driver") == "expert"]

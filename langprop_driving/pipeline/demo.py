@@ -122,10 +122,10 @@ def prepare_town_and_routes(work: WorkDir, config: DemoConfig) -> tuple[Path, Pa
 
     Returns (towns dir, routes file, training route ids, held-out route ids).
     """
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import random_routes
-    from sumo_world.routes import read_routes, write_routes
-    from sumo_world.towns import TownStore
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.random_routes import random_routes
+    from sumo_world.routes.files import read_routes, write_routes
+    from sumo_world.towns.store import TownStore
 
     towns_dir = work.root / "towns"
     routes_path = work.root / "routes" / "routes.xml"
@@ -155,9 +155,9 @@ def scenario_file_of(work: WorkDir, config: DemoConfig) -> Path | None:
     """The demo town's scenario file (``<work>/routes/scenarios.json``, written once), or None without scenarios."""
     if not config.scenarios:
         return None
-    from sumo_world.road_network import RoadNetwork
+    from sumo_world.roads.network import RoadNetwork
     from sumo_world.scenarios.generate import write_scenario_file
-    from sumo_world.towns import TownStore
+    from sumo_world.towns.store import TownStore
 
     path = work.root / "routes" / "scenarios.json"
     if not path.is_file():
@@ -167,7 +167,7 @@ def scenario_file_of(work: WorkDir, config: DemoConfig) -> Path | None:
 
 
 def _records_by_route(records: Sequence[dict[str, Any]], route_ids: Sequence[str]) -> list[dict[str, Any]]:
-    from sumo_world.results import route_config_id
+    from sumo_world.scoring.leaderboard_statistics import route_config_id
 
     wanted = set(route_ids)
     return [r for r in records if route_config_id(r) in wanted]
@@ -199,7 +199,7 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
              progress: bool = True) -> DemoResult:
     """Run (or resume) the whole demo under ``config.work_dir``; returns the tables and outputs."""
     from langprop_core.llm.factory import make_optimizer
-    from sumo_world.summary import format_comparison_table
+    from sumo_world.scoring.summary import format_comparison_table
 
     from langprop_core.llm.mutation import MutationOptimizer
 
@@ -303,7 +303,7 @@ def spend_lines(trainings: Sequence[TrainOutcome], rows_val: dict[str, list[dict
     """What the LLM cost, all trainings together: calls, tokens, per admitted child, and per driving-score point
     the deployed script gained over the seed script on the held-out routes (nothing without LLM calls)."""
     from langprop_core.llm.usage import LLMUsage
-    from sumo_world.summary import mean_scores
+    from sumo_world.scoring.summary import mean_scores
 
     spent = [t.llm for t in trainings if t.llm]
     if not spent:
@@ -328,7 +328,7 @@ def _dagger_selection(outcome: DaggerOutcome, final_train_records: list[dict[str
     rollouts. With expert mixing (beta > 0) those scores include expert-driven
     routes, so no selection is made.
     """
-    from sumo_world.summary import mean_scores
+    from sumo_world.scoring.summary import mean_scores
 
     best = outcome.best_driven()
     if beta > 0 or best is None or not final_train_records:
@@ -358,7 +358,7 @@ def _write_outputs(work: WorkDir, offline: TrainOutcome, dagger_outcome: DaggerO
                    results: dict[str, list[dict[str, Any]]], tables: str, optimizer: str,
                    times: dict[str, float]) -> dict[str, str]:
     """The report folder: training curves, the scores chart, summary.md and dagger.json; the files by name."""
-    from sumo_world.summary import render_scores_chart
+    from sumo_world.scoring.summary import render_scores_chart
 
     out_dir = work.root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,9 @@ def evaluate_agent(agent: str | Path, world: WorldConfig, routes: Path, results:
 
     The route jobs come from :meth:`WorldConfig.evaluation` (the mapping that
     collection, validation and DAgger use too); ``runner_options`` go to
-    ``sumo_world.runner.EvaluationConfig`` as they are (e.g. ``repetitions``, ``warmup_s``).
+    ``sumo_world.run.runner.EvaluationConfig`` as they are (e.g. ``repetitions``, ``warmup_s``).
     """
-    from sumo_world.runner import evaluate
+    from sumo_world.run.runner import evaluate
 
     spec = resolve_agent(agent)
     log.info("evaluating %s on %s", spec.description, routes)

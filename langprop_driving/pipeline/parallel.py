@@ -1,8 +1,8 @@
 """The Ray backend of the route scheduler: one Ray task per route run.
 
-Route runs are scheduled in one place, :func:`sumo_world.runner.evaluate_all`
+Route runs are scheduled in one place, :func:`sumo_world.run.runner.evaluate_all`
 (evaluation, collection, validation and DAgger alike): locally by
-:func:`sumo_world.runner.run_route_jobs` (a child process per route, libsumo
+:func:`sumo_world.run.runner.run_route_jobs` (a child process per route, libsumo
 holding one simulation per process), or, with ``backend="ray"``, by the
 route executor of this module (:func:`ray_route_executor`): every route job is
 a Ray task with one CPU (plus any custom resource, e.g. ``carla_server``),
@@ -177,14 +177,14 @@ def gather_ray(ray: Any, refs: Sequence[Any], names: Sequence[str], options: Ray
 
 
 def ray_route_executor(options: RayOptions, workers: int, paths: Sequence[str] = ()) -> Callable[..., None]:
-    """A ``route_executor`` for :func:`sumo_world.runner.evaluate_all`: one Ray task per route job.
+    """A ``route_executor`` for :func:`sumo_world.run.runner.evaluate_all`: one Ray task per route job.
 
     Outcomes are handed on in job order, as the local scheduler starts them,
     so the results files are the same; a route whose worker died
     ``max_retries + 1`` times is recorded as a crashed route.
     """
     def execute(jobs: list[Any], on_done: Callable[[Any, Any], None]) -> None:
-        from sumo_world.runner import crashed_outcome, run_job
+        from sumo_world.run.runner import crashed_outcome, run_job
 
         outcomes: dict[int, Any] = {}
         next_up = [0]

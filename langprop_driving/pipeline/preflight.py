@@ -29,10 +29,11 @@ class PreflightError(ValueError):
 def check_routes(routes: Path, town: str, towns_dir: Path | None,
                  route_ids: Sequence[str] | None = None) -> int:
     """Every selected route of ``routes`` names a stored town and plans in it; the number of routes."""
-    from sumo_world.road_network import RoadNetwork
-    from sumo_world.route_planner import RoutePlanningError, plan_route
-    from sumo_world.routes import RouteFileError, read_routes
-    from sumo_world.towns import TownError, TownStore
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.routes.planner import RoutePlanningError, plan_route
+    from sumo_world.routes.files import RouteFileError, read_routes
+    from sumo_world.towns.info import TownError
+    from sumo_world.towns.store import TownStore
 
     try:
         found = read_routes(Path(routes))
@@ -107,7 +108,7 @@ def check_agent(agent: str, agent_config: str | None) -> None:
     ``setup``; 2.0: ``setup`` after), without a route or world: ``setup`` is
     where agents read their config and load their model.
     """
-    from sumo_world.agent_loader import AgentLoadError, load_agent_class
+    from sumo_world.agents.loader import AgentLoadError, load_agent_class
 
     try:
         spec = load_agent_class(agent)

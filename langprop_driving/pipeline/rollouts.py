@@ -3,7 +3,7 @@
 Used by ``collect`` (the expert drives) and ``dagger`` (the current script
 drives, the expert labels). Per route:
 
-1. the agent runs through ``sumo_world.runner.evaluate_all`` (all the
+1. the agent runs through ``sumo_world.run.runner.evaluate_all`` (all the
    stage's routes through the one route scheduler, each built by
    :meth:`WorldConfig.evaluation`) with a JSON agent
    config that names its recording directory (``rollouts/<stage>/<route>/``),
@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from driving.dataset import SceneDataset, SceneRecord
 from driving.penalties import ROUTE_ENDING_INFRACTIONS
-from sumo_world.results import RETRY_STATUSES  # runs that never really drove run again, as on the runner's resume
+from sumo_world.scoring.results import RETRY_STATUSES  # runs that never really drove run again, as on the runner's resume
 from team_code.config import DEFAULT_TIMEOUT_S
 
 from langprop_driving.pipeline.config import WorkDir, WorldConfig, atomic_write_json
@@ -86,7 +86,7 @@ def raise_on_failed_routes(results: Sequence[RolloutResult], where: str) -> None
 def run_evaluations(evaluations: Sequence[Any], world: WorldConfig, desc: str, progress: bool = True) -> None:
     """Run the route jobs of ``evaluations`` (:meth:`WorldConfig.evaluation`, each with its results file)
     through the runner's one scheduler: ``world.workers`` at a time, or on ``world``'s Ray cluster."""
-    from sumo_world.runner import evaluate_all
+    from sumo_world.run.runner import evaluate_all
 
     folders = sorted({str(Path(e.results).parent) for e in evaluations} | {str(e.routes) for e in evaluations})
     # one executor for all of them: its Ray workers must see every routes file and results folder
@@ -104,7 +104,7 @@ def route_record(results_path: Path) -> dict[str, Any] | None:
     """The route's record in a one-route results file (finished or not); None when there is none."""
     if not results_path.is_file():
         return None
-    from sumo_world.results import load_results
+    from sumo_world.scoring.results import load_results
 
     try:
         records = route_records_of(load_results(results_path))
@@ -310,7 +310,7 @@ def import_recording(recorded: list[SceneRecord], record: Mapping[str, Any] | No
 
 def _matching_record(records: Sequence[Mapping[str, Any]], recorded: Sequence[SceneRecord]) -> Mapping[str, Any] | None:
     """The results record of a recorded run: by route id, else by infraction places on its path."""
-    from sumo_world.results import route_config_id
+    from sumo_world.scoring.leaderboard_statistics import route_config_id
 
     route_id = next((str(r.meta["route_id"]) for r in recorded if r.meta.get("route_id")), None)
     for record in records:
@@ -341,7 +341,7 @@ def import_rollout(record_dir: Path, results_path: Path, dataset: SceneDataset, 
     ``<stage>-<run id>``. Runs already imported are skipped. Returns the ticks
     appended per run id.
     """
-    from sumo_world.results import load_results
+    from sumo_world.scoring.results import load_results
 
     records = route_records_of(load_results(results_path))
     source = SceneDataset(record_dir)

@@ -128,7 +128,7 @@ def _failure(results: Path) -> str:
 
 def route_towns(config: ValidationConfig) -> dict[str, str]:
     """The town of each validation route, as its route file names it; an unknown id raises naming it."""
-    from sumo_world.routes import read_routes
+    from sumo_world.routes.files import read_routes
 
     towns = {r.route_id: r.town for r in read_routes(config.routes)}
     missing = [r for r in config.route_ids if r not in towns]

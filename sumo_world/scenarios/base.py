@@ -83,7 +83,7 @@ class ScenarioTick:
 
     time_s: float
     dt_s: float
-    ego: Any  # sumo_world.ego.EgoState
+    ego: Any  # sumo_world.ego.dynamics.EgoState
     route_index: int
     progress_m: float
     ego_in_junction: bool
@@ -206,8 +206,3 @@ class Scenario:
     def perturb_control(self, throttle: float, steer: float) -> tuple[float, float]:
         """The ego's control after the scenario's interference (default: unchanged)."""
         return throttle, steer
-
-    # ------------------------------------------------------------------ helpers
-    def driven_since(self, start_progress_m: float, tick: ScenarioTick) -> float:
-        """Route distance the ego drove since ``start_progress_m`` (scenario_runner's DriveDistance)."""
-        return tick.progress_m - start_progress_m

@@ -119,12 +119,6 @@ class ScenarioDefinition:
         """The scenario's number (Scenario7 -> 7)."""
         return int(self.name[len("Scenario"):])
 
-    def actor_transforms(self) -> list[TriggerTransform]:
-        """``other_actors`` as the leaderboard lists them: front, then left, then right."""
-        if not self.other_actors:
-            return []
-        return [t for side in _ACTOR_SIDES for t in self.other_actors.get(side, ())]
-
 
 @dataclass
 class ScenarioFile:

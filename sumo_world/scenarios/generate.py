@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
+
 __all__ = ["generate_scenarios", "write_scenario_file", "MIN_STRAIGHT_M", "TRIGGER_FROM_START_M",
            "TRIGGER_BEFORE_JUNCTION_M"]
 
@@ -55,7 +57,7 @@ def _straight_m(network: Any, lane_id: str) -> float:
     lengths = np.hypot(steps[:, 0], steps[:, 1])
     total = 0.0
     for heading, length in zip(headings, lengths):
-        if abs((heading - headings[0] + 180.0) % 360.0 - 180.0) > _STRAIGHT_DEG:
+        if abs(wrap_angle_deg(heading - headings[0])) > _STRAIGHT_DEG:
             break
         total += float(length)
     return total

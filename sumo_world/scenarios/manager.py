@@ -21,8 +21,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
 from sumo_world.scenarios.base import DONE, RUNNING, WAITING, RoutePath, Scenario, ScenarioTick
-from sumo_world.scenarios.definitions import ScenarioDefinition, ScenarioFile, match_route
+from sumo_world.scenarios.definitions import ScenarioFile, match_route
 
 __all__ = ["ScenarioEnv", "ScenarioManager", "LaneSteps", "scenario_class", "route_heights",
            "SCENARIO_TRIGGER_DISTANCE_M"]
@@ -95,7 +96,7 @@ class ScenarioEnv:
         self.rng = np.random.RandomState(seed)
         self.z = np.zeros(len(path.points)) if z is None else np.asarray(z, dtype=float)
         self._next_id = 1_000_000  # far above SUMO's actor ids, which count from 1
-        self.controls: list[Any] = []  # sumo_world.scene_builder.RouteControl of the route
+        self.controls: list[Any] = []  # sumo_world.scene.builder.RouteControl of the route
 
     def new_id(self) -> int:
         """A fresh actor id for a scenario actor or prop."""
@@ -155,8 +156,8 @@ class ScenarioManager:
                   waypoints: Sequence[Sequence[float]] | None = None) -> "ScenarioManager":
         """Match the file's scenarios of ``town`` to the planned route and build them.
 
-        ``context`` is the run's :class:`sumo_world.scene_builder.RouteContext`,
-        ``dense`` its :class:`sumo_world.route_planner.DenseRoute`, ``waypoints``
+        ``context`` is the run's :class:`sumo_world.scene.builder.RouteContext`,
+        ``dense`` its :class:`sumo_world.routes.planner.DenseRoute`, ``waypoints``
         the route file's ``(x, y, z, yaw)`` (for heights).
         """
         z = route_heights(dense, waypoints)
@@ -210,7 +211,7 @@ class ScenarioManager:
         """A copy of ``snapshot`` with the visible scenario actors and solid props added."""
         from dataclasses import replace
 
-        from sumo_world.world import ActorArrays
+        from sumo_world.simulation.snapshot import ActorArrays
 
         groups: dict[str, list[Any]] = {"vehicles": [], "pedestrians": []}
         props = []
@@ -236,7 +237,7 @@ class ScenarioManager:
                 half_width_m=np.r_[base.half_width_m, data[:, 5]])
 
         def actor_rows(items: list[Any]) -> list[tuple]:
-            return [(a.x, a.y, ((a.yaw_deg + 180.0) % 360.0) - 180.0, a.speed_mps, a.half_length_m, a.half_width_m)
+            return [(a.x, a.y, wrap_angle_deg(a.yaw_deg), a.speed_mps, a.half_length_m, a.half_width_m)
                     for a in items]
 
         changes: dict[str, Any] = {}
@@ -245,7 +246,7 @@ class ScenarioManager:
                 changes[group] = extended(getattr(snapshot, group), actor_rows(items),
                                           [a.actor_id for a in items], [a.actor_type for a in items])
         if props:
-            rows = [(p.x, p.y, ((p.yaw_deg + 180.0) % 360.0) - 180.0, 0.0, p.half_length_m, p.half_width_m)
+            rows = [(p.x, p.y, wrap_angle_deg(p.yaw_deg), 0.0, p.half_length_m, p.half_width_m)
                     for p in props]
             changes["props"] = extended(getattr(snapshot, "props", None), rows, [p.actor_id for p in props],
                                         [p.prop_type for p in props])
@@ -290,8 +291,3 @@ def _actor_record(actor: Any, placement: Mapping[int, tuple[float, float]]) -> d
 def _prop_record(prop: Any) -> dict[str, Any]:
     return {"id": prop.actor_id, "kind": prop.prop_type, "x": round(prop.x, 3), "y": round(prop.y, 3),
             "solid": prop.solid}
-
-
-def scenario_infraction_count(meta: Mapping[str, Any]) -> int:
-    """The number of infractions inside scenarios in a record's meta (0 without scenarios)."""
-    return sum(len(s.get("infractions") or []) for s in (meta.get("scenarios") or []))

@@ -1,0 +1,1 @@
+"""Leaderboard routes: their XML files, and dense routes planned on the SUMO lane graph."""
