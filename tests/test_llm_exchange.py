@@ -22,8 +22,9 @@ REPLY = "Here it is.\n```python\ndef policy(x):\n    return 2 * x\n```\n"
 PARAMS = SamplingParams(model="exchange", temperature=0.0, n=1, seed=3)
 
 
-def answer_when_asked(directory: Path, text: str, count: int = 1, deadline_s: float = 20.0) -> threading.Thread:
-    """A stand-in for the model: reads each request file, writes its reply file."""
+def answer_when_asked(directory: Path, text: str, count: int = 1, deadline_s: float = 20.0,
+                      expect: str = "Write policy(x) please") -> threading.Thread:
+    """A stand-in for the model: reads each request file (that must hold ``expect``), writes its reply file."""
 
     def run() -> None:
         answered: set[Path] = set()
@@ -32,7 +33,7 @@ def answer_when_asked(directory: Path, text: str, count: int = 1, deadline_s: fl
             for request in sorted(directory.glob("*.request.md")):
                 if request not in answered:
                     body = request.read_text()
-                    assert "Write policy(x) please" in body
+                    assert expect in body
                     reply = request.with_name(request.name.replace(".request.md", ".reply.md"))
                     assert f"`{reply.name}`" in body  # the readable request names its reply file
                     reply.write_text(text.replace("{n}", request.name[:4]))
@@ -160,3 +161,51 @@ def test_a_replay_that_misses_goes_on_with_the_mutation_baseline(tmp_path, caplo
 def test_the_files_optimizer_needs_a_folder():
     with pytest.raises(ValueError, match="--llm-exchange"):
         OptimizerConfig(kind="files")
+
+
+def _langprop(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", "from langprop_driving.cli import main; main()", *args]
+
+
+THERMOSTAT = ("A thermostat.\n```python\ndef choose_action(temperature_c, rate_c_per_min):\n"
+              "    if temperature_c < 19:\n        return 'heat'\n    if temperature_c > 23:\n"
+              "        return 'cool'\n    return 'off'\n```\n")
+
+
+def test_ctrl_c_stops_a_waiting_run_and_the_same_command_goes_on(tmp_path):
+    # the trainer waits for a reply with no time limit; Ctrl-C must end it at once (the proposal threads
+    # stop waiting), and the same command, with the model answering, picks up where it stopped
+    import os
+    import signal
+    import subprocess
+
+    exchange, run_dir = tmp_path / "exchange", tmp_path / "run"
+    command = _langprop("example", "--run-dir", str(run_dir), "--epochs", "1", "--batch-size", "16",
+                        "--llm-exchange", str(exchange), "--max-llm-calls", "2")
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not list(exchange.glob("*.request.json")):
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "no request written in 60 s"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    first.send_signal(signal.SIGINT)
+    try:
+        out, _ = first.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        first.kill()
+        pytest.fail("Ctrl-C did not end a run that waits for a reply")
+    assert first.returncode != 0
+    assert "waiting for" in out and str(exchange / "0001.reply.md") in out
+    asked = (exchange / "0001.request.json").read_text()
+    writer = answer_when_asked(exchange, THERMOSTAT, count=2, deadline_s=120, expect="choose_action")
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    writer.join()
+    # the rerun asked its first question again and found it in the same file (no duplicate), then went on
+    assert (exchange / "0001.request.json").read_text() == asked
+    keys = [json.loads(p.read_text())["key"] for p in sorted(exchange.glob("*.request.json"))]
+    assert len(keys) == len(set(keys)) == 2, second.stdout + second.stderr
+    assert second.returncode in (0, 3), second.stdout + second.stderr  # 3: stopped at its LLM budget
+    assert list(run_dir.rglob("metrics.jsonl")), "the rerun trained"
