@@ -520,15 +520,16 @@ class Trainer:
         drawn = self.archive.parents(eligible, self.config.top_k, step)
         return [p for p, _ in drawn], [i for _, i in drawn]
 
-    def _probe_outputs(self, policies: Sequence[Policy], function_name: str) -> dict[str, list[Any]]:
-        """Each script's outputs on the task's probes (None for a call that failed)."""
+    def _probe_outputs(self, policies: Sequence[Policy], function_name: str,
+                       inputs: list[tuple] | None = None) -> dict[str, list[Any]]:
+        """Each script's outputs on the task's probes, or on ``inputs`` (None for a call that failed)."""
         behaviour = self._task.behaviour if self._task is not None else None
         if behaviour is None or not policies:
             return {}
         runner = self._runner or ScriptRunner(self.config.sandbox)
         try:
             results = runner.run_batch({p.id: p.source for p in policies}, function_name,
-                                       list(behaviour.probes), self._dependencies)
+                                       list(behaviour.probes) if inputs is None else inputs, self._dependencies)
         finally:
             if runner is not self._runner:
                 runner.close()
@@ -603,7 +604,7 @@ class Trainer:
         return ProposalRequest(messages=tuple(messages), n=self.config.n_responses,
                                function_name=module.function_name, parent_source=parent.source,
                                seed=_derive_seed(self.config.seed, "update", step, rank, parent.id),
-                               other_sources=others)
+                               other_sources=others, cases=tuple(data.args[idx[j]] for j in worst))
 
     def _reply_format(self, parent: Policy) -> str:
         """What the update prompt of ``parent`` asks for: "edits" or "rewrite" (see ``TrainerConfig``)."""
@@ -663,8 +664,8 @@ class Trainer:
                 self.optimizer.cancel()
                 raise
         islands = list(islands) if islands is not None else [None] * len(requests)
-        children: list[tuple[Policy, Policy | None, int | None]] = []
-        for parent, island, answers in zip(parents, islands, answered):
+        children: list[tuple[Policy, Policy | None, int | None, tuple[tuple, ...]]] = []
+        for request, parent, island, answers in zip(requests, parents, islands, answered):
             for answer in answers:
                 if answer.edit_error is not None:
                     # counted apart: "edit_failed" replies each cost a follow-up request,
@@ -682,18 +683,20 @@ class Trainer:
                     generation=parent.generation + 1 if parent else 0,
                     prompt=[m.to_dict() for m in answer.messages], reply=proposal.reply,
                     optimizer=proposal.optimizer, sampling=dict(proposal.sampling))
-                children.append((child, parent, island))
+                children.append((child, parent, island, request.cases))
         admitted = self._admit(module, children)
         self.children_admitted += admitted
         return admitted
 
-    def _admit(self, module: Module, children: list[tuple[Policy, Policy | None, int | None]]) -> int:
+    def _admit(self, module: Module,
+               children: list[tuple[Policy, Policy | None, int | None, tuple[tuple, ...]]]) -> int:
         """Admit the children that are new text, have no dead condition and (with a behaviour space) behave
-        unlike their parent and every member; count the others by reason."""
+        unlike their parent and every member, on the probes or on the failure cases their prompt showed;
+        count the others by reason."""
         domains = self._task.input_domains if self._task is not None else None
-        fresh: list[tuple[Policy, Policy | None, int | None]] = []
+        fresh: list[tuple[Policy, Policy | None, int | None, tuple[tuple, ...]]] = []
         ids: set[str] = set()
-        for child, parent, island in children:
+        for child, parent, island, cases in children:
             child.id = policy_id_for(child.source)
             if child.id in module.seen_ids or child.id in ids:
                 self.rejected["duplicate"] += 1
@@ -706,18 +709,18 @@ class Trainer:
                     log.debug("child rejected: %s", "; ".join(map(str, dead)))
                     continue
             ids.add(child.id)
-            fresh.append((child, parent, island))
+            fresh.append((child, parent, island, cases))
         behaviour = self._task.behaviour if self._task is not None and self.archive is not None else None
-        outputs = self._probe_outputs([c for c, _, _ in fresh], module.function_name) if behaviour else {}
+        outputs = self._probe_outputs([c for c, _, _, _ in fresh], module.function_name) if behaviour else {}
         if behaviour is not None:
-            self._measure(module, [*module.population, *(p for _, p, _ in fresh if p is not None)])
+            self._measure(module, [*module.population, *(p for _, p, _, _ in fresh if p is not None)])
         admitted = 0
-        for child, parent, island in fresh:
+        for child, parent, island, cases in fresh:
             measured: Behaviour | None = None
             if behaviour is not None and self.archive is not None:
                 measured = behaviour.measure(outputs[child.id])
                 reason = self.archive.novelty(measured, parent, module.population)
-                if reason is not None:
+                if reason is not None and not self._fixes_differently(child, parent, cases, measured, module):
                     self.rejected[reason] += 1
                     module.seen_ids.add(child.id)
                     continue
@@ -731,6 +734,24 @@ class Trainer:
                 self.rejected["duplicate"] += 1
         return admitted
 
+    def _fixes_differently(self, child: Policy, parent: Policy | None, cases: tuple[tuple, ...],
+                           measured: Behaviour, module: Module) -> bool:
+        """Whether a child that behaves like its parent or a member on the probes answers the failure cases
+        its prompt showed unlike every one of them: a fix of what the probes do not cover (a reply that
+        changes how a crossing walker is handled, say) is new behaviour, not a duplicate."""
+        if not cases or self._task is None or self._task.behaviour is None or self.archive is None:
+            return False
+        twins = [p for p in module.population if p.id in self.archive.behaviours
+                 and self.archive.behaviours[p.id].signature == measured.signature]
+        if parent is not None and parent not in twins and parent.id in self.archive.behaviours \
+                and self.archive.behaviours[parent.id].signature == measured.signature:
+            twins.append(parent)
+        if not twins:
+            return False
+        signature = self._task.behaviour.signature
+        answers = self._probe_outputs([child, *twins], module.function_name, inputs=list(cases))
+        mine = signature(answers[child.id])
+        return all(signature(answers[t.id]) != mine for t in twins)
     def _setup(self, module: Module, state: dict[str, Any]) -> None:
         """Zero-shot setup: ask for scripts from scratch until the population is not empty."""
         for attempt in range(self.config.setup_attempts):

@@ -127,6 +127,24 @@ def test_trainer_rejects_dead_logic_and_children_that_behave_like_a_member(tmp_p
     assert resumed.archive.state_dict() == trainer.archive.state_dict()
 
 
+def test_a_child_that_fixes_its_failure_cases_is_new_even_where_the_probes_do_not_see_it(tmp_path):
+    # the probes cover only x < 3; the prompt's failure cases are x >= 3 (the parent answers 0, not 2x)
+    space = BehaviourSpace(probes=tuple((x,) for x in range(-2, 3)), describe=lambda outs: {"n": 0})
+    task = Task(preprocess=lambda x: ((x,), 2 * x), objective=lambda out, label, args: float(out == label),
+                behaviour=space)
+    fix = "def f(x):\n    return x if x < 3 else 2 * x\n"
+    no_fix = "def f(x):\n    if x >= 3:\n        return 0\n    return x\n"
+    optimizer = ScriptedOptimizer(setup=[], update=[fence(fix), fence(no_fix)])
+    config = TrainerConfig(epochs=1, batch_size=4, n_responses=2, top_k=1, progress=False, shuffle=False,
+                           sandbox=SandboxConfig(workers=1, timeout_s=1.0))
+    trainer = Trainer(optimizer, config, run_dir=tmp_path / "run")
+    module = _module(tmp_path)
+    trainer.fit(module, task, list(range(8)), resume=False)
+    assert fix in {p.source for p in module.population}
+    assert no_fix not in {p.source for p in module.population}
+    assert dict(trainer.rejected) == {"no_change": 1}
+
+
 def test_without_a_behaviour_space_children_that_behave_alike_are_admitted(tmp_path):
     task = Task(preprocess=lambda x: ((x,), 2 * x), objective=lambda out, label, args: float(out == label))
     same = "def f(x):\n    if x >= 3:\n        return 0\n    return x\n"

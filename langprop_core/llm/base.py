@@ -121,6 +121,8 @@ class ProposalRequest:
     seed: int = 0
     # the other parents of this round (what a non-LLM optimizer may cross the parent with)
     other_sources: tuple[str, ...] = ()
+    # the inputs of the failure cases the prompt shows (what a reply was asked to fix)
+    cases: tuple[tuple, ...] = ()
 
 
 @dataclass(frozen=True)

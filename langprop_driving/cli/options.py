@@ -145,12 +145,11 @@ def llm_options(fn: Callable) -> Callable:
                      envvar="LANGPROP_LLM_PRICES", show_envvar=True,
                      help='JSON price table: {"model": {"input": X, "output": Y}} per million tokens '
                           "(none: no cost estimate)."),
-        click.option("--reply-format", type=click.Choice(REPLY_FORMATS), default=None,
-                     envvar="LANGPROP_REPLY_FORMAT", show_envvar=True,
+        click.option("--reply-format", type=click.Choice(REPLY_FORMATS), default="auto",
+                     envvar="LANGPROP_REPLY_FORMAT", show_envvar=True, show_default=True,
                      help="What an update prompt asks the LLM for: search/replace edits of the current script, "
                           f"the complete script (rewrite), or edits for scripts over {EDIT_MIN_LINES} lines "
-                          "(auto); edits that do not apply get one request for the complete script "
-                          "[default: auto]."),
+                          "(auto); edits that do not apply get one request for the complete script."),
     ]
     return apply(options, fn)
 
@@ -166,7 +165,7 @@ def budget_values(kw: dict[str, Any]) -> dict[str, Any]:
     """The ``TrainConfig`` fields of the :func:`llm_options` values: the budgets, prices and reply format."""
     return {"max_llm_calls": kw.get("max_llm_calls"), "max_llm_tokens": kw.get("max_llm_tokens"),
             "max_llm_cost": kw.get("max_llm_cost"), "llm_prices": kw.get("llm_prices"),
-            **({"reply_format": kw["reply_format"]} if kw.get("reply_format") else {})}
+            "reply_format": kw.get("reply_format") or "auto"}
 
 
 def apply(options: list[Callable], fn: Callable) -> Callable:
