@@ -24,7 +24,9 @@ def test_the_demo_replays_its_shipped_recording_without_a_miss(tmp_path):
     strict = dataclasses.replace(config, on_miss="error")
     result = run_demo(DemoConfig(work_dir=tmp_path / "demo", workers=2, pictures=False), strict,
                       echo=lambda _: None, progress=False)
-    assert sum(t.llm["calls"] for t in result.trainings) == recording.replies
+    # every recorded reply replayed, none asked anew
+    assert sum(t.llm["cached_calls"] for t in result.trainings) == recording.replies
+    assert sum(t.llm["calls"] for t in result.trainings) == 0
     assert recording.results is not None
     for label, recorded in recording.results.items():
         assert mean_scores(result.rows_train[label])["score_composed"] == pytest.approx(recorded["train"], abs=0.01)

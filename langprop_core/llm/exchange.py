@@ -158,7 +158,8 @@ class FileExchangeClient(LLMClient):
     for, with no time limit unless ``timeout_s`` is given, saying once on one
     line which file it waits for; :meth:`cancel` (the trainer's Ctrl-C) ends the
     wait. Without ``wait`` the folder is a replay cache: a request it does not
-    hold raises :class:`~langprop_core.llm.base.ReplayMiss` and nothing is written.
+    hold raises :class:`~langprop_core.llm.base.ReplayMiss` and nothing is written, and what it replays
+    costs nothing (no tokens; counted as replayed, not as calls).
     """
 
     def __init__(self, directory: Path | str, wait: bool = True, timeout_s: float | None = None,
@@ -193,6 +194,8 @@ class FileExchangeClient(LLMClient):
             text = self._answer(messages, one)
             replies.append(text)
             usage.add(TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=estimate_tokens(text), calls=1))
+        if not self.wait:  # a replay spends nothing now: counted apart, as the record/replay cache's hits are
+            return Completion(replies=replies, params=params, usage=TokenUsage(), cached=True)
         return Completion(replies=replies, params=params, usage=usage, cached=False)
 
     def _answer(self, messages: Sequence[ChatMessage], params: SamplingParams) -> str:

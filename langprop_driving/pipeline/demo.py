@@ -310,7 +310,8 @@ def spend_lines(trainings: Sequence[TrainOutcome], rows_val: dict[str, list[dict
         return []
     usage = LLMUsage.total(spent)
     if not usage.calls:
-        return []
+        return [f"LLM, all trainings: {usage.cached_calls} replies replayed from the recording, no tokens spent"
+                ] if usage.cached_calls else []
     lines = [f"LLM, all trainings: {usage.describe()}"]
     seed, final = rows_val.get("seed script"), rows_val.get("DAgger-trained")
     if seed and final:
