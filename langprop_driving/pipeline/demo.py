@@ -300,8 +300,8 @@ def run_demo(config: DemoConfig, optimizer_config: Any, echo: Callable[[str], No
 
 
 def spend_lines(trainings: Sequence[TrainOutcome], rows_val: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """What the LLM cost, all trainings together: calls, tokens, per admitted child, and per driving-score point
-    the deployed script gained over the seed script on the held-out routes (nothing without LLM calls)."""
+    """What the LLM cost, all trainings together: calls (replies replayed apart), tokens, per admitted child, and
+    per driving-score point the deployed script gained over the seed script on the held-out routes."""
     from langprop_core.llm.usage import LLMUsage
     from sumo_world.scoring.summary import mean_scores
 
@@ -309,10 +309,9 @@ def spend_lines(trainings: Sequence[TrainOutcome], rows_val: dict[str, list[dict
     if not spent:
         return []
     usage = LLMUsage.total(spent)
-    if not usage.calls:
-        return [f"LLM, all trainings: {usage.cached_calls} replies replayed from the recording, no tokens spent"
-                ] if usage.cached_calls else []
     lines = [f"LLM, all trainings: {usage.describe()}"]
+    if not usage.calls:
+        return lines
     seed, final = rows_val.get("seed script"), rows_val.get("DAgger-trained")
     if seed and final:
         gain = mean_scores(final)["score_composed"] - mean_scores(seed)["score_composed"]
