@@ -6,22 +6,13 @@ from click.testing import CliRunner
 from driving.dataset import SceneDataset, SceneRecord
 from driving.labels import DrivingLabel
 from expert import Expert, relabel_dataset
-from expert.scenarios import make_actor, make_scene
 from langprop_driving.cli.relabel_cmd import relabel
-
-
-def _rollout(n: int) -> list[SceneRecord]:
-    records = []
-    for i in range(n):
-        scene = make_scene(speed_mps=6.0, ego_xy=(float(i), 0.0), vehicles={1: make_actor(14.0, 0.0)})
-        records.append(SceneRecord(scene, None, {"route_id": "r0", "controller": "policy",
-                                                 "action": {"target_speed_mps": 6.0, "steering_deg": 0.0}}))
-    return records
+from tests.helpers.expert_rollouts import unlabelled_rollout
 
 
 def test_relabel_to_new_dataset_keeps_source(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
-    SceneDataset(src).append(_rollout(4), run_id="dagger-0")
+    SceneDataset(src).append(unlabelled_rollout(4), run_id="dagger-0")
     assert relabel_dataset(src, dst, progress=False) == 4
     assert len(SceneDataset(src)) == 4 and all(r.label is None for r in SceneDataset(src))
     out = list(SceneDataset(dst))
@@ -38,7 +29,7 @@ def test_relabel_to_new_dataset_keeps_source(tmp_path):
 def test_relabel_in_place_appends_after_existing_runs(tmp_path):
     ds = SceneDataset(tmp_path / "d")
     old_label = DrivingLabel(1.0, 0.0, "MOVE", "free_road")
-    ds.append([SceneRecord(r.scene, old_label, r.meta) for r in _rollout(3)], run_id="expert-0")
+    ds.append([SceneRecord(r.scene, old_label, r.meta) for r in unlabelled_rollout(3)], run_id="expert-0")
     assert relabel_dataset(ds.root, progress=False) == 3
     runs = ds.runs()
     assert runs == ["expert-0", "expert-0-relabel"]
@@ -49,7 +40,7 @@ def test_relabel_in_place_appends_after_existing_runs(tmp_path):
 
 def test_relabel_cli(tmp_path):
     src = tmp_path / "src"
-    SceneDataset(src).append(_rollout(2), run_id="run")
+    SceneDataset(src).append(unlabelled_rollout(2), run_id="run")
     result = CliRunner().invoke(relabel, [str(src), "--out", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "relabelled 2 scenes" in result.output

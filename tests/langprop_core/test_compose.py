@@ -14,7 +14,7 @@ from langprop_core.module import Module
 from langprop_core.sandbox import Dependency, SandboxConfig, ScriptError, ScriptRunner
 from langprop_core.task import Task, score_call
 from langprop_core.trainer import Trainer, TrainerConfig
-from tests.langprop_core.test_trainer import ScriptedOptimizer, fence
+from tests.helpers.scripted_training import ScriptedOptimizer, fence
 
 FEATURE = ('def feature(x):\n    """Square of x; refuses negative inputs."""\n'
            '    if x < 0:\n        raise ValueError("negative input %d" % x)\n    return x * x\n')

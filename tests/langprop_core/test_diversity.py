@@ -10,7 +10,7 @@ from langprop_core.policy import Policy
 from langprop_core.sandbox import SandboxConfig
 from langprop_core.task import Task
 from langprop_core.trainer import Trainer, TrainerConfig
-from tests.langprop_core.test_trainer import ScriptedOptimizer, fence
+from tests.helpers.scripted_training import ScriptedOptimizer, fence
 
 PARENT = "def f(x):\n    return x if x < 3 else 0\n"
 

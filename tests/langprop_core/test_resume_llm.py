@@ -20,7 +20,7 @@ import pytest
 
 from langprop_core.metrics import read_metrics
 from tests.fixtures.llm_server import FakeLLMServer
-from tests.langprop_core.test_trainer import _snapshot
+from tests.helpers.scripted_training import checkpoint_snapshot
 
 STEPS = 12  # 2 epochs of 96 items in batches of 16
 KILL_AFTER = 4  # epoch 0 has 6 batches: killing after step 4 is mid-epoch
@@ -111,7 +111,7 @@ def test_killed_llm_run_resumes_to_the_same_checkpoint_and_replays_offline(tmp_p
     assert n_http_a == len(keys_a) > 1
     # Both choices of one request are the same script: the second is rejected as a duplicate,
     # and the update requests did produce new scripts.
-    snap_a = _snapshot(tmp_path / "a")
+    snap_a = checkpoint_snapshot(tmp_path / "a")
     assert len(snap_a["index"]["policies"]) > 1
     assert any(p["generation"] > 0 for p in snap_a["index"]["policies"])
 
@@ -133,7 +133,7 @@ def test_killed_llm_run_resumes_to_the_same_checkpoint_and_replays_offline(tmp_p
     assert KILL_AFTER <= len(killed_at) < STEPS  # a slow machine may let it run a little further
     resumed = run("b", "resume")
     assert f"step {KILL_AFTER}\n" not in resumed.stdout and f"step {STEPS}\n" in resumed.stdout
-    assert _snapshot(tmp_path / "b") == snap_a
+    assert checkpoint_snapshot(tmp_path / "b") == snap_a
     assert _train_steps(tmp_path / "b") == list(range(1, STEPS + 1))
     # The two halves of B asked exactly what A asked, each prompt recorded once.
     assert _cache_keys(tmp_path / "cache_b") == keys_a
@@ -146,5 +146,5 @@ def test_killed_llm_run_resumes_to_the_same_checkpoint_and_replays_offline(tmp_p
     hits_a, misses_a = _cache_counts(full.stdout)
     assert misses_a == len(keys_a)
     assert _cache_counts(replayed.stdout) == (hits_a + misses_a, 0)
-    assert _snapshot(tmp_path / "c") == snap_a
+    assert checkpoint_snapshot(tmp_path / "c") == snap_a
     assert _cache_keys(tmp_path / "cache_a") == keys_a  # replay wrote nothing

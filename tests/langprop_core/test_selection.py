@@ -1,8 +1,6 @@
 """Select by validation (a trainer callback), the one "best script" rule, and the rank correlation."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from langprop_core.checkpoint import load_checkpoint
@@ -13,36 +11,8 @@ from langprop_core.sandbox import SandboxConfig
 from langprop_core.rescoring import RescoreOnFitEnd
 from langprop_core.selection import SelectByValidation, incumbent_of
 from langprop_core.trainer import Trainer, TrainerConfig
-from tests.langprop_core.test_trainer import TASK, ScriptedOptimizer, _module, fence
-
-# Scored per call by TASK (out == 2x); their "episode" score (the validator) disagrees on purpose:
-# the objective's favourite is the worst in validation.
-EXACT = "def f(x):\n    return 2 * x\n"
-NEAR = "def f(x):\n    return 2 * x if x < 6 else 2 * x + 1\n"
-ROUGH = "def f(x):\n    return 2 * x if x < 3 else 0\n"
-EPISODE_SCORE = {EXACT: 10.0, NEAR: 80.0, ROUGH: 50.0}
-
-
-class CountingValidator:
-    """An episode score per script; counts which scripts it was asked to run."""
-
-    def __init__(self, scores: dict[str, float]):
-        self.scores = scores
-        self.asked: list[str] = []
-
-    def __call__(self, policies):
-        self.asked.extend(p.id for p in policies)
-        return {p.id: self.scores[p.source] for p in policies}
-
-
-def _fit(tmp_path: Path, callback: SelectByValidation, setup=(EXACT, NEAR, ROUGH), resume=False):
-    optimizer = ScriptedOptimizer(setup=[fence(s) for s in setup])
-    config = TrainerConfig(epochs=1, batch_size=10, n_responses=len(setup), top_k=0, progress=False,
-                           sandbox=SandboxConfig(mode="inprocess"))
-    trainer = Trainer(optimizer, config, run_dir=tmp_path / "run", callbacks=[callback])
-    module = _module(tmp_path)
-    result = trainer.fit(module, TASK, range(10), resume=resume)
-    return trainer, module, result
+from tests.helpers.scripted_training import TASK, ScriptedOptimizer, doubling_module, fence
+from tests.helpers.selection import EPISODE_SCORE, EXACT, NEAR, ROUGH, CountingValidator, fit_with_selection
 
 
 def test_spearman_on_a_hand_made_population():
@@ -60,7 +30,7 @@ def test_spearman_on_a_hand_made_population():
 def test_the_validated_best_is_deployed_not_the_objectives_best(tmp_path):
     validator = CountingValidator(EPISODE_SCORE)
     callback = SelectByValidation(validator, top_k=3, plot_path=tmp_path / "pairs.png")
-    _, module, result = _fit(tmp_path, callback)
+    _, module, result = fit_with_selection(tmp_path, callback)
     assert module.best().source == EXACT  # the objective ranks the exact one first
     ck = load_checkpoint(tmp_path / "run")
     assert ck.best.source == NEAR and result.best_policy.source == NEAR
@@ -81,7 +51,7 @@ def test_the_incumbent_stays_unless_beaten_and_comes_back_into_the_checkpoint(tm
     champion = Policy.from_source("def f(x):\n    return x\n", "f")
     validator = CountingValidator(EPISODE_SCORE)
     callback = SelectByValidation(validator, top_k=2, incumbent=champion, incumbent_score=90.0)
-    _, module, result = _fit(tmp_path, callback)
+    _, module, result = fit_with_selection(tmp_path, callback)
     ck = load_checkpoint(tmp_path / "run")
     assert ck.best.id == champion.id and result.best_policy.id == champion.id
     assert incumbent_of(ck) == (ck.best, 90.0)
@@ -90,7 +60,7 @@ def test_the_incumbent_stays_unless_beaten_and_comes_back_into_the_checkpoint(tm
     # a tie keeps the incumbent too (it must be beaten)
     tie = SelectByValidation(CountingValidator(EPISODE_SCORE), top_k=3, incumbent=champion, incumbent_score=80.0)
     (tmp_path / "tie").mkdir()
-    _fit(tmp_path / "tie", tie)
+    fit_with_selection(tmp_path / "tie", tie)
     assert load_checkpoint(tmp_path / "tie" / "run").best.id == champion.id
 
 
@@ -102,7 +72,7 @@ def test_a_candidate_must_beat_the_incumbent_by_the_margin(tmp_path):
         callback = SelectByValidation(CountingValidator(EPISODE_SCORE), top_k=3, incumbent=champion,
                                       incumbent_score=72.0, min_gain=margin)
         (tmp_path / name).mkdir()
-        _fit(tmp_path / name, callback)
+        fit_with_selection(tmp_path / name, callback)
         ck = load_checkpoint(tmp_path / name / "run")
         outcomes[name] = (ck.best.source, ck.extra["selection"]["kept_incumbent"], ck.extra["selection"]["min_gain"])
     assert outcomes["narrow"] == (champion.source, True, 10.0)
@@ -113,10 +83,10 @@ def test_a_candidate_must_beat_the_incumbent_by_the_margin(tmp_path):
 
 def test_a_resumed_run_does_not_validate_a_script_twice(tmp_path):
     first = CountingValidator(EPISODE_SCORE)
-    _fit(tmp_path, SelectByValidation(first, top_k=3))
+    fit_with_selection(tmp_path, SelectByValidation(first, top_k=3))
     assert len(first.asked) == 3
     again = CountingValidator(EPISODE_SCORE)
-    _, _, result = _fit(tmp_path, SelectByValidation(again, top_k=3), resume=True)
+    _, _, result = fit_with_selection(tmp_path, SelectByValidation(again, top_k=3), resume=True)
     assert again.asked == [] and result.best_policy.source == NEAR
 
 
@@ -132,7 +102,7 @@ def test_rescoring_ranks_on_all_the_data_and_selection_drives_one_script_per_obj
                            sandbox=SandboxConfig(mode="inprocess"))
     trainer = Trainer(optimizer, config, run_dir=tmp_path / "run",
                       callbacks=[rescore, SelectByValidation(validator, top_k=2)])
-    module = _module(tmp_path)
+    module = doubling_module(tmp_path)
     # On x < 3 all four are exact: the batch average cannot tell them apart.
     result = trainer.fit(module, TASK, range(3))
     by_source = {p.source: p for p in module.population}

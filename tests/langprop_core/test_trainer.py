@@ -8,18 +8,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from langprop_core.callbacks import Callback
 from langprop_core.checkpoint import load_checkpoint
-from langprop_core.llm.base import Optimizer, Proposal
 from langprop_core.metrics import read_metrics
-from langprop_core.module import Module
 from langprop_core.sandbox import SandboxConfig
-from langprop_core.task import Task
 from langprop_core.trainer import SetupError, Trainer, TrainerConfig
+from tests.helpers.scripted_training import TASK, ScriptedOptimizer, checkpoint_snapshot, doubling_module, fence
 
 PERFECT = "def f(x):\n    return 2 * x\n"
 DECENT = "def f(x):\n    print('x is', x)\n    return x + x if x < 5 else 0\n"
@@ -30,25 +27,6 @@ BAD = {
     "raise": "def f(x):\n    raise RuntimeError('boom')\n",
     "wrong_type": "def f(x):\n    return str(2 * x)\n",
 }
-
-
-def fence(src: str) -> str:
-    return f"Here you go.\n```python\n{src}```\n"
-
-
-class ScriptedOptimizer(Optimizer):
-    """Deterministic replies: ``setup`` for the setup phase, ``update`` for rewrites."""
-
-    name = "scripted"
-
-    def __init__(self, setup: list[str], update: list[str] = ()) -> None:
-        self.setup, self.update = setup, list(update)
-        self.requests = []
-
-    def propose(self, request):
-        self.requests.append(request)
-        replies = self.setup if request.parent_source is None else self.update
-        return [Proposal(r, self.name, {"model": "test-model", "temperature": 0.0}) for r in replies]
 
 
 class Recorder(Callback):
@@ -68,25 +46,6 @@ class Recorder(Callback):
         self.events.append("fit_end")
 
 
-def _module(tmp_path: Path, **kw) -> Module:
-    tdir = tmp_path / "templates"
-    tdir.mkdir(exist_ok=True)
-    (tdir / "setup.txt").write_text("%% user\nWrite {{ function_name }}(x) returning twice x.\n")
-    (tdir / "update.txt").write_text(
-        "%% user\nScore {{ score }}.\n```python\n{{ code }}\n```\n"
-        "{% for c in failures %}CASE:\n{{ c }}\n{% endfor %}")
-    return Module("double", "f", tdir, **kw)
-
-
-def _int_check(out):
-    if not isinstance(out, int):
-        raise TypeError(f"expected an int, got {type(out).__name__}")
-
-
-TASK = Task(preprocess=lambda x: ((x,), 2 * x), objective=lambda out, label, args: float(out == label),
-            exception_score=-1.0, output_check=_int_check)
-
-
 @pytest.mark.slow
 def test_bad_scripts_are_scored_as_exceptions_and_training_completes(tmp_path):
     replies = (["no code at all", fence("def f(x)\n    return x\n"), fence("def g(x):\n    return x\n")]
@@ -97,7 +56,7 @@ def test_bad_scripts_are_scored_as_exceptions_and_training_completes(tmp_path):
                            sandbox=SandboxConfig(workers=2, timeout_s=0.2, memory_mb=256),
                            progress=False)
     trainer = Trainer(optimizer, config, run_dir=tmp_path / "run", callbacks=[recorder])
-    module = _module(tmp_path)
+    module = doubling_module(tmp_path)
     result = trainer.fit(module, TASK, list(range(8)), val_data=[10], resume=False)
 
     assert result.best_policy.source == PERFECT
@@ -135,7 +94,7 @@ def test_bad_scripts_are_scored_as_exceptions_and_training_completes(tmp_path):
 
 def test_perfect_scripts_are_not_sent_for_rewriting(tmp_path):
     optimizer = ScriptedOptimizer(setup=[], update=[fence(DECENT)])
-    module = _module(tmp_path, seed_sources=[PERFECT])
+    module = doubling_module(tmp_path, seed_sources=[PERFECT])
     config = TrainerConfig(epochs=1, batch_size=2, top_k=2, progress=False,
                            sandbox=SandboxConfig(mode="inprocess"))
     Trainer(optimizer, config, run_dir=tmp_path / "run").fit(module, TASK, range(6))
@@ -144,7 +103,7 @@ def test_perfect_scripts_are_not_sent_for_rewriting(tmp_path):
 
 def test_update_calls_run_for_top_k_and_children_join(tmp_path):
     optimizer = ScriptedOptimizer(setup=[], update=[fence(PERFECT), fence(PERFECT + "\n# same\n")])
-    module = _module(tmp_path, seed_sources=[DECENT, "def f(x):\n    return x\n"])
+    module = doubling_module(tmp_path, seed_sources=[DECENT, "def f(x):\n    return x\n"])
     config = TrainerConfig(epochs=1, batch_size=8, top_k=2, progress=False,
                            sandbox=SandboxConfig(mode="inprocess"))
     trainer = Trainer(optimizer, config, run_dir=tmp_path / "run")
@@ -159,11 +118,11 @@ def test_setup_without_usable_scripts_fails_clearly(tmp_path):
     optimizer = ScriptedOptimizer(setup=["no code"])
     config = TrainerConfig(progress=False, sandbox=SandboxConfig(mode="inprocess"))
     with pytest.raises(SetupError, match="no_code"):
-        Trainer(optimizer, config, run_dir=tmp_path / "run").fit(_module(tmp_path), TASK, range(4))
+        Trainer(optimizer, config, run_dir=tmp_path / "run").fit(doubling_module(tmp_path), TASK, range(4))
 
 
 def test_evaluate_scores_every_script(tmp_path):
-    module = _module(tmp_path, seed_sources=[PERFECT, DECENT])
+    module = doubling_module(tmp_path, seed_sources=[PERFECT, DECENT])
     module.seed()
     trainer = Trainer(ScriptedOptimizer([]), TrainerConfig(progress=False,
                                                          sandbox=SandboxConfig(mode="inprocess")))
@@ -191,15 +150,6 @@ _TRAIN_SCRIPT = textwrap.dedent("""
                   sandbox=SandboxConfig(workers=2), progress=False, callbacks=(Announce(),))
     print("done", flush=True)
 """)
-
-
-def _snapshot(run_dir: Path) -> dict:
-    ck = run_dir / "checkpoints" / "thermostat"
-    files = {p.name: p.read_text() for p in sorted((ck / "scripts").iterdir())}
-    index = json.loads((ck / "index.json").read_text())
-    for policy in index["policies"]:  # wall-clock call times differ between runs
-        policy.pop("mean_call_s")
-    return {"index": index, "scripts": files}
 
 
 @pytest.mark.slow
@@ -231,7 +181,7 @@ def test_killed_run_resumes_to_the_same_checkpoint(tmp_path):
     resumed = run(tmp_path / "killed", "resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "step 4" not in resumed.stdout and "step 12" in resumed.stdout
-    assert _snapshot(tmp_path / "killed") == _snapshot(tmp_path / "full")
+    assert checkpoint_snapshot(tmp_path / "killed") == checkpoint_snapshot(tmp_path / "full")
     metrics = read_metrics(tmp_path / "killed" / "metrics.jsonl")
     assert [r["step"] for r in metrics if r["kind"] == "train"] == list(range(1, 13))
 
@@ -248,7 +198,7 @@ def test_top_k_llm_calls_run_concurrently(tmp_path):
             return super().propose(request)
 
     optimizer = Concurrent(setup=[], update=[fence(PERFECT)])
-    module = _module(tmp_path, seed_sources=[DECENT, "def f(x):\n    return x\n"])
+    module = doubling_module(tmp_path, seed_sources=[DECENT, "def f(x):\n    return x\n"])
     config = TrainerConfig(epochs=1, batch_size=4, top_k=2, progress=False,
                            sandbox=SandboxConfig(mode="inprocess"))
     result = Trainer(optimizer, config, run_dir=tmp_path / "run").fit(module, TASK, range(8))
@@ -265,6 +215,6 @@ def test_original_langprop_checkpoint_trains_further(tmp_path):
     optimizer = ScriptedOptimizer(setup=[], update=[fence(PERFECT)])
     config = TrainerConfig(epochs=1, batch_size=4, progress=False, sandbox=SandboxConfig(mode="inprocess"))
     result = Trainer(optimizer, config, run_dir=tmp_path / "run").fit(
-        _module(tmp_path, seed_sources=seeds), TASK, range(8))
+        doubling_module(tmp_path, seed_sources=seeds), TASK, range(8))
     assert result.best_policy.source == PERFECT
     assert load_checkpoint(tmp_path / "run").best.parent_id == load_checkpoint(orig).best.id

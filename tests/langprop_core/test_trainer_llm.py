@@ -13,12 +13,11 @@ from langprop_core.llm.openai_client import OpenAIClient
 from langprop_core.llm.usage import UsageCallback
 from langprop_core.module import Module
 from langprop_core.sandbox import SandboxConfig
-from langprop_core.task import Task
 from langprop_core.trainer import Trainer, TrainerConfig
 from tests.fixtures.llm_server import reply, status
-from tests.langprop_core.test_trainer import fence
+from tests.helpers.llm_training import TASK, WEAK, llm_doubling_module
+from tests.helpers.scripted_training import fence
 
-WEAK = "def f(x):\n    return x\n"
 BETTER = "def f(x):\n    return x + x if x < 6 else x\n"
 PERFECT = "def f(x):\n    return 2 * x\n"
 
@@ -30,19 +29,6 @@ def responder(messages):
         return fence(WEAK)
     parent = text.split("CODE:")[1].split("CASE:")[0]
     return fence(PERFECT if "x + x" in parent else BETTER)
-
-
-def _module(tmp_path: Path) -> Module:
-    tdir = tmp_path / "templates"
-    tdir.mkdir(exist_ok=True)
-    (tdir / "setup.txt").write_text("%% user\nWrite {{ function_name }}(x) returning twice x.\n")
-    (tdir / "update.txt").write_text(
-        "%% user\nImprove it (score {{ score }}).\nCODE:\n{{ code }}\n"
-        "{% for c in failures %}CASE:\n{{ c }}\n{% endfor %}")
-    return Module("double", "f", tdir, max_keep=4)
-
-
-TASK = Task(preprocess=lambda x: ((x,), 2 * x), objective=lambda out, label, args: float(out == label))
 
 
 def _trainer(client, run_dir: Path, epochs: int = 2) -> Trainer:
@@ -63,7 +49,7 @@ def test_trainer_survives_http_errors_and_improves(tmp_path, fake_llm_server):
     # timeout is not retried: tests/langprop_core/llm/test_client.py.)
     fake_llm_server.enqueue(status(429), status(500), reply("I cannot write code."))
     trainer = _trainer(_client(fake_llm_server), tmp_path / "run", epochs=3)
-    result = trainer.fit(_module(tmp_path), TASK, range(10))
+    result = trainer.fit(llm_doubling_module(tmp_path), TASK, range(10))
     assert trainer.rejected["no_code"] == 1
     assert result.best_policy.source == PERFECT
     assert result.best_policy.generation == 2  # weak -> better -> perfect
@@ -85,12 +71,12 @@ def test_replay_makes_no_http_calls_and_gives_the_same_checkpoint(tmp_path, fake
     fake_llm_server.responder = responder
     cache = tmp_path / "cache"
     recorded = _trainer(ReplayCache(_client(fake_llm_server), cache, "auto"), tmp_path / "a")
-    recorded.fit(_module(tmp_path), TASK, range(10))
+    recorded.fit(llm_doubling_module(tmp_path), TASK, range(10))
     n_http = len(fake_llm_server.requests)
     assert n_http > 0
 
     replayed = _trainer(ReplayCache(None, cache, "replay"), tmp_path / "b")
-    replayed.fit(_module(tmp_path), TASK, range(10))
+    replayed.fit(llm_doubling_module(tmp_path), TASK, range(10))
     assert len(fake_llm_server.requests) == n_http
     assert replayed.optimizer.client.hits > 0 and replayed.optimizer.client.misses == 0
     assert _snapshot(tmp_path / "a") == _snapshot(tmp_path / "b")
@@ -110,7 +96,7 @@ def _edits_trainer(client, run_dir: Path, **config) -> Trainer:
 
 
 def _seeded(tmp_path: Path, *sources: str) -> Module:
-    module = _module(tmp_path)
+    module = llm_doubling_module(tmp_path)
     module.seed_sources = list(sources)
     return module
 
@@ -172,7 +158,7 @@ def test_auto_asks_long_parents_for_edits_and_short_ones_for_the_script(tmp_path
 def test_setup_prompts_ask_for_the_complete_script(tmp_path, fake_llm_server):
     fake_llm_server.responder = lambda messages: fence(WEAK)
     trainer = _edits_trainer(_client(fake_llm_server), tmp_path / "run", reply_format="edits")
-    trainer.fit(_module(tmp_path), TASK, range(5))
+    trainer.fit(llm_doubling_module(tmp_path), TASK, range(5))
     (setup,) = fake_llm_server.chat_requests
     assert "SEARCH" not in setup["messages"][-1]["content"]
 

@@ -11,7 +11,6 @@ import types
 from pathlib import Path
 
 import carla
-import numpy as np
 import pytest
 
 from driving.carla_compat import RoadOption
@@ -23,14 +22,11 @@ from team_code.config import ConfigError, load_agent_config
 from team_code.expert_agent import ExpertAgent
 from team_code.expert_agent import get_entry_point as expert_entry_point
 from team_code.langprop_agent import LangPropAgent, get_entry_point
+from tests.helpers.agent_doubles import (FAKE_LEADERBOARD_2, MOVE_RIGHT, ScriptedProvider, global_plan, make_scene,
+                                         script, start)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-MOVE_RIGHT = """
-def predict_speed_and_steering(scene):
-    scene["vehicles"].clear()  # scripts edit their inputs; the agent must not care
-    return "MOVE", 10.0
-"""
 RAISES = """
 def predict_speed_and_steering(scene):
     raise KeyError("no such key")
@@ -47,55 +43,9 @@ def predict_speed_and_steering(scene):
 
 
 # --- scripted world ---------------------------------------------------------------------
-def make_scene(step: int, speed_mps: float = 2.0, red_light_m: float | None = None) -> dict:
-    """A strict scene: the ego on a straight road heading +x, 0.05 s per step."""
-    x = 0.1 * step
-    route = np.stack([np.arange(x, x + 50.0, 1.0), np.zeros(50)], axis=1)
-    vehicle = {
-        "location_world_coord": np.array([x + 30.0, 0.0]), "orientation_unit_vector": np.array([1.0, 0.0]),
-        "forward_speed": 3.0, "forward_length": 2.0, "sideways_width": 0.9, "actor_type": "car",
-        "yaw_deg": 0.0, "velocity_mps": np.array([3.0, 0.0]), "length_m": 4.0, "width_m": 1.8,
-    }
-    scene = {
-        "ego_location_world_coord": np.array([x, 0.0]),
-        "ego_target_location_world_coord": np.array([x + 5.0, 0.0]),
-        "ego_orientation_unit_vector": np.array([1.0, 0.0]),
-        "ego_forward_speed": speed_mps, "ego_length": 2.45, "ego_width": 1.05,
-        "distance_to_red_light": red_light_m, "distance_to_stop_sign": None,
-        "vehicles": {7: vehicle}, "pedestrians": {},
-        "timestamp_s": 0.05 * step, "ego_yaw_deg": 0.0, "ego_velocity_mps": np.array([speed_mps, 0.0]),
-        "ego_length_m": 4.9, "ego_width_m": 2.1, "route_ahead_world_coord": route,
-        "route_command": "LANEFOLLOW", "speed_limit_mps": 8.33,
-        "traffic_light_state": "red" if red_light_m is not None else None,
-        "distance_to_traffic_light_m": red_light_m, "ego_in_junction": False, "distance_to_junction_m": None, "distance_to_junction_exit_m": None, "static_props": {},
-    }
-    validate_scene(scene, strict=True)
-    return scene
-
-
-class ScriptedProvider:
-    """A SceneProvider playing back scenes."""
-
-    def __init__(self, scenes: list[dict]) -> None:
-        self.scenes = scenes
-        self.calls = 0
-
-    def get_scene(self) -> dict:
-        scene = self.scenes[min(self.calls, len(self.scenes) - 1)]
-        self.calls += 1
-        return scene
-
-
 class FailingProvider:
     def get_scene(self) -> dict:
         raise RuntimeError("simulator went away")
-
-
-def global_plan(n: int = 60, y: float = 0.0):
-    world = [(carla.Transform(carla.Location(x=float(i), y=y, z=0.0), carla.Rotation(yaw=0.0)), RoadOption.LANEFOLLOW)
-             for i in range(n)]
-    gps = [({"lat": 0.0, "lon": i * 1e-5, "z": 0.0}, RoadOption.LANEFOLLOW) for i in range(n)]
-    return gps, world
 
 
 @pytest.fixture
@@ -107,19 +57,6 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
-def script(tmp_path: Path, source: str, name: str = "policy.py") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
-def start(agent, scenes: list[dict]):
-    gps, world = global_plan()
-    agent.set_global_plan(gps, world)
-    agent.set_scene_provider(ScriptedProvider(scenes))
-    return agent
-
-
 # --- tests ------------------------------------------------------------------------------------
 NO_LEADERBOARD_RUN = '''
 import importlib.abc, sys
@@ -129,12 +66,12 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("blocked: " + name)
         return None
 sys.meta_path.insert(0, Block())
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {repo!r})
 import carla
 from team_code import base
 from team_code.langprop_agent import LangPropAgent, get_entry_point
 from team_code.expert_agent import ExpertAgent
-from test_agents import ScriptedProvider, global_plan, make_scene
+from tests.helpers.agent_doubles import ScriptedProvider, global_plan, make_scene
 assert not base.HAVE_LEADERBOARD and base.AutonomousAgent is base.FallbackAutonomousAgent
 assert base.LEADERBOARD_VERSION == 1 and LangPropAgent.get_ros_version() == -1
 assert get_entry_point() == "LangPropAgent"
@@ -149,7 +86,7 @@ print("OK")
 
 
 def test_import_and_drive_without_leaderboard(tmp_path):
-    code = NO_LEADERBOARD_RUN.format(tests=str(REPO_ROOT / "tests" / "team_code"), policy=str(script(tmp_path, MOVE_RIGHT)))
+    code = NO_LEADERBOARD_RUN.format(repo=str(REPO_ROOT), policy=str(script(tmp_path, MOVE_RIGHT)))
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), LANGPROP_SANDBOX="false")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -353,36 +290,13 @@ def test_lazy_carla_extractor_from_data_provider(monkeypatch, clean_env, shared_
     assert control.throttle > 0.0 and abs(control.steer) < 0.2
 
 
-FAKE_LEADERBOARD_2 = '''
-import enum
-class Track(enum.Enum):
-    SENSORS = "SENSORS"
-    MAP = "MAP"
-class AutonomousAgent:
-    def __init__(self, carla_host, carla_port, debug=False):
-        self.track = Track.SENSORS
-        self._global_plan = None
-        self._global_plan_world_coord = None
-    def setup(self, path_to_conf_file):
-        pass
-    def destroy(self):
-        pass
-    @staticmethod
-    def get_ros_version():
-        return -1
-    def set_global_plan(self, global_plan_gps, global_plan_world_coord):
-        # downsampled, as the real one does
-        self._global_plan_world_coord = global_plan_world_coord[::10]
-        self._global_plan = global_plan_gps[::10]
-'''
-
 LEADERBOARD_2_RUN = '''
 import sys
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {repo!r})
 import carla
 from team_code import base
 from team_code.langprop_agent import LangPropAgent
-from test_agents import ScriptedProvider, global_plan, make_scene
+from tests.helpers.agent_doubles import ScriptedProvider, global_plan, make_scene
 assert base.HAVE_LEADERBOARD and base.LEADERBOARD_VERSION == 2, base.LEADERBOARD_VERSION
 agent = LangPropAgent("127.0.0.1", 2000, False)       # 2.0: host, port, debug
 agent.set_global_plan(*global_plan())                  # 2.0: the plan before setup
@@ -404,7 +318,7 @@ def test_runs_under_a_leaderboard_2_style_base(tmp_path, clean_env):
     (package / "__init__.py").write_text("")
     (package / "autonomous_agent.py").write_text(FAKE_LEADERBOARD_2)
     policy = script(tmp_path, MOVE_RIGHT)
-    code = LEADERBOARD_2_RUN.format(tests=str(REPO_ROOT / "tests" / "team_code"), policy=str(policy))
+    code = LEADERBOARD_2_RUN.format(repo=str(REPO_ROOT), policy=str(policy))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "lb"), str(REPO_ROOT)]),
                LANGPROP_SANDBOX="false")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -1,7 +1,7 @@
 """The CARLA side keeps the governing light until the ego's tail is over its line, and says where the junction ends.
 
 The same meaning as the embedded world (tests/expert/test_red_light_box.py), on
-CARLA's real Town01 map with the test doubles of tests/team_code/test_extractor.py.
+CARLA's real Town01 map with the test doubles of tests/helpers/carla_doubles.py.
 """
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ carla = pytest.importorskip("carla")
 
 from driving.scene import RED_LIGHT_TAIL_FRACTION, validate_scene  # noqa: E402
 from team_code.carla_extractor import CarlaSceneProvider  # noqa: E402
-from tests.team_code.test_extractor import (  # noqa: E402,F401
-    FakeWorld, along, dense_route, ego_wp, forward_distance, light_for, make_hero, town01, wp_xy,
-)
+from tests.helpers.carla_doubles import FakeWorld, along, dense_route, light_for, make_hero  # noqa: E402
 
 HALF_LENGTH_M = 2.45  # make_hero's bounding-box extent
 

@@ -21,9 +21,8 @@ from team_code import base
 from team_code.config import load_agent_config, split_fork_suffix
 from team_code.expert_agent import ExpertAgent
 from team_code.langprop_agent import LangPropAgent
-
-from tests.team_code.test_agents import (FAKE_LEADERBOARD_2, MOVE_RIGHT, ScriptedProvider, global_plan,
-                                         make_scene, script)
+from tests.helpers.agent_doubles import (FAKE_LEADERBOARD_2, MOVE_RIGHT, ScriptedProvider, global_plan, make_scene,
+                                         script)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,12 +85,12 @@ LEADERBOARD_2_BASE = FAKE_LEADERBOARD_2
 PRELUDE = '''
 import sys, warnings
 warnings.simplefilter("error")  # an import warning of team_code.base would be a failure here
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {repo!r})
 import carla
 from team_code import base
 from team_code.langprop_agent import LangPropAgent
 from team_code.expert_agent import ExpertAgent
-from test_agents import ScriptedProvider, global_plan, make_scene
+from tests.helpers.agent_doubles import ScriptedProvider, global_plan, make_scene
 assert base.HAVE_LEADERBOARD
 def drive(agent, call=None):
     agent.set_scene_provider(ScriptedProvider([make_scene(0)]))
@@ -143,7 +142,7 @@ def run_under(tmp_path: Path, base_source: str, code: str) -> subprocess.Complet
 @pytest.mark.parametrize("base_source", [CARLA_GARAGE_BASE, LEADERBOARD_1_BASE], ids=["garage-base", "lb1-base"])
 def test_carla_garage_constructor_with_route_string(tmp_path, base_source):
     policy = script(tmp_path, MOVE_RIGHT)
-    result = run_under(tmp_path, base_source, CARLA_GARAGE_RUN.format(tests=str(REPO_ROOT / "tests" / "team_code"),
+    result = run_under(tmp_path, base_source, CARLA_GARAGE_RUN.format(repo=str(REPO_ROOT),
                                                                       policy=str(policy)))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
@@ -151,7 +150,7 @@ def test_carla_garage_constructor_with_route_string(tmp_path, base_source):
 
 def test_bench2drive_config_with_save_name_suffix(tmp_path):
     policy = script(tmp_path, MOVE_RIGHT)
-    result = run_under(tmp_path, LEADERBOARD_2_BASE, BENCH2DRIVE_RUN.format(tests=str(REPO_ROOT / "tests" / "team_code"),
+    result = run_under(tmp_path, LEADERBOARD_2_BASE, BENCH2DRIVE_RUN.format(repo=str(REPO_ROOT),
                                                                             policy=str(policy)))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")

@@ -171,8 +171,8 @@ def test_reply_format_reaches_the_update_prompts_of_example_and_train(tmp_path, 
     from click.testing import CliRunner
 
     from langprop_driving.cli import main
-    from tests.langprop_driving.cli.test_tool import make_dataset
-    from tests.langprop_core.test_trainer import fence
+    from tests.helpers.driving_records import make_dataset
+    from tests.helpers.scripted_training import fence
 
     def respond(messages):
         text = messages[-1]["content"]

@@ -17,8 +17,8 @@ from langprop_core.metrics import read_metrics
 from langprop_core.sandbox import SandboxConfig
 from langprop_core.trainer import SetupError, Trainer, TrainerConfig
 from tests.fixtures.llm_server import reply
-from tests.langprop_core.test_trainer import fence
-from tests.langprop_core.test_trainer_llm import TASK, WEAK, _module
+from tests.helpers.llm_training import TASK, WEAK, llm_doubling_module
+from tests.helpers.scripted_training import fence
 
 DATA = list(range(20))  # 4 batches of 5 per epoch; one LLM call per batch but the run's last, one for setup
 PRICE = ModelPrice(input_per_million=2.0, output_per_million=8.0)
@@ -46,7 +46,7 @@ def fit(server, run_dir: Path, budget: LLMBudget, resume: bool = False, cache: P
     config = TrainerConfig(epochs=2, batch_size=5, n_responses=1, top_k=1, progress=False, shuffle=False,
                            sandbox=SandboxConfig(mode="inprocess"))
     trainer = Trainer(optimizer, config, run_dir=run_dir, callbacks=[usage])
-    result = trainer.fit(_module(run_dir.parent), TASK, DATA, resume=resume)
+    result = trainer.fit(llm_doubling_module(run_dir.parent), TASK, DATA, resume=resume)
     return result, usage
 
 
@@ -162,7 +162,7 @@ def test_cost_budget_needs_the_models_price(tmp_path, fake_llm_server):
                       callbacks=[UsageCallback(LLMBudget(max_cost=1.0), {"fake-model": PRICE})])
     fake_llm_server.responder = never_perfect()
     with pytest.raises(ValueError, match="needs the price of model 'other-model'"):
-        trainer.fit(_module(tmp_path), TASK, DATA)
+        trainer.fit(llm_doubling_module(tmp_path), TASK, DATA)
     assert json.loads(json.dumps(PRICE.__dict__))  # prices are plain numbers
 
 

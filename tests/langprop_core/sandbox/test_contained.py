@@ -22,21 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from langprop_core.sandbox import SandboxConfig, ScriptRunner, probe
+from langprop_core.sandbox import SandboxConfig, ScriptRunner
 from langprop_core.sandbox.identity import MAX_TASKS, UID_BASE
+from tests.helpers.sandbox import require_sandbox
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def require_sandbox() -> None:
-    """Skip where the kernel lacks a protection, or fail when ``LANGPROP_REQUIRE_SANDBOX=1``."""
-    found = probe()
-    if found.landlock_abi and found.seccomp and not found.missing:
-        return
-    why = found.describe()
-    if os.environ.get("LANGPROP_REQUIRE_SANDBOX") == "1":
-        pytest.fail(f"LANGPROP_REQUIRE_SANDBOX=1 and {why}")
-    pytest.skip(why)
 
 
 @pytest.fixture(autouse=True)

@@ -28,8 +28,7 @@ from langprop_core.sandbox import (SandboxConfig, ScriptError, ScriptRunner, Uns
 from langprop_core.sandbox.codec import Bounds, check_plain, decode, encode
 from langprop_core.task import Task, score_call
 from langprop_core.trainer import Trainer, TrainerConfig
-from tests.langprop_core.test_trainer import ScriptedOptimizer, fence
-from tests.sumo_world.run.test_evaluate import world_setup  # noqa: F401 - a fixture (a small town, routes)
+from tests.helpers.scripted_training import ScriptedOptimizer, fence
 
 SECRET = "sk-hostile-test-SECRET-0123456789abcdef"
 VICTIM = "import math\ndef f(x):\n    return abs(-x) + int(math.sqrt(4)) - 2\n"
@@ -529,7 +528,7 @@ def test_inprocess_mode_is_loud_and_catches_sys_exit(caplog):
 
 def _agent(tmp_path, monkeypatch, source: str):
     from team_code.langprop_agent import LangPropAgent
-    from tests.team_code.test_agents import make_scene, script, start
+    from tests.helpers.agent_doubles import make_scene, script, start
 
     for name in list(os.environ):
         if name.startswith("LANGPROP_"):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.langprop_core.sandbox import test_contained as attacks
+from langprop_core.sandbox.identity import MAX_TASKS
+from tests.helpers.sandbox import require_sandbox
 
 REPO = Path(__file__).resolve().parents[3]
 NOBODY = 65534
@@ -88,7 +89,7 @@ def home():
 
 
 def test_attacks_are_contained_for_a_non_root_trainer(home):
-    attacks.require_sandbox()
+    require_sandbox()
     python = _interpreter()
     if python is None:
         pytest.skip("needs root, setpriv and a Python that user nobody may run")
@@ -102,7 +103,7 @@ def test_attacks_are_contained_for_a_non_root_trainer(home):
     assert sorted(out["OTHERS"]) == ["prlimit", "prlimit_nofile", "sched_setaffinity", "setpriority",
                                      "setpriority_user"]
     assert out["IPC"] == []
-    assert 0 < out["THREADS"] < attacks.MAX_TASKS
+    assert 0 < out["THREADS"] < MAX_TASKS
     assert sorted(out["SETOWN"]) == ["FIOSETOWN", "F_SETOWN", "F_SETSIG", "O_ASYNC"]
     assert out["WHO"][0] == NOBODY and out["WHO"][3] < 100  # its own PID namespace
     assert out["file_unchanged"]

@@ -7,24 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from driving.dataset import SceneDataset
 from langprop_driving.cli import main
 from langprop_driving.cli.errors import EXIT_BUDGET
-from tests.langprop_core.test_trainer import fence
-from tests.langprop_driving.model.test_objective import label
-from tests.langprop_driving.pipeline.test_stages import drive
-
-
-def make_dataset(root: Path) -> None:
-    dataset = SceneDataset(root)
-    for route in ("1", "2"):
-        ticks = drive(30, stop_after=20)
-        for i, r in enumerate(ticks):
-            r.meta["route_id"] = route
-            if i >= 20:  # a red light the naive seed script drives through: there is something to learn
-                r.scene["distance_to_red_light"] = 2.0
-                r.label = label("STOP", 0.0, "red_light")
-        dataset.append(ticks, f"collect-{route}")
+from tests.helpers.driving_records import make_dataset
+from tests.helpers.scripted_training import fence
 
 
 def test_version():

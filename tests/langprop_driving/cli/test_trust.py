@@ -17,7 +17,7 @@ from langprop_core.policy import Policy
 from langprop_driving.cli import main
 from sumo_world.scoring.results import ResultsFile
 from sumo_world.run.runner import EvaluationConfig, EvaluationError
-from tests.expert.test_relabel import _rollout
+from tests.helpers.expert_rollouts import unlabelled_rollout
 
 GOOD_SCRIPT = '''
 def predict_speed_and_steering(scene):
@@ -188,7 +188,7 @@ def test_unknown_town_and_unplannable_route_are_one_line_for_collect(world, tmp_
 # -- 3. idempotent writes -------------------------------------------------------------------------------
 def test_relabel_twice_does_not_double_the_dataset(tmp_path):
     src = tmp_path / "d"
-    SceneDataset(src).append(_rollout(5), run_id="collect-0")
+    SceneDataset(src).append(unlabelled_rollout(5), run_id="collect-0")
     for _ in range(3):
         out = CliRunner().invoke(main, ["relabel", str(src), "--no-progress"])
         assert out.exit_code == 0, out.output
@@ -299,7 +299,7 @@ def test_progress_bars_are_off_when_the_output_is_not_a_terminal(tmp_path):
     from langprop_driving.cli.options import progress_enabled
 
     src = tmp_path / "d"
-    SceneDataset(src).append(_rollout(5), run_id="collect-0")
+    SceneDataset(src).append(unlabelled_rollout(5), run_id="collect-0")
     out = CliRunner().invoke(main, ["relabel", str(src)])  # no --no-progress; CliRunner's output is no terminal
     assert out.exit_code == 0, out.output
     assert out.output.strip().splitlines() == [f"relabelled 5 scenes from {src} into {src}"]
@@ -320,7 +320,7 @@ def test_llm_timeout_comes_from_the_environment(monkeypatch):
 
 
 def test_train_names_its_optimizer_on_its_first_line(tmp_path):
-    from tests.langprop_driving.cli.test_tool import make_dataset
+    from tests.helpers.driving_records import make_dataset
 
     make_dataset(tmp_path / "data")
     out = CliRunner().invoke(main, ["train", "--work-dir", str(tmp_path), "--optimizer", "mutation", "--epochs",

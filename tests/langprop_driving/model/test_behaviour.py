@@ -79,8 +79,7 @@ def test_the_train_command_keeps_distinct_behaviours_and_deploys_no_dead_conditi
     from driving.dataset import SceneDataset
     from langprop_core.metrics import read_metrics
     from langprop_driving.cli.pipeline_cmd import train_cmd
-    from tests.langprop_driving.model.test_objective import label
-    from tests.langprop_driving.pipeline.test_stages import drive
+    from tests.helpers.driving_records import drive, label
 
     dataset = SceneDataset(tmp_path / "work" / "data")
     ticks = drive(60, stop_after=40)

@@ -13,7 +13,7 @@ from langprop_core.sandbox import load_function
 from langprop_driving.model.module import make_driving_module
 from langprop_driving.model.seed_policy import FUNCTION_NAME, read_seed_source, seed_path
 from langprop_driving.model.task import driving_task, preprocess_record
-from tests.langprop_driving.model.test_objective import label, make_scene, vehicle
+from tests.helpers.driving_records import label, make_scene, vehicle
 
 
 def test_setup_prompt_describes_every_scene_key_and_the_output():

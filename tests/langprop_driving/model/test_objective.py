@@ -1,8 +1,6 @@
 """The driving objective: graded imitation, the infraction term, and causal confusion."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -12,40 +10,7 @@ from langprop_driving.model.describe import describe_case, relevant_actors
 from langprop_driving.model.objective import (
     DrivingObjective, DrivingTarget, infraction_weighted, target_from_record,
 )
-
-
-def make_scene(speed: float = 5.0, red_m: float | None = None, target_angle_deg: float = 0.0,
-               vehicles: dict | None = None, t: float = 0.0) -> dict:
-    """A strict scene: ego at the origin heading +x, target 6 m away at the given angle (positive right)."""
-    a = math.radians(target_angle_deg)
-    return {
-        "ego_location_world_coord": np.array([0.0, 0.0]),
-        # left-handed frame: +y is to the right of a car heading +x
-        "ego_target_location_world_coord": np.array([6.0 * math.cos(a), 6.0 * math.sin(a)]),
-        "ego_orientation_unit_vector": np.array([1.0, 0.0]),
-        "ego_forward_speed": float(speed),
-        "ego_length": 2.4, "ego_width": 1.0,
-        "distance_to_red_light": red_m,
-        "distance_to_stop_sign": None,
-        "vehicles": vehicles or {},
-        "pedestrians": {},
-        "timestamp_s": t, "ego_yaw_deg": 0.0, "ego_velocity_mps": np.array([speed, 0.0]),
-        "ego_length_m": 4.8, "ego_width_m": 2.0,
-        "route_ahead_world_coord": np.array([[1.0, 0.0], [2.0, 0.0]]),
-        "route_command": "LANEFOLLOW", "speed_limit_mps": 8.3,
-        "traffic_light_state": None if red_m is None else "red",
-        "distance_to_traffic_light_m": red_m, "ego_in_junction": False, "distance_to_junction_m": None, "distance_to_junction_exit_m": None, "static_props": {},
-    }
-
-
-def vehicle(x: float, y: float, speed: float = 0.0) -> dict:
-    return {"location_world_coord": np.array([x, y]), "orientation_unit_vector": np.array([1.0, 0.0]),
-            "forward_speed": speed, "forward_length": 2.4, "sideways_width": 1.0, "actor_type": "car",
-            "yaw_deg": 0.0, "velocity_mps": np.array([speed, 0.0]), "length_m": 4.8, "width_m": 2.0}
-
-
-def label(level: str, steer: float = 0.0, reason: str = "free_road") -> DrivingLabel:
-    return DrivingLabel({"MOVE": 6.0, "SLOW": 0.1, "STOP": 0.0}[level], steer, level, reason)
+from tests.helpers.driving_records import label, make_scene, vehicle
 
 
 def record(scene: dict, lab: DrivingLabel, **meta) -> dict:

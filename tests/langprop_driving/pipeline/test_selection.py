@@ -21,7 +21,7 @@ from langprop_driving.pipeline.demo import DemoConfig, prepare_town_and_routes, 
 from langprop_driving.pipeline.rollouts import finished_route_record
 from langprop_driving.pipeline.train import train_stage
 from langprop_driving.pipeline.validation import RoadValidator, ValidationConfig, validation_key
-from tests.langprop_driving.pipeline.test_e2e import SCRIPTS
+from tests.helpers.driving_scripts import SCRIPTS
 
 pytestmark = pytest.mark.slow
 

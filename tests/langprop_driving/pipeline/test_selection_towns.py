@@ -8,7 +8,7 @@ import pytest
 from langprop_core.checkpoint import load_checkpoint
 from langprop_core.policy import Policy
 from langprop_core.selection import SelectByValidation
-from tests.langprop_core.test_selection import EXACT, NEAR, ROUGH, _fit
+from tests.helpers.selection import EXACT, NEAR, ROUGH, fit_with_selection
 
 INCUMBENT = "def f(x):\n    return x\n"
 
@@ -34,7 +34,7 @@ def test_a_candidate_worse_on_one_town_by_more_than_the_margin_is_not_deployed(t
               NEAR: {"Town03": 70.0, "Town04": 59.0},   # mean 64.5: gains 4.5, within the margin everywhere
               ROUGH: {"Town03": 10.0, "Town04": 10.0}}
     callback = SelectByValidation(TownValidator(scores), top_k=3, incumbent=_incumbent(), min_gain=2.0)
-    _, _, result = _fit(tmp_path, callback)
+    _, _, result = fit_with_selection(tmp_path, callback)
     record = load_checkpoint(tmp_path / "run").extra["selection"]
     # EXACT is out (Town04 40 < 60 - 2); NEAR beats the incumbent's mean by more than the margin
     assert result.best_policy.source == NEAR
@@ -51,7 +51,7 @@ def test_the_incumbent_stays_when_every_better_mean_loses_a_town(tmp_path):
               NEAR: {"Town03": 90.0, "Town04": 55.0},
               ROUGH: {"Town03": 10.0, "Town04": 10.0}}
     callback = SelectByValidation(TownValidator(scores), top_k=3, incumbent=_incumbent(), min_gain=2.0)
-    _, module, result = _fit(tmp_path, callback)
+    _, module, result = fit_with_selection(tmp_path, callback)
     assert result.best_policy.source == INCUMBENT
     assert callback.record["kept_incumbent"] is True
     # the incumbent's town scores are recorded, so the next stage need not drive it again

@@ -13,23 +13,7 @@ from langprop_driving.pipeline.evaluate import resolve_agent
 from langprop_driving.pipeline.parallel import RayOptions, ensure_ray
 from langprop_driving.pipeline.rollouts import InfractionEvent, infraction_events, mark_infractions
 from langprop_driving.pipeline.train import scene_kind, select_records
-from tests.langprop_driving.model.test_objective import label, make_scene
-
-
-def drive(n: int, speed: float = 5.0, dt: float = 0.5, stop_after: int | None = None) -> list[SceneRecord]:
-    """A car going +x at ``speed``; from tick ``stop_after`` on it stands still."""
-    out, x = [], 0.0
-    for i in range(n):
-        moving = stop_after is None or i < stop_after
-        scene = make_scene(speed if moving else 0.0, t=i * dt)
-        scene["ego_location_world_coord"][0] = x
-        scene["ego_target_location_world_coord"][0] += x
-        out.append(SceneRecord(scene, label("MOVE"), {"route_id": "7", "run_id": "r", "time_s": i * dt,
-                                                       "controller": "policy",
-                                                       "action": {"target_speed_mps": 6.0, "steering_deg": 0.0}}))
-        if moving:
-            x += speed * dt
-    return out
+from tests.helpers.driving_records import drive, label
 
 
 def route_record(**infractions: list[str]) -> dict:

@@ -14,35 +14,11 @@ from driving.penalties import INFRACTION_TYPES, infraction_penalty
 from sumo_world.scoring.leaderboard_statistics import LABELS
 from sumo_world.roads.network import RoadNetwork
 from sumo_world.routes.planner import plan_route
-from sumo_world.routes.random_routes import random_routes
 from sumo_world.routes.files import RouteFileError, read_routes, write_routes
 from sumo_world.run.runner import STATUS_CRASHED, EvaluationConfig, EvaluationError, evaluate
-from sumo_world.scene.builder import RouteContext
 from sumo_world.towns.info import TownNotFoundError
 from sumo_world.towns.store import TownStore
-
-TOWN = "testgrid"
-
-
-@pytest.fixture(scope="module")
-def world_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A small generated town, and routes: one with a traffic light early on (for the reckless test)."""
-    root = tmp_path_factory.mktemp("world_run")
-    store = TownStore(root / "towns")
-    town = store.generate(TOWN, kind="grid", size=3, seed=0)
-    network = RoadNetwork.load(town.net_path)
-    candidates = random_routes(network, 12, seed=3, town=TOWN, min_length_m=120, max_length_m=220)
-    with_light = []
-    for route in candidates:
-        context = RouteContext.from_dense_route(network, plan_route(network, route))
-        first_light = next((c for c in context.controls if c.kind == "light"), None)
-        if first_light is not None and 40.0 < first_light.distance_m < 150.0:
-            with_light.append(route)
-    assert with_light, "no generated route passes a traffic light"
-    routes = [with_light[0], candidates[0] if candidates[0] is not with_light[0] else candidates[1]]
-    routes_file = root / "routes.xml"
-    write_routes(routes, routes_file)
-    return {"root": root, "towns": root / "towns", "routes": routes_file, "ids": [r.route_id for r in routes]}
+from tests.fixtures.small_world import TOWN
 
 
 def _config(setup: dict, tmp_path: Path, **overrides) -> EvaluationConfig:

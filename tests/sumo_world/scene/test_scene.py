@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from sumo_world.routes.files import write_routes
 from sumo_world.run.runner import EvaluationConfig, evaluate
 from sumo_world.scene.builder import RouteContext
 from sumo_world.towns.store import TownStore
+from tests.helpers.child_process import run_in_child
 
 TOWN = "scenegrid"
 
@@ -63,12 +62,6 @@ def town_routes(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "towns": root / "towns", "town": town, "light": light_route, "stop": stop_route}
 
 
-def _run_in_child(function, *args):
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result(timeout=120)
-
-
 def _force_red(world, context) -> None:
     world.force_traffic_lights("r")
 
@@ -102,7 +95,7 @@ def scenes_on_red(town, route) -> dict:
 
 
 def test_scenes_are_strict_and_report_red_lights(town_routes: dict) -> None:
-    seen = _run_in_child(scenes_on_red, town_routes["town"], town_routes["light"])
+    seen = run_in_child(scenes_on_red, town_routes["town"], town_routes["light"])
     assert seen["n"] > 100 and seen["ids_ok"]
     assert seen["times"][0] == 0.0 and seen["times"][1] == pytest.approx(0.05)
     assert seen["vehicles"] > 0 and seen["pedestrians"] > 0

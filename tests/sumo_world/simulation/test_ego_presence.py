@@ -10,14 +10,12 @@ when SUMO aborts.
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from sumo_world.towns.store import TownStore
+from tests.helpers.child_process import run_in_child
 
 TOWN = "presence"
 
@@ -27,12 +25,6 @@ def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("presence") / "towns"
     TownStore(root).generate(TOWN, kind="grid", size=2, seed=0, lanes=2)
     return root
-
-
-def _in_child(function: Callable[..., dict], *args: object) -> dict:
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result(timeout=120)
 
 
 def _world_on_two_lanes(towns_dir: Path):
@@ -89,7 +81,7 @@ def _shadow_run(towns_dir: Path) -> dict:
 
 
 def test_the_shadow_holds_the_neighbouring_lane_only_while_the_ego_sticks_into_it(towns_dir: Path) -> None:
-    seen = _in_child(_shadow_run, towns_dir)
+    seen = run_in_child(_shadow_run, towns_dir)
     right, left = seen["lanes"]
     assert seen["centred"]["ego_lane"] == right and seen["centred"]["shadow_lane"] == "", seen
     for case in ("straddling", "at_an_angle"):
@@ -121,7 +113,7 @@ def _arrival_run(towns_dir: Path) -> dict:
 
 
 def test_an_ego_sumo_let_arrive_is_inserted_again_where_it_is(towns_dir: Path) -> None:
-    result = _in_child(_arrival_run, towns_dir)
+    result = run_in_child(_arrival_run, towns_dir)
     assert result["gone"], result
     assert result["back"] and result["reinsertions"] == 1, result
     assert result["lane"] == result["right"], result
@@ -152,7 +144,7 @@ def _off_lane_run(towns_dir: Path) -> dict:
 
 
 def test_an_ego_on_no_lane_for_ten_ticks_is_inserted_afresh_once(towns_dir: Path) -> None:
-    result = _in_child(_off_lane_run, towns_dir)
+    result = run_in_child(_off_lane_run, towns_dir)
     ticks = result["ticks"]
     assert set(result["lanes"]) == {""}, result  # SUMO holds it off the network
     assert result["counts"][:ticks - 1] == [0] * (ticks - 1), result  # a short excursion is left alone

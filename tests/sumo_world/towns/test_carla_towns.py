@@ -20,6 +20,7 @@ from sumo_world.scene.builder import RouteContext, actor_dicts
 from sumo_world.towns.store import TownStore
 from sumo_world.traffic.demand import TrafficConfig
 from sumo_world.simulation.world import SumoWorld
+from tests.helpers.child_process import run_in_child
 
 
 # The stock import of each leaderboard-1.0 town here: its OpenDRIVE file, else its SUMO net.
@@ -246,9 +247,8 @@ def _ring_run(net_path: str, cars: int) -> dict:
 def test_town03_roundabout_keeps_turning_when_full(towns: TownStore) -> None:
     """Before the join, five cars circling the ring locked it for good: the ring lane leaving junction 1469
     yielded to the ring lane entering it."""
-    from tests.sumo_world.traffic.test_ego_body import _run_in_child
 
-    result = _run_in_child(_ring_run, str(towns.net_path("Town03")), 24)
+    result = run_in_child(_ring_run, str(towns.net_path("Town03")), 24)
     assert result["cars"] >= 12, result  # the ring took a dozen cars or more
     assert result["max_wait_s"] < 10.0, result
 
@@ -291,9 +291,8 @@ def _merge_wait_run(towns_dir: str, use_yield: bool) -> dict:
 
 
 def test_a_car_ahead_of_the_standing_ego_does_not_wait_for_it(towns: TownStore) -> None:
-    from tests.sumo_world.traffic.test_ego_body import _run_in_child
 
-    unguarded = _run_in_child(_merge_wait_run, str(towns.root), False)
+    unguarded = run_in_child(_merge_wait_run, str(towns.root), False)
     assert unguarded["leader_before"][0] == "ego" and unguarded["lanes"] == [":1352_0_0"], unguarded  # locked
-    guarded = _run_in_child(_merge_wait_run, str(towns.root), True)
+    guarded = run_in_child(_merge_wait_run, str(towns.root), True)
     assert guarded["waits_ended"] == 1 and "-47_2" in guarded["lanes"], guarded  # it drove on into -47

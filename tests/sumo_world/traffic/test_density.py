@@ -10,7 +10,7 @@ from sumo_world.roads.network import RoadNetwork
 from sumo_world.towns.signal_plans import CARLA_TIMING, apply_carla_plans, carla_phases
 from sumo_world.towns.store import TownStore
 from sumo_world.traffic.demand import MIN_LANE_M_PER_VEHICLE, TrafficConfig, driving_lane_m, fit_to_town
-from tests.sumo_world.traffic.test_ego_body import _run_in_child
+from tests.helpers.child_process import run_in_child
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def _queued_at_red(towns_dir: Path) -> dict:
 
 
 def test_a_vehicle_waiting_at_a_red_is_never_released(towns_dir: Path) -> None:
-    result = _run_in_child(_queued_at_red, towns_dir)  # libsumo: one simulation per process
+    result = run_in_child(_queued_at_red, towns_dir)  # libsumo: one simulation per process
     assert result["stood_s"] > 25.0, result  # it stood at the red far longer than the release time
     assert result["released"] == [], result
 
@@ -106,7 +106,7 @@ def test_imported_plans_move_one_approach_and_sumo_runs_them(towns_dir: Path, tm
                       if c in "gGyY" and (logic.get("id"), k) in approach_of}
             assert len(moving) <= 1, (logic.get("id"), phase.get("state"))
     # SUMO loads the rewritten net and its traffic moves.
-    assert _run_in_child(_drive, out) > 0
+    assert run_in_child(_drive, out) > 0
 
 
 def _drive(net: Path) -> int:
@@ -163,6 +163,6 @@ def _queued_behind_ego(towns_dir: Path) -> dict:
 
 
 def test_a_vehicle_queued_behind_the_standing_ego_is_never_released(towns_dir: Path) -> None:
-    result = _run_in_child(_queued_behind_ego, towns_dir)
+    result = run_in_child(_queued_behind_ego, towns_dir)
     assert result["stood_s"] > 20.0, result  # it stood behind the ego far longer than the release time
     assert result["released"] == [], result

@@ -7,20 +7,13 @@ traffic brakes for the hero's bounding box, rather than drive into it.
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
-from shapely.geometry import Polygon
 
 from sumo_world.towns.store import TownStore
-
-
-def _box(x: float, y: float, yaw_deg: float, half_length: float, half_width: float) -> Polygon:
-    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
-    return Polygon([(x + a * half_length * c - b * half_width * s, y + a * half_length * s + b * half_width * c)
-                    for a, b in ((1, 1), (1, -1), (-1, -1), (-1, 1))])
+from tests.helpers.child_process import run_in_child
+from tests.helpers.shapes import box
 
 
 def _straddling_ego_run(towns_dir: Path, left_m: float, nose_right_deg: float) -> dict:
@@ -62,7 +55,7 @@ def _straddling_ego_run(towns_dir: Path, left_m: float, nose_right_deg: float) -
         sumo.vehicle.subscribe("comer", [sumo.constants.VAR_POSITION, sumo.constants.VAR_ANGLE,
                                          sumo.constants.VAR_SPEED, sumo.constants.VAR_TYPE])
         p = world.ego_params
-        ego_box = _box(state.x, state.y, state.yaw_deg, p.half_length_m, p.half_width_m)
+        ego_box = box(state.x, state.y, state.yaw_deg, p.half_length_m, p.half_width_m)
         closest, overlapped, passed = math.inf, False, False
         for _ in range(240):  # 12 s
             world.move_ego(state)
@@ -71,18 +64,12 @@ def _straddling_ego_run(towns_dir: Path, left_m: float, nose_right_deg: float) -
             if len(vehicles) == 0:
                 passed = True  # it left the edge: it went by
                 break
-            other = _box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
+            other = box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
             closest = min(closest, ego_box.distance(other))
             overlapped |= ego_box.intersects(other)
         return {"closest": closest, "overlapped": overlapped, "passed": passed}
     finally:
         world.close()
-
-
-def _run_in_child(function, *args):
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result(timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +80,12 @@ def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_traffic_brakes_for_an_ego_sticking_into_its_lane(towns_dir: Path) -> None:
-    result = _run_in_child(_straddling_ego_run, towns_dir, 1.5, 11.5)
+    result = run_in_child(_straddling_ego_run, towns_dir, 1.5, 11.5)
     assert not result["overlapped"], result  # it waited behind or squeezed by, never through
     assert result["closest"] < 3.0, result  # it did come up to the ego
 
 
 def test_traffic_passes_an_ego_inside_its_own_lane(towns_dir: Path) -> None:
-    result = _run_in_child(_straddling_ego_run, towns_dir, 0.0, 0.0)
+    result = run_in_child(_straddling_ego_run, towns_dir, 0.0, 0.0)
     assert not result["overlapped"], result
     assert result["passed"] or result["closest"] > 0.2, result

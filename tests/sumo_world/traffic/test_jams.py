@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sumo_world.towns.store import TownStore
-from tests.sumo_world.traffic.test_ego_body import _run_in_child
+from tests.helpers.child_process import run_in_child
 
 
 def _locked_run(towns_dir: Path) -> dict:
@@ -55,7 +55,7 @@ def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_vehicle_locked_near_the_ego_is_released_after_the_jam_time(towns_dir: Path) -> None:
-    result = _run_in_child(_locked_run, towns_dir)  # libsumo: one simulation per process
+    result = run_in_child(_locked_run, towns_dir)  # libsumo: one simulation per process
     assert result["present_before"], result  # not before its time
     assert result["released"] == ["locked"], result  # then it goes, and only it
     assert "ego" in result["vehicles"], result  # the ego stood as long, and is never released

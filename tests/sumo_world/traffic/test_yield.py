@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from sumo_world.towns.store import TownStore
-from tests.sumo_world.traffic.test_ego_body import _box, _run_in_child
+from tests.helpers.child_process import run_in_child
+from tests.helpers.shapes import box
 
 
 def _movement(network, direction: str):
@@ -56,7 +57,7 @@ def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
         sumo.vehicle.subscribe("comer", [c.VAR_POSITION3D, c.VAR_ANGLE, c.VAR_SPEED, c.VAR_TYPE])
         guard = TrafficYield(world)
         p = world.ego_params
-        ego_box = _box(state.x, state.y, state.yaw_deg, p.half_length_m, p.half_width_m)
+        ego_box = box(state.x, state.y, state.yaw_deg, p.half_length_m, p.half_width_m)
         closest, overlapped = math.inf, False
         for _ in range(200):  # 10 s
             world.move_ego(state)
@@ -66,7 +67,7 @@ def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
             vehicles = world.snapshot().vehicles
             if not len(vehicles):
                 break
-            other = _box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
+            other = box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
             closest = min(closest, ego_box.distance(other))
             overlapped |= ego_box.intersects(other)
         return {"closest": closest, "overlapped": overlapped, "interventions": guard.interventions,
@@ -83,12 +84,12 @@ def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_car_stops_short_of_an_ego_standing_across_its_path_in_a_junction(towns_dir: Path) -> None:
-    guarded = _run_in_child(_crossing_run, towns_dir, True)
+    guarded = run_in_child(_crossing_run, towns_dir, True)
     assert guarded["ego_lane"].startswith(":"), guarded  # the ego is inside the junction, off the car's lane
     assert not guarded["overlapped"] and guarded["interventions"] >= 1, guarded
     assert guarded["closest"] < 3.0, guarded  # it came up to the ego and waited
     # SUMO alone drives through it: the guard is what stops the car
-    plain = _run_in_child(_crossing_run, towns_dir, False)
+    plain = run_in_child(_crossing_run, towns_dir, False)
     assert plain["overlapped"], plain
 
 
@@ -120,7 +121,7 @@ def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
         if not use_paths:
             guard._path_blocked = lambda *args: {}  # the straight boxes alone
         p = world.ego_params
-        ego_box = _box(ego.x, ego.y, ego.yaw_deg, p.half_length_m, p.half_width_m)
+        ego_box = box(ego.x, ego.y, ego.yaw_deg, p.half_length_m, p.half_width_m)
         closest, overlapped, lanes = math.inf, False, set()
         for _ in range(200):  # 10 s
             guard.update(ego, world.snapshot())
@@ -129,7 +130,7 @@ def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
             if not len(vehicles):
                 break
             lanes.add(sumo.vehicle.getLaneID("turner"))
-            other = _box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
+            other = box(*vehicles.xy[0], vehicles.yaw_deg[0], vehicles.half_length_m[0], vehicles.half_width_m[0])
             closest = min(closest, ego_box.distance(other))
             overlapped |= ego_box.intersects(other)
         return {"closest": closest, "overlapped": overlapped, "turned": exit_lane.getID() in lanes}
@@ -139,9 +140,9 @@ def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
 
 def test_a_turning_car_stops_short_of_a_body_in_its_exit_lane(towns_dir: Path) -> None:
     """The straight box of a car in a turn points across the junction, past the body in its exit."""
-    guarded = _run_in_child(_turning_run, towns_dir, True)
+    guarded = run_in_child(_turning_run, towns_dir, True)
     assert not guarded["overlapped"] and guarded["closest"] < 3.0, guarded  # it came up to it and waited
-    plain = _run_in_child(_turning_run, towns_dir, False)
+    plain = run_in_child(_turning_run, towns_dir, False)
     assert plain["overlapped"], plain
 
 
@@ -182,5 +183,5 @@ def _spawn_run(towns_dir: Path) -> dict:
 
 def test_the_ego_appears_where_no_car_is_coming_too_fast_to_stop(towns_dir: Path) -> None:
     """CARLA's traffic starts from rest with the hero; ours has driven through the warm-up."""
-    result = _run_in_child(_spawn_run, towns_dir)
+    result = run_in_child(_spawn_run, towns_dir)
     assert result["left"] == ["still"], result  # the one that could not stop in 25 m is gone
