@@ -24,7 +24,7 @@ import pytest
 
 from langprop_core.sandbox import SandboxConfig, ScriptRunner
 from langprop_core.sandbox.identity import MAX_TASKS, UID_BASE
-from tests.helpers.sandbox import require_sandbox
+from tests.helpers.sandbox import IPC, METADATA, OTHERS, SETOWN, THREADS, WHO, require_sandbox
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -56,21 +56,6 @@ def victim():
 
 # -- 1. the worker's identity -------------------------------------------------------------------
 
-METADATA = """
-import os
-def f(path):
-    failed = []
-    for name, call in [("chmod", lambda: os.chmod(path, 0o4777)),
-                       ("chown", lambda: os.chown(path, 12345, 12345)),
-                       ("utime", lambda: os.utime(path, (0, 0))),
-                       ("setxattr", lambda: os.setxattr(path, "user.evil", b"1"))]:
-        try:
-            call()
-        except OSError:
-            failed.append(name)
-    return failed
-"""
-
 
 def test_metadata_of_files_outside_the_box_cannot_change(tmp_path):
     target = tmp_path / "trainer_file.py"
@@ -86,31 +71,11 @@ def test_metadata_of_files_outside_the_box_cannot_change(tmp_path):
     assert os.listxattr(target) == []
 
 
-WHO = "import os\ndef f(x):\n    return os.getuid(), os.geteuid(), os.getgid(), os.getpid()\n"
-
-
 def test_the_worker_has_a_uid_of_its_own_and_a_pid_namespace():
     uid, euid, gid, pid = _one(WHO, 0).output
     if os.geteuid() == 0:
         assert uid == euid == gid and UID_BASE <= uid < UID_BASE + (1 << 22)
     assert pid < 10  # the namespace's own numbering: the template is 1
-
-
-OTHERS = """
-import os, resource
-def f(pid):
-    failed = []
-    for name, call in [("prlimit", lambda: resource.prlimit(pid, resource.RLIMIT_CPU, (1, 1))),
-                       ("prlimit_nofile", lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, 3))),
-                       ("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),
-                       ("setpriority_user", lambda: os.setpriority(os.PRIO_USER, os.getuid(), 19)),
-                       ("sched_setaffinity", lambda: os.sched_setaffinity(pid, {0}))]:
-        try:
-            call()
-        except OSError:
-            failed.append(name)
-    return failed
-"""
 
 
 def test_limits_priority_and_affinity_of_other_processes_cannot_change(victim):
@@ -128,29 +93,6 @@ def test_limits_priority_and_affinity_of_other_processes_cannot_change(victim):
     assert (resource.prlimit(os.getpid(), resource.RLIMIT_CPU), os.getpriority(os.PRIO_PROCESS, 0)) == mine
 
 
-IPC = """
-import ctypes, ctypes.util
-libc = ctypes.CDLL(None, use_errno=True)
-rt = ctypes.CDLL(ctypes.util.find_library("rt") or None, use_errno=True)
-def f(x):
-    made = []
-    shm = libc.shmget(0, 64 << 20, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
-    if shm >= 0:
-        made.append("shm")
-    sem = libc.semget(0, 1, 0o1600)
-    if sem >= 0:
-        made.append("sem")
-    msg = libc.msgget(0, 0o1600)
-    if msg >= 0:
-        made.append("msg")
-    rt.mq_open.restype = ctypes.c_int
-    mq = rt.mq_open(b"/langprop-evil", 0o100 | 2, 0o600, None)  # O_CREAT | O_RDWR
-    if mq >= 0:
-        made.append("mqueue")
-    return made
-"""
-
-
 def _sysv_ids(kind: str) -> set[str]:
     with open(f"/proc/sysvipc/{kind}") as f:
         return {line.split()[1] for line in f.readlines()[1:]}
@@ -163,23 +105,6 @@ def test_system_v_ipc_and_message_queues_are_refused():
     assert result.output == []
     assert {k: _sysv_ids(k) for k in ("shm", "sem", "msg")} == before
     assert not Path("/dev/mqueue/langprop-evil").exists()
-
-
-THREADS = """
-import threading
-def f(n):
-    threading.stack_size(64 * 1024)  # small stacks: the address-space limit is not what stops them
-    stop = threading.Event()
-    started = 0
-    try:
-        for _ in range(n):
-            threading.Thread(target=stop.wait, daemon=True).start()
-            started += 1
-    except RuntimeError:
-        pass
-    stop.set()
-    return started
-"""
 
 
 def test_the_number_of_tasks_is_bounded():
@@ -472,23 +397,6 @@ def test_a_script_finds_no_scratch_file_or_log_of_an_earlier_one():
 
 
 # -- 4. kernel signals on the script's request -------------------------------------------------
-
-SETOWN = """
-import fcntl, os, signal
-def f(pid):
-    refused = []
-    r, w = os.pipe()
-    for name, call in [("F_SETOWN", lambda: fcntl.fcntl(r, fcntl.F_SETOWN, pid)),
-                       ("F_SETSIG", lambda: fcntl.fcntl(r, 10, signal.SIGKILL)),
-                       ("O_ASYNC", lambda: fcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC)),
-                       ("FIOSETOWN", lambda: fcntl.ioctl(r, 0x8901, pid.to_bytes(4, "little")))]:
-        try:
-            call()
-        except OSError:
-            refused.append(name)
-    os.write(w, b"x")
-    return refused
-"""
 
 
 def test_older_landlock_is_covered_by_seccomp_and_strict_refuses_it_without(monkeypatch):

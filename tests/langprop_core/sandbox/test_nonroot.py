@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from langprop_core.sandbox.identity import MAX_TASKS
-from tests.helpers.sandbox import require_sandbox
+from tests.helpers import sandbox as attacks
 
 REPO = Path(__file__).resolve().parents[3]
 NOBODY = 65534
@@ -89,7 +89,7 @@ def home():
 
 
 def test_attacks_are_contained_for_a_non_root_trainer(home):
-    require_sandbox()
+    attacks.require_sandbox()
     python = _interpreter()
     if python is None:
         pytest.skip("needs root, setpriv and a Python that user nobody may run")
