@@ -15,8 +15,8 @@ import pytest
 from driving.geometry import to_ego_frame
 from driving.scene import validate_scene
 from team_code.carla_extractor import CarlaSceneProvider, actor_type_of
-from tests.helpers.carla_doubles import (FakeActor, FakeWorld, along, dense_route, forward_distance, light_for, make_hero,
-                                         stop_sign_for, vehicle_at, wp_xy)
+from tests.helpers.carla_doubles import (FakeActor, FakeWorld, along, dense_route, forward_distance, light_for,
+                                         make_hero, stop_sign_for, vehicle_at, wp_xy)
 
 
 # --- tests ----------------------------------------------------------------------------
