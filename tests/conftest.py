@@ -35,5 +35,6 @@ def shared_data() -> Path:
     return path
 
 
-# The OpenAI-compatible test server (``fake_llm_server``) serves every test module.
-pytest_plugins = ["tests.fixtures.llm_server"]
+# The OpenAI-compatible test server (``fake_llm_server``) and a small generated town (``world_setup``)
+# serve every test module.
+pytest_plugins = ["tests.fixtures.llm_server", "tests.fixtures.small_world"]

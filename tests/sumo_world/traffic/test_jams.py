@@ -1,0 +1,61 @@
+"""A background vehicle locked still leaves after the jam time, not before; the standing ego is never moved."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from sumo_world.towns.store import TownStore
+from tests.helpers.child_process import run_in_child
+
+
+def _locked_run(towns_dir: Path) -> dict:
+    from sumo_world.ego.dynamics import EgoState
+    from sumo_world.traffic.jams import JamRelease
+    from sumo_world.roads.network import RoadNetwork
+    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
+
+    town = TownStore(towns_dir).get("jam")
+    network = RoadNetwork.load(town.net_path)
+    edge = next(e for e in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID())
+                if e.getLength() > 80.0 and any(lane.allows("passenger") for lane in e.getLanes()))
+    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0, sense_radius_m=SENSE_RADIUS_M)
+    world.start()
+    try:
+        sumo = world.sumo
+        sumo.route.add("stay", [edge.getID()])
+        sumo.vehicle.add("locked", "stay", typeID="DEFAULT_VEHTYPE", departPos="60.0", departSpeed="0")
+        world.step()
+        sumo.vehicle.setSpeed("locked", 0.0)  # a driver that never moves again
+        lane_yaw = world.transform.sumo_angle_to_yaw(sumo.vehicle.getAngle("locked"))
+        x, y = world.transform.to_carla(*sumo.vehicle.getPosition("locked"))
+        back = math.radians(lane_yaw)
+        ego = EgoState(x - 30.0 * math.cos(back), y - 30.0 * math.sin(back), lane_yaw, 0.0)
+        world.add_ego(ego, [edge.getID()], clear_radius_m=0.0)
+        jams = JamRelease(world, release_s=30.0)
+        present_before = None
+        for _ in range(int(35.0 / world.step_s)):
+            world.move_ego(ego)  # the ego, 30 m behind it, stands as long
+            world.step()
+            jams.update(world.time_s)
+            if present_before is None and world.time_s >= 25.0:
+                present_before = "locked" in sumo.vehicle.getIDList()
+        return {"released": jams.released, "present_before": present_before,
+                "vehicles": list(sumo.vehicle.getIDList())}
+    finally:
+        world.close()
+
+
+@pytest.fixture(scope="module")
+def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("jam") / "towns"
+    TownStore(root).generate("jam", kind="grid", size=3, seed=0)
+    return root
+
+
+def test_a_vehicle_locked_near_the_ego_is_released_after_the_jam_time(towns_dir: Path) -> None:
+    result = run_in_child(_locked_run, towns_dir)  # libsumo: one simulation per process
+    assert result["present_before"], result  # not before its time
+    assert result["released"] == ["locked"], result  # then it goes, and only it
+    assert "ego" in result["vehicles"], result  # the ego stood as long, and is never released
