@@ -656,13 +656,16 @@ class Trainer:
                            parents: list[Policy | None], islands: Sequence[int | None] | None = None) -> int:
         if not requests:
             return 0
-        with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="langprop-llm") as pool:
-            try:
-                answered = list(pool.map(self._answers, requests))
-            except BaseException:
-                # Ctrl-C (or one proposal's error): calls that wait on an answer stop, so the pool can close
-                self.optimizer.cancel()
-                raise
+        pool = ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="langprop-llm")
+        try:
+            answered = list(pool.map(self._answers, requests))
+        except BaseException:
+            # Ctrl-C (or one proposal's error), wherever it lands: calls that wait on an answer stop, so the
+            # pool can close
+            self.optimizer.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True)
         islands = list(islands) if islands is not None else [None] * len(requests)
         children: list[tuple[Policy, Policy | None, int | None, tuple[tuple, ...]]] = []
         for request, parent, island, answers in zip(requests, parents, islands, answered):

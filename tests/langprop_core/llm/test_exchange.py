@@ -184,20 +184,30 @@ def test_ctrl_c_stops_a_waiting_run_and_the_same_command_goes_on(tmp_path):
     exchange, run_dir = tmp_path / "exchange", tmp_path / "run"
     command = _langprop("example", "--run-dir", str(run_dir), "--epochs", "1", "--batch-size", "16",
                         "--llm-exchange", str(exchange), "--max-llm-calls", "2")
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def as_from_a_terminal() -> None:
+        # the run gets Ctrl-C as a terminal gives it, whatever the test process inherited or blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=as_from_a_terminal)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(first.stdout), daemon=True)
+    reader.start()
     deadline = time.monotonic() + 60
-    while not list(exchange.glob("*.request.json")):
-        assert first.poll() is None, first.communicate()[0]
-        assert time.monotonic() < deadline, "no request written in 60 s"
+    while not any("waiting for" in line for line in lines):  # the run now waits on the reply file
+        assert first.poll() is None, "".join(lines)
+        assert time.monotonic() < deadline, "no request waited for in 60 s"
         time.sleep(0.1)
-    time.sleep(0.5)
     first.send_signal(signal.SIGINT)
     try:
         # the wait ends within a poll; closing the sandbox's processes after it takes longer on a busy machine
-        out, _ = first.communicate(timeout=90)
+        first.wait(timeout=90)
     except subprocess.TimeoutExpired:
         first.kill()
-        pytest.fail(f"Ctrl-C did not end a run that waits for a reply: {first.communicate()[0]}")
+        pytest.fail(f"Ctrl-C did not end a run that waits for a reply: {''.join(lines)}")
+    reader.join(timeout=10)
+    out = "".join(lines)
     assert first.returncode != 0
     assert "waiting for" in out and str(exchange / "0001.reply.md") in out
     asked = (exchange / "0001.request.json").read_text()
