@@ -424,7 +424,11 @@ def dagger_cmd(**kw: Any) -> None:
               help="DAgger: share of the expert's offline records beside the rollouts (default: as aggregated).")
 @progress_option
 def demo_cmd(**kw: Any) -> None:
-    """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures."""
+    """The main job: town -> expert data -> offline training -> DAgger -> evaluation table and pictures.
+
+    With no LLM configured it replays the LLM run recorded with the package (the mutation baseline where the
+    recording has no reply); --optimizer mutation runs the no-LLM baseline.
+    """
     import shutil
     from dataclasses import replace
 
