@@ -2,11 +2,15 @@
 
 The embedded world and the agents exchange route plans and controls in CARLA's
 types. Without the wheel (it is an optional extra), small stand-ins with the
-same attribute names are used, so the agents run unchanged in both.
+same attribute names are used, so the agents run unchanged in both; they keep
+their floats in single precision as CARLA does, so the world computes the same
+numbers either way.
 """
 from __future__ import annotations
 
 import enum
+import numbers
+import struct
 from dataclasses import dataclass
 
 __all__ = ["HAVE_CARLA", "Location", "Rotation", "Transform", "VehicleControl", "RoadOption"]
@@ -41,6 +45,23 @@ except ImportError:
     RoadOption = _RoadOption  # type: ignore[misc]
 
 
+def _float32(value: float) -> float:
+    """``value`` as CARLA stores it: a C++ float (single precision)."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+class _SinglePrecision:
+    """Stores its float fields in single precision, as CARLA's types do, so that the world computes the same
+    numbers with the stand-ins as with the wheel (a recorded LLM run's prompts match to the last digit)."""
+
+    _FLOAT_FIELDS: tuple[str, ...] = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in self._FLOAT_FIELDS and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = _float32(float(value))
+        super().__setattr__(name, value)
+
+
 if HAVE_CARLA:
     Location = _carla.Location
     Rotation = _carla.Rotation
@@ -49,13 +70,15 @@ if HAVE_CARLA:
 else:
 
     @dataclass
-    class Location:  # type: ignore[no-redef]
+    class Location(_SinglePrecision):  # type: ignore[no-redef]
+        _FLOAT_FIELDS = ("x", "y", "z")
         x: float = 0.0
         y: float = 0.0
         z: float = 0.0
 
     @dataclass
-    class Rotation:  # type: ignore[no-redef]
+    class Rotation(_SinglePrecision):  # type: ignore[no-redef]
+        _FLOAT_FIELDS = ("pitch", "yaw", "roll")
         pitch: float = 0.0
         yaw: float = 0.0
         roll: float = 0.0
@@ -70,7 +93,8 @@ else:
             self.rotation = self.rotation if self.rotation is not None else Rotation()
 
     @dataclass
-    class VehicleControl:  # type: ignore[no-redef]
+    class VehicleControl(_SinglePrecision):  # type: ignore[no-redef]
+        _FLOAT_FIELDS = ("throttle", "steer", "brake")
         throttle: float = 0.0
         steer: float = 0.0
         brake: float = 0.0
