@@ -158,14 +158,16 @@ class Archive:
                 island = min(range(self.n_islands), key=lambda i: (counts[i], i))
             self.islands[policy.id] = {island % self.n_islands}
 
+    def alike(self, behaviour: Behaviour, policies: Iterable[Policy]) -> list[Policy]:
+        """The scripts of ``policies`` whose known behaviour has ``behaviour``'s signature."""
+        return [p for p in policies
+                if (known := self.behaviours.get(p.id)) is not None and known.signature == behaviour.signature]
+
     def novelty(self, behaviour: Behaviour, parent: Policy | None, population: Sequence[Policy]) -> str | None:
         """Why a child with ``behaviour`` adds nothing ("no_change", "duplicate_behaviour"), or None."""
-        if parent is not None:
-            known = self.behaviours.get(parent.id)
-            if known is not None and known.signature == behaviour.signature:
-                return "no_change"
-        if any(self.behaviours.get(p.id) is not None and self.behaviours[p.id].signature == behaviour.signature
-               for p in population):
+        if parent is not None and self.alike(behaviour, [parent]):
+            return "no_change"
+        if self.alike(behaviour, population):
             return "duplicate_behaviour"
         return None
 

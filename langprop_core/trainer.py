@@ -744,17 +744,15 @@ class Trainer:
         changes how a crossing walker is handled, say) is new behaviour, not a duplicate."""
         if not cases or self._task is None or self._task.behaviour is None or self.archive is None:
             return False
-        twins = [p for p in module.population if p.id in self.archive.behaviours
-                 and self.archive.behaviours[p.id].signature == measured.signature]
-        if parent is not None and parent not in twins and parent.id in self.archive.behaviours \
-                and self.archive.behaviours[parent.id].signature == measured.signature:
-            twins.append(parent)
+        candidates = {p.id: p for p in (*module.population, parent) if p is not None}
+        twins = self.archive.alike(measured, candidates.values())
         if not twins:
             return False
         signature = self._task.behaviour.signature
         answers = self._probe_outputs([child, *twins], module.function_name, inputs=list(cases))
         mine = signature(answers[child.id])
         return all(signature(answers[t.id]) != mine for t in twins)
+
     def _setup(self, module: Module, state: dict[str, Any]) -> None:
         """Zero-shot setup: ask for scripts from scratch until the population is not empty."""
         for attempt in range(self.config.setup_attempts):

@@ -10,19 +10,16 @@ from pathlib import Path
 
 from langprop_core.module import Module
 from langprop_core.task import Task
+from tests.helpers.scripted_training import doubling_module
 
 WEAK = "def f(x):\n    return x\n"
 
 
 def llm_doubling_module(tmp_path: Path) -> Module:
     """A module learning ``f`` whose prompts a fake server's responder can read (see the module's docstring)."""
-    tdir = tmp_path / "templates"
-    tdir.mkdir(exist_ok=True)
-    (tdir / "setup.txt").write_text("%% user\nWrite {{ function_name }}(x) returning twice x.\n")
-    (tdir / "update.txt").write_text(
-        "%% user\nImprove it (score {{ score }}).\nCODE:\n{{ code }}\n"
-        "{% for c in failures %}CASE:\n{{ c }}\n{% endfor %}")
-    return Module("double", "f", tdir, max_keep=4)
+    update = ("%% user\nImprove it (score {{ score }}).\nCODE:\n{{ code }}\n"
+              "{% for c in failures %}CASE:\n{{ c }}\n{% endfor %}")
+    return doubling_module(tmp_path, update=update, max_keep=4)
 
 
 TASK = Task(preprocess=lambda x: ((x,), 2 * x), objective=lambda out, label, args: float(out == label))

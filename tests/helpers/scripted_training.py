@@ -29,14 +29,17 @@ class ScriptedOptimizer(Optimizer):
         return [Proposal(r, self.name, {"model": "test-model", "temperature": 0.0}) for r in replies]
 
 
-def doubling_module(tmp_path: Path, **kw) -> Module:
-    """A module learning ``f``; its update prompt shows the parent's code fenced and its failure cases."""
+FENCED_UPDATE = ("%% user\nScore {{ score }}.\n```python\n{{ code }}\n```\n"
+                 "{% for c in failures %}CASE:\n{{ c }}\n{% endfor %}")
+
+
+def doubling_module(tmp_path: Path, update: str = FENCED_UPDATE, **kw) -> Module:
+    """A module learning ``f``; its update prompt (``update``, a template) shows by default the parent's code
+    fenced and its failure cases."""
     tdir = tmp_path / "templates"
     tdir.mkdir(exist_ok=True)
     (tdir / "setup.txt").write_text("%% user\nWrite {{ function_name }}(x) returning twice x.\n")
-    (tdir / "update.txt").write_text(
-        "%% user\nScore {{ score }}.\n```python\n{{ code }}\n```\n"
-        "{% for c in failures %}CASE:\n{{ c }}\n{% endfor %}")
+    (tdir / "update.txt").write_text(update)
     return Module("double", "f", tdir, **kw)
 
 
