@@ -184,18 +184,16 @@ class FileExchangeClient(LLMClient):
         if params.n < 1:
             raise ValueError(f"SamplingParams.n must be >= 1, got {params.n}")
         replies = []
-        usage = TokenUsage()
-        prompt_tokens = sum(estimate_tokens(m.content) for m in messages)
         for round_index in range(params.n):
             one = params.for_round(round_index)
             if one.seed is None and round_index:  # unseeded rounds would all be the same request
                 one = dataclasses.replace(one, seed=round_index)
-            one = dataclasses.replace(one, n=1)
-            text = self._answer(messages, one)
-            replies.append(text)
-            usage.add(TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=estimate_tokens(text), calls=1))
+            replies.append(self._answer(messages, dataclasses.replace(one, n=1)))
         if not self.wait:  # a replay spends nothing now: counted apart, as the record/replay cache's hits are
             return Completion(replies=replies, params=params, usage=TokenUsage(), cached=True)
+        prompt_tokens = sum(estimate_tokens(m.content) for m in messages)
+        usage = TokenUsage(prompt_tokens=prompt_tokens * len(replies),
+                           completion_tokens=sum(estimate_tokens(text) for text in replies), calls=len(replies))
         return Completion(replies=replies, params=params, usage=usage, cached=False)
 
     def _answer(self, messages: Sequence[ChatMessage], params: SamplingParams) -> str:
