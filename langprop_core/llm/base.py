@@ -138,6 +138,9 @@ class Optimizer(abc.ABC):
     """Produces candidate scripts. Implementations: LLM-backed, AST mutation."""
 
     name: str = "optimizer"
+    # Replies cost nothing (no LLM, no tokens): a trainer may ask for many more per parent,
+    # since a blind search needs many tries to cross a plateau of its objective.
+    free: bool = False
 
     @abc.abstractmethod
     def propose(self, request: ProposalRequest) -> list[Proposal]:

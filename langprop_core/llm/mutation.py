@@ -51,6 +51,7 @@ class MutationOptimizer(Optimizer):
     """
 
     name = "mutation"
+    free = True
 
     def __init__(self, seed: int = 0, seed_sources: Sequence[str] = (), max_edits: int = 3,
                  reason: str = "", kinds: Sequence[str] = EDIT_KINDS) -> None:

@@ -3,7 +3,7 @@
 Every rewrite is found through Python's :mod:`ast` and applied to the source
 *text* at the node's position, so comments and layout survive. The kinds:
 
-- ``number``: a numeric constant is scaled (up to 2x), jumps (up to about 7x) or
+- ``number``: a numeric constant is scaled (up to 2x), jumps (up to 10x) or
   is nudged (type and sign kept);
 - ``compare``: a comparison operator changes. A single comparison may flip its
   strictness (``<`` -> ``<=``), its direction (``<`` -> ``>``) or become its
@@ -348,12 +348,13 @@ def _mutate_number(value: float | int, rng: random.Random) -> str:
     if value == 0.0:
         return _format_number(rng.choice([0.05, 0.1, 0.2, 0.5]), value)
     draw = rng.random()
-    if draw < 0.4:
+    if draw < 0.3:
         factor = math.exp(rng.uniform(-0.7, 0.7))  # scale between about 0.5x and 2x
-    elif draw < 0.6:
-        # a jump of up to about 7x either way: a threshold that is off by an order of magnitude
-        # (a 1 m braking distance that needs 8 m) is not reached by steps that must each pay off
-        factor = math.exp(rng.choice([-1, 1]) * rng.uniform(0.7, 2.0))
+    elif draw < 0.7:
+        # a jump of up to 10x either way, as often as a scaling: a threshold that is off by an order
+        # of magnitude (a 2 m look-ahead that needs 10 m) sits on a plateau of the objective (every
+        # value up to 7 m scores alike), which steps that must each pay off never cross
+        factor = math.exp(rng.choice([-1, 1]) * rng.uniform(0.7, 2.3))
     else:
         factor = 1.0 + rng.choice([-1, 1]) * rng.uniform(0.03, 0.15)  # a small nudge
     text = _format_number(value * factor, value)

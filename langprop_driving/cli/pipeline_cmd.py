@@ -42,8 +42,9 @@ def _train_options(fn: Callable) -> Callable:
                      help="Passes over the training records."),
         click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size, show_default=True,
                      help="Records per update."),
-        click.option("--n-responses", type=click.IntRange(1), default=TrainConfig.n_responses, show_default=True,
-                     help="New scripts per update."),
+        click.option("--n-responses", type=click.IntRange(1), default=None,
+                     help="New scripts per parent and update [default: 2 with an LLM, 16 with the free "
+                          "mutation optimizer]."),
         click.option("--top-k", type=click.IntRange(1), default=TrainConfig.top_k, show_default=True,
                      help="Scripts sent for rewriting."),
         click.option("--record-stride", type=click.IntRange(1), default=TrainConfig.record_stride,

@@ -14,12 +14,14 @@ speeds, on a straight road from the origin heading +x (built with
 - ``static_prop``: a vending machine in the ego's lane ``d`` m ahead;
 
 plus scenes that should change nothing (free road at four speeds, a car in the
-next lane, a green light) and curves left and right, so that two scripts with
-the same outputs on all of them drive alike.
+next lane, a green light, a car and a walker behind) and curves left and right,
+so that two scripts with the same outputs on all of them drive alike.
 
 The descriptor (:func:`describe_outputs`): for each kind, whether the script
 asks for a lower speed than on free road at the same ego speed in any of its
-scenes (it stops or slows for it), and its cruise speed on free road (m/s,
+scenes (it stops or slows for it); ``needless``: whether it slows in a scene that
+should change nothing (a script that stops for the car behind it waits for a car
+that waits for it: "blocked" on the road); and its cruise speed on free road (m/s,
 rounded). :func:`driving_behaviour_space` is what ``Task.behaviour`` takes.
 :data:`INPUT_DOMAINS` are the ranges the scene contract gives its values
 (unsigned speeds, sizes), for the dead-condition check.
@@ -92,8 +94,11 @@ def _layout() -> list[tuple[str, float, dict[str, Any]]]:
         rows.append(("neutral", speed, make_scene(speed, vehicles={61: make_actor(8.0, 3.5)})))  # next lane
         rows.append(("neutral", speed, make_scene(speed, traffic_light_state="green",
                                                   distance_to_traffic_light_m=8.0)))
+        rows.append(("neutral", speed, make_scene(speed, vehicles={62: make_actor(-8.0, 0.0)})))  # behind
+        rows.append(("neutral", speed, make_scene(speed, pedestrians={22: make_actor(
+            -3.0, 0.0, speed_mps=1.4, actor_type="pedestrian")})))  # behind
     for turn in ("left", "right"):
-        rows.append(("neutral", 6.0, make_scene(6.0, route=arc_route(12.0, turn, straight_m=3.0))))
+        rows.append(("curve", 6.0, make_scene(6.0, route=arc_route(12.0, turn, straight_m=3.0))))
     for kind in KINDS:
         for probe_kind in _PROBE_KINDS[kind]:
             for d in PROBE_DISTANCES_M:
@@ -136,15 +141,13 @@ def describe_outputs(outputs: Sequence[Any]) -> dict[str, Any]:
         raise ValueError(f"expected {len(_KINDS_OF_PROBES)} probe outputs, got {len(outputs)}")
     speeds = [_speed(o) for o in outputs]
     free = {speed: s for (kind, speed), s in zip(_KINDS_OF_PROBES, speeds) if kind == "free_road"}
-    descriptor: dict[str, Any] = {}
-    for kind in KINDS:
-        reacts = False
-        for (k, ego_speed), s in zip(_KINDS_OF_PROBES, speeds):
-            base = free.get(ego_speed)
-            if k == kind and s is not None and base is not None and s < base - _SLOWER_MPS:
-                reacts = True
-                break
-        descriptor[kind] = int(reacts)
+
+    def slows_in(kind: str) -> bool:
+        return any(s is not None and free.get(ego_speed) is not None and s < free[ego_speed] - _SLOWER_MPS
+                   for (k, ego_speed), s in zip(_KINDS_OF_PROBES, speeds) if k == kind)
+
+    descriptor: dict[str, Any] = {kind: int(slows_in(kind)) for kind in KINDS}
+    descriptor["needless"] = int(slows_in("neutral"))
     cruise = free.get(6.0)
     descriptor["cruise_mps"] = None if cruise is None or not math.isfinite(cruise) else int(round(cruise))
     return descriptor

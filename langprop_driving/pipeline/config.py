@@ -21,8 +21,16 @@ from langprop_common.files import atomic_write_json as _write_json
 from langprop_driving.model.objective import DrivingObjective
 
 __all__ = [
-    "WorldConfig", "TrainConfig", "DaggerConfig", "WorkDir", "atomic_write_json", "config_dict",
+    "WorldConfig", "TrainConfig", "DaggerConfig", "WorkDir", "atomic_write_json", "config_dict", "SEARCH_SIZE",
 ]
+
+# (new scripts per parent and update, scripts kept) by whether the optimizer's replies are free.
+# An LLM's replies cost tokens and are few and considered. The mutation optimizer's are free and
+# blind: on the leaderboard set's data its first good move (stop for any car in line, objective
+# 0.68 from the seed's 0.09) is a dead end that needs the lost "ahead" test back, and the move
+# that pays (the seed's 2 m look-ahead raised past 8 m: 0.95) is one draw in hundreds. With 2
+# replies and 8 kept, 0 of 5 seeds found it in one epoch; with 16 and 16, 5 of 6 (issue 26).
+SEARCH_SIZE: dict[bool, tuple[int, int]] = {False: (2, 8), True: (16, 16)}
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -118,10 +126,12 @@ class TrainConfig:
 
     epochs: int = 2
     batch_size: int = 64
-    n_responses: int = 2
+    # new scripts per parent and update, and the population kept; None: the optimizer's search size
+    # (SEARCH_SIZE: a few replies of an LLM, many of the free mutation optimizer)
+    n_responses: int | None = None
     top_k: int = 2
     n_failure_cases: int = 3
-    max_keep: int = 8
+    max_keep: int | None = None
     # keep 1/n of the records (20 Hz recordings are highly redundant)
     record_stride: int = 5
     # share that room equally between kinds of scene (the expert's level and reason, a red light in view);
@@ -163,6 +173,14 @@ class TrainConfig:
             raise ValueError(f"reply_format must be one of {', '.join(REPLY_FORMATS)}, got {self.reply_format!r}")
         if self.sandbox_mode not in ("process", "strict", "inprocess"):
             raise ValueError(f"sandbox_mode must be 'process', 'strict' or 'inprocess', got {self.sandbox_mode!r}")
+        for name in ("n_responses", "max_keep"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def search_size(self, free_optimizer: bool) -> tuple[int, int]:
+        """(n_responses, max_keep): the values set, else :data:`SEARCH_SIZE` of the optimizer's kind."""
+        n_responses, max_keep = SEARCH_SIZE[free_optimizer]
+        return (self.n_responses or n_responses, self.max_keep or max_keep)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ class DaggerOutcome:
             for it in self.iterations]}
 
 
-def _driven_scripts(current: str, limit: int) -> tuple[list[str], str | None]:
+def _driven_scripts(current: str) -> tuple[list[str], str | None]:
     """The seed scripts for training from ``current`` (a .py script, or a checkpoint's deployed script first,
     then its ranking) and the id of the script that drove (None for a plain .py script)."""
     if Path(current).suffix == ".py":
@@ -98,7 +98,7 @@ def _driven_scripts(current: str, limit: int) -> tuple[list[str], str | None]:
         return [], None
     best = checkpoint.best  # the one rule for "the best script" (a selection's choice, else the top)
     ranked = [best] + [p for p in checkpoint.policies if p.id != best.id]
-    return [p.source for p in ranked[:limit]], best.id
+    return [p.source for p in ranked], best.id
 
 
 def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Sequence[str],
@@ -128,7 +128,7 @@ def dagger(work: WorkDir, world: WorldConfig, routes: Path, train_route_ids: Seq
         score = mean_driving_score(rollouts)
         log.info("DAgger %d: the script of %s drove with mean driving score %.2f (beta %.2f)",
                  iteration, current, score or 0.0, beta)
-        seeds, driven_policy_id = _driven_scripts(current, train_config.max_keep)
+        seeds, driven_policy_id = _driven_scripts(current)
         trained = train_stage(work, stage, dataset, train_route_ids, val_route_ids, optimizer_config, train_config,
                               seed_sources=seeds, selection=selection, incumbent=current, progress=progress,
                               expert_share=dagger_config.expert_share)

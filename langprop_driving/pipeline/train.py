@@ -245,14 +245,15 @@ def train_stage(work: WorkDir, name: str, dataset: SceneDataset, train_routes: S
     counter = [0]
     task = driving_task(_counting(objective, counter), exception_score=-max(1.0, objective.repeat_penalty),
                         diversity=config.diversity)
-    module = make_driving_module(seed_sources=seed_sources, max_keep=config.max_keep)
     optimizer = make_optimizer(optimizer_config, seed_sources=list(seed_sources))
+    n_responses, max_keep = config.search_size(optimizer.free)
+    module = make_driving_module(seed_sources=seed_sources, max_keep=max_keep)
     # "strict": worker processes that refuse to run without every protection.
     sandbox = SandboxConfig(mode="process" if config.sandbox_mode == "strict" else config.sandbox_mode,
                             strict=config.sandbox_mode == "strict", timeout_s=config.timeout_s,
                             **({"workers": config.sandbox_workers} if config.sandbox_workers else {}))
     trainer_config = TrainerConfig(epochs=config.epochs, batch_size=config.batch_size,
-                                   n_responses=config.n_responses, top_k=config.top_k,
+                                   n_responses=n_responses, top_k=config.top_k,
                                    n_failure_cases=config.n_failure_cases, seed=config.seed, sandbox=sandbox,
                                    progress=config.progress, islands=config.islands,
                                    migration_interval=config.migration_interval,

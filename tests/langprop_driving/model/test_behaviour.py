@@ -17,6 +17,15 @@ PROPS_ONLY = ("def predict_speed_and_steering(scene):\n"
               "        if p['location_world_coord'][0] - scene['ego_location_world_coord'][0] < 10:\n"
               "            return 'STOP', 0.0\n"
               "    return 'MOVE', 0.0\n")
+# the naive seed without its "ahead" test: it stops for anything in its line, behind it too
+IN_LINE = ("def predict_speed_and_steering(scene):\n"
+           "    for group in ('vehicles', 'pedestrians'):\n"
+           "        for a in scene[group].values():\n"
+           "            if abs(a['location_world_coord'][1] - scene['ego_location_world_coord'][1]) < 1.0:\n"
+           "                return 'STOP', 0.0\n"
+           "    return 'MOVE', 0.0\n")
+# what a script that reacts to nothing is described as
+NOTHING = {**{k: 0 for k in KINDS}, "needless": 0}
 
 
 def _describe(sources: dict[str, str]) -> dict[str, dict]:
@@ -41,14 +50,17 @@ def test_probe_scenes_follow_the_strict_contract_and_are_fixed():
 
 def test_descriptors_say_which_scenes_a_script_stops_for():
     found = _describe({"naive": (SEEDS / "naive.py").read_text(), "cautious": (SEEDS / "cautious.py").read_text(),
-                       "ignores": IGNORES_ALL, "slow": SLOW_CRUISE, "props": PROPS_ONLY})
-    assert found["ignores"].descriptor == {**{k: 0 for k in KINDS}, "cruise_mps": 6}
-    assert found["slow"].descriptor == {**{k: 0 for k in KINDS}, "cruise_mps": 3}
-    assert found["props"].descriptor == {**{k: 0 for k in KINDS}, "static_prop": 1, "cruise_mps": 6}
+                       "ignores": IGNORES_ALL, "slow": SLOW_CRUISE, "props": PROPS_ONLY, "in_line": IN_LINE})
+    assert found["ignores"].descriptor == {**NOTHING, "cruise_mps": 6}
+    assert found["slow"].descriptor == {**NOTHING, "cruise_mps": 3}
+    assert found["props"].descriptor == {**NOTHING, "static_prop": 1, "cruise_mps": 6}
     # the naive seed only stops for an actor within 2 m; the cautious one for lights, signs and actors ahead
-    assert found["naive"].descriptor == {**{k: 0 for k in KINDS}, "lead_vehicle": 1, "cruise_mps": 6}
+    assert found["naive"].descriptor == {**NOTHING, "lead_vehicle": 1, "cruise_mps": 6}
     assert found["cautious"].descriptor == {"red_light": 1, "stop_sign": 1, "lead_vehicle": 1, "crossing": 1,
-                                            "junction_yield": 0, "static_prop": 0, "cruise_mps": 6}
+                                            "junction_yield": 0, "static_prop": 0, "needless": 0, "cruise_mps": 6}
+    # stopping for the car or walker behind is its own behaviour, beside stopping for the car ahead
+    assert found["in_line"].descriptor == {**NOTHING, "lead_vehicle": 1,
+                                           "needless": 1, "cruise_mps": 6}
     assert len({b.signature for b in found.values()}) == len(found)
 
 
@@ -63,7 +75,7 @@ def test_a_threshold_moved_across_a_probe_distance_changes_the_signature():
 
 def test_failed_calls_count_as_no_reaction():
     outputs = [None] * len(probe_scenes())
-    assert describe_outputs(outputs) == {**{k: 0 for k in KINDS}, "cruise_mps": None}
+    assert describe_outputs(outputs) == {**NOTHING, "cruise_mps": None}
 
 
 def test_input_domains_name_contract_keys():
