@@ -39,6 +39,7 @@ def _town(store, name: str, shared: Path):
 def measure(town, preset: str, sim_s: float, seed: int) -> dict[str, float]:
     """Run the town's traffic of ``preset`` without the ego for ``sim_s`` simulated seconds."""
     from sumo_world.traffic.jams import JamRelease
+    from sumo_world.traffic.refill import Refill
     from sumo_world.roads.network import RoadNetwork
     from sumo_world.traffic.demand import TrafficConfig
     from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
@@ -52,7 +53,7 @@ def measure(town, preset: str, sim_s: float, seed: int) -> dict[str, float]:
     wall = time.perf_counter()
     # As the runner sets it up (no per-vehicle subscriptions: a released vehicle leaves none behind).
     with SumoWorld(town, traffic, seed=seed, network=network, warmup_s=0.0, sense_radius_m=SENSE_RADIUS_M) as world:
-        jams = JamRelease(world)
+        jams = JamRelease(world, refill=Refill(world))
         vehicle = world.sumo.vehicle
         next_sample = world.time_s
         end = world.time_s + sim_s

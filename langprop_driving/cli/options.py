@@ -158,7 +158,9 @@ def optimizer_overrides(kw: dict[str, Any]) -> dict[str, Any]:
     """The ``OptimizerConfig.from_env`` overrides of the :func:`llm_options` values."""
     return {"kind": kw.get("optimizer"), "base_url": kw.get("llm_base_url"), "model": kw.get("llm_model"),
             "timeout_s": kw.get("llm_timeout"), "cache_dir": kw.get("llm_cache"),
-            "cache_mode": kw.get("llm_cache_mode"), "exchange_dir": kw.get("llm_exchange")}
+            "cache_mode": kw.get("llm_cache_mode"), "exchange_dir": kw.get("llm_exchange"),
+            # --seed is the seed of everything random in a run, the mutation optimizer's draws included
+            "seed": kw.get("seed")}
 
 
 def budget_values(kw: dict[str, Any]) -> dict[str, Any]:

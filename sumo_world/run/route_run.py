@@ -115,6 +115,7 @@ class RouteRun:
         from sumo_world.scoring.criteria import CriteriaConfig, RouteCriteria
         from sumo_world.ego.dynamics import EgoState, EgoVehicle
         from sumo_world.traffic.jams import JamRelease
+        from sumo_world.traffic.refill import Refill
         from sumo_world.roads.network import RoadNetwork
         from sumo_world.routes.planner import plan_route
         from sumo_world.scene.builder import RouteContext, SumoSceneProvider
@@ -151,7 +152,7 @@ class RouteRun:
                                          start_time_s=start_time)
             crashes = CollisionResponse(world, world.ego_params)
             yielding = TrafficYield(world, world.ego_params)
-            jams = JamRelease(world)
+            jams = JamRelease(world, refill=Refill(world))
             agent_obj = create_agent(spec, self.agent_config, dense.gps_plan(), dense.world_plan())
             if hasattr(agent_obj, "set_scene_provider"):
                 agent_obj.set_scene_provider(provider)
@@ -211,6 +212,7 @@ class RouteRun:
                   **({"scenarios": manager.records(criteria.infractions, duration_game)}
                      if manager is not None else {}),
                   "world_warnings": list(parts.world.warnings), "jam_releases": len(parts.jams.released),
+                  "jam_refills": len(parts.jams.refill.added) if parts.jams.refill is not None else 0,
                   "waits_for_ego_ended": parts.yielding.waits_ended,
                   SENSORS_KEY: list(sensors.types)},
         )

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 from sumo_world.roads.network import RoadNetwork
 
 __all__ = ["TrafficConfig", "DENSITIES", "PRESETS", "LEADERBOARD_VEHICLES", "write_traffic_routes",
-           "VEHICLE_TYPES", "fit_to_town", "MIN_LANE_M_PER_VEHICLE", "driving_lane_m"]
+           "VEHICLE_TYPES", "WALK_SPEED_MPS", "edges_for", "random_walk", "fit_to_town", "MIN_LANE_M_PER_VEHICLE",
+           "driving_lane_m"]
 
 # name -> (vehicles, bicycles, pedestrians)
 DENSITIES: dict[str, tuple[int, int, int]] = {
@@ -64,6 +65,10 @@ VEHICLE_TYPES: dict[str, dict[str, str]] = {
     "pedestrian": {"vClass": "pedestrian", "length": "0.4", "width": "0.5", "minGap": "0.25",
                    "maxSpeed": "1.5", "speedDev": "0.1"},
 }
+
+
+# The speed a vehicle type's random walk is made long enough for, over the traffic's horizon.
+WALK_SPEED_MPS: dict[str, float] = {"car": 9.0, "bicycle": 4.5, "motorcycle": 9.0}
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ class TrafficConfig:
         return self.vehicles + self.bicycles + self.motorcycles + self.pedestrians
 
 
-def _edges_for(network: RoadNetwork, vclass: str) -> list[Any]:
+def edges_for(network: RoadNetwork, vclass: str) -> list[Any]:
+    """The normal (not internal) edges with a lane ``vclass`` may drive, sorted by id."""
     edges = [edge for edge in network.net.getEdges(withInternal=False)
              if edge.getFunction() in ("", "normal") and any(lane.allows(vclass) for lane in edge.getLanes())]
     return sorted(edges, key=lambda edge: edge.getID())
@@ -144,8 +150,10 @@ def _next_edges(edge: Any, vclass: str) -> list[Any]:
     return unique
 
 
-def _random_walk(start: Any, vclass: str, length_m: float, rng: random.Random,
-                 successors: dict[str, list[Any]]) -> list[Any]:
+def random_walk(start: Any, vclass: str, length_m: float, rng: random.Random,
+                successors: dict[str, list[Any]]) -> list[Any]:
+    """Edges from ``start`` on, each a random successor ``vclass`` may take (not the way back where
+    another exists), until ``length_m`` or a dead end; ``successors`` caches each edge's options."""
     route = [start]
     total = 0.0
     while total < length_m and len(route) < 5000:
@@ -173,7 +181,7 @@ def _write(root: ET.Element, path: Path) -> Path:
 
 def _walk_edges(network: RoadNetwork) -> list[Any]:
     """Edges pedestrians can start and end a trip on: ones with a sidewalk (a lane cars may not use)."""
-    return [e for e in _edges_for(network, "pedestrian")
+    return [e for e in edges_for(network, "pedestrian")
             if e.getLength() > 5.0 and any(lane.allows("pedestrian") and not lane.allows("passenger")
                                            for lane in e.getLanes())]
 
@@ -231,12 +239,12 @@ def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: s
     _vtype(vehicles_root, "car")
     _vtype(vehicles_root, "bicycle")
     _vtype(vehicles_root, "motorcycle")
-    for type_id, vclass, count, prefix, speed in (("car", "passenger", config.vehicles, "car", 9.0),
-                                                  ("bicycle", "bicycle", config.bicycles, "bike", 4.5),
-                                                  ("motorcycle", "motorcycle", config.motorcycles, "moto", 9.0)):
+    for type_id, vclass, count, prefix in (("car", "passenger", config.vehicles, "car"),
+                                           ("bicycle", "bicycle", config.bicycles, "bike"),
+                                           ("motorcycle", "motorcycle", config.motorcycles, "moto")):
         if count == 0:
             continue
-        edges = [e for e in _edges_for(network, vclass) if e.getID() not in avoid and e.getLength() > 10.0]
+        edges = [e for e in edges_for(network, vclass) if e.getID() not in avoid and e.getLength() > 10.0]
         if not edges:
             raise ValueError(f"{network.net_path.name}: no edge allows {vclass} traffic")
         successors: dict[str, list[Any]] = {}
@@ -244,7 +252,7 @@ def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: s
         weights = [e.getLength() for e in edges]
         for i in range(count):
             start = rng.choices(edges, weights=weights)[0]
-            route = _random_walk(start, vclass, speed * config.horizon_s, rng, successors)
+            route = random_walk(start, vclass, WALK_SPEED_MPS[type_id] * config.horizon_s, rng, successors)
             vehicle = ET.SubElement(vehicles_root, "vehicle", id=f"{prefix}{i}", type=type_id, depart="0.00",
                                     departPos="random_free", departLane="best", departSpeed="random")
             ET.SubElement(vehicle, "route", edges=" ".join(e.getID() for e in route))

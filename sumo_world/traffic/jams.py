@@ -22,12 +22,17 @@ leaderboard's vehicle counts (issue 25); a release after 90 s of standing
 still, red included, freed one slot per 90 s. The ego (and its shadow) are
 never removed. CARLA's Traffic Manager does not lock up this way, so an ego
 queued behind such a lock would otherwise be "blocked" where it would not be
-in CARLA.
+in CARLA. With a :class:`~sumo_world.traffic.refill.Refill` (as the route
+runner sets it up), each released vehicle is replaced by one of its type out
+of the ego's sight, so the town keeps the count CARLA keeps.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Collection
+from typing import TYPE_CHECKING, Any, Collection
+
+if TYPE_CHECKING:
+    from sumo_world.traffic.refill import Refill
 
 __all__ = ["JamRelease", "JAM_RELEASE_S", "CHECK_PERIOD_S", "STANDING_MPS"]
 
@@ -47,9 +52,10 @@ _MAX_QUEUE = 40
 class JamRelease:
     """Removes the background vehicles that have stood locked for ``release_s`` (:data:`JAM_RELEASE_S`)."""
 
-    def __init__(self, world: Any, release_s: float = JAM_RELEASE_S) -> None:
+    def __init__(self, world: Any, release_s: float = JAM_RELEASE_S, refill: "Refill | None" = None) -> None:
         self.world = world
         self.release_s = float(release_s)
+        self.refill = refill
         self.released: list[str] = []  # SUMO ids removed, in order
         self._locked_s: dict[str, float] = {}  # time each standing vehicle has stood locked
         self._next_check_s = 0.0
@@ -79,11 +85,14 @@ class JamRelease:
                 if stood < self.release_s:
                     locked[sumo_id] = stood
                     continue
+                type_id, vclass = vehicle.getTypeID(sumo_id), vehicle.getVehicleClass(sumo_id)
                 vehicle.remove(sumo_id)
                 self.released.append(sumo_id)
                 logger.debug("t=%.1f s: %s stood locked %.0f s: removed", time_s, sumo_id, stood)
             except self.world.sumo.TraCIException:  # it left this tick
                 continue
+            if self.refill is not None:
+                self.refill.replace(sumo_id, type_id, vclass)
         self._locked_s = locked
 
     @staticmethod

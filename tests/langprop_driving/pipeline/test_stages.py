@@ -254,10 +254,12 @@ def test_train_command_trains_from_a_dataset_and_resumes(tmp_path: Path):
                 r.label = label("STOP", 0.0, "red_light")
         dataset.append(ticks, f"collect-{route}")
     args = ["--work-dir", str(tmp_path / "work"), "--route-id", "1", "--val-route-id", "2", "--optimizer",
-            "mutation", "--epochs", "2", "--batch-size", "16", "--record-stride", "1", "--sandbox", "inprocess"]
+            "mutation", "--epochs", "2", "--batch-size", "16", "--record-stride", "1", "--sandbox", "inprocess",
+            "--seed", "3"]
     out = CliRunner().invoke(train_cmd, args)
     assert out.exit_code == 0, out.output
     assert "optimizer: mutation" in out.output
+    assert "seed 3)" in out.output  # --seed reaches the optimizer's draws
     checkpoint = tmp_path / "work" / "train" / "offline" / "checkpoints" / "predict_speed_and_steering"
     assert f"checkpoint: {checkpoint}" in out.output
     assert (checkpoint / "index.json").is_file()
@@ -298,3 +300,17 @@ def test_dagger_mixes_expert_data_and_rollouts_by_the_share_asked():
     assert mix_records(expert, 0.5) == expert  # one side only: nothing to mix
     with pytest.raises(ValueError, match="expert_share"):
         DaggerConfig(expert_share=1.2)
+
+
+def test_the_free_mutation_optimizer_searches_wider_than_an_llm_unless_told():
+    from langprop_core.llm.factory import OptimizerConfig, make_optimizer
+    from langprop_driving.pipeline.config import SEARCH_SIZE, TrainConfig
+
+    mutation = make_optimizer(OptimizerConfig(kind="mutation"))
+    llm = make_optimizer(OptimizerConfig(kind="openai", base_url="http://127.0.0.1:9/v1", model="m"))
+    assert mutation.free and not llm.free
+    assert TrainConfig().search_size(mutation.free) == SEARCH_SIZE[True] == (16, 16)
+    assert TrainConfig().search_size(llm.free) == SEARCH_SIZE[False] == (2, 8)
+    assert TrainConfig(n_responses=3, max_keep=5).search_size(True) == (3, 5)  # what is set wins
+    with pytest.raises(ValueError, match="n_responses must be >= 1"):
+        TrainConfig(n_responses=0)
