@@ -51,8 +51,7 @@ def example(**kw: Any) -> None:
     if budget["max_llm_cost"] is not None and budget["llm_prices"] is None:
         raise click.UsageError("--max-llm-cost needs a price table (--llm-prices or $LANGPROP_LLM_PRICES)")
     run_dir: Path = kw["run_dir"]
-    opt_config = OptimizerConfig.from_env(**optimizer_overrides(kw), temperature=kw["temperature"], n=kw["n"],
-                                          seed=kw["seed"])
+    opt_config = OptimizerConfig.from_env(**optimizer_overrides(kw), temperature=kw["temperature"], n=kw["n"])
     optimizer = make_optimizer(opt_config, seed_sources=seed_sources())
     click.echo(f"optimizer: {optimizer.describe()}")
     usage = UsageCallback(LLMBudget(budget["max_llm_calls"], budget["max_llm_tokens"], budget["max_llm_cost"]),
