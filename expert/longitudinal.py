@@ -314,9 +314,10 @@ def yield_constraint(path: RoutePath, ego: EgoState, actors: ActorSet, skip: np.
     each predicted contact, stop short of where the route enters that actor's path.
 
     When the actor would run into the ego even after it braked hard to a halt (a car cutting
-    through the junction, a walker heading for its flank), halting only makes the contact
-    certain: the ego keeps going and clears it. A walker coming along the lane is always
-    yielded to.
+    through the junction, a walker heading for its flank) and driving on does not touch it
+    sooner, halting only makes the contact certain: the ego keeps going and clears it. A walker
+    coming along the lane is always yielded to; a walker is yielded to wherever it would touch
+    the ego, behind its centre too.
     """
     # Standing walkers are obstacles for the corridor check (lead_vehicle_constraint) only.
     movers = ~skip & (actors.speed_mps > config.moving_speed_mps)
@@ -335,8 +336,11 @@ def yield_constraint(path: RoutePath, ego: EgoState, actors: ActorSet, skip: np.
         center=actors.center[idx], forward=actors.forward[idx], velocity=actors.velocity[idx],
         half_length=actors.half_length[idx] + margins[:, 0], half_width=actors.half_width[idx] + margins[:, 1],
     )
+    # A vehicle touching the ego behind its centre is the one catching up, and brakes (CARLA's
+    # Traffic Manager does); a walker does not avoid cars: one crossing into the ego's rear flank
+    # is as much a collision as one in front of it.
     first = first_contacts(ego_center, ego_forward, ego.half_length_m + lon_m, ego.half_width_m + lat_m,
-                           times, tracks)
+                           times, tracks, ahead_only=~actors.is_pedestrian[idx])
     hit = first >= 0
     if not np.any(hit):
         return None
@@ -369,6 +373,15 @@ def yield_constraint(path: RoutePath, ego: EgoState, actors: ActorSet, skip: np.
                 & (stay_times[np.maximum(stay_first, 0)]
                    > config.other_reaction_s + other_speed / config.other_decel_mps2))
     hits_anyway &= ~can_stop
+    # ... and only where driving on clears it: going on at the planned speed (true footprints, all
+    # around the ego) must not touch it before halting would. The sweeps are straight lines; a car
+    # that turns (into the lane the ego turns into) leaves the halted ego's spot and meets the one
+    # driving on, so where both touch, halting gives the other the most time.
+    if np.any(hits_anyway):
+        go_first = first_contacts(ego_center, ego_forward, ego.half_length_m, ego.half_width_m, times, raw,
+                                  ahead_only=False)
+        halt_s = stay_times[np.maximum(stay_first, 0)]
+        hits_anyway &= ~((go_first >= 0) & (times[np.maximum(go_first, 0)] <= halt_s))
     # A walker coming along the lane towards us is always yielded to, at the contact point.
     vel = tracks.velocity[sub]
     right = np.array([-ego.forward[1], ego.forward[0]])

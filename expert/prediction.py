@@ -31,11 +31,11 @@ class ActorTracks:
 
 def first_contacts(ego_center: np.ndarray, ego_forward: np.ndarray, ego_half_length: float,
                    ego_half_width: float, times_s: np.ndarray, actors: ActorTracks,
-                   ahead_only: bool = True) -> np.ndarray:
+                   ahead_only: bool | np.ndarray = True) -> np.ndarray:
     """Index of the first time step at which each actor's swept footprint touches the ego's
-    (ego poses (T, 2) per step), or -1. With ``ahead_only`` a contact counts only where the
-    actor is ahead of the ego's centre at that moment (contact from behind is the other's
-    to avoid)."""
+    (ego poses (T, 2) per step), or -1. With ``ahead_only`` (one flag, or one per actor) a
+    contact counts only where the actor is ahead of the ego's centre at that moment (contact
+    from behind is the other's to avoid)."""
     if len(actors.ids) == 0:
         return np.zeros(0, dtype=int)
     t = times_s[None, :, None]                                              # (1, T, 1)
@@ -44,7 +44,9 @@ def first_contacts(ego_center: np.ndarray, ego_forward: np.ndarray, ego_half_len
     other = Boxes(centers, np.broadcast_to(actors.forward[:, None, :], centers.shape),
                   actors.half_length[:, None], actors.half_width[:, None])
     hit = boxes_overlap(ego, other)                                         # (A, T)
-    if ahead_only:
-        hit &= np.sum((centers - ego_center[None]) * ego_forward[None], axis=-1) >= 0.0
+    only_ahead = np.broadcast_to(np.asarray(ahead_only, dtype=bool), (len(actors.ids),))
+    if np.any(only_ahead):
+        ahead = np.sum((centers - ego_center[None]) * ego_forward[None], axis=-1) >= 0.0
+        hit &= ahead | ~only_ahead[:, None]
     first = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
     return first
