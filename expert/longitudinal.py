@@ -367,11 +367,11 @@ def yield_constraint(path: RoutePath, ego: EgoState, actors: ActorSet, skip: np.
     stay_first = first_contacts(stop_center, stop_forward, ego.half_length_m, ego.half_width_m, stay_times,
                                 raw, ahead_only=False)
     hits_anyway = stay_first >= 0
+    halt_contact_s = stay_times[np.maximum(stay_first, 0)]  # when each would touch the halted ego
     # ... unless it is a vehicle with time to brake for the halted ego (see ExpertConfig.other_decel_mps2)
     other_speed = actors.speed_mps[idx[sub]]
     can_stop = (~actors.is_pedestrian[idx[sub]]
-                & (stay_times[np.maximum(stay_first, 0)]
-                   > config.other_reaction_s + other_speed / config.other_decel_mps2))
+                & (halt_contact_s > config.other_reaction_s + other_speed / config.other_decel_mps2))
     hits_anyway &= ~can_stop
     # ... and only where driving on clears it: going on at the planned speed (true footprints, all
     # around the ego) must not touch it before halting would. The sweeps are straight lines; a car
@@ -380,8 +380,7 @@ def yield_constraint(path: RoutePath, ego: EgoState, actors: ActorSet, skip: np.
     if np.any(hits_anyway):
         go_first = first_contacts(ego_center, ego_forward, ego.half_length_m, ego.half_width_m, times, raw,
                                   ahead_only=False)
-        halt_s = stay_times[np.maximum(stay_first, 0)]
-        hits_anyway &= ~((go_first >= 0) & (times[np.maximum(go_first, 0)] <= halt_s))
+        hits_anyway &= ~((go_first >= 0) & (times[np.maximum(go_first, 0)] <= halt_contact_s))
     # A walker coming along the lane towards us is always yielded to, at the contact point.
     vel = tracks.velocity[sub]
     right = np.array([-ego.forward[1], ego.forward[0]])

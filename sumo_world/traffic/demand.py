@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from sumo_world.roads.network import RoadNetwork
 
 __all__ = ["TrafficConfig", "DENSITIES", "PRESETS", "LEADERBOARD_VEHICLES", "write_traffic_routes",
-           "VEHICLE_TYPES", "WALK_SPEED_MPS", "edges_for", "random_walk", "fit_to_town", "MIN_LANE_M_PER_VEHICLE",
+           "VEHICLE_TYPES", "WALK_SPEED_MPS", "MIN_DEPART_EDGE_M", "edges_for", "random_walk", "fit_to_town", "MIN_LANE_M_PER_VEHICLE",
            "driving_lane_m"]
 
 # name -> (vehicles, bicycles, pedestrians)
@@ -67,6 +67,8 @@ VEHICLE_TYPES: dict[str, dict[str, str]] = {
 }
 
 
+# Edges this short or shorter get no vehicle departures (initial or refilled).
+MIN_DEPART_EDGE_M = 10.0
 # The speed a vehicle type's random walk is made long enough for, over the traffic's horizon.
 WALK_SPEED_MPS: dict[str, float] = {"car": 9.0, "bicycle": 4.5, "motorcycle": 9.0}
 
@@ -244,7 +246,7 @@ def write_traffic_routes(network: RoadNetwork, config: TrafficConfig, out_dir: s
                                            ("motorcycle", "motorcycle", config.motorcycles, "moto")):
         if count == 0:
             continue
-        edges = [e for e in edges_for(network, vclass) if e.getID() not in avoid and e.getLength() > 10.0]
+        edges = [e for e in edges_for(network, vclass) if e.getID() not in avoid and e.getLength() > MIN_DEPART_EDGE_M]
         if not edges:
             raise ValueError(f"{network.net_path.name}: no edge allows {vclass} traffic")
         successors: dict[str, list[Any]] = {}

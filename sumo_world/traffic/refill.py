@@ -20,14 +20,11 @@ from typing import Any
 
 import shapely
 
-from sumo_world.traffic.demand import WALK_SPEED_MPS, edges_for, random_walk
+from sumo_world.traffic.demand import MIN_DEPART_EDGE_M, WALK_SPEED_MPS, TrafficConfig, edges_for, random_walk
 
 __all__ = ["Refill"]
 
 logger = logging.getLogger(__name__)
-
-# Edges shorter than this get no departures (as in the initial demand).
-_MIN_EDGE_M = 10.0
 
 
 class Refill:
@@ -36,7 +33,7 @@ class Refill:
     def __init__(self, world: Any, away_m: float | None = None) -> None:
         self.world = world
         traffic = getattr(world, "traffic", None)
-        self.horizon_s = float(getattr(traffic, "horizon_s", 900.0))
+        self.horizon_s = float(getattr(traffic, "horizon_s", TrafficConfig.horizon_s))
         self.away_m = float(away_m if away_m is not None else (world.sense_radius_m or 0.0))
         self.rng = random.Random(f"refill-{world.seed}")
         self.added: list[str] = []  # SUMO ids added, in order
@@ -67,7 +64,7 @@ class Refill:
         edges = self._edges.get(vclass)
         if edges is None:
             edges = [(e, shapely.LineString(e.getShape())) for e in edges_for(self.world.network, vclass)
-                     if e.getLength() > _MIN_EDGE_M]
+                     if e.getLength() > MIN_DEPART_EDGE_M]
             self._edges[vclass] = edges
         ego = self._ego_xy()
         far = [e for e, line in edges if ego is None or line.distance(ego) > self.away_m]
