@@ -47,7 +47,7 @@ SENSORS_KEY = "agent_sensor_types"
 _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
                             "infraction_events", "agent_exceptions", "agent_exceptions_raised",
                             "agent_exceptions_reported", "sensors_unsupported", "scenarios", "world_warnings",
-                            "jam_releases", "waits_for_ego_ended"})
+                            "jam_releases", "jam_refills", "waits_for_ego_ended", "heading_jumps"})
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,7 @@ class RouteRun:
                   "world_warnings": list(parts.world.warnings), "jam_releases": len(parts.jams.released),
                   "jam_refills": len(parts.jams.refill.added) if parts.jams.refill is not None else 0,
                   "waits_for_ego_ended": parts.yielding.waits_ended,
+                  "heading_jumps": parts.world.headings.jumps,
                   SENSORS_KEY: list(sensors.types)},
         )
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from driving.geometry import wrap_angle_deg
 from sumo_world.roads.transform import CarlaSumoTransform
+from sumo_world.simulation.headings import HeadingLimit
 
 __all__ = ["ActorArrays", "WorldSnapshot", "ActorIds", "SnapshotReader", "vehicle_vars", "LEVEL_SEPARATION_M",
            "PEDESTRIAN_HALF_SIZE_M"]
@@ -106,13 +107,14 @@ class SnapshotReader:
     """
 
     def __init__(self, sumo: Any, transform: CarlaSumoTransform, actor_ids: ActorIds, skip: tuple[str, ...],
-                 merge: MergeRows) -> None:
+                 merge: MergeRows, headings: HeadingLimit | None = None) -> None:
         self._sumo = sumo
         self._transform = transform
         self._int_id = actor_ids
         self._skip = skip
         self._merge = merge
         self._type_cache: dict[str, tuple[str, float, float]] = {}
+        self.headings = headings or HeadingLimit()
 
     def read(self, time_s: float, vehicle_values: dict[str, dict[int, Any]], ego_lane_id: str,
              ego_z_m: float) -> WorldSnapshot:
@@ -137,7 +139,10 @@ class SnapshotReader:
             v_ids.append(int_id(vid))
             v_sumo.append(vid)
             v_types.append(actor_type)
-        vehicles = self._merge("vehicles", self._to_carla(raw, front=True), v_ids, v_sumo, v_types, v_z)
+        rows = np.asarray(raw, dtype=float) if raw else None
+        if rows is not None:
+            rows[:, 2] = self.headings(time_s, v_sumo, rows[:, 2], rows[:, 3])
+        vehicles = self._merge("vehicles", self._to_carla(rows, front=True), v_ids, v_sumo, v_types, v_z)
 
         p_ids: list[int] = []
         p_sumo: list[str] = []
@@ -168,9 +173,9 @@ class SnapshotReader:
             self._type_cache[type_id] = cached
         return cached
 
-    def _to_carla(self, raw: list[tuple[float, ...]], front: bool) -> np.ndarray | None:
+    def _to_carla(self, raw: list[tuple[float, ...]] | np.ndarray | None, front: bool) -> np.ndarray | None:
         """SUMO rows (x, y, angle, speed, half_l, half_w) -> CARLA rows (cx, cy, yaw, speed, half_l, half_w)."""
-        if not raw:
+        if raw is None or not len(raw):
             return None
         data = np.asarray(raw, dtype=float)
         x, y = self._transform.to_carla(data[:, 0], data[:, 1])
