@@ -47,7 +47,8 @@ SENSORS_KEY = "agent_sensor_types"
 _RESERVED_META = frozenset({"agent", "seed", "traffic", "world", "error", "repetition", "timeout_s",
                             "infraction_events", "agent_exceptions", "agent_exceptions_raised",
                             "agent_exceptions_reported", "sensors_unsupported", "scenarios", "world_warnings",
-                            "jam_releases", "jam_refills", "waits_for_ego_ended", "heading_jumps"})
+                            "jam_releases", "jam_refills", "waits_for_ego_ended", "heading_jumps",
+                            "walkers_held", "walkers_gave_up"})
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ class RouteRun:
                   "jam_refills": len(parts.jams.refill.added) if parts.jams.refill is not None else 0,
                   "waits_for_ego_ended": parts.yielding.waits_ended,
                   "heading_jumps": parts.world.headings.jumps,
+                  "walkers_held": parts.yielding.walkers.holds, "walkers_gave_up": parts.yielding.walkers.gave_up,
                   SENSORS_KEY: list(sensors.types)},
         )
 

@@ -43,6 +43,7 @@ import numpy as np
 from driving.geometry import Boxes, box_corners, boxes_overlap
 from sumo_world.ego.dynamics import EgoParams, EgoState
 from sumo_world.simulation.ego_presence import EGO_ID, SHADOW_ID
+from sumo_world.traffic.walker_yield import WalkerYield
 
 __all__ = ["TrafficYield", "DECEL_MPS2", "MARGIN_M", "RANGE_M", "WAIT_CHECK_S"]
 
@@ -83,6 +84,7 @@ class TrafficYield:
         self._next_wait_check = 0.0
         self.interventions = 0  # vehicles slowed for the ego (counted once per approach)
         self.waits_ended = 0  # vehicles that waited for the ego behind them, told to go
+        self.walkers = WalkerYield(world, self.ego_params)  # SUMO's walkers stop short of the ego too
 
     def update(self, ego: EgoState, snapshot: Any, held: Collection[str] = ()) -> None:
         """Slow the vehicles of ``snapshot`` about to drive into ``ego``; release the others.
@@ -108,6 +110,7 @@ class TrafficYield:
         if snapshot.time_s + 1e-9 >= self._next_wait_check:
             self._next_wait_check = snapshot.time_s + WAIT_CHECK_S
             self._end_waits_for_ego_behind(ego, actors)
+        self.walkers.update(ego, snapshot)
 
     def _end_waits_for_ego_behind(self, ego: EgoState, actors: Any) -> None:
         """Vehicles whose SUMO leader is the ego behind them ignore it at junctions (module docstring)."""
