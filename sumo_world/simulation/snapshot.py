@@ -16,7 +16,7 @@ import numpy as np
 
 from driving.geometry import wrap_angle_deg
 from sumo_world.roads.transform import CarlaSumoTransform
-from sumo_world.simulation.headings import HeadingLimit
+from sumo_world.simulation.headings import BodyHeadings
 
 __all__ = ["ActorArrays", "WorldSnapshot", "ActorIds", "SnapshotReader", "vehicle_vars", "LEVEL_SEPARATION_M",
            "PEDESTRIAN_HALF_SIZE_M"]
@@ -107,14 +107,14 @@ class SnapshotReader:
     """
 
     def __init__(self, sumo: Any, transform: CarlaSumoTransform, actor_ids: ActorIds, skip: tuple[str, ...],
-                 merge: MergeRows, headings: HeadingLimit | None = None) -> None:
+                 merge: MergeRows, headings: BodyHeadings | None = None) -> None:
         self._sumo = sumo
         self._transform = transform
         self._int_id = actor_ids
         self._skip = skip
         self._merge = merge
         self._type_cache: dict[str, tuple[str, float, float]] = {}
-        self.headings = headings or HeadingLimit()
+        self.headings = headings or BodyHeadings()
 
     def read(self, time_s: float, vehicle_values: dict[str, dict[int, Any]], ego_lane_id: str,
              ego_z_m: float) -> WorldSnapshot:
@@ -141,7 +141,7 @@ class SnapshotReader:
             v_types.append(actor_type)
         rows = np.asarray(raw, dtype=float) if raw else None
         if rows is not None:
-            rows[:, 2] = self.headings(time_s, v_sumo, rows[:, 2], rows[:, 3])
+            rows[:, 2] = self.headings(time_s, v_sumo, rows[:, :2], rows[:, 2], rows[:, 4])
         vehicles = self._merge("vehicles", self._to_carla(rows, front=True), v_ids, v_sumo, v_types, v_z)
 
         p_ids: list[int] = []

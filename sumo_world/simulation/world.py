@@ -32,7 +32,7 @@ from driving.clock import TICK_S
 from sumo_world.ego.dynamics import EgoParams, EgoState
 from sumo_world.simulation.ego_presence import EGO_ID, SHADOW_ID, EgoPresence
 from sumo_world.simulation.errors import WorldError
-from sumo_world.simulation.headings import HeadingLimit
+from sumo_world.simulation.headings import BodyHeadings
 from sumo_world.simulation.lights import ForcedLights
 from sumo_world.simulation.snapshot import ActorIds, SnapshotReader, WorldSnapshot, vehicle_vars
 from sumo_world.simulation.static_actors import StaticActors
@@ -90,8 +90,8 @@ class SumoWorld:
         self._lights: ForcedLights | None = None
         self._reader: SnapshotReader | None = None
         self.warnings: list[str] = []  # what the world left out of the asked-for set-up, and why
-        # Vehicles' headings turn as a car's can; its count of SUMO's jumps outlives close().
-        self.headings = HeadingLimit(self.ego_params)
+        # Vehicles' bodies trail their front bumpers; its count of SUMO's jumps outlives close().
+        self.headings = BodyHeadings(self.ego_params)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:

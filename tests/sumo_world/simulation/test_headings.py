@@ -1,4 +1,7 @@
-"""Vehicles' headings turn no faster than a car's (sumo_world.simulation.headings)."""
+"""Vehicles' bodies trail their front bumpers' paths (sumo_world.simulation.headings).
+
+Frames and angles are SUMO's: x east, y north, angles clockwise from north.
+"""
 from __future__ import annotations
 
 import math
@@ -6,70 +9,91 @@ import math
 import numpy as np
 import pytest
 
-from sumo_world.ego.dynamics import EgoParams
-from sumo_world.simulation.headings import MAX_GAP_S, HeadingLimit
+from sumo_world.simulation.headings import MAX_GAP_S, BodyHeadings
 
 TICK = 0.05
+HALF = 2.45  # half a car's length
 
 
-def _drive(limit: HeadingLimit, angles: list[float], speed: float, start_s: float = 0.0) -> list[float]:
-    """Headings reported for one vehicle whose SUMO angle is ``angles[k]`` at tick k."""
-    return [float(limit(start_s + k * TICK, ["car"], np.array([a]), np.array([speed]))[0])
-            for k, a in enumerate(angles)]
+def _unit(angle_deg: float) -> np.ndarray:
+    return np.array([math.sin(math.radians(angle_deg)), math.cos(math.radians(angle_deg))])
 
 
-def test_a_jump_at_speed_is_followed_at_the_rate_a_car_turns() -> None:
-    # Town06's case: 15.5 m/s, SUMO turns the car 40 degrees in one tick.
-    limit = HeadingLimit()
-    out = _drive(limit, [77.0, 77.0, 117.0, 117.0, 117.0], 15.5)
-    step = math.degrees(15.5 * TICK / (15.5 ** 2 / EgoParams().max_lateral_accel_mps2))
-    assert out[:2] == [77.0, 77.0]
-    assert out[2] == pytest.approx(77.0 + step)
-    assert out[4] == pytest.approx(77.0 + 3 * step)
-    assert limit.jumps == 1  # one jump, however many ticks it takes to follow
+def _drive(headings: BodyHeadings, fronts: list[np.ndarray], angles: list[float]) -> list[float]:
+    """Body angles reported for one vehicle whose front bumper and SUMO angle are given per tick."""
+    return [float(headings(k * TICK, ["car"], f[None], np.array([a]), np.array([HALF]))[0])
+            for k, (f, a) in enumerate(zip(fronts, angles))]
 
 
-def test_a_jump_is_followed_until_the_heading_is_sumo_s_again() -> None:
-    limit = HeadingLimit()
-    out = _drive(limit, [10.0] + [50.0] * 60, 8.0)
-    assert out[-1] == pytest.approx(50.0)
-    assert all(b >= a for a, b in zip(out, out[1:]))
+def _rear(front: np.ndarray, angle_deg: float, headings: BodyHeadings) -> np.ndarray:
+    return front - 2.0 * HALF * headings.rear_axle_share * _unit(angle_deg)
 
 
-def test_a_turn_a_car_can_drive_is_reported_unchanged() -> None:
-    # 90 degrees on a 10 m radius at 6 m/s (0.36 g: SUMO slows for curves below the limit).
-    rate = math.degrees(6.0 / 10.0) * TICK
-    angles = [min(90.0, k * rate) for k in range(60)]
-    assert _drive(HeadingLimit(), angles, 6.0) == pytest.approx(angles)
+def test_on_a_straight_lane_the_body_has_the_lane_s_heading() -> None:
+    fronts = [np.array([0.0, 0.75 * k]) for k in range(20)]
+    assert _drive(BodyHeadings(), fronts, [0.0] * 20) == pytest.approx([0.0] * 20, abs=1e-9)
 
 
-def test_headings_wrap_the_short_way_round() -> None:
-    out = _drive(HeadingLimit(), [359.0, 1.0], 10.0)
-    assert out[1] == pytest.approx(361.0)
+def test_at_a_kink_the_body_turns_as_it_drives_and_its_rear_never_swings_out() -> None:
+    # Town06's case: at 15.5 m/s the lane turns 40 degrees at once; SUMO turns the car at once.
+    headings = BodyHeadings()
+    step = 15.5 * TICK
+    fronts = [np.array([0.0, step * k]) for k in range(5)]
+    angles = [0.0] * 5
+    for k in range(1, 30):
+        fronts.append(fronts[4] + step * k * _unit(40.0))
+        angles.append(40.0)
+    out = _drive(headings, fronts, angles)
+    assert out[4] == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < out[5] < 8.0  # SUMO's body turned 40 degrees in this tick
+    assert all(b >= a - 1e-9 for a, b in zip(out, out[1:])) and out[-1] == pytest.approx(40.0, abs=1.0)
+    rears = [_rear(f, a, headings) for f, a in zip(fronts, out)]
+    # the rear axle comes round behind the front, never beyond the line of the first lane
+    assert all(r[0] >= -1e-9 for r in rears)
+    assert max(np.linalg.norm(b - a) for a, b in zip(rears, rears[1:])) <= step + 1e-9
+    assert headings.jumps == 1  # one jump, however many ticks the body takes to come round
+
+
+def test_through_a_turn_the_body_lies_on_its_path() -> None:
+    # A 90 degree right turn on a 10 m radius (centre at (10, 0)), 0.3 m per tick.
+    headings = BodyHeadings()
+    lead_in = [np.array([0.0, -6.0 + 0.3 * k]) for k in range(20)]
+    turn = [np.array([10.0 - 10.0 * math.cos(t), 10.0 * math.sin(t)]) for t in np.arange(0.03, math.pi / 2, 0.03)]
+    fronts = lead_in + turn
+    tangents = [0.0] * len(lead_in) + [math.degrees(t) for t in np.arange(0.03, math.pi / 2, 0.03)]
+    out = _drive(headings, fronts, tangents)
+    rear = _rear(fronts[-1], out[-1], headings)
+    axle = 2.0 * HALF * headings.rear_axle_share
+    # a car's rear axle runs inside its front's arc (off-tracking: radius sqrt(R^2 - L^2)); SUMO's body,
+    # on the tangent at the front, puts it outside (sqrt(R^2 + L^2))
+    assert np.linalg.norm(rear - np.array([10.0, 0.0])) == pytest.approx(math.sqrt(100.0 - axle ** 2), abs=0.3)
+    assert out[-1] < tangents[-1]
 
 
 def test_a_standing_vehicle_does_not_turn() -> None:
-    assert _drive(HeadingLimit(), [0.0, 30.0, 30.0], 0.0) == [0.0, 0.0, 0.0]
+    front = np.array([3.0, 4.0])
+    assert _drive(BodyHeadings(), [front] * 3, [0.0, 30.0, 30.0]) == pytest.approx([0.0, 0.0, 0.0])
 
 
 def test_reading_twice_at_one_time_gives_the_same_headings() -> None:
-    limit = HeadingLimit()
-    limit(0.0, ["a"], np.array([0.0]), np.array([15.0]))
-    first = limit(TICK, ["a"], np.array([40.0]), np.array([15.0]))
-    again = limit(TICK, ["a"], np.array([40.0]), np.array([15.0]))
-    assert first[0] < 40.0 and again[0] == first[0]
-    assert limit.jumps == 1
+    headings = BodyHeadings()
+    headings(0.0, ["a"], np.array([[0.0, 0.0]]), np.array([0.0]), np.array([HALF]))
+    args = (["a"], np.array([[0.5, 0.6]]), np.array([40.0]), np.array([HALF]))
+    first, again = headings(TICK, *args), headings(TICK, *args)
+    assert 0.0 < first[0] < 40.0 and again[0] == first[0] and headings.jumps == 1
 
 
-def test_a_vehicle_seen_again_after_a_gap_starts_from_sumo_s_heading() -> None:
-    limit = HeadingLimit()
-    limit(0.0, ["a"], np.array([0.0]), np.array([15.0]))
-    later = limit(MAX_GAP_S + TICK, ["a"], np.array([60.0]), np.array([15.0]))
-    assert later[0] == 60.0 and limit.jumps == 0
+def test_a_vehicle_seen_again_after_a_gap_or_placed_afar_starts_from_sumo_s_heading() -> None:
+    headings = BodyHeadings()
+    headings(0.0, ["a", "b"], np.array([[0.0, 0.0], [50.0, 0.0]]), np.array([0.0, 0.0]), np.array([HALF, HALF]))
+    placed = headings(TICK, ["b"], np.array([[50.0, 20.0]]), np.array([90.0]), np.array([HALF]))
+    later = headings(TICK + MAX_GAP_S + TICK, ["a"], np.array([[1.0, 1.0]]), np.array([60.0]), np.array([HALF]))
+    assert placed[0] == pytest.approx(90.0) and later[0] == pytest.approx(60.0) and headings.jumps == 0
 
 
-def test_each_vehicle_is_limited_on_its_own() -> None:
-    limit = HeadingLimit()
-    limit(0.0, ["a", "b"], np.array([0.0, 90.0]), np.array([15.0, 15.0]))
-    out = limit(TICK, ["b", "new", "a"], np.array([90.5, 10.0, 40.0]), np.array([15.0, 15.0, 15.0]))
-    assert out[0] == pytest.approx(90.5) and out[1] == 10.0 and 0.0 < out[2] < 2.0
+def test_each_vehicle_trails_on_its_own() -> None:
+    headings = BodyHeadings()
+    headings(0.0, ["a", "b"], np.array([[0.0, 0.0], [20.0, 0.0]]), np.array([0.0, 90.0]), np.array([HALF, HALF]))
+    out = headings(TICK, ["b", "new", "a"], np.array([[20.7, 0.0], [40.0, 0.0], [0.0, 0.7]]),
+                   np.array([90.0, 10.0, 0.0]), np.array([HALF, HALF, HALF]))
+    assert out == pytest.approx([90.0, 10.0, 0.0])
