@@ -1,4 +1,4 @@
-"""Background vehicles' bodies follow the path of their front bumper, as a car's do.
+"""Background vehicles' bodies do not swing round their front bumpers in one tick.
 
 SUMO places a vehicle by its front bumper on its lane and turns its body to
 the lane's direction at that point. Where that direction jumps (a netconvert
@@ -7,12 +7,15 @@ lane and the next edge), the body swings round its front bumper in one tick
 and its rear sweeps sideways into the next lane: on Town06 a car at 15.5 m/s
 turned 40 degrees in 50 ms and its rear swept 1.6 m onto the ego beside it.
 A car's rear axle instead trails its front along the path the front drove.
-:class:`BodyHeadings` moves each vehicle's rear axle that way (a tractrix:
-each tick it moves straight towards the front bumper's new position, keeping
-its distance) and reports the heading from the rear axle to the front
-bumper. On a straight lane that is the lane's direction; through a turn the
-body lies on the chord of its path, as a car's does, instead of on the
-tangent at its front (whose rear lies outside the turn).
+:class:`BodyHeadings` keeps SUMO's heading until it turns more than
+:data:`JUMP_DEG` in one tick (no car turns that fast; SUMO's turns through
+junctions step by less); from there the vehicle's rear axle trails its front
+bumper (a tractrix: each tick it moves straight towards the front's new
+position, keeping its distance) until the body's heading is back within
+:data:`SETTLE_DEG` of SUMO's. Trailing everywhere would put every turning
+car's body on the chord of its path, as a real car's; it was tried, and it
+left cars that stopped during SUMO's steep low-speed lane changes standing
+across two lanes, where the ego waited for them and they for the ego.
 """
 from __future__ import annotations
 
@@ -22,18 +25,20 @@ import numpy as np
 
 from sumo_world.ego.dynamics import EgoParams
 
-__all__ = ["BodyHeadings", "MAX_GAP_S", "JUMP_DEG"]
+__all__ = ["BodyHeadings", "MAX_GAP_S", "JUMP_DEG", "SETTLE_DEG"]
 
 # A vehicle not read for longer than this (it left the sensing radius and came back) starts afresh.
 MAX_GAP_S = 0.2
 # A front bumper that moved farther than this in one read was placed, not driven: it starts afresh.
 _MAX_MOVE_M = 5.0
-# A body this far from SUMO's heading counts as one of SUMO's jumps (BodyHeadings.jumps).
-JUMP_DEG = 10.0
+# SUMO turning a vehicle more than this in one tick is a jump no car makes: its rear trails from there.
+JUMP_DEG = 25.0
+# A trailing body this close to SUMO's heading takes SUMO's heading again.
+SETTLE_DEG = 2.0
 
 
 class BodyHeadings:
-    """Each vehicle's heading from its rear axle, trailing its front bumper (SUMO frame and angles).
+    """Each vehicle's heading: SUMO's, or after one of SUMO's jumps its rear axle's, trailing the front.
 
     The rear axle sits behind the front bumper at the share of the vehicle's
     length the ego's has (:class:`~sumo_world.ego.dynamics.EgoParams`: front
@@ -42,13 +47,12 @@ class BodyHeadings:
 
     def __init__(self, params: EgoParams = EgoParams()) -> None:
         self.rear_axle_share = (params.half_length_m + params.wheelbase_m / 2.0) / (2.0 * params.half_length_m)
-        self.jumps = 0  # times a body's heading came JUMP_DEG from SUMO's (SUMO turned it faster than it drove)
+        self.jumps = 0  # SUMO's turns of more than JUMP_DEG in one tick
         self._time_s = math.nan
-        self._rear_now: dict[str, tuple[float, float, float, float]] = {}  # id -> (rear x, y, front x, y)
-        self._rear_before: dict[str, tuple[float, float, float, float]] = {}
+        # id -> (rear axle x, y, front x, y, SUMO's angle, trailing) at self._time_s, and the read before it
+        self._now: dict[str, tuple[float, float, float, float, float, bool]] = {}
+        self._before: dict[str, tuple[float, float, float, float, float, bool]] = {}
         self._before_s = math.nan
-        self._apart: set[str] = set()  # vehicles JUMP_DEG from SUMO's heading at the last time read
-        self._apart_before: set[str] = set()
 
     def __call__(self, time_s: float, ids: list[str], front_xy: np.ndarray, angle_deg: np.ndarray,
                  half_length_m: np.ndarray) -> np.ndarray:
@@ -58,32 +62,38 @@ class BodyHeadings:
         SUMO's angles; ``half_length_m``: half their lengths.
         """
         if time_s != self._time_s:
-            self._rear_before, self._before_s = self._rear_now, self._time_s
-            self._apart_before, self._apart = self._apart, set()
-            self._rear_now, self._time_s = {}, time_s
+            self._before, self._before_s = self._now, self._time_s
+            self._now, self._time_s = {}, time_s
         front = np.asarray(front_xy, dtype=float).reshape(-1, 2)
         sumo_angle = np.asarray(angle_deg, dtype=float)
+        out = sumo_angle.copy()
         if not len(ids):
-            return sumo_angle.copy()
+            return out
         axle = 2.0 * np.asarray(half_length_m, dtype=float) * self.rear_axle_share
         rad = np.radians(sumo_angle)
         rear = front - axle[:, None] * np.stack([np.sin(rad), np.cos(rad)], axis=1)  # SUMO's own body
-        if 0.0 < time_s - self._before_s <= MAX_GAP_S and self._rear_before:
-            for i, vid in enumerate(ids):
-                before = self._rear_before.get(vid)
-                if before is None or math.hypot(front[i, 0] - before[2], front[i, 1] - before[3]) > _MAX_MOVE_M:
-                    continue
-                dx, dy = front[i, 0] - before[0], front[i, 1] - before[1]
-                gap = math.hypot(dx, dy)
-                if gap > 1e-6:  # the rear axle moves straight towards the front, keeping its distance
-                    rear[i, 0] = front[i, 0] - axle[i] * dx / gap
-                    rear[i, 1] = front[i, 1] - axle[i] * dy / gap
-        along = front - rear
-        out = np.degrees(np.arctan2(along[:, 0], along[:, 1]))
+        follow = 0.0 < time_s - self._before_s <= MAX_GAP_S
         for i, vid in enumerate(ids):
-            self._rear_now[vid] = (float(rear[i, 0]), float(rear[i, 1]), float(front[i, 0]), float(front[i, 1]))
-            if abs((out[i] - sumo_angle[i] + 180.0) % 360.0 - 180.0) > JUMP_DEG:
-                if vid not in self._apart_before and vid not in self._apart:
+            before = self._before.get(vid) if follow else None
+            trailing = False
+            if before is not None and math.hypot(front[i, 0] - before[2], front[i, 1] - before[3]) <= _MAX_MOVE_M:
+                jump = abs(_wrap(sumo_angle[i] - before[4])) > JUMP_DEG
+                if jump and not before[5]:
                     self.jumps += 1
-                self._apart.add(vid)
+                if jump or before[5]:
+                    dx, dy = front[i, 0] - before[0], front[i, 1] - before[1]
+                    gap = math.hypot(dx, dy)
+                    if gap > 1e-6:  # the rear axle moves straight towards the front, keeping its distance
+                        heading = math.degrees(math.atan2(dx, dy))
+                        trailing = abs(_wrap(heading - sumo_angle[i])) > SETTLE_DEG
+                        if trailing:
+                            rear[i] = front[i, 0] - axle[i] * dx / gap, front[i, 1] - axle[i] * dy / gap
+                            out[i] = heading
+            self._now[vid] = (float(rear[i, 0]), float(rear[i, 1]), float(front[i, 0]), float(front[i, 1]),
+                              float(sumo_angle[i]), trailing)
         return out
+
+
+def _wrap(angle_deg: float) -> float:
+    """``angle_deg`` in [-180, 180)."""
+    return (angle_deg + 180.0) % 360.0 - 180.0
