@@ -78,7 +78,7 @@ class BodyHeadings:
             trailing = False
             if before is not None and math.hypot(front[i, 0] - before[2], front[i, 1] - before[3]) <= _MAX_MOVE_M:
                 jump = abs(_wrap(sumo_angle[i] - before[4])) > JUMP_DEG
-                if jump and not before[5]:
+                if jump and not before[5] and vid not in self._now:  # counted at its first read
                     self.jumps += 1
                 if jump or before[5]:
                     dx, dy = front[i, 0] - before[0], front[i, 1] - before[1]
