@@ -49,9 +49,9 @@ class BodyHeadings:
         self.rear_axle_share = (params.half_length_m + params.wheelbase_m / 2.0) / (2.0 * params.half_length_m)
         self.jumps = 0  # SUMO's turns of more than JUMP_DEG in one tick
         self._time_s = math.nan
-        # id -> (rear axle x, y, front x, y, SUMO's angle, trailing) at self._time_s, and the read before it
-        self._now: dict[str, tuple[float, float, float, float, float, bool]] = {}
-        self._before: dict[str, tuple[float, float, float, float, float, bool]] = {}
+        # id -> [rear axle x, y, front x, y, SUMO's angle, trailing (1.0 or 0.0)] at self._time_s, and the read before
+        self._now: dict[str, list[float]] = {}
+        self._before: dict[str, list[float]] = {}
         self._before_s = math.nan
 
     def __call__(self, time_s: float, ids: list[str], front_xy: np.ndarray, angle_deg: np.ndarray,
@@ -61,7 +61,8 @@ class BodyHeadings:
         ``front_xy`` (N, 2): their front bumpers (SUMO frame); ``angle_deg``:
         SUMO's angles; ``half_length_m``: half their lengths.
         """
-        if time_s != self._time_s:
+        first_read = time_s != self._time_s
+        if first_read:
             self._before, self._before_s = self._now, self._time_s
             self._now, self._time_s = {}, time_s
         front = np.asarray(front_xy, dtype=float).reshape(-1, 2)
@@ -72,28 +73,31 @@ class BodyHeadings:
         axle = 2.0 * np.asarray(half_length_m, dtype=float) * self.rear_axle_share
         rad = np.radians(sumo_angle)
         rear = front - axle[:, None] * np.stack([np.sin(rad), np.cos(rad)], axis=1)  # SUMO's own body
-        follow = 0.0 < time_s - self._before_s <= MAX_GAP_S
-        for i, vid in enumerate(ids):
-            before = self._before.get(vid) if follow else None
-            trailing = False
-            if before is not None and math.hypot(front[i, 0] - before[2], front[i, 1] - before[3]) <= _MAX_MOVE_M:
-                jump = abs(_wrap(sumo_angle[i] - before[4])) > JUMP_DEG
-                if jump and not before[5] and vid not in self._now:  # counted at its first read
-                    self.jumps += 1
-                if jump or before[5]:
-                    dx, dy = front[i, 0] - before[0], front[i, 1] - before[1]
-                    gap = math.hypot(dx, dy)
-                    if gap > 1e-6:  # the rear axle moves straight towards the front, keeping its distance
-                        heading = math.degrees(math.atan2(dx, dy))
-                        trailing = abs(_wrap(heading - sumo_angle[i])) > SETTLE_DEG
-                        if trailing:
-                            rear[i] = front[i, 0] - axle[i] * dx / gap, front[i, 1] - axle[i] * dy / gap
-                            out[i] = heading
-            self._now[vid] = (float(rear[i, 0]), float(rear[i, 1]), float(front[i, 0]), float(front[i, 1]),
-                              float(sumo_angle[i]), trailing)
+        trailing = np.zeros(len(ids), dtype=bool)
+        if 0.0 < time_s - self._before_s <= MAX_GAP_S and self._before:
+            before = np.array([self._before.get(vid, _UNSEEN) for vid in ids], dtype=float)
+            driven = np.hypot(*(front - before[:, 2:4]).T) <= _MAX_MOVE_M  # False for the unseen (NaN)
+            jump = driven & (np.abs(_wrap(sumo_angle - before[:, 4])) > JUMP_DEG)
+            was_trailing = driven & (before[:, 5] > 0.5)
+            if first_read:
+                self.jumps += int(np.count_nonzero(jump & ~was_trailing))
+            # the rear axle moves straight towards the front, keeping its distance
+            along = front - before[:, :2]
+            gap = np.hypot(*along.T)
+            heading = np.degrees(np.arctan2(along[:, 0], along[:, 1]))
+            trailing = (jump | was_trailing) & (gap > 1e-6) & (np.abs(_wrap(heading - sumo_angle)) > SETTLE_DEG)
+            if trailing.any():
+                t = trailing
+                rear[t] = front[t] - axle[t, None] * along[t] / gap[t, None]
+                out[t] = heading[t]
+        rows = np.column_stack([rear, front, sumo_angle, trailing]).tolist()
+        self._now.update(zip(ids, rows))
         return out
 
 
-def _wrap(angle_deg: float) -> float:
+_UNSEEN = [math.nan] * 6
+
+
+def _wrap(angle_deg: np.ndarray) -> np.ndarray:
     """``angle_deg`` in [-180, 180)."""
     return (angle_deg + 180.0) % 360.0 - 180.0
