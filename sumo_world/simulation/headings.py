@@ -20,6 +20,8 @@ across two lanes, where the ego waited for them and they for the ego.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,9 +51,8 @@ class BodyHeadings:
         self.rear_axle_share = (params.half_length_m + params.wheelbase_m / 2.0) / (2.0 * params.half_length_m)
         self.jumps = 0  # SUMO's turns of more than JUMP_DEG in one tick
         self._time_s = math.nan
-        # id -> [rear axle x, y, front x, y, SUMO's angle, trailing (1.0 or 0.0)] at self._time_s, and the read before
-        self._now: dict[str, list[float]] = {}
-        self._before: dict[str, list[float]] = {}
+        self._now: _Read | None = None  # what was read at self._time_s
+        self._before: _Read | None = None  # and at the time read before it
         self._before_s = math.nan
 
     def __call__(self, time_s: float, ids: list[str], front_xy: np.ndarray, angle_deg: np.ndarray,
@@ -64,40 +65,55 @@ class BodyHeadings:
         first_read = time_s != self._time_s
         if first_read:
             self._before, self._before_s = self._now, self._time_s
-            self._now, self._time_s = {}, time_s
+            self._now, self._time_s = None, time_s
         front = np.asarray(front_xy, dtype=float).reshape(-1, 2)
         sumo_angle = np.asarray(angle_deg, dtype=float)
         out = sumo_angle.copy()
-        if not len(ids):
-            return out
-        axle = 2.0 * np.asarray(half_length_m, dtype=float) * self.rear_axle_share
-        rad = np.radians(sumo_angle)
-        rear = front - axle[:, None] * np.stack([np.sin(rad), np.cos(rad)], axis=1)  # SUMO's own body
-        trailing = np.zeros(len(ids), dtype=bool)
-        if 0.0 < time_s - self._before_s <= MAX_GAP_S and self._before:
-            before = np.array([self._before.get(vid, _UNSEEN) for vid in ids], dtype=float)
-            driven = np.hypot(*(front - before[:, 2:4]).T) <= _MAX_MOVE_M  # False for the unseen (NaN)
-            jump = driven & (np.abs(_wrap(sumo_angle - before[:, 4])) > JUMP_DEG)
-            was_trailing = driven & (before[:, 5] > 0.5)
+        trailing: dict[str, tuple[float, float]] = {}
+        before = self._before
+        n = len(ids)
+        if n and before is not None and 0.0 < time_s - self._before_s <= MAX_GAP_S:
+            k = np.fromiter((before.index.get(vid, -1) for vid in ids), dtype=np.intp, count=n)
+            seen = k >= 0
+            k = np.where(seen, k, 0)
+            driven = seen & (np.hypot(*(front - before.front[k]).T) <= _MAX_MOVE_M)
+            jump = driven & (np.abs(_wrap(sumo_angle - before.angle[k])) > JUMP_DEG)
+            was_trailing = (driven & np.fromiter((vid in before.trailing for vid in ids), dtype=bool, count=n)
+                            if before.trailing else np.zeros(n, dtype=bool))
             if first_read:
                 self.jumps += int(np.count_nonzero(jump & ~was_trailing))
-            # the rear axle moves straight towards the front, keeping its distance
-            along = front - before[:, :2]
-            gap = np.hypot(*along.T)
-            heading = np.degrees(np.arctan2(along[:, 0], along[:, 1]))
-            trailing = (jump | was_trailing) & (gap > 1e-6) & (np.abs(_wrap(heading - sumo_angle)) > SETTLE_DEG)
-            if trailing.any():
-                t = trailing
-                rear[t] = front[t] - axle[t, None] * along[t] / gap[t, None]
-                out[t] = heading[t]
-        rows = np.column_stack([rear, front, sumo_angle, trailing]).tolist()
-        self._now.update(zip(ids, rows))
+            for i in np.nonzero(jump | was_trailing)[0]:  # a few vehicles at a time
+                vid = ids[i]
+                axle = 2.0 * float(half_length_m[i]) * self.rear_axle_share
+                if vid in before.trailing:
+                    rear_x, rear_y = before.trailing[vid]
+                else:  # SUMO's body the tick before
+                    rad = math.radians(before.angle[k[i]])
+                    rear_x = before.front[k[i], 0] - axle * math.sin(rad)
+                    rear_y = before.front[k[i], 1] - axle * math.cos(rad)
+                dx, dy = front[i, 0] - rear_x, front[i, 1] - rear_y
+                gap = math.hypot(dx, dy)
+                if gap <= 1e-6:
+                    continue
+                # the rear axle moves straight towards the front, keeping its distance
+                heading = math.degrees(math.atan2(dx, dy))
+                if abs(_wrap(heading - sumo_angle[i])) > SETTLE_DEG:
+                    trailing[vid] = (front[i, 0] - axle * dx / gap, front[i, 1] - axle * dy / gap)
+                    out[i] = heading
+        self._now = _Read(dict(zip(ids, range(n))), front.copy(), sumo_angle.copy(), trailing)
         return out
 
 
-_UNSEEN = [math.nan] * 6
+@dataclass(frozen=True)
+class _Read:
+    """The vehicles of one read: their rows, front bumpers, SUMO's angles, and the trailing ones' rear axles."""
+
+    index: dict[str, int]
+    front: np.ndarray
+    angle: np.ndarray
+    trailing: dict[str, tuple[float, float]]
 
 
-def _wrap(angle_deg: np.ndarray) -> np.ndarray:
+def _wrap(angle_deg: Any) -> Any:
     """``angle_deg`` in [-180, 180)."""
     return (angle_deg + 180.0) % 360.0 - 180.0
