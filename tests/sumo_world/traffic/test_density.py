@@ -11,13 +11,12 @@ from sumo_world.towns.signal_plans import CARLA_TIMING, apply_carla_plans, carla
 from sumo_world.towns.store import TownStore
 from sumo_world.traffic.demand import MIN_LANE_M_PER_VEHICLE, TrafficConfig, driving_lane_m, fit_to_town
 from tests.helpers.child_process import run_in_child
+from tests.helpers.worlds import empty_world, generated_town, plain_edges
 
 
 @pytest.fixture(scope="module")
 def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("density") / "towns"
-    TownStore(root).generate("dense", kind="grid", size=3, seed=0)
-    return root
+    return generated_town(tmp_path_factory, "dense", kind="grid", size=3, seed=0)
 
 
 # ----------------------------------------------------------------------------- the cap
@@ -42,17 +41,13 @@ def test_a_town_gets_no_more_vehicles_than_its_lanes_hold(towns_dir: Path) -> No
 
 def _queued_at_red(towns_dir: Path) -> dict:
     from sumo_world.traffic.jams import JamRelease
-    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.simulation.world import SENSE_RADIUS_M
 
-    town = TownStore(towns_dir).get("dense")
-    network = RoadNetwork.load(town.net_path)
-    # An edge into a light: a car driving it stands at the red stop line.
-    edge = next(e for e in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID())
-                if e.getLength() > 60.0 and e.getToNode().getType() == "traffic_light"
-                and any(lane.allows("passenger") for lane in e.getLanes()))
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0, sense_radius_m=SENSE_RADIUS_M)
-    world.start()
-    try:
+    with empty_world(towns_dir, "dense", sense_radius_m=SENSE_RADIUS_M) as (world, network):
+        # An edge into a light: a car driving it stands at the red stop line.
+        edge = next(e for e in plain_edges(network)
+                    if e.getLength() > 60.0 and e.getToNode().getType() == "traffic_light"
+                    and any(lane.allows("passenger") for lane in e.getLanes()))
         sumo = world.sumo
         after = sorted(e.getID() for e in edge.getOutgoing() if not e.getID().startswith(":"))[0]
         sumo.route.add("in", [edge.getID(), after])  # through the light, so it must wait there
@@ -66,8 +61,6 @@ def _queued_at_red(towns_dir: Path) -> dict:
             if "queued" in sumo.vehicle.getIDList() and sumo.vehicle.getSpeed("queued") < 0.1:
                 stood_s += world.step_s
         return {"released": list(jams.released), "stood_s": stood_s}
-    finally:
-        world.close()
 
 
 def test_a_vehicle_waiting_at_a_red_is_never_released(towns_dir: Path) -> None:
@@ -125,15 +118,11 @@ def _queued_behind_ego(towns_dir: Path) -> dict:
     from sumo_world.ego.dynamics import EgoState
     from sumo_world.traffic.jams import JamRelease
     from sumo_world.simulation.ego_presence import EGO_ID
-    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.simulation.world import SENSE_RADIUS_M
 
-    town = TownStore(towns_dir).get("dense")
-    network = RoadNetwork.load(town.net_path)
-    edge = next(e for e in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID())
-                if e.getLength() > 80.0 and any(lane.allows("passenger") for lane in e.getLanes()))
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0, sense_radius_m=SENSE_RADIUS_M)
-    world.start()
-    try:
+    with empty_world(towns_dir, "dense", sense_radius_m=SENSE_RADIUS_M) as (world, network):
+        edge = next(e for e in plain_edges(network)
+                    if e.getLength() > 80.0 and any(lane.allows("passenger") for lane in e.getLanes()))
         sumo = world.sumo
         sumo.route.add("stay", [edge.getID()])
         sumo.vehicle.add("probe", "stay", typeID="DEFAULT_VEHTYPE", departPos="60.0", departSpeed="0")
@@ -158,8 +147,6 @@ def _queued_behind_ego(towns_dir: Path) -> dict:
             if "behind" in sumo.vehicle.getIDList() and sumo.vehicle.getSpeed("behind") < 0.1:
                 stood_s += world.step_s
         return {"released": list(jams.released), "stood_s": stood_s}
-    finally:
-        world.close()
 
 
 def test_a_vehicle_queued_behind_the_standing_ego_is_never_released(towns_dir: Path) -> None:

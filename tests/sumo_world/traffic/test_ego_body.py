@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sumo_world.towns.store import TownStore
 from tests.helpers.child_process import run_in_child
+from tests.helpers.worlds import empty_world, generated_town, plain_edges
 from tests.helpers.shapes import box
 
 
@@ -21,23 +21,17 @@ def _straddling_ego_run(towns_dir: Path, left_m: float, nose_right_deg: float) -
     back to the right (its tail swung out into the left lane, as when it stops while changing back
     to the right lane); a car comes along the left lane at 13 m/s. Returns the closest approach and whether the two footprints ever overlapped."""
     from sumo_world.ego.dynamics import EgoState
-    from sumo_world.roads.network import RoadNetwork
-    from sumo_world.simulation.world import SumoWorld
     from sumolib.geomhelper import positionAtShapeOffset
 
-    town = TownStore(towns_dir).get("lanes")
-    network = RoadNetwork.load(town.net_path)
-    edge = None
-    for candidate in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID()):
-        car_lanes = [lane for lane in candidate.getLanes() if lane.allows("passenger")]
-        if len(car_lanes) >= 2 and candidate.getLength() > 80.0:
-            edge = candidate
-            break
-    assert edge is not None, "the generated town has no two-lane edge"
-    right, left = car_lanes[0], car_lanes[-1]
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
-    world.start()
-    try:
+    with empty_world(towns_dir, "lanes") as (world, network):
+        edge = None
+        for candidate in plain_edges(network):
+            car_lanes = [lane for lane in candidate.getLanes() if lane.allows("passenger")]
+            if len(car_lanes) >= 2 and candidate.getLength() > 80.0:
+                edge = candidate
+                break
+        assert edge is not None, "the generated town has no two-lane edge"
+        right, left = car_lanes[0], car_lanes[-1]
         t = world.transform
         along = edge.getLength() - 15.0
         (ax, ay), (bx, by) = (positionAtShapeOffset(right.getShape(), along - 1.0),
@@ -68,15 +62,11 @@ def _straddling_ego_run(towns_dir: Path, left_m: float, nose_right_deg: float) -
             closest = min(closest, ego_box.distance(other))
             overlapped |= ego_box.intersects(other)
         return {"closest": closest, "overlapped": overlapped, "passed": passed}
-    finally:
-        world.close()
 
 
 @pytest.fixture(scope="module")
 def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lanes") / "towns"
-    TownStore(root).generate("lanes", kind="grid", size=3, seed=0)
-    return root
+    return generated_town(tmp_path_factory, "lanes", kind="grid", size=3, seed=0)
 
 
 def test_traffic_brakes_for_an_ego_sticking_into_its_lane(towns_dir: Path) -> None:

@@ -6,24 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from sumo_world.towns.store import TownStore
 from tests.helpers.child_process import run_in_child
+from tests.helpers.worlds import empty_world, generated_town, plain_edges
 
 
 def _locked_run(towns_dir: Path, refill_away_m: float | None = None) -> dict:
     from sumo_world.ego.dynamics import EgoState
     from sumo_world.traffic.jams import JamRelease
     from sumo_world.traffic.refill import Refill
-    from sumo_world.roads.network import RoadNetwork
-    from sumo_world.simulation.world import SENSE_RADIUS_M, SumoWorld
+    from sumo_world.simulation.world import SENSE_RADIUS_M
 
-    town = TownStore(towns_dir).get("jam")
-    network = RoadNetwork.load(town.net_path)
-    edge = next(e for e in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID())
-                if e.getLength() > 80.0 and any(lane.allows("passenger") for lane in e.getLanes()))
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0, sense_radius_m=SENSE_RADIUS_M)
-    world.start()
-    try:
+    with empty_world(towns_dir, "jam", sense_radius_m=SENSE_RADIUS_M) as (world, network):
+        edge = next(e for e in plain_edges(network)
+                    if e.getLength() > 80.0 and any(lane.allows("passenger") for lane in e.getLanes()))
         sumo = world.sumo
         sumo.route.add("stay", [edge.getID()])
         sumo.vehicle.add("locked", "stay", typeID="DEFAULT_VEHTYPE", departPos="60.0", departSpeed="0")
@@ -51,15 +46,11 @@ def _locked_run(towns_dir: Path, refill_away_m: float | None = None) -> dict:
         added = {v: {"type": sumo.vehicle.getTypeID(v), "to_ego_m": math.dist(sumo.vehicle.getPosition(v), ego_xy)}
                  for v in vehicles if v.startswith("locked+")}
         return {"released": jams.released, "present_before": present_before, "vehicles": vehicles, "added": added}
-    finally:
-        world.close()
 
 
 @pytest.fixture(scope="module")
 def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("jam") / "towns"
-    TownStore(root).generate("jam", kind="grid", size=3, seed=0)
-    return root
+    return generated_town(tmp_path_factory, "jam", kind="grid", size=3, seed=0)
 
 
 def test_a_vehicle_locked_near_the_ego_is_released_after_the_jam_time(towns_dir: Path) -> None:

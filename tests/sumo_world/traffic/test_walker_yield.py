@@ -12,26 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumo_world.towns.store import TownStore
 from tests.helpers.child_process import run_in_child
+from tests.helpers.worlds import empty_world, generated_town, plain_edges
 from tests.helpers.shapes import box
 
 
 def _sidewalk_run(towns_dir: Path, use_yield: bool, leave_at_s: float | None, ticks: int) -> dict:
     """A walker walks along a sidewalk towards a footprint standing on it; the footprint leaves at ``leave_at_s``."""
     from sumo_world.ego.dynamics import EgoState
-    from sumo_world.roads.network import RoadNetwork
-    from sumo_world.simulation.world import SumoWorld
     from sumo_world.traffic.walker_yield import WalkerYield
 
-    town = TownStore(towns_dir).get("walk")
-    network = RoadNetwork.load(town.net_path)
-    sidewalk = next(lane for edge in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID())
-                    for lane in edge.getLanes()
-                    if lane.allows("pedestrian") and not lane.allows("passenger") and edge.getLength() > 60.0)
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
-    world.start()
-    try:
+    with empty_world(towns_dir, "walk") as (world, network):
+        sidewalk = next(lane for edge in plain_edges(network)
+                        for lane in edge.getLanes()
+                        if lane.allows("pedestrian") and not lane.allows("passenger") and edge.getLength() > 60.0)
         shape = network.lane_shape(sidewalk.getID())
         forward = (shape[-1] - shape[0]) / np.linalg.norm(shape[-1] - shape[0])
         start = shape[0] + forward * 10.0
@@ -62,15 +56,11 @@ def _sidewalk_run(towns_dir: Path, use_yield: bool, leave_at_s: float | None, ti
             walked_past |= float((walkers.xy[0] - centre) @ forward) > p.half_length_m + 1.0
         return {"closest": closest, "overlapped": overlapped, "holds": guard.holds, "gave_up": guard.gave_up,
                 "walked_past": walked_past, "left": "walker" not in sumo.person.getIDList()}
-    finally:
-        world.close()
 
 
 @pytest.fixture(scope="module")
 def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("walk") / "towns"
-    TownStore(root).generate("walk", kind="grid", size=2, seed=0)
-    return root
+    return generated_town(tmp_path_factory, "walk", kind="grid", size=2, seed=0)
 
 
 def test_a_walker_stops_short_of_the_ego_and_walks_on_when_it_has_left(towns_dir: Path) -> None:

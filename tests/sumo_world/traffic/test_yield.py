@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sumo_world.towns.store import TownStore
 from tests.helpers.child_process import run_in_child
+from tests.helpers.worlds import empty_world, generated_town, plain_edges
 from tests.helpers.shapes import box
 
 
 def _movement(network, direction: str):
     """(incoming edge, its lane, the exit lane) of the first car movement through a junction in
     ``direction`` (SUMO's "s" straight, "r" right) from a road over 60 m long into one over 30 m."""
-    for edge in sorted(network.net.getEdges(withInternal=False), key=lambda e: e.getID()):
+    for edge in plain_edges(network):
         for lane in edge.getLanes() if edge.getLength() > 60.0 else ():
             for connection in lane.getOutgoing() if lane.allows("passenger") else ():
                 if connection.getDirection() == direction and connection.getToLane().getEdge().getLength() > 30.0:
@@ -31,17 +31,11 @@ def _movement(network, direction: str):
 def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
     """A stopped ego across a junction, 4 m past a stop line; a car comes straight through at 13 m/s."""
     from sumo_world.ego.dynamics import EgoState
-    from sumo_world.roads.network import RoadNetwork
     from sumo_world.traffic.yielding import TrafficYield
-    from sumo_world.simulation.world import SumoWorld
 
-    town = TownStore(towns_dir).get("junction")
-    network = RoadNetwork.load(town.net_path)
-    incoming, lane, exit_lane = _movement(network, "s")
-    outgoing = exit_lane.getEdge()
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
-    world.start()
-    try:
+    with empty_world(towns_dir, "junction") as (world, network):
+        incoming, lane, exit_lane = _movement(network, "s")
+        outgoing = exit_lane.getEdge()
         (x0, y0), (x1, y1) = lane.getShape()[-2:]
         norm = math.hypot(x1 - x0, y1 - y0)
         ux, uy = (x1 - x0) / norm, (y1 - y0) / norm
@@ -72,15 +66,11 @@ def _crossing_run(towns_dir: Path, use_yield: bool) -> dict:
             overlapped |= ego_box.intersects(other)
         return {"closest": closest, "overlapped": overlapped, "interventions": guard.interventions,
                 "ego_lane": world.ego_lane_id()}
-    finally:
-        world.close()
 
 
 @pytest.fixture(scope="module")
 def towns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("junction") / "towns"
-    TownStore(root).generate("junction", kind="grid", size=3, seed=0)
-    return root
+    return generated_town(tmp_path_factory, "junction", kind="grid", size=3, seed=0)
 
 
 def test_a_car_stops_short_of_an_ego_standing_across_its_path_in_a_junction(towns_dir: Path) -> None:
@@ -96,16 +86,10 @@ def test_a_car_stops_short_of_an_ego_standing_across_its_path_in_a_junction(town
 def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
     """A body stands in the exit lane of a right turn, 3 m in, unseen by SUMO; a car makes the turn at 8 m/s."""
     from sumo_world.ego.dynamics import EgoState
-    from sumo_world.roads.network import RoadNetwork
     from sumo_world.traffic.yielding import TrafficYield
-    from sumo_world.simulation.world import SumoWorld
 
-    town = TownStore(towns_dir).get("junction")
-    network = RoadNetwork.load(town.net_path)
-    incoming, lane, exit_lane = _movement(network, "r")
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
-    world.start()
-    try:
+    with empty_world(towns_dir, "junction") as (world, network):
+        incoming, lane, exit_lane = _movement(network, "r")
         shape = network.lane_shape(exit_lane.getID())
         d = shape[1] - shape[0]
         forward = d / np.linalg.norm(d)
@@ -134,8 +118,6 @@ def _turning_run(towns_dir: Path, use_paths: bool) -> dict:
             closest = min(closest, ego_box.distance(other))
             overlapped |= ego_box.intersects(other)
         return {"closest": closest, "overlapped": overlapped, "turned": exit_lane.getID() in lanes}
-    finally:
-        world.close()
 
 
 def test_a_turning_car_stops_short_of_a_body_in_its_exit_lane(towns_dir: Path) -> None:
@@ -149,18 +131,12 @@ def test_a_turning_car_stops_short_of_a_body_in_its_exit_lane(towns_dir: Path) -
 def _spawn_run(towns_dir: Path) -> dict:
     """The ego appears 25 m ahead of a car doing 15 m/s on its lane, and 25 m ahead of one standing."""
     from sumo_world.ego.dynamics import EgoState
-    from sumo_world.roads.network import RoadNetwork
-    from sumo_world.simulation.world import SumoWorld
 
-    town = TownStore(towns_dir).get("junction")
-    network = RoadNetwork.load(town.net_path)
-    edge = max((e for e in network.net.getEdges(withInternal=False)
-                if len(e.getLanes()) >= 2 and all(lane.allows("passenger") for lane in e.getLanes()[-2:])),
-               key=lambda e: e.getLength())
-    fast_lane, still_lane = edge.getLanes()[-1], edge.getLanes()[-2]
-    world = SumoWorld(town, route_files=[], seed=0, network=network, warmup_s=0.0)
-    world.start()
-    try:
+    with empty_world(towns_dir, "junction") as (world, network):
+        edge = max((e for e in network.net.getEdges(withInternal=False)
+                    if len(e.getLanes()) >= 2 and all(lane.allows("passenger") for lane in e.getLanes()[-2:])),
+                   key=lambda e: e.getLength())
+        fast_lane, still_lane = edge.getLanes()[-1], edge.getLanes()[-2]
         sumo = world.sumo
         sumo.route.add("along", [edge.getID()])
         for vid, lane, speed in (("fast", fast_lane, "15"), ("still", still_lane, "0")):
@@ -177,8 +153,6 @@ def _spawn_run(towns_dir: Path) -> dict:
         ego = EgoState(float(center[0]), float(center[1]), math.degrees(math.atan2(forward[1], forward[0])), 0.0)
         world.add_ego(ego, [edge.getID()])
         return {"left": sorted(v for v in sumo.vehicle.getIDList() if v in ("fast", "still"))}
-    finally:
-        world.close()
 
 
 def test_the_ego_appears_where_no_car_is_coming_too_fast_to_stop(towns_dir: Path) -> None:
