@@ -28,7 +28,9 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -148,8 +150,12 @@ def run_route(route: RouteSpec, town: TownInfo, agent: str, agent_config: str | 
 
 
 def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = None, cwd: str | None = None,
-                evaluator_pid: int | None = None) -> None:
-    """Entry of a route's child process: run it, send ("ok", outcome) or ("error", status, message)."""
+                evaluator_pid: int | None = None, scratch: str | None = None) -> None:
+    """Entry of a route's child process: run it, send ("ok", outcome) or ("error", status, message).
+
+    ``scratch``: the folder its temporary files go to (the world's route files), which the parent
+    removes when the child has ended, however it ended.
+    """
     from langprop_common.processes import die_with
 
     # Its parent is the forkserver, which outlives the evaluator while a child
@@ -164,6 +170,8 @@ def _child_main(conn: Any, job: dict[str, Any], env: dict[str, str] | None = Non
         for key in [k for k in os.environ if k.startswith("LANGPROP_") and k not in env]:
             del os.environ[key]
         os.environ.update(env)
+    if scratch is not None:
+        tempfile.tempdir = scratch
     try:
         outcome = run_route(**job)
         conn.send(("ok", outcome))
@@ -240,7 +248,7 @@ def run_route_jobs(jobs: list[RouteJob], on_done: Callable[[RouteJob, RouteOutco
     """
     context = _mp_context()
     pending = list(jobs)
-    running: dict[Any, tuple[RouteJob, Any, Any, float]] = {}  # sentinel -> (job, process, conn, start)
+    running: dict[Any, tuple[RouteJob, Any, Any, float, str]] = {}  # sentinel -> (job, process, conn, start, scratch)
     workers = max(1, int(workers))
     while pending or running:
         while pending and len(running) < workers:
@@ -252,15 +260,18 @@ def run_route_jobs(jobs: list[RouteJob], on_done: Callable[[RouteJob, RouteOutco
                           **{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
             # The forkserver's environment and folder date from its start: hand over today's.
             env = {key: value for key, value in os.environ.items() if key.startswith("LANGPROP_")}
-            process = context.Process(target=_child_main, args=(child_conn, kwargs, env, os.getcwd(), os.getpid()),
+            # A child killed at its wall limit cannot clean up its world's folder: the parent does.
+            scratch = tempfile.mkdtemp(prefix="langprop_route_")
+            process = context.Process(target=_child_main,
+                                      args=(child_conn, kwargs, env, os.getcwd(), os.getpid(), scratch),
                                       daemon=True,
                                       name=f"langprop-route-{job.route.route_id}")
             process.start()
             child_conn.close()
-            running[process.sentinel] = (job, process, parent_conn, time.perf_counter())
+            running[process.sentinel] = (job, process, parent_conn, time.perf_counter(), scratch)
         ready = multiprocessing.connection.wait(
-            [conn for _, _, conn, _ in running.values()] + list(running.keys()), timeout=1.0)
-        for sentinel, (job, process, conn, started) in list(running.items()):
+            [conn for _, _, conn, _, _ in running.values()] + list(running.keys()), timeout=1.0)
+        for sentinel, (job, process, conn, started, scratch) in list(running.items()):
             limit = job.config.route_wall_limit_s
             overdue = limit is not None and time.perf_counter() - started > limit and process.is_alive()
             message = None
@@ -278,6 +289,7 @@ def run_route_jobs(jobs: list[RouteJob], on_done: Callable[[RouteJob, RouteOutco
                     continue  # the pipe woke us but holds nothing yet
             process.join(timeout=30)
             conn.close()
+            shutil.rmtree(scratch, ignore_errors=True)
             del running[sentinel]
             wall = time.perf_counter() - started
             town_name = getattr(job.town, "name", str(job.town))

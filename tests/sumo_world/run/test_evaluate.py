@@ -261,7 +261,9 @@ def test_unknown_town_and_agent_are_clear_errors(world_setup: dict, tmp_path: Pa
 
 
 HANGING_AGENT = '''
+import tempfile
 import time
+from pathlib import Path
 from driving.carla_compat import VehicleControl
 
 
@@ -271,7 +273,8 @@ def get_entry_point():
 
 class HangingAgent:
     def __init__(self, path_to_conf_file):
-        pass
+        if path_to_conf_file:  # where the route's process keeps its temporary files (the world's among them)
+            Path(path_to_conf_file).write_text(tempfile.gettempdir())
 
     def sensors(self):
         return []
@@ -291,11 +294,16 @@ class HangingAgent:
 def test_hanging_agent_is_killed_after_the_wall_limit(world_setup: dict, tmp_path: Path) -> None:
     agent = tmp_path / "hanging_agent.py"
     agent.write_text(HANGING_AGENT)
-    config = _config(world_setup, tmp_path, agent=str(agent), route_ids=[world_setup["ids"][1]],
-                     route_wall_limit_s=4.0)
+    told = tmp_path / "route_tmp.txt"
+    config = _config(world_setup, tmp_path, agent=str(agent), agent_config=str(told),
+                     route_ids=[world_setup["ids"][1]], route_wall_limit_s=4.0)
     record = evaluate(config)["_checkpoint"]["records"][0]
     assert record["status"] == STATUS_CRASHED
     assert "wall-clock limit" in record["meta"]["error"]
+    # the killed route could not remove its world's folder (its route files); the runner did, with the
+    # folder it had given the route for its temporary files
+    route_tmp = Path(told.read_text())
+    assert route_tmp.name.startswith("langprop_route_") and not route_tmp.exists()
 
 
 def test_agent_setup_failure_and_broken_agent_file(world_setup: dict, tmp_path: Path) -> None:
