@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from driving.geometry import wrap_angle_deg
 from sumo_world.ego.dynamics import EgoParams
 
 __all__ = ["BodyHeadings", "MAX_GAP_S", "JUMP_DEG", "SETTLE_DEG"]
@@ -77,7 +77,7 @@ class BodyHeadings:
             seen = k >= 0
             k = np.where(seen, k, 0)
             driven = seen & (np.hypot(*(front - before.front[k]).T) <= _MAX_MOVE_M)
-            jump = driven & (np.abs(_wrap(sumo_angle - before.angle[k])) > JUMP_DEG)
+            jump = driven & (np.abs(wrap_angle_deg(sumo_angle - before.angle[k])) > JUMP_DEG)
             was_trailing = (driven & np.fromiter((vid in before.trailing for vid in ids), dtype=bool, count=n)
                             if before.trailing else np.zeros(n, dtype=bool))
             if first_read:
@@ -97,7 +97,7 @@ class BodyHeadings:
                     continue
                 # the rear axle moves straight towards the front, keeping its distance
                 heading = math.degrees(math.atan2(dx, dy))
-                if abs(_wrap(heading - sumo_angle[i])) > SETTLE_DEG:
+                if abs(wrap_angle_deg(heading - sumo_angle[i])) > SETTLE_DEG:
                     trailing[vid] = (front[i, 0] - axle * dx / gap, front[i, 1] - axle * dy / gap)
                     out[i] = heading
         self._now = _Read(dict(zip(ids, range(n))), front.copy(), sumo_angle.copy(), trailing)
@@ -113,7 +113,3 @@ class _Read:
     angle: np.ndarray
     trailing: dict[str, tuple[float, float]]
 
-
-def _wrap(angle_deg: Any) -> Any:
-    """``angle_deg`` in [-180, 180)."""
-    return (angle_deg + 180.0) % 360.0 - 180.0

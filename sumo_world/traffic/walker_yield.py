@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from driving.geometry import to_ego_frame, yaw_to_unit_vector
 from sumo_world.ego.dynamics import EgoParams, EgoState
 from sumo_world.simulation.snapshot import PEDESTRIAN_HALF_SIZE_M
 
@@ -51,20 +52,19 @@ class WalkerYield:
         if not len(near) and not self._held:
             return
         in_sumo = set(person.getIDList())
-        blocked: set[str] = set()
-        if len(near):
-            for k in near:
-                walker_id = walkers.sumo_ids[k]
-                if walker_id not in in_sumo:
-                    continue  # a scenario's or a static walker
-                held = self._held.get(walker_id)
-                speed = held[0] if held is not None else float(person.getMaxSpeed(walker_id))
-                if self._walks_into(ego, walkers.xy[k], float(walkers.yaw_deg[k]), speed):
-                    blocked.add(walker_id)
+        blocked: dict[str, float] = {}  # walker -> its walking speed
+        for k in near:
+            walker_id = walkers.sumo_ids[k]
+            if walker_id not in in_sumo:
+                continue  # a scenario's or a static walker
+            held = self._held.get(walker_id)
+            speed = held[0] if held is not None else float(person.getMaxSpeed(walker_id))
+            if self._walks_into(ego, walkers.xy[k], float(walkers.yaw_deg[k]), speed):
+                blocked[walker_id] = speed
         now = snapshot.time_s
-        for walker_id in blocked:
+        for walker_id, speed in blocked.items():
             if walker_id not in self._held:
-                self._held[walker_id] = (float(person.getMaxSpeed(walker_id)), now)
+                self._held[walker_id] = (speed, now)
                 self.holds += 1
                 person.setSpeed(walker_id, 0.0)
             elif now - self._held[walker_id][1] >= GIVE_UP_S:
@@ -79,17 +79,14 @@ class WalkerYield:
     def _walks_into(self, ego: EgoState, xy: np.ndarray, yaw_deg: float, speed_mps: float) -> bool:
         """Whether a walker at ``xy`` heading ``yaw_deg`` comes within :data:`MARGIN_M` of the ego's body in
         :data:`LOOK_AHEAD_S` of walking, coming closer to it (one walking away is never held)."""
-        rad = math.radians(yaw_deg)
         steps = np.linspace(0.0, speed_mps * LOOK_AHEAD_S, _SAMPLES)
-        points = xy + steps[:, None] * np.array([math.cos(rad), math.sin(rad)])
+        points = xy + steps[:, None] * yaw_to_unit_vector(yaw_deg)
         gaps = self._gaps(ego, points)
         return bool(gaps[1:].min() < _REACH_M + MARGIN_M and gaps[1:].min() < gaps[0])
 
     def _gaps(self, ego: EgoState, points: np.ndarray) -> np.ndarray:
         """Distances of ``points`` from the ego's footprint (0 inside it)."""
         p = self.ego_params
-        forward = ego.forward
-        local = points - ego.xy
-        along = np.abs(local @ forward) - p.half_length_m
-        across = np.abs(local @ np.array([-forward[1], forward[0]])) - p.half_width_m
+        local = np.abs(to_ego_frame(points, ego.xy, ego.forward))
+        along, across = local[:, 0] - p.half_length_m, local[:, 1] - p.half_width_m
         return np.hypot(np.maximum(along, 0.0), np.maximum(across, 0.0))
