@@ -21,8 +21,8 @@ from typing import Any, Sequence
 from sumo_world.roads.network import RoadNetwork
 
 __all__ = ["TrafficConfig", "DENSITIES", "PRESETS", "LEADERBOARD_VEHICLES", "write_traffic_routes",
-           "VEHICLE_TYPES", "WALK_SPEED_MPS", "MIN_DEPART_EDGE_M", "edges_for", "random_walk", "fit_to_town", "MIN_LANE_M_PER_VEHICLE",
-           "driving_lane_m"]
+           "VEHICLE_TYPES", "WALK_SPEED_MPS", "MIN_DEPART_EDGE_M", "edges_for", "random_walk", "fit_to_town",
+           "MIN_LANE_M_PER_VEHICLE", "driving_lane_m"]
 
 # name -> (vehicles, bicycles, pedestrians)
 DENSITIES: dict[str, tuple[int, int, int]] = {

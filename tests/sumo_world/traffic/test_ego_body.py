@@ -19,7 +19,8 @@ from tests.helpers.shapes import box
 def _straddling_ego_run(towns_dir: Path, left_m: float, nose_right_deg: float) -> dict:
     """A stopped ego ``left_m`` left of the right lane's centre, its nose turned ``nose_right_deg``
     back to the right (its tail swung out into the left lane, as when it stops while changing back
-    to the right lane); a car comes along the left lane at 13 m/s. Returns the closest approach and whether the two footprints ever overlapped."""
+    to the right lane); a car comes along the left lane at 13 m/s. Returns the closest approach and whether
+    the two footprints ever overlapped."""
     from sumo_world.ego.dynamics import EgoState
     from sumolib.geomhelper import positionAtShapeOffset
 
